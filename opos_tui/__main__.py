@@ -1,0 +1,3 @@
+from opos_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,393 @@
+"""The E-Mail settings form: the original dialog, keyboard-only.
+
+The form holds a draft; every change is validated against the settings model at once and shown inline
+where it was typed. Saving is refused while anything is invalid; leaving with unsaved changes asks first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton, RadioSet, Static
+
+from opos_tui import settings
+from opos_tui.i18n import tr
+from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.services import secrets
+from opos_tui.services.errors import OposError
+from opos_tui.services.home import Home
+from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
+
+
+def widget_id(key: str) -> str:
+    return key.replace(".", "-").replace("_", "-")
+
+
+def connection_labels() -> dict[str, str]:
+    return {
+        "windows": "Windows-Standard (Simple MAPI)",
+        "outlook": "Outlook (Extended MAPI)",
+        "smtp": "SMTP",
+    }
+
+
+def auth_labels() -> dict[str, str]:
+    return {
+        "none": tr("No login", "Nicht anmelden"),
+        "password": tr("Log in (Anmelden) with profile and password", "Anmelden mit Profil und Passwort"),
+        "oauth": tr("OAuth 2.0 (no sign-in dialog)", "OAuth 2.0 (ohne Anmeldedialog)"),
+        "oauth-dialog": tr(
+            "OAuth mit Dialog (sign-in dialog if needed; recommended)",
+            "OAuth mit Dialog (Anmeldedialog bei Bedarf; empfohlen)",
+        ),
+    }
+
+
+def security_labels() -> dict[str, str]:
+    return {
+        SecurityMode.NONE: tr("None: no encryption", "None: keine Verschlüsselung"),
+        SecurityMode.AUTO: tr(
+            "Auto: SSL on port 465, else STARTTLS when available",
+            "Auto: SSL auf Port 465, sonst STARTTLS wenn verfügbar",
+        ),
+        SecurityMode.SSL_ON_CONNECT: tr(
+            "SslOnConnect: TLS from the first byte (port 465)", "SslOnConnect: TLS ab dem ersten Byte (Port 465)"
+        ),
+        SecurityMode.START_TLS: tr(
+            "StartTls: STARTTLS, no connection without it", "StartTls: STARTTLS, ohne STARTTLS keine Verbindung"
+        ),
+        SecurityMode.START_TLS_WHEN_AVAILABLE: tr(
+            "StartTlsWhenAvailable: STARTTLS if offered, else plain",
+            "StartTlsWhenAvailable: STARTTLS wenn angeboten, sonst unverschlüsselt",
+        ),
+    }
+
+
+def provider_labels() -> dict[str, str]:
+    return {
+        "microsoft": tr(
+            "Microsoft (Office 365; recommended by Microsoft)", "Microsoft (Office 365; von Microsoft empfohlen)"
+        ),
+        "google": "Google",
+    }
+
+
+class FormField(Vertical):
+    """A label, the widget that edits one key, and the place its error is shown."""
+
+    DEFAULT_CSS = """
+    FormField { height: auto; margin: 0 0 1 0; }
+    FormField > .field-error { color: $error; display: none; }
+    FormField.-invalid > .field-error { display: block; }
+    FormField.-invalid > Input { border: tall $error; }
+    """
+
+    def __init__(self, key: str, label: str, editor: Widget) -> None:
+        super().__init__(id=f"field-{widget_id(key)}")
+        self.key = key
+        self.label = label
+        self.editor = editor
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label, classes="field-label")
+        yield self.editor
+        yield Static("", classes="field-error")
+
+    def show_error(self, message: str | None) -> None:
+        self.set_class(bool(message), "-invalid")
+        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
+
+
+def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
+    return RadioSet(
+        *(Choice(label, value=(value == current), name=value) for value, label in labels.items()),
+        id=widget_id(key),
+    )
+
+
+class SettingsScreen(Screen[None]):
+    """Verbindungsart, Anmelden, SMTP connection data, OAuth 2.0 and the sender, as one scrolling form."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
+        Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+    ]
+
+    def __init__(self, home: Home) -> None:
+        super().__init__()
+        self.home = home
+        self.store = secrets.open_store(home)
+        self.saved = settings.load(home)
+        self.dirty = False
+        self.valid: Settings | None = self.saved
+
+    # --- building the form ----------------------------------------------------------------------------
+
+    def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
+        value = settings.format_value(settings.get_value(self.saved, key))
+        return FormField(key, label, Input(value, placeholder=placeholder, id=widget_id(key)))
+
+    def secret_field(self, name: str, label: str) -> FormField:
+        stored = self.store.get(name) is not None
+        hint = (
+            tr("stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten")
+            if stored
+            else tr("not set", "nicht gesetzt")
+        )
+        return FormField(name, label, Input("", placeholder=hint, password=True, id=widget_id(name)))
+
+    def compose(self) -> ComposeResult:
+        s = self.saved
+        yield Header()
+        with VerticalScroll(id="form"):
+            yield Static(
+                tr(
+                    "E-mail dispatch of payment advices and dunning letters",
+                    "E-Mail-Versand von Zahlungsavisen und Mahnungen",
+                ),
+                classes="form-title",
+            )
+            yield Static("", id="form-error", classes="form-error")
+            yield FormField(
+                "connection",
+                tr("Connection type (Verbindungsart)", "Verbindungsart"),
+                radio_set("connection", connection_labels(), s.connection),
+            )
+            with Vertical(id="section-auth", classes="section"):
+                yield FormField(
+                    "auth.method",
+                    tr("Log in (Anmelden)", "Anmelden"),
+                    radio_set("auth.method", auth_labels(), s.auth.method),
+                )
+                yield self.text_field(
+                    "auth.profile",
+                    tr("Profile (Profil): user name or Outlook profile", "Profil: Benutzername oder Outlook-Profil"),
+                )
+                yield self.secret_field(secrets.PASSWORD, tr("Password (Passwort)", "Passwort"))
+            with Vertical(id="section-smtp", classes="section"):
+                yield Static(tr("SMTP connection data", "SMTP-Verbindungsdaten"), classes="section-title")
+                yield self.text_field("smtp.host", tr("Server (host name)", "Server (Hostname)"), "smtp.example.com")
+                yield self.text_field("smtp.port", "Port")
+                yield FormField(
+                    "smtp.security",
+                    tr("Security (Sicherheit)", "Sicherheit"),
+                    radio_set("smtp.security", security_labels(), s.smtp.security.value),
+                )
+                yield self.text_field("smtp.timeout", tr("Timeout (seconds)", "Zeitlimit (Sekunden)"))
+                yield self.text_field(
+                    "smtp.ca_file",
+                    tr(
+                        "Extra CA file (PEM), empty = system store", "Zusätzliche CA-Datei (PEM), leer = Systemspeicher"
+                    ),
+                )
+                yield FormField(
+                    "smtp.allow_plain_auth",
+                    "",
+                    Checkbox(
+                        tr(
+                            "Allow the password over an unencrypted connection",
+                            "Passwort auch über unverschlüsselte Verbindung senden",
+                        ),
+                        s.smtp.allow_plain_auth,
+                        id=widget_id("smtp.allow_plain_auth"),
+                    ),
+                )
+                yield Static(
+                    tr(
+                        "⚠ Warning: the password can be read by anyone on the network path.",
+                        "⚠ Achtung: das Passwort ist auf dem Netzweg mitlesbar.",
+                    ),
+                    id="plain-auth-warning",
+                    classes="warning",
+                )
+            with Vertical(id="section-oauth", classes="section"):
+                yield Static("OAuth 2.0", classes="section-title")
+                yield FormField(
+                    "oauth.provider",
+                    tr("Authorization server (Authentifizierung)", "Authentifizierung"),
+                    radio_set("oauth.provider", provider_labels(), s.oauth.provider),
+                )
+                yield self.text_field(
+                    "oauth.client_id",
+                    tr(
+                        "Application (client) ID; empty = vendor's app",
+                        "Anwendungs-ID (Client-ID); leer = Hersteller-App",
+                    ),
+                )
+                yield self.text_field(
+                    "oauth.tenant_id",
+                    tr(
+                        "Directory (tenant) ID; empty = organizations",
+                        "Verzeichnis-ID (Mandanten-ID); leer = organizations",
+                    ),
+                )
+                yield self.secret_field(
+                    secrets.GOOGLE_CLIENT_SECRET,
+                    tr("Client secret (Google desktop app)", "Client-Geheimnis (Google-Desktop-App)"),
+                )
+            with Vertical(id="section-sender", classes="section"):
+                yield Static(tr("Sender", "Absender"), classes="section-title")
+                yield self.text_field(
+                    "sender.address", tr("From address", "Absenderadresse"), "buchhaltung@example.com"
+                )
+                yield self.text_field("sender.name", tr("Display name", "Anzeigename"))
+                yield self.text_field("sender.reply_to", tr("Reply-To (empty = From)", "Antwort an (leer = Absender)"))
+                yield self.text_field("sender.bcc", tr("Archive copy (Bcc)", "Archivkopie (Bcc)"))
+            yield Static(
+                tr(f"Secrets are kept in: {self.store.describe()}", f"Geheimnisse liegen in: {self.store.describe()}"),
+                id="secret-store",
+                classes="note",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "opos-tui"
+        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
+        self.apply_visibility()
+        self.query_one(f"#{widget_id('connection')}").focus()
+
+    # --- reading the form -----------------------------------------------------------------------------
+
+    def pressed(self, key: str) -> str:
+        button = self.query_one(f"#{widget_id(key)}", RadioSet).pressed_button
+        return str(button.name) if button is not None else ""
+
+    def draft(self) -> dict[str, Any]:
+        """The form's values as a nested dict, in the shape of config.toml."""
+        data: dict[str, Any] = self.saved.model_dump(mode="json")
+        for key in settings.KEYS:
+            section, _, name = key.rpartition(".")
+            target = data[section] if section else data
+            editor = self.query_one(f"#{widget_id(key)}")
+            if isinstance(editor, RadioSet):
+                target[name] = self.pressed(key)
+            elif isinstance(editor, (Checkbox, Input)):
+                target[name] = editor.value
+        return data
+
+    def typed_secrets(self) -> dict[str, str]:
+        typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in secrets.SECRET_NAMES}
+        return {name: value for name, value in typed.items() if value}
+
+    # --- reacting -------------------------------------------------------------------------------------
+
+    def apply_visibility(self) -> None:
+        connection = self.pressed("connection")
+        allowed = AUTH_METHODS_FOR.get(connection, ())  # type: ignore[call-overload]
+        auth_set = self.query_one(f"#{widget_id('auth.method')}", RadioSet)
+        for button in auth_set.query(RadioButton):
+            usable = button.name in allowed
+            button.display = usable
+            button.disabled = not usable
+        method = self.pressed("auth.method")
+        if method not in allowed:
+            # The hidden choice cannot apply to this connection type: fall back visibly to "no login".
+            auth_set.query_one("RadioButton[name='none']", RadioButton).value = True
+            method = "none"
+        is_smtp = connection == "smtp"
+        self.query_one("#section-auth").display = connection != "windows"
+        self.query_one(f"#field-{widget_id('auth.profile')}").display = method != "none"
+        self.query_one(f"#field-{widget_id(secrets.PASSWORD)}").display = method == "password"
+        self.query_one("#section-smtp").display = is_smtp
+        self.query_one("#section-oauth").display = is_smtp and method.startswith("oauth")
+        provider = self.pressed("oauth.provider")
+        self.query_one(f"#field-{widget_id('oauth.tenant_id')}").display = provider == "microsoft"
+        self.query_one(f"#field-{widget_id(secrets.GOOGLE_CLIENT_SECRET)}").display = provider == "google"
+        self.query_one("#field-smtp-allow-plain-auth").display = method == "password"
+        self.query_one("#plain-auth-warning").display = (
+            method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
+        )
+
+    def revalidate(self) -> None:
+        errors: dict[str, str] = {}
+        try:
+            self.valid = Settings.model_validate(self.draft(), context={"check_files": True})
+        except ValidationError as exc:
+            self.valid = None
+            errors = settings.field_errors(exc)
+        for form_field in self.query(FormField):
+            form_field.show_error(errors.get(form_field.key))
+        form_error = self.query_one("#form-error", Static)
+        form_error.update(f"⚠ {errors['']}" if "" in errors else "")
+        form_error.display = "" in errors
+
+    def changed(self) -> None:
+        self.apply_visibility()
+        self.revalidate()
+        self.dirty = self.valid != self.saved or bool(self.typed_secrets())
+        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen") + (" *" if self.dirty else "")
+
+    @on(Input.Changed)
+    @on(RadioSet.Changed)
+    @on(Checkbox.Changed)
+    def on_edit(self) -> None:
+        self.changed()
+
+    # --- actions --------------------------------------------------------------------------------------
+
+    def action_save(self) -> bool:
+        self.changed()
+        if self.valid is None:
+            self.notify(
+                tr(
+                    "Not saved: fix the fields marked ⚠ first.",
+                    "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
+                ),
+                severity="error",
+            )
+            return False
+        try:
+            settings.save(self.home, self.valid)
+            for name, value in self.typed_secrets().items():
+                self.store.set(name, value)
+        except (OSError, OposError) as exc:
+            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
+            return False
+        for name in secrets.SECRET_NAMES:
+            secret_input = self.query_one(f"#{widget_id(name)}", Input)
+            secret_input.value = ""
+            if self.store.get(name) is not None:
+                secret_input.placeholder = tr(
+                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
+                )
+        self.saved = self.valid
+        self.changed()
+        self.notify(tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}"))
+        return True
+
+    def close(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.dismiss()
+        else:
+            self.app.exit()
+
+    def action_leave(self) -> None:
+        if not self.dirty:
+            self.close()
+            return
+
+        def decided(choice: str | None) -> None:
+            if (choice == "save" and self.action_save()) or choice == "discard":
+                self.close()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    "Unsaved changes. Save them before leaving?",
+                    "Ungespeicherte Änderungen. Vor dem Verlassen speichern?",
+                ),
+                {
+                    "save": tr("Save", "Speichern"),
+                    "discard": tr("Discard", "Verwerfen"),
+                    "cancel": tr("Cancel", "Abbrechen"),
+                },
+            ),
+            decided,
+        )

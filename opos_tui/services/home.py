@@ -1,0 +1,53 @@
+"""Where one installation lives: config.toml, queue.db, spool/ and logs/ in one folder.
+
+Several operators on a terminal server share one queue by pointing OPOS_TUI_HOME at one folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+HOME_ENV = "OPOS_TUI_HOME"
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def resolve(cls, explicit: str | os.PathLike[str] | None = None) -> Home:
+        """``--home`` if given, else ``$OPOS_TUI_HOME``, else the platform's user data folder."""
+        if explicit:
+            return cls(Path(explicit).expanduser().absolute())
+        env = os.environ.get(HOME_ENV)
+        if env:
+            return cls(Path(env).expanduser().absolute())
+        return cls(Path(platformdirs.user_data_dir("opos-tui", appauthor=False)))
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def queue_db(self) -> Path:
+        return self.root / "queue.db"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.toml"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def ensure(self) -> None:
+        """Create the folder (owner-only: it holds the queue and possibly secrets)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)

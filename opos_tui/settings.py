@@ -1,0 +1,312 @@
+"""Every setting of the original E-Mail dialog, as one pydantic model, and its file ``config.toml``.
+
+The model *is* the documentation: each field's docstring says what it does, and the command line and the
+settings screen show it. Keys are dotted paths (``smtp.port``); they are the contract of ``config set``.
+Secrets (the password, the Google client secret, tokens) are not here: they live in the secret store.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import tomli_w
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from opos_tui.services.addresses import AddressError, check_addr_spec, has_line_break
+from opos_tui.services.errors import ConfigError
+from opos_tui.services.files import write_atomic
+from opos_tui.services.home import Home
+
+Connection = Literal["windows", "outlook", "smtp"]
+AuthMethod = Literal["none", "password", "oauth", "oauth-dialog"]
+OAuthProvider = Literal["microsoft", "google"]
+
+
+class SecurityMode(StrEnum):
+    """Exactly MailKit's ``SecureSocketOptions`` names, with MailKit's meaning."""
+
+    NONE = "None"
+    AUTO = "Auto"
+    SSL_ON_CONNECT = "SslOnConnect"
+    START_TLS = "StartTls"
+    START_TLS_WHEN_AVAILABLE = "StartTlsWhenAvailable"
+
+
+CONNECTIONS: tuple[Connection, ...] = get_args(Connection)
+AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+OAUTH_PROVIDERS: tuple[OAuthProvider, ...] = get_args(OAuthProvider)
+# "Anmelden" exists for Outlook and SMTP only; OAuth only for SMTP (the original dialog's rules).
+AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
+    "windows": ("none",),
+    "outlook": ("none", "password"),
+    "smtp": AUTH_METHODS,
+}
+
+
+def _single_line(value: str) -> str:
+    if has_line_break(value):
+        raise ValueError("must be a single line (no line breaks)")
+    return value.strip()
+
+
+def _optional_address(value: str) -> str:
+    value = _single_line(value)
+    if not value:
+        return value
+    try:
+        return check_addr_spec(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _host(value: str) -> str:
+    value = _single_line(value)
+    if value and (any(c.isspace() for c in value) or "/" in value or len(value) > 253):
+        raise ValueError(f"'{value}' is not a host name or IP address")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_single_line)]
+OptionalAddress = Annotated[str, AfterValidator(_optional_address)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, frozen=False)
+
+
+class AuthSettings(_Section):
+    method: AuthMethod = "none"
+    """How to log in: `none` (Anmelden off), `password` (Anmelden with Profil/Passwort), `oauth` (OAuth 2.0
+    without a sign-in dialog), `oauth-dialog` (OAuth with a sign-in dialog if needed). OAuth only with SMTP."""
+    profile: Text = ""
+    """Profil: the user name for SMTP, or the profile name for Outlook. The password is kept in the secret
+    store, never here."""
+
+
+class OAuthSettings(_Section):
+    provider: OAuthProvider = "microsoft"
+    """Authorization server: `microsoft` (Office 365 / Exchange Online) or `google` (Gmail, Workspace)."""
+    client_id: Text = ""
+    """Application (client) ID of your own app registration; empty = the vendor's registration."""
+    tenant_id: Text = ""
+    """Directory (tenant) ID, Microsoft only; empty = `organizations` (any work or school account)."""
+
+
+class SmtpSettings(_Section):
+    host: Annotated[str, AfterValidator(_host)] = ""
+    """SMTP server host name or IP address."""
+    port: int = Field(587, ge=1, le=65535)
+    """SMTP server port: 587 for submission with STARTTLS, 465 for SSL on connect, 25 for relays."""
+    security: SecurityMode = SecurityMode.START_TLS
+    """Sicherheit: `None`, `Auto`, `SslOnConnect`, `StartTls` or `StartTlsWhenAvailable` (MailKit's names)."""
+    timeout: int = Field(30, ge=1, le=3600)
+    """Seconds to wait for the server before giving up."""
+    ca_file: Text = ""
+    """Extra CA bundle (PEM) to trust, for internal mail servers; empty = the system's trust store only."""
+    allow_plain_auth: bool = False
+    """Allow sending the password over an unencrypted connection. Only for trusted internal relays."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: str, info: ValidationInfo) -> str:
+        # Checked when an admin sets it, not on every load: a moved file must not lock them out of the config.
+        if value and info.context and info.context.get("check_files"):
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ValueError(f"file not found: {value}")
+            try:
+                path.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        return value
+
+
+class SenderSettings(_Section):
+    address: OptionalAddress = ""
+    """From address of the mails."""
+    name: Text = ""
+    """Display name shown with the From address."""
+    reply_to: OptionalAddress = ""
+    """Reply-To address; empty = replies go to the From address."""
+    bcc: OptionalAddress = ""
+    """Archive copy: every mail is also sent (blind) to this address; empty = none."""
+
+
+class Settings(_Section):
+    connection: Connection = "smtp"
+    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI) or `smtp`."""
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+
+    @model_validator(mode="after")
+    def _auth_fits_connection(self) -> Settings:
+        allowed = AUTH_METHODS_FOR[self.connection]
+        if self.auth.method not in allowed:
+            where = [c for c, methods in AUTH_METHODS_FOR.items() if self.auth.method in methods]
+            raise ValueError(
+                f"auth.method '{self.auth.method}' needs connection {' or '.join(where)}, not"
+                f" '{self.connection}' (allowed with '{self.connection}': {', '.join(allowed)})"
+            )
+        return self
+
+
+# Read-only keys shown by `config show` but set through the secret store.
+SECRET_KEYS: dict[str, str] = {
+    "auth.password": "auth.password_set",
+    "oauth.client_secret": "oauth.client_secret_set",
+}
+
+
+def _collect_keys(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    keys: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.update(_collect_keys(annotation, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = field
+    return keys
+
+
+KEYS: dict[str, Any] = _collect_keys(Settings)
+"""Every settable dotted key and its pydantic field."""
+
+
+def allowed_values(key: str) -> str:
+    """What a key takes, worded for an error message or a help line."""
+    field = KEYS[key]
+    annotation = field.annotation
+    if annotation is SecurityMode:
+        return "one of " + ", ".join(m.value for m in SecurityMode)
+    if getattr(annotation, "__origin__", None) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(annotation))
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        bounds = {type(m).__name__: m for m in field.metadata}
+        low = getattr(bounds.get("Ge"), "ge", None)
+        high = getattr(bounds.get("Le"), "le", None)
+        return f"a whole number from {low} to {high}"
+    return "text on one line"
+
+
+def describe(key: str) -> str:
+    return " ".join((KEYS[key].description or "").split())
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """A pydantic error as {dotted key: message}; errors of the whole model go under ``""``."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        key = _key_of(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if key in KEYS and err["type"] not in ("value_error", "extra_forbidden"):
+            msg = f"must be {allowed_values(key)}"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        errors.setdefault(key, msg)
+    return errors
+
+
+def validate(data: dict[str, Any], check_files: bool = False) -> Settings:
+    """Validate a nested dict; ConfigError names the first bad key and what it takes."""
+    try:
+        return Settings.model_validate(data, context={"check_files": check_files})
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        key, msg = next(iter(errors.items()))
+        where = f"{key}: " if key else ""
+        raise ConfigError(f"{where}{msg}", f"{where}{msg}", detail=str(exc)) from None
+
+
+def parse_key(key: str) -> str:
+    if key in KEYS:
+        return key
+    if key in SECRET_KEYS or key in SECRET_KEYS.values():
+        secret = next(s for s, shown in SECRET_KEYS.items() if key in (s, shown))
+        how = "config set-password --stdin" if secret == "auth.password" else f"config set-secret {secret} --stdin"
+        raise ConfigError(
+            f"{key} is a secret and cannot be set here; use: opos-tui {how}",
+            f"{key} ist geheim und wird so nicht gesetzt; verwenden Sie: opos-tui {how}",
+        )
+    known = ", ".join(KEYS)
+    raise ConfigError(f"unknown key '{key}'; known keys: {known}", f"unbekannter Schlüssel '{key}'; bekannt: {known}")
+
+
+def get_value(settings: Settings, key: str) -> Any:
+    value: Any = settings
+    for part in parse_key(key).split("."):
+        value = getattr(value, part)
+    return value.value if isinstance(value, StrEnum) else value
+
+
+def format_value(value: Any) -> str:
+    """A value as it is typed on the command line (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def with_value(settings: Settings, key: str, raw: str) -> Settings:
+    """A new, validated Settings with ``key`` set from the text ``raw``; ConfigError if it does not fit."""
+    key = parse_key(key)
+    data = settings.model_dump(mode="json")
+    section, _, name = key.rpartition(".")
+    target = data[section] if section else data
+    target[name] = raw
+    try:
+        return Settings.model_validate(data, context={"check_files": True})
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        msg = errors.get(key) or next(iter(errors.values()))
+        en = f"invalid value for {key}: {raw!r}: {msg}"
+        raise ConfigError(en, en.replace("invalid value for", "ungültiger Wert für"), detail=str(exc)) from None
+
+
+def load(home: Home) -> Settings:
+    """The saved settings, or the defaults when there is no config.toml yet."""
+    path = home.config_file
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", f"{path} nicht lesbar: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", f"{path} ist kein gültiges TOML: {exc}") from None
+    try:
+        return validate(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.en}", f"{path}: {exc.de}", detail=exc.detail) from None
+
+
+def save(home: Home, settings: Settings) -> None:
+    """Write config.toml atomically, owner-only (0600)."""
+    home.ensure()
+    data = settings.model_dump(mode="json")
+    write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"), mode=0o600)
+
+
+def set_value(home: Home, key: str, raw: str) -> Settings:
+    """``config set``: validate against the saved settings, then save; on error the file is untouched."""
+    settings = with_value(load(home), key, raw)
+    save(home, settings)
+    return settings

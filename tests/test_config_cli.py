@@ -1,0 +1,209 @@
+"""`opos-tui config …`: every key round-trips, every bad value is refused and leaves the file as it was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from opos_tui import settings
+from opos_tui.services.home import Home
+from tests.conftest import file_bytes, mode_of
+
+GOOD_VALUES = {
+    "connection": ["windows", "outlook", "smtp"],
+    "auth.method": ["none", "password", "oauth", "oauth-dialog"],
+    "auth.profile": ["buchhaltung@example.com"],
+    "oauth.provider": ["google", "microsoft"],
+    "oauth.client_id": ["0f6e3c5a-1b2c-4d5e-8f90-123456789abc"],
+    "oauth.tenant_id": ["contoso.onmicrosoft.com"],
+    "smtp.host": ["mail.example.com", "127.0.0.1"],
+    "smtp.port": ["1", "465", "65535"],
+    "smtp.security": ["None", "Auto", "SslOnConnect", "StartTls", "StartTlsWhenAvailable"],
+    "smtp.timeout": ["5", "120"],
+    "smtp.allow_plain_auth": ["true", "false"],
+    "sender.address": ["buchhaltung@müller-gmbh.de", ""],
+    "sender.name": ["Müller GmbH – Buchhaltung"],
+    "sender.reply_to": ["opos@example.com"],
+    "sender.bcc": ["archiv@example.com"],
+}
+
+BAD_VALUES = [
+    ("connection", "mapi"),
+    ("auth.method", "kerberos"),
+    ("oauth.provider", "yahoo"),
+    ("smtp.port", "0"),
+    ("smtp.port", "65536"),
+    ("smtp.port", "abc"),
+    ("smtp.security", "TLS"),
+    ("smtp.security", "starttls"),
+    ("smtp.timeout", "0"),
+    ("smtp.timeout", "soon"),
+    ("smtp.allow_plain_auth", "maybe"),
+    ("smtp.host", "mail server.example.com"),
+    ("smtp.ca_file", "/nonexistent/ca.pem"),
+    ("sender.address", "not-an-address"),
+    ("sender.reply_to", "a@b"),
+    ("sender.bcc", "x@example.com\r\nBcc: victim@example.com"),
+    ("sender.name", "Evil\nBcc: victim@example.com"),
+    ("nosuch.key", "1"),
+]
+
+
+def test_every_key_is_covered() -> None:
+    assert set(GOOD_VALUES) | {"smtp.ca_file"} == set(settings.KEYS)
+
+
+@pytest.mark.parametrize(("key", "value"), [(k, v) for k, vs in GOOD_VALUES.items() for v in vs])
+def test_every_key_round_trips(cli, home: Home, key: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    if key == "auth.method" and value.startswith("oauth"):
+        assert cli("config", "set", "connection", "smtp").code == 0
+    result = cli("config", "set", key, value)
+    assert result.code == 0, result.err
+    shown = json.loads(cli("config", "show", "--json").out)
+    section, _, name = key.rpartition(".")
+    shown_value = shown[section][name] if section else shown[name]
+    assert settings.format_value(shown_value) == value
+    saved = tomllib.loads(home.config_file.read_text("utf-8"))
+    assert settings.format_value(saved[section][name] if section else saved[name]) == value
+    assert cli("config", "get", key).out.strip() == value
+
+
+def test_ca_file_round_trips(cli, home: Home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert cli("config", "set", "smtp.ca_file", str(ca)).code == 0
+    assert json.loads(cli("config", "show", "--json").out)["smtp"]["ca_file"] == str(ca)
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
+def test_bad_value_is_refused_and_file_untouched(cli, home: Home, key: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    assert cli("config", "set", "smtp.host", "mail.example.com").code == 0
+    before = file_bytes(home.config_file)
+    result = cli("config", "set", key, value)
+    assert result.code == 2
+    assert result.out == ""
+    assert key in result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert file_bytes(home.config_file) == before
+
+
+def test_bad_value_names_what_is_allowed(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    err = cli("config", "set", "smtp.security", "TLS").err
+    for mode in ("None", "Auto", "SslOnConnect", "StartTls", "StartTlsWhenAvailable"):
+        assert mode in err
+    assert "1 to 65535" in cli("config", "set", "smtp.port", "99999").err
+
+
+def test_oauth_only_with_smtp(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    assert cli("config", "set", "connection", "outlook").code == 0
+    result = cli("config", "set", "auth.method", "oauth")
+    assert result.code == 2
+    assert "smtp" in result.err
+    assert cli("config", "set", "auth.method", "password").code == 0
+    assert cli("config", "set", "connection", "windows").code == 2
+    assert json.loads(cli("config", "show", "--json").out)["connection"] == "outlook"
+
+
+def test_read_only_and_secret_keys_cannot_be_set(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    for key in ("oauth.client_secret_set", "auth.password", "oauth.client_secret"):
+        result = cli("config", "set", key, "x")
+        assert result.code == 2
+        assert "--stdin" in result.err
+    assert not home.config_file.exists()
+
+
+def test_defaults_without_a_config_file(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    shown = json.loads(cli("config", "show", "--json").out)
+    assert shown["connection"] == "smtp"
+    assert shown["smtp"]["port"] == 587
+    assert shown["smtp"]["security"] == "StartTls"
+    assert shown["smtp"]["timeout"] == 30
+    assert shown["oauth"]["provider"] == "microsoft"
+    assert shown["auth"]["password_set"] is False
+    assert shown["oauth"]["client_secret_set"] is False
+    assert not home.config_file.exists()
+
+
+def test_config_file_is_private(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    cli("config", "set", "smtp.port", "2525")
+    assert mode_of(home.config_file) == 0o600
+    assert not list(home.root.glob("*.tmp"))
+
+
+def test_secrets_never_reach_config_or_output(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    password = "S3cr3t-Passw0rt!"
+    client_secret = "GOCSPX-client-secret-value"
+    cli("config", "set", "auth.method", "password")
+    result = cli("config", "set-password", "--stdin", stdin=password + "\n")
+    assert result.code == 0
+    assert cli("config", "set-secret", "oauth.client_secret", "--stdin", stdin=client_secret + "\n").code == 0
+    human = cli("config", "show")
+    machine = cli("config", "show", "--json")
+    for text in (human.out, human.err, machine.out, result.out, home.config_file.read_text("utf-8")):
+        assert password not in text
+        assert client_secret not in text
+    shown = json.loads(machine.out)
+    assert shown["auth"]["password_set"] is True
+    assert shown["oauth"]["client_secret_set"] is True
+    assert shown["secret_store"]["kind"] == "file"
+    assert "auth.password_set = set" in human.out
+    assert "plain text" in human.out  # the file store is named plainly as such
+    assert mode_of(home.secrets_file) == 0o600
+
+
+def test_empty_password_changes_nothing(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    cli("config", "set-password", "--stdin", stdin="first\n")
+    result = cli("config", "set-password", "--stdin", stdin="\n")
+    assert result.code == 2
+    assert json.loads(cli("config", "show", "--json").out)["auth"]["password_set"] is True
+    assert cli("config", "delete-secret", "auth.password").code == 0
+    assert json.loads(cli("config", "show", "--json").out)["auth"]["password_set"] is False
+
+
+def test_broken_config_file_is_reported_plainly(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    home.ensure()
+    home.config_file.write_text("[smtp]\nport = 'many'\n")
+    result = cli("config", "show")
+    assert result.code == 2
+    assert "smtp.port" in result.err
+    assert "Traceback" not in result.err
+    home.config_file.write_text("[smtp\n")
+    result = cli("config", "set", "smtp.port", "25")
+    assert result.code == 2
+    assert "TOML" in result.err
+    assert home.config_file.read_text() == "[smtp\n"
+
+
+def test_german_messages(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--lang", "de", "config", "set", "smtp.port", "0")
+    assert result.code == 2
+    assert "ungültiger Wert für smtp.port" in result.err
+
+
+def test_home_option_beats_environment(cli, home: Home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "other"
+    assert cli("config", "set", "smtp.port", "2525", "--home", str(other)).code == 0
+    assert (other / "config.toml").exists()
+    assert not home.config_file.exists()
+
+
+def test_real_process_help_and_usage_errors(tmp_path: Path) -> None:
+    env = {"OPOS_TUI_HOME": str(tmp_path), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([sys.executable, "-m", "opos_tui", "--help"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0
+    assert "config" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "opos_tui", "config", "frobnicate"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    # --help must not pay for the TUI or the OAuth libraries
+    probe = "import sys, opos_tui.cli; print(sorted(m for m in ('textual', 'msal', 'google') if m in sys.modules))"
+    mods = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert mods.stdout.strip() == "[]"
