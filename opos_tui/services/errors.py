@@ -51,3 +51,28 @@ class SecretStoreError(OposError):
     """The secret store cannot be read or written."""
 
     category = Category.CONFIGURATION
+
+
+class TransientError(OposError):
+    """Try this mail again later (server busy, connection lost before the data went out, 4xx replies)."""
+
+    category = Category.TRANSIENT
+
+
+class PermanentError(OposError):
+    """This mail cannot go as it is (5xx reply to it, all recipients refused, too large)."""
+
+    category = Category.PERMANENT
+
+
+class ConfigurationFault(OposError):
+    """The settings or the server's set-up are wrong (login refused, TLS not possible, certificate not
+    trusted): stop the whole run and leave the rest pending. Exits 1, unlike ``ConfigError`` (bad input, 2)."""
+
+    category = Category.CONFIGURATION
+
+
+class InteractionNeeded(OposError):
+    """A person must act (an OAuth sign-in) before sending can go on."""
+
+    category = Category.INTERACTION
