@@ -8,17 +8,21 @@ scripted commands start fast.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opos_tui import __version__, settings
 from opos_tui.i18n import LANGS, set_lang, tr
-from opos_tui.services import secrets
-from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services import compose, secrets, spool
+from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, TransportFactory
+from opos_tui.services.errors import ConfigError, ConfigurationFault, OposError
 from opos_tui.services.home import Home
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, iso, open_queue
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -138,6 +142,260 @@ def cmd_config_delete_secret(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def transport_factory(home: Home, current: settings.Settings) -> TransportFactory:
+    """How this installation sends: one new transport session per call."""
+    raise ConfigurationFault(
+        f"connection '{current.connection}' cannot send from here yet",
+        f"Verbindungsart '{current.connection}' kann hier noch nicht senden",
+    )
+
+
+# --- the queue ----------------------------------------------------------------------------------------
+
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(tr(f"--var takes KEY=VALUE, not {pair!r}", f"--var erwartet KEY=WERT, nicht {pair!r}"))
+        values[key] = value
+    return values
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    current = settings.load(home)
+    request = compose.LetterRequest(
+        type=args.type,
+        level=args.level,
+        to=args.to,
+        cc=args.cc or [],
+        attachments=[Path(a) for a in args.attach],
+        subject=args.subject,
+        body=args.body,
+        vars=parse_vars(args.var or []),
+    )
+    new_item = compose.prepare(current, request)  # everything is checked before the queue is opened
+    with open_queue(home) as q:
+        item = q.enqueue(new_item)
+    if args.json:
+        print_json({"id": item.id, "message_id": item.message_id})
+    else:
+        print(tr(f"queued #{item.id} {item.message_id}", f"eingereiht #{item.id} {item.message_id}"))
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    current = settings.load(home)
+    inbox = Path(args.dir) if args.dir else spool.default_inbox(home)
+    with open_queue(home) as q:
+        report = spool.import_spool(current, q, inbox)
+    if args.json:
+        print_json(
+            {
+                "imported": [
+                    {"manifest": i.manifest, "id": i.item_id, "duplicate": i.duplicate} for i in report.imported
+                ],
+                "rejected": [{"manifest": r.manifest, "error": r.reason} for r in report.rejected],
+            }
+        )
+    else:
+        for done in report.imported:
+            if done.duplicate:
+                print(
+                    tr(
+                        f"{done.manifest}: already queued as #{done.item_id}",
+                        f"{done.manifest}: bereits #{done.item_id}",
+                    )
+                )
+            else:
+                print(tr(f"{done.manifest}: queued #{done.item_id}", f"{done.manifest}: eingereiht #{done.item_id}"))
+        for bad in report.rejected:
+            print(tr(f"{bad.manifest}: rejected: {bad.reason}", f"{bad.manifest}: abgewiesen: {bad.reason}"))
+        print(
+            tr(
+                f"{len(report.imported)} imported, {len(report.rejected)} rejected (see {report.rejected_dir})",
+                f"{len(report.imported)} eingelesen, {len(report.rejected)} abgewiesen (siehe {report.rejected_dir})",
+            )
+            if report.rejected
+            else tr(f"{len(report.imported)} imported", f"{len(report.imported)} eingelesen")
+        )
+    return EXIT_FAILED if report.rejected else EXIT_OK
+
+
+def row_json(row: ItemRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status.value,
+        "type": row.type.value,
+        "level": row.level,
+        "to": list(row.to),
+        "subject": row.subject,
+        "attachments": list(row.attachments),
+        "attempts": row.attempts,
+        "error": row.error,
+        "message_id": row.message_id,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
+    }
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    status = Status(args.status) if args.status else None
+    with open_queue(home_of(args)) as q:
+        q.recover_stale()
+        rows: list[ItemRow] = []
+        while batch := q.page(status, offset=len(rows), limit=1000):
+            rows += batch
+    if args.json:
+        print_json([row_json(r) for r in rows])
+        return EXIT_OK
+    for r in rows:
+        kind = f"dunning {r.level}" if r.type is LetterType.DUNNING else r.type.value
+        line = f"#{r.id:<6} {r.status.value:<9} {kind:<14} {', '.join(r.to)}  {r.subject}"
+        if r.error:
+            line += f"  [{r.error}]"
+        print(line)
+    if not rows:
+        print(tr("the queue is empty", "die Warteschlange ist leer") if status is None else tr("none", "keine"))
+    return EXIT_OK
+
+
+def report_action(result: ActionResult, done_en: str, done_de: str) -> int:
+    if result.changed:
+        listed = " ".join(f"#{i}" for i in result.changed)
+        print(tr(f"{done_en}: {listed}", f"{done_de}: {listed}"))
+    for item_id, status in result.skipped.items():
+        print(
+            tr(f"#{item_id} is {status.value}: left as it is", f"#{item_id} ist {status.value}: unverändert"),
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if result.skipped else EXIT_OK
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    with open_queue(home_of(args)) as q:
+        return report_action(q.hold(args.ids), "held", "zurückgehalten")
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    with open_queue(home_of(args)) as q:
+        return report_action(q.release(args.ids), "released", "freigegeben")
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if bool(args.all) == bool(args.ids):
+        raise UsageError(tr("give item numbers or --all", "Nummern oder --all angeben"))
+    with open_queue(home_of(args)) as q:
+        result = q.retry(None if args.all else args.ids)
+    if args.all and not result.changed:
+        print(tr("nothing to retry", "nichts zu wiederholen"))
+        return EXIT_OK
+    return report_action(result, "pending again", "wieder wartend")
+
+
+def cmd_mark_sent(args: argparse.Namespace) -> int:
+    with open_queue(home_of(args)) as q:
+        return report_action(q.mark_sent(args.ids), "marked as sent", "als gesendet markiert")
+
+
+def confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            tr(
+                "standard input is not a terminal: confirm with --yes",
+                "Eingabe ist kein Terminal: mit --yes bestätigen",
+            )
+        )
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes", "j", "ja")
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with open_queue(home_of(args)) as q:
+        for item_id in args.ids:
+            q.get(item_id)  # unknown numbers are refused before anything is asked
+        listed = " ".join(f"#{i}" for i in args.ids)
+        if not args.yes and not confirm(tr(f"Delete {listed}?", f"{listed} löschen?")):
+            print(tr("nothing deleted", "nichts gelöscht"))
+            return EXIT_OK
+        return report_action(q.delete(args.ids), "deleted", "gelöscht")
+
+
+def progress_line(event: Progress) -> str:
+    eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
+    current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
+    return (
+        tr(
+            f"sent {event.sent}, failed {event.failed}, left {event.left}, {event.rate * 60:.0f}/min{eta}",
+            f"gesendet {event.sent}, fehlgeschlagen {event.failed}, offen {event.left}, {event.rate * 60:.0f}/min{eta}",
+        )
+        + current
+    )
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    if args.all and args.ids:
+        raise UsageError(tr("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides"))
+    home = home_of(args)
+    current = settings.load(home)
+    factory = transport_factory(home, current)
+    on_terminal = sys.stderr.isatty()
+    width = 0
+
+    def show(event: Progress) -> None:
+        nonlocal width
+        if on_terminal:
+            line = progress_line(event)[:200]
+            sys.stderr.write("\r" + line.ljust(width))
+            sys.stderr.flush()
+            width = len(line)
+        elif not args.json and event.outcome not in (Outcome.SENDING, Outcome.STOPPED):
+            print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
+
+    with open_queue(home) as q:
+        engine = Dispatcher(
+            q,
+            factory,
+            retry=current.retry,
+            connections=current.smtp.connections,
+            max_per_minute=current.smtp.max_per_minute,
+            on_progress=show,
+        )
+        result = asyncio.run(engine.run(args.ids or None))
+        if on_terminal and width:
+            sys.stderr.write("\n")
+        if args.json:
+            print_json(
+                {
+                    "ok": result.all_went,
+                    "sent": result.sent,
+                    "deferred": result.deferred,
+                    "failed": result.failed,
+                    "uncertain": result.uncertain,
+                    "not_sendable": result.not_sendable,
+                    "left": q.sendable_count(args.ids or None),
+                    "stopped": result.stopped.message() if result.stopped else None,
+                }
+            )
+    if result.stopped is not None:
+        print(f"opos-tui: {result.stopped}", file=sys.stderr)
+    for item_id in result.not_sendable:
+        print(tr(f"#{item_id} is not pending: not sent", f"#{item_id} wartet nicht: nicht gesendet"), file=sys.stderr)
+    if not args.json:
+        print(
+            tr(
+                f"{len(result.sent)} sent, {len(result.deferred)} deferred, {len(result.failed)} failed,"
+                f" {len(result.uncertain)} uncertain",
+                f"{len(result.sent)} gesendet, {len(result.deferred)} zurückgestellt, {len(result.failed)}"
+                f" fehlgeschlagen, {len(result.uncertain)} unsicher",
+            )
+        )
+    return EXIT_OK if result.all_went else EXIT_FAILED
+
+
 # --- TUI ----------------------------------------------------------------------------------------------
 
 
@@ -222,6 +480,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("delete-secret", parents=[common], help="remove a stored secret")
     p.add_argument("name", metavar="NAME", help=", ".join(secrets.SECRET_NAMES))
     p.set_defaults(handler=cmd_config_delete_secret)
+
+    p = sub.add_parser("enqueue", parents=[common], help="queue one payment advice or dunning letter")
+    p.add_argument("--type", required=True, metavar="TYPE", help="payment-advice or dunning")
+    p.add_argument("--level", type=int, metavar="1..9", help="dunning level")
+    p.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient, also 'Name <addr>'")
+    p.add_argument("--cc", action="append", metavar="ADDR", help="copy recipient")
+    p.add_argument("--attach", action="append", required=True, metavar="FILE", help="a PDF (or other file)")
+    p.add_argument("--subject", metavar="TEXT", help="own subject instead of the template's")
+    p.add_argument("--body", metavar="TEXT", help="own body instead of the template's")
+    p.add_argument("--var", action="append", metavar="KEY=VALUE", help="a placeholder value, e.g. customer_name=…")
+    add_json(p)
+    p.set_defaults(handler=cmd_enqueue)
+
+    p = sub.add_parser("import", parents=[common], help="queue the manifests in the spool folder")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="spool inbox (default: $OPOS_TUI_HOME/spool/inbox)")
+    add_json(p)
+    p.set_defaults(handler=cmd_import)
+
+    p = sub.add_parser("queue", parents=[common], help="list the queue")
+    p.add_argument("--status", choices=[s.value for s in Status], metavar="S", help="only items in this state")
+    add_json(p)
+    p.set_defaults(handler=cmd_queue)
+
+    for name, handler, text in (
+        ("hold", cmd_hold, "hold items back (pending or deferred)"),
+        ("release", cmd_release, "release held items"),
+        ("mark-sent", cmd_mark_sent, "mark uncertain items as sent (they did arrive)"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("ids", nargs="+", type=int, metavar="ID")
+        p.set_defaults(handler=handler)
+    p = sub.add_parser("retry", parents=[common], help="deferred, failed or uncertain items back to pending")
+    p.add_argument("ids", nargs="*", type=int, metavar="ID")
+    p.add_argument("--all", action="store_true", help="every deferred, failed and uncertain item")
+    p.set_defaults(handler=cmd_retry)
+    p = sub.add_parser("delete", parents=[common], help="delete unsent items")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.set_defaults(handler=cmd_delete)
+    p = sub.add_parser("send", parents=[common], help="send pending items (all, or the given ones)")
+    p.add_argument("ids", nargs="*", type=int, metavar="ID")
+    p.add_argument("--all", action="store_true", help="every pending item (the default)")
+    add_json(p)
+    p.set_defaults(handler=cmd_send)
     return parser
 
 
@@ -241,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(tr("interrupted", "abgebrochen"), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, UnknownItems) as exc:
         print(f"opos-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OposError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
+from string import Template
 from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
@@ -117,6 +118,12 @@ class SmtpSettings(_Section):
     """Extra CA bundle (PEM) to trust, for internal mail servers; empty = the system's trust store only."""
     allow_plain_auth: bool = False
     """Allow sending the password over an unencrypted connection. Only for trusted internal relays."""
+    max_message_mb: int = Field(25, ge=1, le=1000)
+    """Largest total of attachments per mail, in MB; bigger mails are refused when they are queued."""
+    connections: int = Field(1, ge=1, le=20)
+    """Parallel connections while sending. Exchange Online allows 3 per mailbox."""
+    max_per_minute: int = Field(0, ge=0, le=100_000)
+    """Most mails sent per minute, over all connections; 0 = unlimited. Exchange Online allows 30."""
 
     @field_validator("ca_file")
     @classmethod
@@ -131,6 +138,55 @@ class SmtpSettings(_Section):
             except OSError as exc:
                 raise ValueError(f"cannot read {value}: {exc.strerror}") from None
         return value
+
+
+class RetrySettings(_Section):
+    backoff_minutes: int = Field(5, ge=1, le=1440)
+    """Wait after the first temporary failure (4xx, connection lost) before trying a mail again; the wait
+    doubles after each further failure (as Postfix does)."""
+    max_backoff_minutes: int = Field(60, ge=1, le=1440)
+    """The longest wait between two tries of one mail."""
+    give_up_days: int = Field(5, ge=1, le=60)
+    """Days after its first try that a mail that still fails temporarily is marked failed."""
+
+
+def _template_line(value: str) -> str:
+    return _template(_single_line(value))
+
+
+def _template(value: str) -> str:
+    # ${placeholder} with string.Template's rules; `$$` is a literal dollar sign. No code in templates.
+    if not Template(value).is_valid():
+        raise ValueError("has a bad placeholder: write ${name}, and $$ for a dollar sign")
+    return value
+
+
+TemplateLine = Annotated[str, AfterValidator(_template_line)]
+TemplateText = Annotated[str, AfterValidator(_template)]
+
+
+class LetterSettings(_Section):
+    """The global settings for letter reports sent by e-mail (the original's first extra page)."""
+
+    language: Literal["de", "en"] = "de"
+    """Language of the shipped subject and body texts used where no own text is set: `de` or `en`."""
+    subject: TemplateLine = ""
+    """Default subject for every report without its own; empty = the shipped text of each report. Placeholders
+    such as ${customer_name} and ${document_number} are filled from each mail's values."""
+    body: TemplateText = ""
+    """Default body for every report without its own; empty = the shipped text of each report."""
+    signature: TemplateText = ""
+    """Signature appended below every body (after a `-- ` line); empty = none."""
+    attachment_name: TemplateLine = "${filename}"
+    """File name of each attachment as the recipient sees it; ${filename} keeps the file's own name. Other
+    placeholders: ${stem}, ${ext} and each mail's values, e.g. Mahnung_${document_number}.pdf."""
+
+
+class ReportTemplate(_Section):
+    subject: TemplateLine = ""
+    """Subject of this report's mails; empty = letters.subject, or the shipped text if that is empty too."""
+    body: TemplateText = ""
+    """Body of this report's mails; empty = letters.body, or the shipped text if that is empty too."""
 
 
 class SenderSettings(_Section):
@@ -151,6 +207,34 @@ class Settings(_Section):
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    letters: LetterSettings = Field(default_factory=LetterSettings)
+    payment_advice: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Zahlungsavis: subject and body of payment advices."""
+    dunning_1: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 1: subject and body."""
+    dunning_2: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 2."""
+    dunning_3: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 3."""
+    dunning_4: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 4."""
+    dunning_5: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 5."""
+    dunning_6: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 6."""
+    dunning_7: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 7."""
+    dunning_8: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 8."""
+    dunning_9: ReportTemplate = Field(default_factory=ReportTemplate)
+    """Mahnung level 9."""
+
+    def report(self, section: str) -> ReportTemplate:
+        """The template section of one report: ``payment_advice`` or ``dunning_1`` .. ``dunning_9``."""
+        template = getattr(self, section)
+        assert isinstance(template, ReportTemplate)
+        return template
 
     @model_validator(mode="after")
     def _auth_fits_connection(self) -> Settings:

@@ -30,6 +30,22 @@ GOOD_VALUES = {
     "sender.name": ["Müller GmbH – Buchhaltung"],
     "sender.reply_to": ["opos@example.com"],
     "sender.bcc": ["archiv@example.com"],
+    "smtp.max_message_mb": ["1", "25", "1000"],
+    "smtp.connections": ["1", "3"],
+    "smtp.max_per_minute": ["0", "30"],
+    "retry.backoff_minutes": ["5", "1"],
+    "retry.max_backoff_minutes": ["60", "120"],
+    "retry.give_up_days": ["5", "1"],
+    "letters.language": ["de", "en"],
+    "letters.subject": ["Ihr Beleg ${document_number}", ""],
+    "letters.body": ["Guten Tag ${customer_name},\n\nanbei Beleg ${document_number}.\nKosten: $$5"],
+    "letters.signature": ["Müller GmbH\nBuchhaltung"],
+    "letters.attachment_name": ["${filename}", "Mahnung_${document_number}.pdf"],
+    **{
+        f"{section}.{name}": ["${document_number} für ${customer_name}"]
+        for section in ["payment_advice"] + [f"dunning_{level}" for level in range(1, 10)]
+        for name in ("subject", "body")
+    },
 }
 
 BAD_VALUES = [
@@ -51,6 +67,16 @@ BAD_VALUES = [
     ("sender.bcc", "x@example.com\r\nBcc: victim@example.com"),
     ("sender.name", "Evil\nBcc: victim@example.com"),
     ("nosuch.key", "1"),
+    ("smtp.max_message_mb", "0"),
+    ("smtp.connections", "0"),
+    ("smtp.max_per_minute", "-1"),
+    ("retry.give_up_days", "0"),
+    ("letters.language", "fr"),
+    ("letters.subject", "Mahnung\nBcc: victim@example.com"),
+    ("letters.body", "Kosten: $5"),
+    ("payment_advice.subject", "Avis ${document_number"),
+    ("dunning_3.body", "${ kunde }"),
+    ("dunning_10.subject", "x"),
 ]
 
 

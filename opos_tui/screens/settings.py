@@ -265,7 +265,10 @@ class SettingsScreen(Screen[None]):
         for key in settings.KEYS:
             section, _, name = key.rpartition(".")
             target = data[section] if section else data
-            editor = self.query_one(f"#{widget_id(key)}")
+            found = self.query(f"#{widget_id(key)}")
+            if not found:
+                continue  # a key this form does not show (letter templates, retry): kept as saved
+            editor = found.first()
             if isinstance(editor, RadioSet):
                 target[name] = self.pressed(key)
             elif isinstance(editor, (Checkbox, Input)):

@@ -363,18 +363,21 @@ class Queue:
     # --- plumbing -------------------------------------------------------------------------------------
 
     def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise QueueError(
+                f"the queue {self.path} was made by a newer opos-tui (schema {version})",
+                f"die Warteschlange {self.path} stammt von einem neueren opos-tui (Schema {version})",
+            )
         with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            # Checked again inside the lock: another process may have created it meanwhile.
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise QueueError(
-                    f"the queue {self.path} was made by a newer opos-tui (schema {version})",
-                    f"die Warteschlange {self.path} stammt von einem neueren opos-tui (Schema {version})",
-                )
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -519,6 +522,21 @@ class Queue:
         """Items per status (every status present, zeros included)."""
         found = {r[0]: r[1] for r in self._read("SELECT status, count(*) FROM items GROUP BY status")}
         return {s: int(found.get(s.value, 0)) for s in Status}
+
+    def sendable_count(self, ids: Sequence[int] | None = None) -> int:
+        """How many items :meth:`claim` would still hand out (with the same ``ids``)."""
+        if ids is None:
+            sql = (
+                "SELECT count(*) FROM items WHERE status = 'pending' OR (status = 'deferred' AND next_attempt_at <= ?)"
+            )
+            return int(self._read(sql, (_now(),))[0][0])
+        total = 0
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"SELECT count(*) FROM items WHERE id IN ({marks}) AND status IN ('pending', 'deferred')"
+            total += int(self._read(sql, chunk)[0][0])
+        return total
 
     def ids(self, status: Iterable[Status] | Status | None = None, search: str = "") -> list[int]:
         """All ids matching a filter, newest first ("select all" on a screen)."""

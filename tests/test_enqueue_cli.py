@@ -1,0 +1,241 @@
+"""`opos-tui enqueue`, `queue`, `hold`, `release`, `retry`, `delete`, `mark-sent`: the exact contract, and
+bad input refused at the door with exit 2 and the queue unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from opos_tui.services.compose import build_message
+from opos_tui.services.home import Home
+from opos_tui.services.queue import Queue, Status
+from tests.pdfs import write_letter
+
+QUEUE_FIELDS = {
+    "id",
+    "status",
+    "type",
+    "level",
+    "to",
+    "subject",
+    "attachments",
+    "attempts",
+    "error",
+    "message_id",
+    "created_at",
+    "sent_at",
+}
+
+
+@pytest.fixture
+def sender(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    assert cli("config", "set", "sender.address", "buchhaltung@mueller.example").code == 0
+    assert cli("config", "set", "sender.name", "Müller GmbH – Buchhaltung").code == 0
+
+
+@pytest.fixture
+def letter(tmp_path: Path) -> Path:
+    return write_letter(tmp_path / "Mahnung_2_K1001_Größe.pdf", "R-2024-0815", "K1001", "Jörg Ärger")
+
+
+def dunning(*extra: str, letter: Path) -> list[str]:
+    return [
+        "enqueue",
+        "--type",
+        "dunning",
+        "--level",
+        "2",
+        "--to",
+        "Jörg Ärger <joerg@aerger.example>",
+        "--attach",
+        str(letter),
+        "--var",
+        "customer_name=Ärger & Söhne KG",
+        "--var",
+        "document_number=R-2024-0815",
+        "--var",
+        "customer_number=K1001",
+        *extra,
+    ]
+
+
+def queue_json(cli) -> list[dict]:  # type: ignore[no-untyped-def]
+    result = cli("queue", "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)  # type: ignore[no-any-return]
+
+
+def test_enqueue_and_list(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*dunning("--json", letter=letter))
+    assert result.code == 0, result.err
+    made = json.loads(result.out)
+    assert set(made) == {"id", "message_id"}
+    (row,) = queue_json(cli)
+    assert set(row) == QUEUE_FIELDS
+    assert row["id"] == made["id"] and row["message_id"] == made["message_id"]
+    assert row["status"] == "pending" and row["type"] == "dunning" and row["level"] == 2
+    assert row["to"] == ["Jörg Ärger <joerg@aerger.example>"]
+    assert row["subject"] == "2. Mahnung R-2024-0815"  # the shipped German default
+    assert row["attachments"] == ["Mahnung_2_K1001_Größe.pdf"]
+    assert row["attempts"] == 0 and row["error"] is None and row["sent_at"] is None
+    assert row["created_at"].endswith("Z")
+    # the queue keeps its own copy: the accounting system may delete its file
+    original = letter.read_bytes()
+    letter.unlink()
+    with Queue(home.queue_db) as q:
+        assert q.attachments(made["id"])[0].data == original
+    human = cli("queue")
+    assert f"#{made['id']}" in human.out and "pending" in human.out
+
+
+def test_the_message_as_it_goes_out(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("config", "set", "sender.bcc", "archiv@mueller.example")
+    made = json.loads(cli(*dunning("--cc", "Büro <buero@aerger.example>", "--json", letter=letter)).out)
+    with Queue(home.queue_db) as q:
+        item = q.claim()
+        assert item is not None
+        raw = build_message(item, q.attachments(made["id"]))
+        assert item.envelope_recipients == ("joerg@aerger.example", "buero@aerger.example", "archiv@mueller.example")
+    assert raw.isascii()  # everything encoded (RFC 2047 / 2231 / quoted-printable)
+    assert b"archiv@mueller.example" not in raw  # Bcc only in the envelope
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["Subject"] == "2. Mahnung R-2024-0815"
+    assert parsed["From"] == "Müller GmbH – Buchhaltung <buchhaltung@mueller.example>"
+    assert parsed["To"] == "Jörg Ärger <joerg@aerger.example>"
+    assert parsed["Cc"] == "Büro <buero@aerger.example>"
+    assert parsed["Message-ID"] == made["message_id"] and parsed["Date"]
+    body = parsed.get_body(("plain",))
+    assert body is not None and "Ärger & Söhne KG" in body.get_content()
+    (attachment,) = parsed.iter_attachments()
+    assert attachment.get_filename() == "Mahnung_2_K1001_Größe.pdf"
+    assert attachment.get_content() == letter.read_bytes()
+
+
+def test_own_subject_and_body_need_no_values(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli(
+        "enqueue", "--type", "payment-advice", "--to", "a@example.com", "--attach", str(letter),
+        "--subject", "Ihr Zahlungsavis", "--body", "Anbei, 100 $ pro Stück.",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert queue_json(cli)[0]["subject"] == "Ihr Zahlungsavis"
+
+
+def test_templates_from_config(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("config", "set", "letters.language", "en").code == 0
+    assert cli(*dunning(letter=letter)).code == 0
+    assert queue_json(cli)[0]["subject"] == "Second reminder R-2024-0815"
+    assert cli("config", "set", "dunning_2.subject", "Mahnung ${document_number}: ${amount} ${currency}").code == 0
+    missing = cli(*dunning(letter=letter))
+    assert missing.code == 2
+    assert "dunning_2.subject" in missing.err and "${amount}" in missing.err
+    ok = cli(*dunning("--var", "amount=1.234,56", "--var", "currency=EUR", letter=letter))
+    assert ok.code == 0
+    assert queue_json(cli)[0]["subject"] == "Mahnung R-2024-0815: 1.234,56 EUR"
+    assert cli("config", "set", "letters.attachment_name", "Mahnung_${document_number}.pdf").code == 0
+    assert cli(*dunning("--var", "amount=1", "--var", "currency=EUR", letter=letter)).code == 0
+    assert queue_json(cli)[0]["attachments"] == ["Mahnung_R-2024-0815.pdf"]
+    bad = cli("config", "set", "payment_advice.subject", "Avis ${document_number")
+    assert bad.code == 2 and "placeholder" in bad.err
+
+
+def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
+    fake = tmp_path / "fake.pdf"
+    fake.write_bytes(b"<html>not a pdf</html>")
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + b"0" * (2 * 1024 * 1024))
+    unreadable = tmp_path / "secret.pdf"
+    unreadable.write_bytes(b"%PDF-1.4\n")
+    unreadable.chmod(0)
+    good = dunning(letter=letter)
+
+    def with_(flag: str, value: str) -> list[str]:
+        i = good.index(flag)
+        return [*good[: i + 1], value, *good[i + 2 :]]
+
+    return [
+        ("missing attachment", with_("--attach", str(tmp_path / "nope.pdf"))),
+        ("attachment is a folder", with_("--attach", str(tmp_path))),
+        ("unreadable attachment (path through a file)", with_("--attach", str(letter / "x.pdf"))),
+        *([("unreadable attachment", with_("--attach", str(unreadable)))] if os.geteuid() != 0 else []),
+        ("not a PDF", with_("--attach", str(fake))),
+        ("too large", [*good, "--attach", str(big)]),
+        ("invalid address", with_("--to", "joerg@@aerger")),
+        ("two addresses in one", with_("--to", "a@example.com, b@example.com")),
+        ("CR/LF in a name", with_("--to", "Evil\r\nBcc: victim@example.com <a@example.com>")),
+        ("CR/LF in the subject", [*good, "--subject", "Mahnung\r\nBcc: victim@example.com"]),
+        ("CR/LF in a value used in the subject", [*good, "--var", "document_number=R-1\nBcc: x@example.com"]),
+        ("unknown type", with_("--type", "invoice")),
+        ("level 0", with_("--level", "0")),
+        ("level 10", with_("--level", "10")),
+        ("level not a number", with_("--level", "zwei")),
+        ("dunning without level", [a for a in good if a not in ("--level", "2")]),
+        ("missing placeholder value", [a for a in good if not a.startswith("customer_name")][:-1]),
+        ("bad --var", [*good, "--var", "novalue"]),
+        ("no recipient", [a for a in good if a not in ("--to", "Jörg Ärger <joerg@aerger.example>")]),
+    ]
+
+
+def test_every_bad_input_is_refused_and_the_queue_unchanged(  # type: ignore[no-untyped-def]
+    cli, home: Home, sender: None, letter: Path, tmp_path: Path
+) -> None:
+    assert cli("config", "set", "smtp.max_message_mb", "1").code == 0
+    assert cli(*dunning(letter=letter)).code == 0
+    with Queue(home.queue_db) as q:
+        before = (q.version(), q.count())
+    for why, argv in bad_inputs(tmp_path, letter):
+        result = cli(*argv)
+        assert result.code == 2, why
+        assert result.out == "", why
+        assert "Traceback" not in result.err, why
+        assert result.err.strip(), why
+        with Queue(home.queue_db) as q:
+            assert (q.version(), q.count()) == before, why
+
+
+def test_no_sender_address_is_refused(cli, home: Home, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*dunning(letter=letter))
+    assert result.code == 2
+    assert "sender.address" in result.err
+    assert not home.queue_db.exists()
+
+
+def test_hold_release_retry_delete_mark_sent(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = [json.loads(cli(*dunning("--json", letter=letter)).out)["id"] for _ in range(3)]
+    a, b, c = ids
+    assert cli("hold", str(a), str(b)).code == 0
+    assert {r["id"]: r["status"] for r in queue_json(cli)} == {a: "held", b: "held", c: "pending"}
+    held = json.loads(cli("queue", "--status", "held", "--json").out)
+    assert sorted(r["id"] for r in held) == [a, b]
+    assert cli("release", str(b)).code == 0
+    again = cli("release", str(c))  # not held: said so, exit 1
+    assert again.code == 1 and f"#{c}" in again.err
+    assert cli("hold", "9999").code == 2  # unknown item: bad input, nothing changed
+    with Queue(home.queue_db) as q:
+        for item_id, status in ((b, Status.FAILED), (c, Status.UNCERTAIN)):
+            assert q.claim([item_id]) is not None
+            if status is Status.FAILED:
+                q.record_failed(item_id, "550 5.1.1 no such user")
+            else:
+                q.record_uncertain(item_id, "connection lost after DATA")
+    assert cli("retry").code == 2
+    assert cli("retry", "--all").code == 0
+    assert {r["id"]: r["status"] for r in queue_json(cli)}[b] == "pending"
+    with Queue(home.queue_db) as q:
+        assert q.claim([c]) is not None
+        q.record_uncertain(c, "connection lost after DATA")
+    assert cli("mark-sent", str(c)).code == 0
+    rows = {r["id"]: r for r in queue_json(cli)}
+    assert rows[c]["status"] == "sent" and rows[c]["sent_at"]
+    refused = cli("delete", str(a), str(c), "--yes")
+    assert refused.code == 1  # c is sent: never deleted
+    assert {r["id"] for r in queue_json(cli)} == {b, c}
+    asks = cli("delete", str(b), stdin="")
+    assert asks.code == 2 and "--yes" in asks.err  # no terminal to ask on
+    assert {r["id"] for r in queue_json(cli)} == {b, c}
+    assert cli("queue", "--status", "nonsense").code == 2
