@@ -229,8 +229,9 @@ class Dispatcher:
                 await self._close(transport)
 
     async def _connect(self, item: QueueItem) -> Transport | None:
-        transport = self.transport_factory()
+        transport: Transport | None = None
         try:
+            transport = self.transport_factory()
             await transport.connect()
         except InteractionNeeded as exc:
             self.queue.unclaim(item.id, exc.en)
@@ -249,9 +250,10 @@ class Dispatcher:
             raise
         return transport
 
-    async def _close(self, transport: Transport) -> None:
-        with contextlib.suppress(Exception):
-            await transport.close()
+    async def _close(self, transport: Transport | None) -> None:
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                await transport.close()
 
     async def _send(self, transport: Transport, item: QueueItem) -> bool:
         """Send one claimed item and record the outcome; False if the session should be renewed."""
