@@ -143,6 +143,8 @@ class Dispatcher:
         self._result = RunResult()
         self._ids: list[int] | None = None
         self._started = 0.0
+        self._counted = self._finished_at_count = 0
+        self._counted_at = -1e9
 
     def request_stop(self) -> None:
         """Stop after the mails now on the wire (the TUI's Esc)."""
@@ -152,6 +154,7 @@ class Dispatcher:
         """Send every sendable item (``ids=None``), or just the given ones. Returns what happened."""
         self._result = RunResult()
         self._started = time.monotonic()
+        self._counted_at = -1e9
         self.queue.recover_stale()
         if ids is not None:
             self._ids = list(dict.fromkeys(ids))
@@ -175,13 +178,26 @@ class Dispatcher:
         return self._result
 
     def _left(self) -> int:
-        return self.queue.sendable_count(self._ids)
+        # Counting is a query over the whole queue: at most once a second, estimated in between.
+        now = time.monotonic()
+        finished = self._finished()
+        if now - self._counted_at >= 1.0:
+            self._counted, self._counted_at, self._finished_at_count = (
+                self.queue.sendable_count(self._ids),
+                now,
+                finished,
+            )
+        return max(self._counted - (finished - self._finished_at_count), 0)
+
+    def _finished(self) -> int:
+        r = self._result
+        return len(r.sent) + len(r.failed) + len(r.deferred) + len(r.uncertain)
 
     def _emit(self, outcome: Outcome, item: QueueItem | None, reply: str) -> None:
         if self.on_progress is None:
             return
         r = self._result
-        finished = len(r.sent) + len(r.failed) + len(r.deferred) + len(r.uncertain)
+        finished = self._finished()
         elapsed = max(time.monotonic() - self._started, 1e-9)
         rate = finished / elapsed
         left = self._left()

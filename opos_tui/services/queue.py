@@ -718,9 +718,10 @@ class Queue:
         now = _now()
         with self._write() as db:
             if ids is None:
+                # Two index lookups: one OR query would sort every pending item to find the oldest.
                 sql = (
-                    "SELECT id FROM items WHERE status = 'pending'"
-                    " OR (status = 'deferred' AND next_attempt_at <= ?) ORDER BY id LIMIT 1"
+                    "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
+                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?)"
                 )
                 params: list[object] = [now]
             else:
@@ -731,7 +732,7 @@ class Queue:
                 )
                 params = list(ids)
             found = db.execute(sql, params).fetchone()
-            if found is None:
+            if found is None or found[0] is None:
                 return None
             item_id = int(found[0])
             db.execute(
