@@ -1,33 +1,84 @@
-"""The Textual application: screens, global bindings, theme."""
+"""The Textual application: screens, global bindings, theme, command palette."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Literal
 
-from textual.app import App
+from textual.app import App, SystemCommand
+from textual.screen import Screen
 
+from opos_tui.i18n import tr
+from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
+from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services.dispatcher import TransportFactory
 from opos_tui.services.home import Home
+from opos_tui.settings import Settings
 
 StartScreen = Literal["main", "settings"]
+Transports = Callable[[Home, Settings], TransportFactory]
+
+
+def installed_transports(home: Home, current: Settings) -> TransportFactory:
+    """How this installation sends: the same choice the command line's ``send`` makes."""
+    from opos_tui.cli import transport_factory
+
+    return transport_factory(home, current)
 
 
 class OposApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
 
-    def __init__(self, home: Home, start: StartScreen = "main") -> None:
+    def __init__(self, home: Home, start: StartScreen = "main", transports: Transports = installed_transports) -> None:
         super().__init__()
         self.home = home
         self.start = start
+        self.transports = transports
 
     def on_mount(self) -> None:
-        # Until the queue screen exists, the settings form is the main screen too.
-        self.push_screen(SettingsScreen(self.home))
+        if self.start == "settings":
+            self.push_screen(SettingsScreen(self.home))
+        else:
+            self.push_screen(QueueScreen(self.home, self.transports))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        # Every key of the current screen is also a command: found by its name, run without knowing the key.
+        seen: set[str] = set()
+        for binding in screen.BINDINGS:
+            if isinstance(binding, tuple) or not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            if screen.check_action(binding.action.partition("(")[0], ()) is False:
+                continue
+            key = binding.key_display or binding.key.split(",")[0]
+            title = binding.tooltip or binding.description  # the footer's word is short; the palette's is not
+            yield SystemCommand(title, tr(f"key: {key}", f"Taste: {key}"), partial(screen.run_action, binding.action))
 
     async def action_quit(self) -> None:
         screen = self.screen
         if isinstance(screen, SettingsScreen) and screen.dirty:
             screen.action_leave()
             return
-        self.exit()
+        sending = next((s for s in self.screen_stack if isinstance(s, QueueScreen) and s.sending), None)
+        if sending is None:
+            self.exit()
+            return
+
+        def decided(answer: str | None) -> None:
+            if answer == "quit":
+                sending.stop_and_quit()
+
+        self.push_screen(
+            ConfirmScreen(
+                tr(
+                    "Mails are being sent. Stop after the current mail and quit?",
+                    "Es werden Mails gesendet. Nach der laufenden Mail anhalten und beenden?",
+                ),
+                {"cancel": tr("Keep sending", "Weiter senden"), "quit": tr("Stop and quit", "Anhalten und beenden")},
+            ),
+            decided,
+        )

@@ -41,7 +41,7 @@ from typing import Literal
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15_000
 LEASE_SECONDS = 15 * 60
 """How long a claim on another host counts as alive. Longer than any single SMTP transaction can take."""
@@ -178,6 +178,8 @@ class ItemRow:
     created_at: datetime
     sent_at: datetime | None
     next_attempt_at: datetime | None
+    plausible: bool | None
+    """Whether the attachments name this item's document (and customer); None while not checked yet."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,16 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta (key, value) VALUES ('changes', 0);
 """
 
+# Schema 2: the plausibility check's result per item (services.plausibility). Attachments and document
+# numbers never change after enqueue, so a result stays valid for the item's life.
+_SCHEMA_2 = """
+CREATE TABLE plausibility (
+    item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+    ok INTEGER NOT NULL,
+    detail TEXT NOT NULL
+)
+"""
+
 # The To list and attachment names of a row, in order, without loading the rows themselves.
 _ROW_COLUMNS = """
     items.id, items.status, items.type, items.level, items.customer_name, items.customer_number,
@@ -331,7 +343,8 @@ _ROW_COLUMNS = """
        FROM (SELECT name, address FROM recipients r
               WHERE r.item_id = items.id AND r.kind = 'to' ORDER BY r.position)) AS to_json,
     (SELECT json_group_array(filename)
-       FROM (SELECT filename FROM attachments a WHERE a.item_id = items.id ORDER BY a.position)) AS att_json
+       FROM (SELECT filename FROM attachments a WHERE a.item_id = items.id ORDER BY a.position)) AS att_json,
+    (SELECT ok FROM plausibility p WHERE p.item_id = items.id) AS plausible
 """
 
 
@@ -373,11 +386,14 @@ class Queue:
             )
         with self._write() as db:
             # Checked again inside the lock: another process may have created it meanwhile.
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found == 0:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if found < 2:
+                db.execute(_SCHEMA_2)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -543,6 +559,13 @@ class Queue:
         where, params = self._where(status, search)
         return [int(r[0]) for r in self._read(f"SELECT id FROM items{where} ORDER BY id DESC", params)]
 
+    def position(self, item_id: int, status: Iterable[Status] | Status | None = None, search: str = "") -> int:
+        """Where ``item_id`` stands (or would stand) in :meth:`page`'s order with the same filter: how many
+        matching items are newer. Keeps a screen's cursor on its item when items come and go above it."""
+        where, params = self._where(status, search)
+        sql = f"SELECT count(*) FROM items{where}{' AND' if where else ' WHERE'} items.id > ?"
+        return int(self._read(sql, [*params, item_id])[0][0])
+
     def get(self, item_id: int) -> QueueItem:
         """One item with recipients, attachment infos and its history; ``UnknownItems`` if there is none."""
         rows = self._read(
@@ -616,7 +639,46 @@ class Queue:
             created_at=_dt(r["created_at"]) or datetime.now(UTC),
             sent_at=_dt(r["sent_at"]),
             next_attempt_at=_dt(r["next_attempt_at"]),
+            plausible=None if r["plausible"] is None else bool(r["plausible"]),
         )
+
+    # --- plausibility results (computed by services.plausibility, stored here so each PDF is read once) ----
+
+    def unchecked(self, ids: Sequence[int] | None = None, limit: int = 100) -> list[int]:
+        """Unsent items without a plausibility result, newest first; with ``ids``, only among those."""
+        base = "SELECT id FROM items WHERE status != 'sent' AND id NOT IN (SELECT item_id FROM plausibility)"
+        if ids is None:
+            return [int(r[0]) for r in self._read(f"{base} ORDER BY id DESC LIMIT ?", (limit,))]
+        found: list[int] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            found += [int(r[0]) for r in self._read(f"{base} AND id IN ({marks})", chunk)]
+        return sorted(found, reverse=True)[:limit]
+
+    def record_checks(self, results: Iterable[tuple[int, bool, str]]) -> None:
+        """Store (item id, ok, detail) results; items deleted meanwhile are skipped."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO plausibility (item_id, ok, detail)"
+                " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM items WHERE id = ?)",
+                [(item_id, int(ok), detail, item_id) for item_id, ok, detail in results],
+            )
+
+    def check_detail(self, item_id: int) -> str | None:
+        """The stored detail of an item's plausibility result, or None while it is not checked."""
+        rows = self._read("SELECT detail FROM plausibility WHERE item_id = ?", (item_id,))
+        return str(rows[0][0]) if rows else None
+
+    def flagged(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` whose plausibility check failed, newest first."""
+        found: list[int] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"SELECT item_id FROM plausibility WHERE ok = 0 AND item_id IN ({marks})"
+            found += [int(r[0]) for r in self._read(sql, chunk)]
+        return sorted(found, reverse=True)
 
     # --- operator actions -----------------------------------------------------------------------------
 

@@ -1,0 +1,383 @@
+"""One mail in detail: what will go out, what its attachments say, and everything that happened to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.parser import BytesHeaderParser
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from opos_tui.i18n import tr
+from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, status_text, type_label
+from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services import plausibility
+from opos_tui.services.addresses import AddressError, parse_mailbox
+from opos_tui.services.compose import build_message
+from opos_tui.services.errors import OposError
+from opos_tui.services.queue import (
+    EDITABLE,
+    HOLDABLE,
+    ActionResult,
+    Queue,
+    QueueItem,
+    Recipient,
+    RecipientKind,
+    Status,
+    UnknownItems,
+)
+
+FIRST_PAGE_LINES = 12
+SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID")
+
+
+def local_time(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def size_text(size: int) -> str:
+    return f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
+
+
+def headers_text(item: QueueItem) -> Text:
+    """The headers exactly as compose will write them, decoded for reading."""
+    parsed = BytesHeaderParser(policy=policy.default).parsebytes(build_message(item, []))
+    text = Text()
+    for name in SHOWN_HEADERS:
+        value = parsed.get(name)
+        if value is None and name == "Date":
+            value = tr("(set at the first send)", "(wird beim ersten Senden gesetzt)")
+        if value is not None:
+            text.append(f"{name}: ", style="bold")
+            text.append(f"{value}\n")
+    bcc = [r.formatted() for r in item.recipients if r.kind == "bcc"]
+    if bcc:
+        text.append("Bcc: ", style="bold")
+        text.append(", ".join(bcc) + tr("  (envelope only)\n", "  (nur im Umschlag)\n"), style="")
+    refused = [r for r in item.recipients if r.refused]
+    for r in refused:
+        text.append(tr(f"⚠ refused {r.address}: {r.refused}\n", f"⚠ abgelehnt {r.address}: {r.refused}\n"), "red")
+    text.rstrip()
+    return text
+
+
+def verdict_text(verdict: plausibility.Verdict, item: QueueItem) -> Text:
+    if verdict.ok:
+        names = [item.document_number, item.customer_number]
+        shown = ", ".join(n for n in names if n)
+        return Text(
+            tr(f"✓ Plausible: the attachment names {shown}", f"✓ Plausibel: der Anhang nennt {shown}"), style="green"
+        )
+    text = Text(tr("⚠ Plausibility check failed:", "⚠ Plausibilitätsprüfung nicht bestanden:"), style="bold red")
+    for finding in verdict.findings:
+        text.append(f"\n  • {finding.describe()}", style="red")
+    return text
+
+
+@dataclass
+class AttachmentsRead(Message):
+    attachments: Text
+    verdict: plausibility.Verdict
+
+
+class MessageScreen(Screen[None]):
+    """The detail of one queued mail, with the actions that fit its status."""
+
+    BINDINGS = [
+        Binding("escape", "back", tr("Back", "Zurück"), id="message.back"),
+        Binding("e", "edit_recipients", tr("Recipients", "Empfänger"), id="message.recipients",
+                tooltip=tr("Edit the recipients of this mail", "Empfänger dieser Mail ändern")),
+        Binding("h", "hold", tr("Hold", "Halten"), id="message.hold",
+                tooltip=tr("Hold this mail", "Diese Mail anhalten")),
+        Binding("u", "release", tr("Release", "Freigeben"), id="message.release",
+                tooltip=tr("Release this mail", "Diese Mail freigeben")),
+        Binding("s", "send", tr("Send", "Senden"), id="message.send",
+                tooltip=tr("Send this mail now", "Diese Mail jetzt senden")),
+        Binding("r", "resend", tr("Resend", "Neu senden"), id="message.resend",
+                tooltip=tr("Send this uncertain mail again (it may arrive twice)",
+                           "Diese unsichere Mail erneut senden (kommt evtl. doppelt an)")),
+        Binding("m", "mark_sent", tr("Mark sent", "Als gesendet"), id="message.mark_sent",
+                tooltip=tr("Mark this uncertain mail as sent (it arrived)",
+                           "Diese unsichere Mail als gesendet markieren (sie kam an)")),
+    ]  # fmt: skip
+
+    def __init__(self, queue: Queue, item_id: int, send: Callable[[Sequence[int]], None]) -> None:
+        super().__init__()
+        self.queue = queue
+        self.item_id = item_id
+        self.send = send
+        self.item: QueueItem | None = None
+        self.seen_version = -1
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="detail"):
+            yield Static("", id="summary")
+            yield Static(tr("Checking the attachment…", "Prüfe den Anhang…"), id="check")
+            yield Static(tr("Headers", "Kopfzeilen"), classes="section-title")
+            yield Static("", id="headers")
+            yield Static(tr("Body", "Text"), classes="section-title")
+            yield Static("", id="body")
+            yield Static(tr("Attachments", "Anhänge"), classes="section-title")
+            yield Static(tr("Reading…", "Lese…"), id="attachments")
+            yield Static(tr("History", "Verlauf"), classes="section-title")
+            yield Static("", id="history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "opos-tui"
+        self.load()
+        self.read_attachments()
+        self.query_one("#detail").focus()
+        self.set_interval(POLL_SECONDS, self.poll)
+
+    def poll(self) -> None:
+        if self.queue.version() != self.seen_version:
+            self.load()
+
+    def load(self) -> None:
+        self.seen_version = self.queue.version()
+        try:
+            item = self.item = self.queue.get(self.item_id)
+        except UnknownItems:
+            self.notify(tr(f"#{self.item_id} was deleted.", f"#{self.item_id} wurde gelöscht."), severity="warning")
+            self.dismiss()
+            return
+        self.sub_title = tr(f"Mail #{item.id}", f"Mail #{item.id}")
+        summary = Text.assemble(
+            (f"#{item.id}  ", "bold"),
+            status_text(item.status),
+            f"  {type_label(item.type, item.level)}",
+            tr(f"  · queued {local_time(item.created_at)}", f"  · eingereiht {local_time(item.created_at)}"),
+        )
+        if item.sent_at:
+            summary.append(tr(f" · sent {local_time(item.sent_at)}", f" · gesendet {local_time(item.sent_at)}"))
+        if item.status is Status.UNCERTAIN:
+            summary.append(
+                tr(
+                    "\nIt may have arrived. r: resend (it may arrive twice) · m: mark as sent (it arrived)",
+                    "\nSie kam evtl. an. r: neu senden (evtl. doppelt) · m: als gesendet markieren (kam an)",
+                ),
+                style=STATUS_SYMBOL[Status.UNCERTAIN][1],
+            )
+        if item.error:
+            summary.append(tr(f"\nLast error: {item.error}", f"\nLetzter Fehler: {item.error}"), style="red")
+        self.query_one("#summary", Static).update(summary)
+        self.query_one("#headers", Static).update(headers_text(item))
+        self.query_one("#body", Static).update(Text(item.body.rstrip()))
+        history = Text()
+        for attempt in item.history:
+            history.append(f"{local_time(attempt.at)}  ", style="dim")
+            history.append(f"{attempt.outcome:<12}", style="bold")
+            history.append(f" {attempt.reply}\n")
+        history.rstrip()
+        self.query_one("#history", Static).update(
+            history if item.history else Text(tr("not sent yet", "noch nicht gesendet"), style="dim")
+        )
+        self.refresh_bindings()
+
+    @work(thread=True, exit_on_error=False)
+    def read_attachments(self) -> None:
+        with Queue(self.queue.path) as q:
+            verdict = plausibility.verdict(q, self.item_id)
+            text = Text()
+            for attachment in q.attachments(self.item_id):
+                text.append(f"{attachment.filename}", style="bold")
+                text.append(f"  {size_text(attachment.size)}  {attachment.content_type}")
+                if attachment.data.startswith(b"%PDF-"):
+                    _, summary = plausibility.read_pdf(attachment.data)
+                    if summary.error:
+                        text.append(tr(f"  ⚠ unreadable: {summary.error}", f"  ⚠ unlesbar: {summary.error}"), "red")
+                    else:
+                        text.append(tr(f"  {summary.pages} page(s)", f"  {summary.pages} Seite(n)"))
+                        lines = [line for line in summary.first_page_text.splitlines() if line.strip()]
+                        if not lines:
+                            text.append(tr("\n  (no text on page 1)", "\n  (kein Text auf Seite 1)"), "dim")
+                        for line in lines[:FIRST_PAGE_LINES]:
+                            text.append(f"\n  │ {line}", style="italic")
+                        if len(lines) > FIRST_PAGE_LINES:
+                            text.append("\n  │ …", style="dim")
+                text.append("\n")
+        text.rstrip()
+        self.post_message(AttachmentsRead(text, verdict))
+
+    @on(AttachmentsRead)
+    def attachments_read(self, message: AttachmentsRead) -> None:
+        self.query_one("#attachments", Static).update(message.attachments)
+        if self.item is not None:
+            self.query_one("#check", Static).update(verdict_text(message.verdict, self.item))
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        status = self.item.status if self.item else None
+        allowed = {
+            "edit_recipients": status in EDITABLE,
+            "hold": status in HOLDABLE,
+            "release": status is Status.HELD,
+            "send": status in (Status.PENDING, Status.DEFERRED),
+            "resend": status is Status.UNCERTAIN,
+            "mark_sent": status is Status.UNCERTAIN,
+        }
+        return allowed.get(action, True)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def apply(self, action: Callable[[list[int]], ActionResult], done: str) -> bool:
+        try:
+            result = action([self.item_id])
+        except OposError as exc:
+            self.notify(str(exc), severity="error")
+            return False
+        if result.skipped:
+            status = result.skipped[self.item_id]
+            self.notify(tr(f"Not changed: the mail is {status}.", f"Nicht geändert: die Mail ist {status}."))
+        else:
+            self.notify(done)
+        self.load()
+        return not result.skipped
+
+    def action_hold(self) -> None:
+        self.apply(self.queue.hold, tr("Held.", "Angehalten."))
+
+    def action_release(self) -> None:
+        self.apply(self.queue.release, tr("Released.", "Freigegeben."))
+
+    def action_send(self) -> None:
+        self.dismiss()
+        self.send([self.item_id])
+
+    def action_resend(self) -> None:
+        def decided(answer: str | None) -> None:
+            if answer == "resend" and self.apply(self.queue.retry, tr("Back to pending.", "Wieder wartend.")):
+                self.action_send()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    "This mail may have arrived already: sending it again may deliver it twice. Resend?",
+                    "Diese Mail kam vielleicht schon an: erneutes Senden kann sie doppelt zustellen. Neu senden?",
+                ),
+                {"cancel": tr("Cancel", "Abbrechen"), "resend": tr("Resend", "Neu senden")},
+            ),
+            decided,
+        )
+
+    def action_mark_sent(self) -> None:
+        def decided(answer: str | None) -> None:
+            if answer == "sent":
+                self.apply(self.queue.mark_sent, tr("Marked as sent.", "Als gesendet markiert."))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    "Mark as sent? Only if you know it arrived (e.g. the customer confirmed it).",
+                    "Als gesendet markieren? Nur wenn sicher ist, dass sie ankam (z. B. vom Kunden bestätigt).",
+                ),
+                {"cancel": tr("Cancel", "Abbrechen"), "sent": tr("Mark as sent", "Als gesendet")},
+            ),
+            decided,
+        )
+
+    def action_edit_recipients(self) -> None:
+        if self.item is None:
+            return
+
+        def edited(recipients: list[Recipient] | None) -> None:
+            if recipients is None:
+                return
+            try:
+                self.queue.set_recipients(self.item_id, recipients)
+            except OposError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(tr("Recipients saved.", "Empfänger gespeichert."))
+            self.load()
+
+        self.app.push_screen(RecipientsScreen(self.item.recipients), edited)
+
+
+def parse_list(kind: RecipientKind, value: str) -> list[Recipient]:
+    """``Name <addr>; other@example.com``: separated by ";" since names often hold commas (Müller, Hans)."""
+    found: list[Recipient] = []
+    for part in value.split(";"):
+        if not part.strip():
+            continue
+        try:
+            mailbox = parse_mailbox(part)
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+        found.append(Recipient(kind, mailbox.addr_spec, mailbox.display_name))
+    return found
+
+
+class RecipientsScreen(ModalScreen[list[Recipient] | None]):
+    """To and Cc of one mail, validated as typed; the archive Bcc stays as it is."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", tr("Cancel", "Abbrechen"), show=False),
+        Binding("ctrl+s", "save", tr("Save", "Speichern"), show=False),
+    ]
+
+    def __init__(self, recipients: Sequence[Recipient]) -> None:
+        super().__init__()
+        self.recipients = recipients
+
+    def compose(self) -> ComposeResult:
+        def joined(kind: str) -> str:
+            return "; ".join(r.formatted() for r in self.recipients if r.kind == kind)
+
+        with Vertical(id="recipients"):
+            yield Static(tr("Recipients (separate with ;)", "Empfänger (mit ; trennen)"), classes="section-title")
+            yield Label("To")
+            yield Input(joined("to"), id="to")
+            yield Label("Cc")
+            yield Input(joined("cc"), id="cc")
+            yield Static("", id="recipients-error", classes="form-error")
+            with Horizontal():
+                yield Button(tr("Save", "Speichern"), id="save", variant="primary")
+                yield Button(tr("Cancel", "Abbrechen"), id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#to", Input).focus()
+
+    def parsed(self) -> list[Recipient] | None:
+        error = self.query_one("#recipients-error", Static)
+        try:
+            to = parse_list("to", self.query_one("#to", Input).value)
+            cc = parse_list("cc", self.query_one("#cc", Input).value)
+        except ValueError as exc:
+            error.update(f"⚠ {exc}")
+            error.display = True
+            return None
+        if not to:
+            error.update(tr("⚠ at least one To recipient", "⚠ mindestens ein Empfänger (To)"))
+            error.display = True
+            return None
+        error.display = False
+        return [*to, *cc, *(r for r in self.recipients if r.kind == "bcc")]
+
+    @on(Input.Changed)
+    def typed(self) -> None:
+        self.parsed()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        recipients = self.parsed()
+        if recipients is not None:
+            self.dismiss(recipients)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,825 @@
+"""The send queue: operators review, check and send the pending mails.
+
+The queue may hold 100,000 items after a month-end dunning run. A DataTable measures every cell on the event
+loop, so the table only ever holds the rows that fit on the screen: the cursor's position is an index into
+the filtered queue, and moving it reads the window around it from SQL (``Queue.page``). Filtering and search
+are SQL too. Every half second the screen asks the queue's change probe whether any process changed
+something, and re-reads the window, keeping the cursor on its item and the selection as it was.
+
+Sending runs in a thread with its own event loop and its own queue connection, so neither the SMTP dialogue
+nor SQLite's fsyncs ever block the screen; it reports back with messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichLog, Static
+
+from opos_tui import settings
+from opos_tui.i18n import tr
+from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services import plausibility
+from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, TransportFactory
+from opos_tui.services.errors import OposError
+from opos_tui.services.home import Home
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Queue, Status, UnknownItems, open_queue
+
+POLL_SECONDS = 0.5
+SEND_CHUNK = 1000
+"""Ids handed to one dispatcher run: SQLite takes at most 32,766 parameters in one statement."""
+
+# Colour alone is lost on some SSH terminals: every status has its symbol and its word.
+STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
+    Status.PENDING: ("○", "bold blue"),
+    Status.HELD: ("‖", "yellow"),
+    Status.SENDING: ("»", "cyan"),
+    Status.SENT: ("✓", "green"),
+    Status.DEFERRED: ("↻", "yellow"),
+    Status.FAILED: ("✗", "bold red"),
+    Status.UNCERTAIN: ("?", "bold magenta"),
+}
+
+
+def status_word(status: Status) -> str:
+    return {
+        Status.PENDING: tr("pending", "wartet"),
+        Status.HELD: tr("held", "angehalten"),
+        Status.SENDING: tr("sending", "sendet"),
+        Status.SENT: tr("sent", "gesendet"),
+        Status.DEFERRED: tr("deferred", "verschoben"),
+        Status.FAILED: tr("failed", "fehlerhaft"),
+        Status.UNCERTAIN: tr("uncertain", "unsicher"),
+    }[status]
+
+
+def status_text(status: Status) -> Text:
+    symbol, style = STATUS_SYMBOL[status]
+    return Text(f"{symbol} {status_word(status)}", style=style)
+
+
+def type_label(letter_type: LetterType, level: int | None) -> str:
+    if letter_type is LetterType.PAYMENT_ADVICE:
+        return tr("Advice", "Avis")
+    return tr(f"Dunning {level}", f"{level}. Mahnung")
+
+
+def check_text(plausible: bool | None) -> Text:
+    """The plausibility flag: ⚠ mismatch, ✓ checked, · not checked yet."""
+    if plausible is None:
+        return Text("·", style="dim")
+    return Text("✓", style="green") if plausible else Text("⚠", style="bold red")
+
+
+def clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# Which rows each filter key shows; None = all.
+FILTERS: dict[str, Status | None] = {
+    "1": Status.PENDING,
+    "2": Status.HELD,
+    "3": Status.FAILED,
+    "4": Status.DEFERRED,
+    "5": Status.UNCERTAIN,
+    "6": Status.SENT,
+    "0": None,
+}
+
+
+def filter_word(status: Status | None) -> str:
+    return status_word(status) if status is not None else tr("all", "alle")
+
+
+# --- messages from the worker threads ---------------------------------------------------------------------
+
+
+@dataclass
+class SendPlan(Message):
+    """The items to send are checked; some may be flagged."""
+
+    ids: list[int]
+    flagged: list[int]
+
+
+@dataclass
+class SendUpdate(Message):
+    sent: int
+    failed: int
+    left: int
+    rate: float
+    eta: float | None
+    line: str
+    """A transcript line, or "" for none."""
+
+
+@dataclass
+class SendDone(Message):
+    sent: int
+    failed: int
+    skipped: int
+    stopped: str | None
+    """Why the run ended early (configuration fault, Esc), else None."""
+
+
+# --- the table ----------------------------------------------------------------------------------------
+
+
+class QueueTable(DataTable[Text | str]):
+    """Shows one window of the queue; the keys that move its cursor move the screen's cursor through the whole
+    filtered queue instead."""
+
+    def __init__(self, move: Callable[[str], None]) -> None:
+        super().__init__(id="queue-table", cursor_type="row", zebra_stripes=False)
+        self.move = move
+
+    def action_cursor_up(self) -> None:
+        self.move("up")
+
+    def action_cursor_down(self) -> None:
+        self.move("down")
+
+    def action_page_up(self) -> None:
+        self.move("pageup")
+
+    def action_page_down(self) -> None:
+        self.move("pagedown")
+
+    def action_scroll_home(self) -> None:
+        self.move("home")
+
+    def action_scroll_top(self) -> None:
+        self.move("home")
+
+    def action_scroll_end(self) -> None:
+        self.move("end")
+
+    def action_scroll_bottom(self) -> None:
+        self.move("end")
+
+
+def columns() -> list[tuple[str, str, int]]:
+    """(key, label, width) of the table's columns, most important first: 80 columns show up to the subject."""
+    status_width = max(len(status_word(s)) for s in Status) + 2
+    return [
+        ("sel", " ", 1),
+        ("status", tr("Status", "Status"), status_width),
+        ("check", "✓", 1),
+        ("type", tr("Type", "Art"), 10),
+        ("customer", tr("Customer", "Kunde"), 16),
+        ("to", tr("Recipient", "Empfänger"), 22),
+        ("subject", tr("Subject", "Betreff"), 28),
+        ("att", "📎", 2),
+        ("tries", tr("Tries", "Vers."), 5),
+        ("error", tr("Last error", "Letzter Fehler"), 40),
+    ]
+
+
+class SearchInput(Input):
+    """The incremental search; Enter or Esc go back to the table, keeping the search."""
+
+    BINDINGS = [Binding("escape", "done", show=False)]
+
+    def action_done(self) -> None:
+        self.screen.query_one(QueueTable).focus()
+
+
+class QueueScreen(Screen[None]):
+    """The send queue: table, filters, search, selection, actions and the sending progress."""
+
+    BINDINGS = [
+        Binding(
+            "space",
+            "toggle_select",
+            tr("Select", "Wählen"),
+            id="queue.select",
+            tooltip=tr("Select or unselect the mail", "Mail aus- oder abwählen"),
+        ),
+        Binding(
+            "a",
+            "select_all",
+            tr("All", "Alle"),
+            id="queue.select_all",
+            tooltip=tr("Select all shown mails (again: none)", "Alle gezeigten Mails wählen (nochmal: keine)"),
+        ),
+        Binding(
+            "h",
+            "hold",
+            tr("Hold", "Halten"),
+            id="queue.hold",
+            tooltip=tr("Hold the selected mails", "Gewählte Mails anhalten"),
+        ),
+        Binding(
+            "u",
+            "release",
+            tr("Release", "Freig."),
+            id="queue.release",
+            tooltip=tr("Release the selected held mails", "Gewählte angehaltene Mails freigeben"),
+        ),
+        Binding(
+            "r",
+            "retry",
+            tr("Retry", "Wiederh."),
+            id="queue.retry",
+            tooltip=tr(
+                "Retry the selected failed, deferred or uncertain mails",
+                "Gewählte fehlerhafte, verschobene oder unsichere Mails wieder einreihen",
+            ),
+        ),
+        Binding(
+            "d,delete",
+            "delete",
+            tr("Del", "Lösch."),
+            id="queue.delete",
+            tooltip=tr("Delete the selected unsent mails", "Gewählte ungesendete Mails löschen"),
+        ),
+        Binding(
+            "s",
+            "send_selected",
+            tr("Send", "Senden"),
+            id="queue.send",
+            tooltip=tr("Send the selected mails", "Gewählte Mails senden"),
+        ),
+        Binding(
+            "S",
+            "send_all",
+            tr("Send all", "Alle senden"),
+            id="queue.send_all",
+            key_display="S",
+            tooltip=tr("Send all pending mails", "Alle wartenden Mails senden"),
+        ),
+        Binding(
+            "escape",
+            "stop",
+            tr("Stop", "Stopp"),
+            id="queue.stop",
+            tooltip=tr("Stop sending after the current mail", "Senden nach der laufenden Mail anhalten"),
+        ),
+        Binding(
+            "slash",
+            "search",
+            tr("Search", "Suche"),
+            id="queue.search",
+            key_display="/",
+            tooltip=tr("Search recipient, customer, document, subject", "Suchen in Empfänger, Kunde, Beleg, Betreff"),
+        ),
+        Binding(
+            "t",
+            "transcript",
+            tr("Log", "Log"),
+            id="queue.transcript",
+            tooltip=tr("Show or hide the sending transcript", "Sendeprotokoll zeigen oder verbergen"),
+        ),
+        Binding(
+            "c",
+            "settings",
+            tr("Settings", "Einst."),
+            id="queue.settings",
+            tooltip=tr("E-mail settings", "E-Mail-Einstellungen"),
+        ),
+        Binding("q", "app.quit", tr("Quit", "Ende"), id="queue.quit"),
+        *(
+            Binding(
+                key,
+                f"filter('{key}')",
+                tr(f"Show {filter_word(s)}", f"Zeige {filter_word(s)}"),
+                show=False,
+                id=f"queue.filter.{s.value if s else 'all'}",
+            )
+            for key, s in FILTERS.items()
+        ),
+    ]
+
+    def __init__(self, home: Home, transports: Callable[[Home, settings.Settings], TransportFactory]) -> None:
+        super().__init__()
+        self.home = home
+        self.transports = transports
+        self.queue = open_queue(home)
+        self.status_filter: Status | None = None
+        self.search = ""
+        self.total = 0
+        self.top = 0
+        self.cursor = 0
+        self.cursor_id: int | None = None
+        self.rows: list[ItemRow] = []
+        self.selected: set[int] = set()
+        self.seen_version = -1
+        self.sending = False
+        self.quit_when_done = False
+        self._stop = threading.Event()
+        self._stop_dispatch: Callable[[], object] | None = None
+        self._checking = False
+
+    # --- building -----------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="counts")
+        with Horizontal(id="search-bar"):
+            yield SearchInput(
+                placeholder=tr(
+                    "/ search recipient, customer, document, subject", "/ Suche: Empfänger, Kunde, Beleg, Betreff"
+                ),
+                id="search",
+                compact=True,
+            )
+            yield Static("", id="position")
+        yield QueueTable(self.move)
+        with Vertical(id="progress"):
+            yield Static("", id="progress-label")
+            yield ProgressBar(id="progress-bar", show_eta=False)
+        yield RichLog(id="transcript", max_lines=2000, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "opos-tui"
+        self.sub_title = tr("Send queue", "Sendewarteschlange")
+        table = self.query_one(QueueTable)
+        for key, label, width in columns():
+            table.add_column(label, key=key, width=width)
+        table.focus()
+        self.reload(keep_item=False)
+        self.set_interval(POLL_SECONDS, self.poll)
+
+    def on_unmount(self) -> None:
+        self.queue.close()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.reload)
+
+    # --- reading the queue --------------------------------------------------------------------------------
+
+    @property
+    def table(self) -> QueueTable:
+        return self.query_one(QueueTable)
+
+    def window(self) -> int:
+        """How many rows fit: the table's height without its header (and horizontal scrollbar)."""
+        height = self.table.scrollable_content_region.height - 1
+        return height if height > 0 else 20
+
+    def reload(self, keep_item: bool = True) -> None:
+        """Re-read counts and the window around the cursor; the cursor stays on its item if it still shows."""
+        self.seen_version = self.queue.version()
+        self.total = self.queue.count(self.status_filter, self.search)
+        if keep_item and self.cursor_id is not None:
+            self.cursor = self.queue.position(self.cursor_id, self.status_filter, self.search)
+        elif not keep_item:
+            self.cursor = self.top = 0
+        self.show(self.cursor, force=True)
+        self.update_counts()
+
+    def poll(self) -> None:
+        """Follow other processes: re-read when the queue's change probe moved."""
+        if self.queue.version() != self.seen_version:
+            self.reload()
+
+    def show(self, cursor: int, force: bool = False) -> None:
+        """Put the cursor on row ``cursor`` of the filtered queue, reading a new window if it leaves this one."""
+        window = self.window()
+        cursor = max(0, min(cursor, self.total - 1))
+        top = self.top
+        if cursor < top:
+            top = cursor
+        elif cursor >= top + window:
+            top = cursor - window + 1
+        top = max(0, min(top, self.total - window))
+        if force or top != self.top or not self.rows:
+            self.top = top
+            self.rows = self.queue.page(self.status_filter, self.search, offset=top, limit=window)
+            self.fill()
+        self.cursor = cursor
+        if self.rows:
+            index = min(cursor - self.top, len(self.rows) - 1)
+            self.cursor_id = self.rows[index].id
+            self.table.move_cursor(row=index, animate=False, scroll=False)
+        else:
+            self.cursor_id = None
+        self.update_position()
+        self.check_visible()
+
+    def fill(self) -> None:
+        table = self.table
+        table.clear()
+        widths = {key: width for key, _, width in columns()}
+        for row in self.rows:
+            to = row.to[0] if row.to else ""
+            if len(row.to) > 1:
+                to += f" +{len(row.to) - 1}"
+            customer = " ".join(x for x in (row.customer_number, row.customer_name) if x)
+            table.add_row(
+                Text("●", style="bold") if row.id in self.selected else " ",
+                status_text(row.status),
+                check_text(row.plausible),
+                type_label(row.type, row.level),
+                clip(customer, widths["customer"]),
+                clip(to, widths["to"]),
+                clip(row.subject, widths["subject"]),
+                str(len(row.attachments)),
+                str(row.attempts),
+                Text(clip(row.error or "", widths["error"]), style="red" if row.error else ""),
+                key=str(row.id),
+            )
+
+    def move(self, where: str) -> None:
+        step = {"up": -1, "down": 1, "pageup": -self.window(), "pagedown": self.window()}
+        if where == "home":
+            self.show(0)
+        elif where == "end":
+            self.show(self.total - 1)
+        else:
+            self.show(self.cursor + step[where])
+
+    @on(DataTable.RowHighlighted)
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        # A mouse click moves the table's own cursor: follow it.
+        if 0 <= event.cursor_row < len(self.rows):
+            self.cursor = self.top + event.cursor_row
+            self.cursor_id = self.rows[event.cursor_row].id
+            self.update_position()
+
+    def update_counts(self) -> None:
+        counts = self.queue.counts()
+        line = Text()
+        for key, status in FILTERS.items():
+            number = sum(counts.values()) if status is None else counts[status]
+            symbol, style = STATUS_SYMBOL[status] if status is not None else ("∑", "bold")
+            part = Text.assemble((key, "bold reverse"), " ", (symbol, style), f" {filter_word(status)} {number:,}")
+            if status == self.status_filter:
+                part.stylize("underline")
+                part = Text.assemble(("▸", "bold"), part)
+            line.append_text(part)
+            line.append("  ")
+        if counts[Status.SENDING]:
+            line.append_text(Text(f"» {counts[Status.SENDING]:,}", style="cyan"))
+        self.query_one("#counts", Static).update(line)
+
+    def update_position(self) -> None:
+        parts = []
+        if self.total:
+            parts.append(tr(f"{self.cursor + 1:,}/{self.total:,}", f"{self.cursor + 1:,}/{self.total:,}"))
+        else:
+            parts.append(tr("no items", "keine Einträge"))
+        if self.selected:
+            parts.append(tr(f"{len(self.selected):,} selected", f"{len(self.selected):,} gewählt"))
+        flagged = sum(1 for r in self.rows if r.plausible is False)
+        if flagged:
+            parts.append(tr(f"⚠ {flagged} here", f"⚠ {flagged} hier"))
+        self.query_one("#position", Static).update(" · ".join(parts))
+
+    # --- the plausibility check of what is on screen --------------------------------------------------------
+
+    def check_visible(self) -> None:
+        todo = [r.id for r in self.rows if r.plausible is None]
+        if todo and not self._checking:
+            self._checking = True
+            self.check_rows(todo)
+
+    @work(thread=True, group="check", exit_on_error=False)
+    def check_rows(self, ids: list[int]) -> None:
+        try:
+            with Queue(self.queue.path) as q:
+                plausibility.check_items(q, ids)
+        finally:
+            self._checking = False
+        # Storing the results moved the change probe: the next poll shows the flags.
+
+    # --- selection and filters ----------------------------------------------------------------------------
+
+    def targets(self) -> list[int]:
+        """The selected items, or the one under the cursor when nothing is selected."""
+        if self.selected:
+            return sorted(self.selected, reverse=True)
+        return [self.cursor_id] if self.cursor_id is not None else []
+
+    def action_toggle_select(self) -> None:
+        if self.cursor_id is None:
+            return
+        self.selected ^= {self.cursor_id}
+        self.fill_keep()
+        self.show(self.cursor + 1)
+
+    def fill_keep(self) -> None:
+        index = self.table.cursor_row
+        self.fill()
+        self.table.move_cursor(row=index, animate=False, scroll=False)
+        self.update_position()
+
+    def action_select_all(self) -> None:
+        matching = set(self.queue.ids(self.status_filter, self.search))
+        self.selected = set() if matching and matching <= self.selected else matching
+        self.fill_keep()
+
+    def action_filter(self, key: str) -> None:
+        self.status_filter = FILTERS[key]
+        self.reload(keep_item=False)
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    @on(Input.Changed, "#search")
+    def search_changed(self, event: Input.Changed) -> None:
+        self.search = event.value
+        self.reload(keep_item=False)
+
+    @on(Input.Submitted, "#search")
+    def search_done(self) -> None:
+        self.table.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return self.sending
+        return True
+
+    # --- operator actions ---------------------------------------------------------------------------------
+
+    def act(self, action: Callable[[list[int]], ActionResult], done: str, ids: list[int] | None = None) -> None:
+        """Apply a queue action to the targets and say what it did, and what it could not do and why."""
+        ids = ids if ids is not None else self.targets()
+        if not ids:
+            self.notify(tr("Nothing selected.", "Nichts ausgewählt."), severity="warning")
+            return
+        try:
+            result = action(ids)
+        except UnknownItems as exc:
+            # Deleted by someone else meanwhile: drop them and go on with the rest.
+            self.selected -= set(exc.ids)
+            rest = [i for i in ids if i not in exc.ids]
+            if rest:
+                self.act(action, done, rest)
+            else:
+                self.reload()
+            return
+        except OposError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.selected -= set(result.changed)
+        message = tr(f"{len(result.changed):,} {done}", f"{len(result.changed):,} {done}")
+        if result.skipped:
+            by_status: dict[Status, int] = {}
+            for status in result.skipped.values():
+                by_status[status] = by_status.get(status, 0) + 1
+            skipped = ", ".join(f"{n:,} {status_word(s)}" for s, n in by_status.items())
+            message += tr(f"; not changed: {skipped}", f"; nicht geändert: {skipped}")
+        self.notify(message, severity="warning" if result.skipped else "information")
+        self.reload()
+
+    def action_hold(self) -> None:
+        self.act(self.queue.hold, tr("held", "angehalten"))
+
+    def action_release(self) -> None:
+        self.act(self.queue.release, tr("released", "freigegeben"))
+
+    def action_retry(self) -> None:
+        self.act(self.queue.retry, tr("back to pending", "wieder wartend"))
+
+    def action_delete(self) -> None:
+        ids = self.targets()
+        if not ids:
+            self.notify(tr("Nothing selected.", "Nichts ausgewählt."), severity="warning")
+            return
+        what = f"#{ids[0]}" if len(ids) == 1 else tr(f"{len(ids):,} items", f"{len(ids):,} Einträge")
+
+        def decided(answer: str | None) -> None:
+            if answer == "delete":
+                self.act(self.queue.delete, tr("deleted", "gelöscht"), ids)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    f"Delete {what}? Sent items are kept. This cannot be undone.",
+                    f"{what} löschen? Gesendete bleiben erhalten. Nicht rückgängig zu machen.",
+                ),
+                {"cancel": tr("Cancel", "Abbrechen"), "delete": tr("Delete", "Löschen")},
+            ),
+            decided,
+        )
+
+    def action_transcript(self) -> None:
+        log = self.query_one("#transcript", RichLog)
+        log.display = not log.display
+
+    def action_settings(self) -> None:
+        from opos_tui.screens.settings import SettingsScreen
+
+        self.app.push_screen(SettingsScreen(self.home))
+
+    @on(DataTable.RowSelected)
+    def open_item(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is None:
+            return
+        from opos_tui.screens.message import MessageScreen
+
+        self.app.push_screen(MessageScreen(self.queue, int(event.row_key.value), self.send))
+
+    # --- sending ------------------------------------------------------------------------------------------
+
+    def action_send_selected(self) -> None:
+        self.send(self.targets())
+
+    def action_send_all(self) -> None:
+        self.send(self.queue.ids(Status.PENDING))
+
+    def send(self, ids: Sequence[int]) -> None:
+        """Check the items' attachments, ask about flagged ones, then send in the background."""
+        if self.sending:
+            self.notify(tr("Already sending.", "Es wird bereits gesendet."), severity="warning")
+            return
+        if not ids:
+            self.notify(tr("Nothing to send.", "Nichts zu senden."), severity="warning")
+            return
+        self.sending = True
+        self._stop.clear()
+        self.refresh_bindings()
+        self.show_progress(tr("Checking the attachments…", "Prüfe die Anhänge…"), 0, len(ids))
+        self.prepare(list(ids))
+
+    @work(thread=True, group="send", exit_on_error=False)
+    def prepare(self, ids: list[int]) -> None:
+        with Queue(self.queue.path) as q:
+            sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
+            wanted = [i for i in ids if i in sendable]
+            plausibility.check_unchecked(q, wanted, batch=100)
+            self.post_message(SendPlan(wanted, q.flagged(wanted)))
+
+    @on(SendPlan)
+    def plan_ready(self, plan: SendPlan) -> None:
+        if not plan.ids:
+            self.finish(tr("Nothing to send: none of them is pending.", "Nichts zu senden: keiner wartet."))
+            return
+        if not plan.flagged:
+            self.start_sending(plan.ids)
+            return
+        flagged = set(plan.flagged)
+        rest = [i for i in plan.ids if i not in flagged]
+        first = ", ".join(f"#{i}" for i in plan.flagged[:5]) + (" …" if len(plan.flagged) > 5 else "")
+
+        def decided(answer: str | None) -> None:
+            if answer == "skip" and rest:
+                self.start_sending(rest)
+            elif answer == "all":
+                self.start_sending(plan.ids)
+            else:
+                self.finish(tr("Not sent.", "Nicht gesendet."))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    f"⚠ {len(flagged):,} of {len(plan.ids):,} mails failed the plausibility check ({first}): their "
+                    "attachment does not name their document or customer. Skip them, or send them too?",
+                    f"⚠ {len(flagged):,} von {len(plan.ids):,} Mails bestehen die Plausibilitätsprüfung nicht "
+                    f"({first}): ihr Anhang nennt nicht ihren Beleg oder Kunden. Auslassen oder mitsenden?",
+                ),
+                {
+                    "skip": tr(f"Skip flagged ({len(rest):,} go)", f"Auslassen ({len(rest):,} gehen)"),
+                    "all": tr("Send them too", "Mitsenden"),
+                    "cancel": tr("Cancel", "Abbrechen"),
+                },
+            ),
+            decided,
+        )
+
+    def start_sending(self, ids: list[int]) -> None:
+        try:
+            current = settings.load(self.home)
+            factory = self.transports(self.home, current)
+        except OposError as exc:
+            self.finish(tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), error=True)
+            return
+        self.query_one("#transcript", RichLog).write(
+            tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
+        )
+        self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
+        self.dispatch(ids, current, factory)
+
+    @work(thread=True, group="send", exit_on_error=False)
+    def dispatch(self, ids: list[int], current: settings.Settings, factory: TransportFactory) -> None:
+        asyncio.run(self._dispatch(ids, current, factory))
+
+    async def _dispatch(self, ids: list[int], current: settings.Settings, factory: TransportFactory) -> None:
+        loop = asyncio.get_running_loop()
+        sent = failed = skipped = 0
+        started = time.monotonic()
+        stopped: str | None = None
+
+        def progress(event: Progress) -> None:
+            nonlocal sent, failed
+            if event.outcome is Outcome.SENT:
+                sent += 1
+            elif event.outcome in (Outcome.DEFERRED, Outcome.FAILED, Outcome.UNCERTAIN):
+                failed += 1
+            left = len(ids) - sent - failed - skipped
+            elapsed = max(time.monotonic() - started, 1e-9)
+            rate = (sent + failed) / elapsed
+            self.post_message(
+                SendUpdate(sent, failed, left, rate, left / rate if rate else None, transcript_line(event))
+            )
+
+        with Queue(self.queue.path) as q:
+            for start in range(0, len(ids), SEND_CHUNK):
+                if self._stop.is_set():
+                    break
+                engine = Dispatcher(
+                    q,
+                    factory,
+                    retry=current.retry,
+                    connections=current.smtp.connections,
+                    max_per_minute=current.smtp.max_per_minute,
+                    on_progress=progress,
+                )
+                self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
+                if self._stop.is_set():
+                    break
+                try:
+                    result = await engine.run(ids[start : start + SEND_CHUNK])
+                except OposError as exc:
+                    stopped = str(exc)
+                    break
+                skipped += len(result.not_sendable)
+                if result.stopped is not None:
+                    stopped = str(result.stopped)
+                    break
+        self._stop_dispatch = None
+        if stopped is None and self._stop.is_set():
+            stopped = tr("stopped by the operator", "vom Bediener angehalten")
+        self.post_message(SendDone(sent, failed, skipped, stopped))
+
+    def action_stop(self) -> None:
+        if not self.sending:
+            return
+        self._stop.set()
+        if self._stop_dispatch is not None:
+            self._stop_dispatch()
+        self.query_one("#progress-label", Static).update(
+            tr("Stopping after the current mail…", "Halte nach der laufenden Mail an…")
+        )
+
+    @on(SendUpdate)
+    def send_update(self, update: SendUpdate) -> None:
+        done = update.sent + update.failed
+        eta = f" · ETA {int(update.eta) // 60}:{int(update.eta) % 60:02d}" if update.eta is not None else ""
+        label = tr(
+            f"Sending: sent {update.sent:,} · failed {update.failed:,} · left {update.left:,}"
+            f" · {update.rate * 60:.0f}/min{eta}",
+            f"Senden: gesendet {update.sent:,} · fehlgeschl. {update.failed:,} · offen {update.left:,}"
+            f" · {update.rate * 60:.0f}/min{eta}",
+        )
+        if not self._stop.is_set():
+            self.query_one("#progress-label", Static).update(label)
+        self.query_one("#progress-bar", ProgressBar).update(progress=done)
+        if update.line:
+            self.query_one("#transcript", RichLog).write(update.line)
+
+    @on(SendDone)
+    def send_done(self, done: SendDone) -> None:
+        summary = tr(
+            f"Done: sent {done.sent:,} · failed {done.failed:,}",
+            f"Fertig: gesendet {done.sent:,} · fehlgeschl. {done.failed:,}",
+        )
+        if done.skipped:
+            summary += tr(f" · {done.skipped:,} no longer pending", f" · {done.skipped:,} warteten nicht mehr")
+        if done.stopped:
+            summary += tr(f" · stopped: {done.stopped}", f" · abgebrochen: {done.stopped}")
+        self.query_one("#transcript", RichLog).write(summary)
+        self.finish(summary, error=bool(done.stopped) or bool(done.failed))
+
+    def show_progress(self, label: str, progress: int, total: int) -> None:
+        self.query_one("#progress").display = True
+        self.query_one("#progress-label", Static).update(label)
+        self.query_one("#progress-bar", ProgressBar).update(progress=progress, total=max(total, 1))
+
+    def finish(self, summary: str, error: bool = False) -> None:
+        self.sending = False
+        self.refresh_bindings()
+        self.query_one("#progress-label", Static).update(summary)
+        self.notify(summary, severity="warning" if error else "information")
+        self.reload()
+        if self.quit_when_done:
+            self.app.exit()
+
+    def stop_and_quit(self) -> None:
+        """Quit once the mail on the wire is finished (the app's quit while sending)."""
+        self.quit_when_done = True
+        self.action_stop()
+
+
+def transcript_line(event: Progress) -> str:
+    """One line per mail: what happened and what the server said. Never a secret: replies carry none."""
+    if event.outcome is Outcome.SENDING:
+        return ""
+    if event.item_id is None:
+        return f"{event.outcome.value}: {event.reply}"
+    return f"#{event.item_id} {event.recipient}: {event.outcome.value} {event.reply}".rstrip()
