@@ -207,6 +207,21 @@ class SettingsScreen(Screen[None]):
                     id="plain-auth-warning",
                     classes="warning",
                 )
+                yield self.text_field(
+                    "smtp.max_message_mb",
+                    tr("Largest mail: attachments in MB", "Größte Mail: Anhänge in MB"),
+                )
+                yield self.text_field(
+                    "smtp.connections",
+                    tr("Parallel connections (Exchange Online: 3)", "Parallele Verbindungen (Exchange Online: 3)"),
+                )
+                yield self.text_field(
+                    "smtp.max_per_minute",
+                    tr(
+                        "Mails per minute, 0 = unlimited (Exchange Online: 30)",
+                        "Mails pro Minute, 0 = unbegrenzt (Exchange Online: 30)",
+                    ),
+                )
             with Vertical(id="section-oauth", classes="section"):
                 yield Static("OAuth 2.0", classes="section-title")
                 yield FormField(
