@@ -6,6 +6,7 @@ where it was typed. Saving is refused while anything is invalid; leaving with un
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import ValidationError
@@ -107,7 +108,10 @@ class FormField(Vertical):
 
 def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
     return RadioSet(
-        *(Choice(label, value=(value == current), name=value) for value, label in labels.items()),
+        *(
+            Choice(label, value=(value == current), name=value, id=f"{widget_id(key)}-{value}")
+            for value, label in labels.items()
+        ),
         id=widget_id(key),
     )
 
@@ -250,6 +254,10 @@ class SettingsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "opos-tui"
         self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
+        for radio in self.query(RadioSet):
+            # Put the keyboard cursor on the saved choice, not on the first one.
+            for _ in range(max(radio.pressed_index, 0)):
+                radio.action_next_button()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
 
@@ -289,7 +297,10 @@ class SettingsScreen(Screen[None]):
         method = self.pressed("auth.method")
         if method not in allowed:
             # The hidden choice cannot apply to this connection type: fall back visibly to "no login".
-            auth_set.query_one("RadioButton[name='none']", RadioButton).value = True
+            # Not from inside this handler: RadioSet posts its Changed while it holds back RadioButton.Changed,
+            # and that would keep the set from hearing of the new choice.
+            none = auth_set.query_one("#auth-method-none", RadioButton)
+            asyncio.get_running_loop().call_soon(setattr, none, "value", True)
             method = "none"
         is_smtp = connection == "smtp"
         self.query_one("#section-auth").display = connection != "windows"
