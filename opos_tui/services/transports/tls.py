@@ -23,6 +23,7 @@ from opos_tui.services.errors import (
 # OpenSSL's X509_V_ERR_* codes that mean "no trusted CA vouches for this certificate"; any other
 # verification failure (host name, expiry) is a certificate that is trusted but not acceptable.
 _NOT_TRUSTED_CODES = frozenset({2, 18, 19, 20, 21})
+_NAME_MISMATCH_CODES = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
 def _build_context(ca_file: str) -> ssl.SSLContext:
@@ -111,10 +112,10 @@ def certificate_error(exc: ssl.SSLCertVerificationError, host: str, certificate:
     """A refused certificate as an error an admin can act on; ``certificate`` as read without verifying."""
     subject = certificate.subject if certificate else "?"
     issuer = certificate.issuer if certificate else "?"
-    reason = exc.verify_message or exc.reason or str(exc)
+    reason = (exc.verify_message or exc.reason or str(exc)).rstrip(".")
     if exc.verify_code in _NOT_TRUSTED_CODES:
         return CertificateNotTrusted(host, subject, issuer, reason, detail=str(exc))
-    if exc.verify_code == 62 and certificate is not None:  # X509_V_ERR_HOSTNAME_MISMATCH
+    if exc.verify_code in _NAME_MISMATCH_CODES and certificate is not None:
         reason = tr(
             f"it is made for {', '.join(certificate.names) or subject}, not for {host}",
             f"es ist für {', '.join(certificate.names) or subject} ausgestellt, nicht für {host}",
