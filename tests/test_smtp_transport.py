@@ -319,9 +319,12 @@ async def test_cancelling_connect_closes_the_connection() -> None:
         transport = SmtpTransport(SmtpConfig("127.0.0.1", port, SecurityMode.NONE, timeout=30))
         task = asyncio.create_task(transport.connect())
         await connected.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        # Python 3.11's wait_for() can swallow a cancellation that lands just as the TCP connect completes
+        # (fixed in 3.12), so cancel until the task has ended, as a user pressing Esc again would.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.5)
+        assert task.cancelled()
         await asyncio.wait_for(closed_by_client.wait(), 5)
         assert not transport.connected
 
