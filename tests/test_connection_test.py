@@ -119,6 +119,10 @@ def test_refused_login_is_exit_1_at_stage_auth(cli: Any, home: Home, smtp_server
     data = json.loads(result.out)
     assert (result.code, data["ok"], data["stage"], data["tls"]) == (1, False, "auth", True)
     assert "535" in data["error"] and "Falsch-0815" not in result.out
+    assert data["transcript"][-1]["exchange"] == [
+        "C: AUTH PLAIN ***",
+        "S: 535 5.7.8 Authentication credentials invalid",
+    ]
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "a@b", "x@example.test\r\nBcc: victim@example.test"])

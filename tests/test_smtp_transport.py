@@ -293,6 +293,16 @@ async def test_connection_lost_after_data_is_uncertain_and_next_send_reconnects(
     assert [r.rcpt_tos for r in server.received] == [["vanish@example.test"], ["kunde@example.test"]]
 
 
+async def test_connection_lost_before_data_is_transient(smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    async with SmtpTransport(config(server)) as transport:
+        with pytest.raises(errors.ConnectionLost) as caught:
+            await transport.send(MESSAGE, Envelope("buchhaltung@example.test", ("drop@example.test",)))
+        assert caught.value.category is Category.TRANSIENT
+        await transport.send(MESSAGE, ENVELOPE)
+    assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
+
+
 async def test_connection_refused_names_host_and_port(smtp_server: Any) -> None:
     from tests.servers.smtp import free_port
 

@@ -127,7 +127,7 @@ async def run_connection_test(
         )
         return ConnectionTestResult(True, "done", encrypted, None, transcript)
     except OposError as exc:
-        record(HandshakeEvent(transport.stage, "failed", exc.message()))
+        record(HandshakeEvent(transport.stage, "failed", exc.message(), transport.failed_exchange))
         return ConnectionTestResult(False, transport.stage, transport.tls is not None, exc.message(), transcript)
     finally:
         await transport.close()

@@ -6,8 +6,8 @@ over TLS and who was logged in; ``server.ca_file`` is the CA to put into ``smtp.
 ``server.settings(...)`` gives ``Settings`` pointing at it.
 
 Recipients steer the server's answers (the local part before ``@``): ``busy`` 451 and ``unknown`` 550 at
-RCPT, ``data-busy`` 451 and ``data-reject`` 554 after DATA, ``vanish`` drops the connection after the
-message data arrived, without a reply. Sender ``blocked@…`` gets 550 at MAIL FROM.
+RCPT, ``drop`` hangs up at RCPT, ``data-busy`` 451 and ``data-reject`` 554 after DATA, ``vanish`` hangs up
+after the message data arrived, without a reply. Sender ``blocked@…`` gets 550 at MAIL FROM.
 Logins: ``USER``/``PASSWORD`` accepted, ``DISABLED_USER`` gets Exchange Online's 5.7.139, ``TOKEN``
 accepted for XOAUTH2 (as long as a real one, so the raised line limits matter).
 """
@@ -119,6 +119,10 @@ class _RecordingHandler:
             return "451 4.3.0 try again later"
         if local == "unknown":
             return "550 5.1.1 no such user here"
+        if local == "drop":
+            assert server.transport is not None
+            server.transport.abort()
+            return "250 OK"  # never reaches the client
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -177,6 +177,8 @@ class SmtpTransport:
         """The stage in progress, or the one that failed."""
         self.tls: TlsSession | None = None
         """The TLS in use, once encrypted."""
+        self.failed_exchange: tuple[str, ...] = ()
+        """The protocol lines of the step that failed last (AUTH, MAIL, RCPT, DATA), secrets as ``***``."""
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
 
@@ -246,6 +248,7 @@ class SmtpTransport:
         cfg = self.config
         self.stage = "connect"
         self.tls = None
+        self.failed_exchange = ()
         context = await client_context(cfg.ca_file) if self.mode is not SecurityMode.NONE else None
         implicit = self.mode is SecurityMode.SSL_ON_CONNECT
         client = aiosmtplib.SMTP(
@@ -457,6 +460,7 @@ class SmtpTransport:
         try:
             response = await authenticate(login.user, secret)
         except SMTPAuthenticationError as exc:
+            self.failed_exchange = exchange + _server_lines(exc.code, exc.message)
             raise self._auth_error(exc.code, exc.message, login.user, mechanism) from exc
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
@@ -501,6 +505,7 @@ class SmtpTransport:
         assert client is not None
         cfg = self.config
         self.stage = "send"
+        self.failed_exchange = ()
         data = normalize_message_line_endings(message)
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
         if limit and len(data) > limit:
@@ -521,6 +526,7 @@ class SmtpTransport:
             try:
                 await client.mail(sender, options=options, encoding=encoding)
             except SMTPSenderRefused as exc:
+                self.failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
                 await self._reset()
                 raise self._reply_error(exc.code, exc.message, "mail") from exc
             refused: dict[str, str] = {}
@@ -532,6 +538,7 @@ class SmtpTransport:
                     refused[original] = reply_text(exc.code, exc.message)
                     exchange.extend(_server_lines(exc.code, exc.message))
             if len(refused) == len(recipients):
+                self.failed_exchange = tuple(exchange)
                 await self._reset()
                 if all(r.startswith("5") for r in refused.values()):
                     raise RecipientsRefused(refused)
@@ -541,6 +548,7 @@ class SmtpTransport:
             exchange.append("C: DATA")
             start = await client.execute_command(b"DATA")
             if start.code != 354:
+                self.failed_exchange = (*exchange, *_server_lines(start.code, start.message))
                 await self._reset()
                 raise self._reply_error(start.code, start.message, "data")
             protocol = client.protocol
@@ -565,6 +573,7 @@ class SmtpTransport:
                 str(exc),
             ) from exc
         if final.code != 250:
+            self.failed_exchange = (*exchange, *_server_lines(final.code, final.message))
             raise self._reply_error(final.code, final.message, "data")
         result = SendResult(reply=_reply(final), refused=refused)
         self._report(
