@@ -118,6 +118,14 @@ async def test_untrusted_certificate_names_subject_issuer_and_ca_file(smtp_serve
     assert server.received == []
 
 
+async def test_failing_starttls_never_falls_back_to_plain(smtp_server: Any) -> None:
+    server = smtp_server("starttls", cert="untrusted")
+    for security in ("StartTlsWhenAvailable", "Auto"):
+        with pytest.raises(errors.CertificateNotTrusted):
+            await send_one(config(server, security))
+    assert server.received == []
+
+
 async def test_certificate_is_trusted_only_through_ca_file(smtp_server: Any) -> None:
     server = smtp_server("starttls")
     with pytest.raises(errors.CertificateNotTrusted):
@@ -167,6 +175,25 @@ async def test_exchange_smtp_auth_disabled_says_what_to_enable(smtp_server: Any)
         await send_one(config(server, login=PasswordLogin(DISABLED_USER, PASSWORD)))
     assert caught.value.code == 535 and "5.7.139" in caught.value.reply
     assert "Authenticated SMTP" in caught.value.en and "Authentifiziertes SMTP" in caught.value.de
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("5.7.3 Authentication unsuccessful", errors.SmtpAuthDisabled),
+        (
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox",
+            errors.SmtpAuthDisabled,
+        ),
+        ("5.7.30 something else", errors.AuthenticationFailed),
+        ("5.7.8 Error: authentication failed", errors.AuthenticationFailed),
+    ],
+)
+def test_exchange_auth_replies_are_recognised(reply: str, kind: type[OposError]) -> None:
+    transport = SmtpTransport(SmtpConfig("127.0.0.1", 587, SecurityMode.START_TLS))
+    error = transport._auth_error(535, reply, USER, "LOGIN")
+    assert type(error) is kind
+    assert error.category is Category.CONFIGURATION
 
 
 async def test_password_is_not_sent_unencrypted_unless_allowed(smtp_server: Any) -> None:
