@@ -138,6 +138,31 @@ def cmd_config_delete_secret(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- connection test ----------------------------------------------------------------------------------
+
+EVENT_MARKS = {"ok": "ok", "warning": "warn", "failed": "FAIL"}
+
+
+def cmd_test_connection(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from opos_tui.services.connection_test import HandshakeEvent, run_connection_test
+
+    home = home_of(args)
+    current = settings.load(home)
+    store = secrets.open_store(home)
+
+    def show(event: HandshakeEvent) -> None:
+        print(f"{event.stage:<8}{EVENT_MARKS[event.status]:<5}{event.summary}", flush=True)
+
+    result = asyncio.run(
+        run_connection_test(current, store, send_test_to=args.send_test_to, on_event=None if args.json else show)
+    )
+    if args.json:
+        print_json(result.to_json())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
 # --- TUI ----------------------------------------------------------------------------------------------
 
 
@@ -196,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("settings", parents=[common], help="open the TUI on the settings form")
     p.set_defaults(handler=cmd_settings)
+
+    p = sub.add_parser(
+        "test-connection",
+        parents=[common],
+        help="run the SMTP handshake stage by stage with the saved settings",
+        description="Connect, greet, EHLO, TLS and AUTH with the saved settings and report each stage; "
+        "exit 0 if the connection works, 1 if not.",
+    )
+    p.add_argument("--send-test-to", metavar="ADDR", help="also send a small test mail to this address")
+    add_json(p)
+    p.set_defaults(handler=cmd_test_connection)
 
     config = sub.add_parser("config", parents=[common], help="show or change the settings")
     config.set_defaults(handler=lambda _args: _usage(config))

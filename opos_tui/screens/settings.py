@@ -20,6 +20,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton,
 
 from opos_tui import settings
 from opos_tui.i18n import tr
+from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
 from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
@@ -122,7 +123,9 @@ class SettingsScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
         Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+        Binding("ctrl+t", "test_connection", tr("Test connection", "Verbindung testen"), id="settings.test"),
     ]
+    COMMANDS = {ConnectionTestCommands}
 
     def __init__(self, home: Home) -> None:
         super().__init__()
@@ -379,7 +382,33 @@ class SettingsScreen(Screen[None]):
         else:
             self.app.exit()
 
+    async def action_test_connection(self) -> None:
+        """Test the settings as typed (saved or not), in a panel under the form."""
+        self.changed()
+        if self.valid is None:
+            self.notify(
+                tr(
+                    "Not tested: the settings must be valid first; fix the fields marked ⚠.",
+                    "Nicht getestet: die Einstellungen müssen erst gültig sein; bitte die mit ⚠ markierten "
+                    "Felder korrigieren.",
+                ),
+                severity="error",
+            )
+            return
+        panels = self.query(ConnectionTestPanel)
+        panel = panels.first() if panels else ConnectionTestPanel()
+        if not panels:
+            await self.mount(panel, after=self.query_one("#form"))
+        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD))
+
     def action_leave(self) -> None:
+        # Esc first cancels a running connection test, then closes its panel, then leaves the form.
+        for panel in self.query(ConnectionTestPanel):
+            if panel.running:
+                panel.cancel()
+            else:
+                panel.remove()
+            return
         if not self.dirty:
             self.close()
             return
