@@ -20,7 +20,7 @@ from opos_tui import __version__, settings
 from opos_tui.i18n import LANGS, set_lang, tr
 from opos_tui.services import compose, secrets, spool
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, TransportFactory
-from opos_tui.services.errors import ConfigError, ConfigurationFault, OposError
+from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, iso, open_queue
 
@@ -142,12 +142,35 @@ def cmd_config_delete_secret(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def transport_factory(home: Home, current: settings.Settings) -> TransportFactory:
-    """How this installation sends: one new transport session per call."""
-    raise ConfigurationFault(
-        f"connection '{current.connection}' cannot send from here yet",
-        f"Verbindungsart '{current.connection}' kann hier noch nicht senden",
+# --- connection test ----------------------------------------------------------------------------------
+
+EVENT_MARKS = {"ok": "ok", "warning": "warn", "failed": "FAIL"}
+
+
+def cmd_test_connection(args: argparse.Namespace) -> int:
+    from opos_tui.services.connection_test import HandshakeEvent, run_connection_test
+
+    home = home_of(args)
+    current = settings.load(home)
+    store = secrets.open_store(home)
+
+    def show(event: HandshakeEvent) -> None:
+        print(f"{event.stage:<8}{EVENT_MARKS[event.status]:<5}{event.summary}", flush=True)
+
+    result = asyncio.run(
+        run_connection_test(current, store, send_test_to=args.send_test_to, on_event=None if args.json else show)
     )
+    if args.json:
+        print_json(result.to_json())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def transport_factory(home: Home, current: settings.Settings) -> TransportFactory:
+    """How this installation sends: a new, unconnected transport session per call."""
+    from opos_tui.services.transports.factory import build_transport  # aiosmtplib only when sending
+
+    store = secrets.open_store(home)
+    return lambda: build_transport(current, store)
 
 
 # --- the queue ----------------------------------------------------------------------------------------
@@ -454,6 +477,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("settings", parents=[common], help="open the TUI on the settings form")
     p.set_defaults(handler=cmd_settings)
+
+    p = sub.add_parser(
+        "test-connection",
+        parents=[common],
+        help="run the SMTP handshake stage by stage with the saved settings",
+        description="Connect, greet, EHLO, TLS and AUTH with the saved settings and report each stage; "
+        "exit 0 if the connection works, 1 if not.",
+    )
+    p.add_argument("--send-test-to", metavar="ADDR", help="also send a small test mail to this address")
+    add_json(p)
+    p.set_defaults(handler=cmd_test_connection)
 
     config = sub.add_parser("config", parents=[common], help="show or change the settings")
     config.set_defaults(handler=lambda _args: _usage(config))

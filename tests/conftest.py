@@ -11,6 +11,9 @@ from opos_tui.cli import main
 from opos_tui.i18n import set_lang
 from opos_tui.services.home import Home
 
+# The real local servers (tests/servers/) as fixtures for every test.
+pytest_plugins = ["tests.servers.smtp"]
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -6,6 +6,7 @@ where it was typed. Saving is refused while anything is invalid; leaving with un
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton,
 
 from opos_tui import settings
 from opos_tui.i18n import tr
+from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
 from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
@@ -107,7 +109,10 @@ class FormField(Vertical):
 
 def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
     return RadioSet(
-        *(Choice(label, value=(value == current), name=value) for value, label in labels.items()),
+        *(
+            Choice(label, value=(value == current), name=value, id=f"{widget_id(key)}-{value}")
+            for value, label in labels.items()
+        ),
         id=widget_id(key),
     )
 
@@ -118,7 +123,9 @@ class SettingsScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
         Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+        Binding("ctrl+t", "test_connection", tr("Test connection", "Verbindung testen"), id="settings.test"),
     ]
+    COMMANDS = {ConnectionTestCommands}
 
     def __init__(self, home: Home) -> None:
         super().__init__()
@@ -207,6 +214,21 @@ class SettingsScreen(Screen[None]):
                     id="plain-auth-warning",
                     classes="warning",
                 )
+                yield self.text_field(
+                    "smtp.max_message_mb",
+                    tr("Largest mail: attachments in MB", "Größte Mail: Anhänge in MB"),
+                )
+                yield self.text_field(
+                    "smtp.connections",
+                    tr("Parallel connections (Exchange Online: 3)", "Parallele Verbindungen (Exchange Online: 3)"),
+                )
+                yield self.text_field(
+                    "smtp.max_per_minute",
+                    tr(
+                        "Mails per minute, 0 = unlimited (Exchange Online: 30)",
+                        "Mails pro Minute, 0 = unbegrenzt (Exchange Online: 30)",
+                    ),
+                )
             with Vertical(id="section-oauth", classes="section"):
                 yield Static("OAuth 2.0", classes="section-title")
                 yield FormField(
@@ -250,6 +272,10 @@ class SettingsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "opos-tui"
         self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
+        for radio in self.query(RadioSet):
+            # Put the keyboard cursor on the saved choice, not on the first one.
+            for _ in range(max(radio.pressed_index, 0)):
+                radio.action_next_button()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
 
@@ -292,7 +318,10 @@ class SettingsScreen(Screen[None]):
         method = self.pressed("auth.method")
         if method not in allowed:
             # The hidden choice cannot apply to this connection type: fall back visibly to "no login".
-            auth_set.query_one("RadioButton[name='none']", RadioButton).value = True
+            # Not from inside this handler: RadioSet posts its Changed while it holds back RadioButton.Changed,
+            # and that would keep the set from hearing of the new choice.
+            none = auth_set.query_one("#auth-method-none", RadioButton)
+            asyncio.get_running_loop().call_soon(setattr, none, "value", True)
             method = "none"
         is_smtp = connection == "smtp"
         self.query_one("#section-auth").display = connection != "windows"
@@ -371,7 +400,33 @@ class SettingsScreen(Screen[None]):
         else:
             self.app.exit()
 
+    async def action_test_connection(self) -> None:
+        """Test the settings as typed (saved or not), in a panel under the form."""
+        self.changed()
+        if self.valid is None:
+            self.notify(
+                tr(
+                    "Not tested: the settings must be valid first; fix the fields marked ⚠.",
+                    "Nicht getestet: die Einstellungen müssen erst gültig sein; bitte die mit ⚠ markierten "
+                    "Felder korrigieren.",
+                ),
+                severity="error",
+            )
+            return
+        panels = self.query(ConnectionTestPanel)
+        panel = panels.first() if panels else ConnectionTestPanel()
+        if not panels:
+            await self.mount(panel, after=self.query_one("#form"))
+        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD))
+
     def action_leave(self) -> None:
+        # Esc first cancels a running connection test, then closes its panel, then leaves the form.
+        for panel in self.query(ConnectionTestPanel):
+            if panel.running:
+                panel.cancel()
+            else:
+                panel.remove()
+            return
         if not self.dirty:
             self.close()
             return

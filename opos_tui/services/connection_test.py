@@ -1,0 +1,133 @@
+"""The connection test: the real handshake with the configured server, reported stage by stage.
+
+It runs the transport's own code (``SmtpTransport.connect`` and ``send``), so what it shows is what sending
+will do. Each stage arrives at ``on_event`` as it happens; the command line prints one line per event, the
+settings screen fills a transcript panel. Nothing secret appears: AUTH payloads are shown as ``***``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, localtime, make_msgid
+
+from opos_tui.i18n import tr
+from opos_tui.services.addresses import AddressError, check_addr_spec
+from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services.secrets import SecretStore
+from opos_tui.services.transports.base import Envelope
+from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.smtp import HandshakeEvent, SmtpTransport, Stage, TokenProvider
+from opos_tui.settings import Settings
+
+__all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
+
+
+@dataclass(frozen=True)
+class ConnectionTestResult:
+    ok: bool
+    stage: Stage
+    """``done`` on success, else the stage that failed."""
+    tls: bool
+    """Whether the connection was encrypted when the test ended."""
+    error: str | None
+    transcript: list[HandshakeEvent] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "stage": self.stage,
+            "tls": self.tls,
+            "error": self.error,
+            "transcript": [event.to_json() for event in self.transcript],
+        }
+
+
+def check_test_address(address: str) -> str:
+    """The bare address for ``--send-test-to``, or ConfigError (bad input)."""
+    try:
+        return check_addr_spec(address)
+    except AddressError as exc:
+        raise ConfigError(
+            f"--send-test-to: {exc}", f"--send-test-to: keine gültige E-Mail-Adresse ({address.strip()!r})"
+        ) from None
+
+
+def connection_test_mail(settings: Settings, recipient: str) -> bytes:
+    """A small plain-text mail that says what it is, in both languages."""
+    message = EmailMessage()
+    address = settings.sender.address
+    message["From"] = Address(display_name=settings.sender.name, addr_spec=address)
+    message["To"] = recipient
+    message["Subject"] = "opos-tui: Verbindungstest / connection test"
+    message["Date"] = format_datetime(localtime())
+    message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or None)
+    message.set_content(
+        "Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand per SMTP funktioniert.\n\n"
+        "This mail was sent by opos-tui as a connection test. Sending over SMTP works.\n\n"
+        f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}), {socket.gethostname()}\n"
+    )
+    return message.as_bytes(policy=SMTP)
+
+
+async def run_connection_test(
+    settings: Settings,
+    store: SecretStore,
+    *,
+    send_test_to: str | None = None,
+    password: str | None = None,
+    token_provider: TokenProvider | None = None,
+    on_event: Callable[[HandshakeEvent], None] | None = None,
+) -> ConnectionTestResult:
+    """Run the handshake (and with ``send_test_to`` a test mail) and report each stage to ``on_event``.
+
+    Raises ConfigError before connecting when the settings cannot be tested (no host, no password, bad
+    address); every failure after that is part of the result, not raised.
+    """
+    transcript: list[HandshakeEvent] = []
+
+    def record(event: HandshakeEvent) -> None:
+        transcript.append(event)
+        if on_event is not None:
+            on_event(event)
+
+    if send_test_to is not None:
+        send_test_to = check_test_address(send_test_to)
+        if not settings.sender.address:
+            raise ConfigError(
+                "sender.address is not set: the test mail needs a From address",
+                "sender.address ist nicht gesetzt: die Testmail braucht eine Absenderadresse",
+            )
+    try:
+        transport = build_transport(settings, store, password=password, token_provider=token_provider, observer=record)
+    except ConfigError:
+        raise
+    except OposError as exc:
+        record(HandshakeEvent("connect", "failed", exc.message()))
+        return ConnectionTestResult(False, "connect", False, exc.message(), transcript)
+    assert isinstance(transport, SmtpTransport)
+    try:
+        await transport.connect()
+        if send_test_to is not None:
+            transport.stage = "send"
+            envelope = Envelope(settings.sender.address, (send_test_to,))
+            await transport.send(connection_test_mail(settings, send_test_to), envelope)
+        encrypted = transport.encrypted
+        how = tr("encrypted", "verschlüsselt") if encrypted else tr("NOT encrypted", "NICHT verschlüsselt")
+        record(
+            HandshakeEvent(
+                "done",
+                "ok" if encrypted else "warning",
+                tr(f"The connection works ({how}).", f"Die Verbindung funktioniert ({how})."),
+            )
+        )
+        return ConnectionTestResult(True, "done", encrypted, None, transcript)
+    except OposError as exc:
+        record(HandshakeEvent(transport.stage, "failed", exc.message(), transport.failed_exchange))
+        return ConnectionTestResult(False, transport.stage, transport.tls is not None, exc.message(), transcript)
+    finally:
+        await transport.close()

@@ -1,0 +1,290 @@
+"""`opos-tui send` and the dispatcher against real aiosmtpd servers: what arrives, what the queue says after
+4xx, 5xx, refused logins, lost connections; umlauts and attachments intact."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from opos_tui import settings
+from opos_tui.services import secrets
+from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
+from opos_tui.services.home import Home
+from opos_tui.services.queue import Queue, Status, open_queue
+from opos_tui.services.transports.factory import build_transport
+from opos_tui.settings import RetrySettings
+from tests.pdfs import write_letter
+from tests.servers.smtp import PASSWORD, USER
+
+
+def configure(cli, home: Home, server: Any, **extra: str) -> None:  # type: ignore[no-untyped-def]
+    """Point the installation at ``server`` through the real `config set` commands."""
+    values = {
+        "smtp.host": server.host,
+        "smtp.port": str(server.port),
+        "smtp.security": {"plain": "None", "starttls": "StartTls", "tls": "SslOnConnect"}[server.mode],
+        "smtp.ca_file": str(server.ca_file),
+        "smtp.timeout": "5",
+        "sender.address": "buchhaltung@mueller.example",
+        "sender.name": "Müller GmbH – Buchhaltung",
+        **extra,
+    }
+    for key, value in values.items():
+        result = cli("config", "set", key, value)
+        assert result.code == 0, result.err
+
+
+def enqueue(cli, tmp_path: Path, to: str, n: int = 1, *extra: str) -> int:  # type: ignore[no-untyped-def]
+    pdf = write_letter(tmp_path / f"Mahnung_{n}_Jörg_Ärger.pdf", f"M-2024-{n:04d}", f"K{1000 + n}", "Jörg Ärger")
+    result = cli(
+        "enqueue", "--type", "dunning", "--level", "1", "--to", to, "--attach", str(pdf),
+        "--var", "customer_name=Jörg Ärger & Söhne", "--var", f"document_number=M-2024-{n:04d}", "--json", *extra,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    return int(json.loads(result.out)["id"])
+
+
+def rows(cli) -> dict[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    return {r["id"]: r for r in json.loads(cli("queue", "--json").out)}
+
+
+def parsed(content: bytes) -> EmailMessage:
+    message = message_from_bytes(content, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_send_over_starttls_with_login(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("starttls")
+    configure(
+        cli, home, server, **{"auth.method": "password", "auth.profile": USER, "sender.bcc": "archiv@mueller.example"}
+    )
+    assert cli("config", "set-password", "--stdin", stdin=PASSWORD + "\n").code == 0
+    ids = [
+        enqueue(cli, tmp_path, "Jörg Ärger <joerg@aerger.example>", n, "--cc", "Büro <buero@aerger.example>")
+        for n in (1, 2)
+    ]
+    pdf = (tmp_path / "Mahnung_1_Jörg_Ärger.pdf").read_bytes()
+
+    result = cli("send", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["ok"] is True and sorted(report["sent"]) == ids and report["left"] == 0
+
+    assert len(server.received) == 2
+    first = server.received[0]
+    assert first.tls and first.user == USER
+    assert first.mail_from == "buchhaltung@mueller.example"
+    assert first.rcpt_tos == ["joerg@aerger.example", "buero@aerger.example", "archiv@mueller.example"]
+    message = parsed(first.content)
+    assert "archiv@mueller.example" not in first.content.decode("ascii")  # Bcc: envelope only
+    assert message["Subject"] == "1. Mahnung M-2024-0001"
+    assert message["From"] == "Müller GmbH – Buchhaltung <buchhaltung@mueller.example>"
+    assert message["To"] == "Jörg Ärger <joerg@aerger.example>"
+    body = message.get_body(("plain",))
+    assert body is not None and "Jörg Ärger & Söhne" in body.get_content()
+    (attachment,) = message.iter_attachments()
+    assert attachment.get_filename() == "Mahnung_1_Jörg_Ärger.pdf"
+    assert attachment.get_content() == pdf  # byte-identical
+
+    listed = rows(cli)
+    assert {listed[i]["status"] for i in ids} == {"sent"}
+    assert listed[ids[0]]["message_id"] == message["Message-ID"]
+    assert listed[ids[0]]["sent_at"] and listed[ids[0]]["attempts"] == 1
+
+
+def test_451_deferred_then_retry_then_sent(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    busy = enqueue(cli, tmp_path, "data-busy@aerger.example", 1)
+    fine = enqueue(cli, tmp_path, "kunde@aerger.example", 2)
+    result = cli("send")
+    assert result.code == 1  # not all went
+    listed = rows(cli)
+    assert listed[fine]["status"] == "sent"
+    assert listed[busy]["status"] == "deferred"
+    assert listed[busy]["error"] == "451 4.3.0 try again later"
+    with Queue(home.queue_db) as q:
+        item = q.get(busy)
+        assert item.next_attempt_at is not None
+        wait = item.next_attempt_at - datetime.now(UTC)
+        assert timedelta(minutes=4) < wait <= timedelta(minutes=5)  # the first backoff: 5 minutes
+        message_id = item.message_id
+        # the server is fine again: the operator moves the recipient, then retries at once
+        assert cli("send").code == 0  # backoff not over: nothing to do, nothing failed
+        assert q.get(busy).status is Status.DEFERRED
+        q.set_recipients(busy, [r.__class__("to", "kunde2@aerger.example") for r in item.recipients[:1]])
+    assert cli("retry", str(busy)).code == 0
+    assert cli("send").code == 0
+    listed = rows(cli)
+    assert listed[busy]["status"] == "sent" and listed[busy]["attempts"] == 2 and listed[busy]["error"] is None
+    assert parsed(server.received[-1].content)["Message-ID"] == message_id  # stable across retries
+
+
+def test_550_fails_with_the_reply_and_refusals_per_recipient(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    gone = enqueue(cli, tmp_path, "unknown@aerger.example", 1)
+    partly = enqueue(cli, tmp_path, "kunde@aerger.example", 2, "--cc", "unknown@aerger.example")
+    rejected = enqueue(cli, tmp_path, "data-reject@aerger.example", 3)
+    assert cli("send").code == 1
+    listed = rows(cli)
+    assert listed[gone]["status"] == "failed"
+    assert listed[gone]["error"].startswith("550 5.1.1")
+    assert listed[rejected]["status"] == "failed" and listed[rejected]["error"].startswith("554 5.6.0")
+    assert listed[partly]["status"] == "sent"
+    with Queue(home.queue_db) as q:
+        recipients = {r.address: r.refused for r in q.get(partly).recipients}
+    assert recipients["kunde@aerger.example"] is None
+    assert (recipients["unknown@aerger.example"] or "").startswith("550 5.1.1")
+    assert [r.rcpt_tos for r in server.received] == [["kunde@aerger.example"]]
+
+
+def test_auth_failure_stops_the_run_and_fails_nothing(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("starttls")
+    configure(cli, home, server, **{"auth.method": "password", "auth.profile": USER})
+    assert cli("config", "set-password", "--stdin", stdin="Falsch-9876xyz\n").code == 0
+    ids = [enqueue(cli, tmp_path, f"kunde{n}@aerger.example", n) for n in range(3)]
+    result = cli("send", "--json")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["stopped"] and "535" in report["stopped"]
+    assert report["failed"] == [] and report["left"] == 3
+    listed = rows(cli)
+    assert {listed[i]["status"] for i in ids} == {"pending"}
+    assert {listed[i]["attempts"] for i in ids} == {0}
+    assert server.received == []
+    assert "Falsch-9876xyz" not in result.out + result.err
+
+
+def test_unreachable_server_stops_the_run(cli, home: Home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.servers.smtp import free_port
+
+    for key, value in (("smtp.host", "127.0.0.1"), ("smtp.port", str(free_port())), ("smtp.security", "None")):
+        cli("config", "set", key, value)
+    cli("config", "set", "sender.address", "buchhaltung@mueller.example")
+    item = enqueue(cli, tmp_path, "kunde@aerger.example")
+    result = cli("send")
+    assert result.code == 1 and "refused" in result.err
+    assert rows(cli)[item]["status"] == "pending"
+
+
+def test_connection_lost_after_data_is_uncertain_never_resent(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    doubt = enqueue(cli, tmp_path, "vanish@aerger.example", 1)
+    after = enqueue(cli, tmp_path, "kunde@aerger.example", 2)
+    assert cli("send").code == 1
+    listed = rows(cli)
+    assert listed[doubt]["status"] == "uncertain" and listed[after]["status"] == "sent"
+    assert cli("send").code == 0  # nothing resent by itself
+    assert len(server.received) == 2
+    assert cli("mark-sent", str(doubt)).code == 0
+    assert rows(cli)[doubt]["status"] == "sent"
+
+
+def test_send_given_items_only_and_held_ones_stay(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    a, b, c = (enqueue(cli, tmp_path, f"kunde{n}@aerger.example", n) for n in range(3))
+    assert cli("hold", str(c)).code == 0
+    assert cli("send", str(a)).code == 0
+    assert [r.rcpt_tos for r in server.received] == [["kunde0@aerger.example"]]
+    held = cli("send", str(c))
+    assert held.code == 1 and f"#{c}" in held.err
+    assert cli("send", "--all").code == 0
+    listed = rows(cli)
+    assert (listed[a]["status"], listed[b]["status"], listed[c]["status"]) == ("sent", "sent", "held")
+    assert cli("send", "4711").code == 2
+
+
+def test_give_up_after_days_and_backoff_doubles(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    retry = RetrySettings()
+    assert [backoff(retry, n) for n in (1, 2, 3, 4, 5, 9)] == [timedelta(minutes=m) for m in (5, 10, 20, 40, 60, 60)]
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    item = enqueue(cli, tmp_path, "busy@aerger.example")
+    assert cli("send").code == 1
+    assert rows(cli)[item]["status"] == "deferred"
+    with Queue(home.queue_db) as q:
+        six_days_ago = (datetime.now(UTC) - timedelta(days=6)).timestamp()
+        q._db.execute("UPDATE items SET first_attempt_at = ?, next_attempt_at = 0 WHERE id = ?", (six_days_ago, item))
+    assert cli("send").code == 1
+    row = rows(cli)[item]
+    assert row["status"] == "failed"
+    assert row["error"].startswith("451 4.3.0") and "5 days" in row["error"]
+
+
+async def test_dispatcher_progress_parallel_connections_and_rate(home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    current = settings.Settings.model_validate(
+        {
+            "smtp": {"host": server.host, "port": server.port, "security": "None", "timeout": 5},
+            "sender": {"address": "buchhaltung@mueller.example"},
+        }
+    )
+    from opos_tui.services.compose import LetterRequest, prepare
+
+    pdf = write_letter(tmp_path / "Avis.pdf", "Z-1")
+    events: list[Progress] = []
+    with open_queue(home) as q:
+        for n in range(12):
+            request = LetterRequest(
+                type="payment-advice",
+                to=[f"kunde{n}@aerger.example"],
+                attachments=[pdf],
+                vars={"customer_name": "Ärger", "document_number": f"Z-{n}"},
+            )
+            q.enqueue(prepare(current, request))
+        store = secrets.open_store(home)
+        made: list[object] = []
+
+        def factory() -> Any:
+            transport = build_transport(current, store)
+            made.append(transport)
+            return transport
+
+        engine = Dispatcher(q, factory, connections=3, max_per_minute=6000, on_progress=events.append)
+        result = await engine.run()
+        assert len(result.sent) == 12 and result.all_went
+        assert len(made) == 3  # one session per connection, reused for all its mails
+        assert q.counts()[Status.SENT] == 12
+    assert len(server.received) == 12
+    finished = [e for e in events if e.outcome is Outcome.SENT]
+    assert [e.sent for e in finished] == list(range(1, 13))
+    assert finished[-1].left == 0 and finished[-1].rate > 0 and finished[-1].eta == 0
+    assert any(e.outcome is Outcome.SENDING and e.recipient.startswith("kunde") for e in events)
+
+
+async def test_stop_request_ends_after_the_current_mail(home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    current = server.settings()
+    from opos_tui.services.compose import LetterRequest, prepare
+
+    pdf = write_letter(tmp_path / "Avis.pdf", "Z-1")
+    with open_queue(home) as q:
+        for n in range(5):
+            q.enqueue(
+                prepare(
+                    current,
+                    LetterRequest(
+                        "payment-advice", to=[f"k{n}@aerger.example"], attachments=[pdf], subject="A", body="B"
+                    ),
+                )
+            )
+        store = secrets.open_store(home)
+        engine: Dispatcher
+
+        def stop_after_two(event: Progress) -> None:
+            if event.outcome is Outcome.SENT and event.sent == 2:
+                engine.request_stop()
+
+        engine = Dispatcher(q, lambda: build_transport(current, store), on_progress=stop_after_two)
+        result = await engine.run()
+        assert len(result.sent) == 2 and result.stopped is None
+        assert q.counts()[Status.PENDING] == 3 and q.counts()[Status.SENDING] == 0
+    assert len(server.received) == 2

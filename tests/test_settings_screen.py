@@ -1,0 +1,279 @@
+"""The settings form, driven by keyboard through Pilot against a real config.toml and secret file."""
+
+from __future__ import annotations
+
+import tomllib
+
+from textual.widgets import Input, RadioSet
+
+from opos_tui import settings
+from opos_tui.app import OposApp
+from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
+from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.services import secrets
+from opos_tui.services.home import Home
+from tests.conftest import file_bytes
+
+
+def shown(screen: SettingsScreen, selector: str) -> bool:
+    """Whether a part of the form is displayed: it and all its containers."""
+    node = screen.query_one(selector)
+    while node is not None and node is not screen:
+        if not node.display:
+            return False
+        node = node.parent  # type: ignore[assignment]
+    return True
+
+
+def pick(screen: SettingsScreen, key: str, value: str) -> None:
+    screen.query_one(f"#{widget_id(key)}-{value}", Choice).value = True
+
+
+async def type_into(pilot, screen: SettingsScreen, key: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    field = screen.query_one(f"#{widget_id(key)}", Input)
+    field.focus()
+    await pilot.pause()
+    field.value = ""
+    await pilot.press(*text) if text else None
+    await pilot.pause()
+
+
+async def test_three_connection_types_and_only_what_applies(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        labels = [str(b.label) for b in screen.query_one("#connection", RadioSet).query("Choice")]
+        assert labels == ["Windows-Standard (Simple MAPI)", "Outlook (Extended MAPI)", "SMTP"]
+        # SMTP, no login: SMTP data shown, no OAuth, no profile or password
+        assert shown(screen, "#section-smtp")
+        assert not shown(screen, "#section-oauth")
+        assert not shown(screen, "#field-auth-profile")
+        assert not shown(screen, "#field-auth-password")
+
+        pick(screen, "connection", "windows")
+        await pilot.pause()
+        assert not shown(screen, "#section-auth")
+        assert not shown(screen, "#section-smtp")
+        assert shown(screen, "#section-sender")
+
+        pick(screen, "connection", "outlook")
+        await pilot.pause()
+        assert shown(screen, "#section-auth")
+        assert not shown(screen, "#section-smtp")
+        visible_methods = [b.name for b in screen.query_one("#auth-method", RadioSet).query("Choice") if b.display]
+        assert visible_methods == ["none", "password"]
+        pick(screen, "auth.method", "password")
+        await pilot.pause()
+        assert shown(screen, "#field-auth-profile")
+        assert shown(screen, "#field-auth-password")
+
+        pick(screen, "connection", "smtp")
+        pick(screen, "auth.method", "oauth-dialog")
+        await pilot.pause()
+        assert shown(screen, "#section-oauth")
+        assert not shown(screen, "#field-auth-password")
+        assert shown(screen, "#field-oauth-tenant-id")
+        assert not shown(screen, "#field-oauth-client-secret")
+        pick(screen, "oauth.provider", "google")
+        await pilot.pause()
+        assert not shown(screen, "#field-oauth-tenant-id")
+        assert shown(screen, "#field-oauth-client-secret")
+
+        # Switching to Outlook with OAuth chosen falls back visibly to "no login"
+        pick(screen, "connection", "outlook")
+        await pilot.pause()
+        await pilot.pause()  # the fallback is a second round of RadioSet messages
+        assert screen.pressed("auth.method") == "none"
+
+
+async def test_keyboard_only_choice_of_connection(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        assert app.focused is screen.query_one("#connection")
+        await pilot.press("up", "enter")  # the cursor starts on the saved choice, SMTP; up = Outlook
+        assert screen.pressed("connection") == "outlook"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert settings.load(home).connection == "outlook"
+
+
+async def test_invalid_value_shown_inline_and_save_refused(home: Home) -> None:
+    settings.set_value(home, "smtp.host", "mail.example.com")
+    before = file_bytes(home.config_file)
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.port", "70000")
+        port_field = screen.query_one("#field-smtp-port", FormField)
+        assert port_field.has_class("-invalid")
+        assert "1 to 65535" in str(port_field.query_one(".field-error").render())
+        await type_into(pilot, screen, "sender.address", "nobody")
+        assert screen.query_one("#field-sender-address", FormField).has_class("-invalid")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert file_bytes(home.config_file) == before
+        # fixing the value clears the mark, and then save goes through
+        await type_into(pilot, screen, "smtp.port", "2525")
+        await type_into(pilot, screen, "sender.address", "opos@example.com")
+        assert not port_field.has_class("-invalid")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    saved = settings.load(home)
+    assert (saved.smtp.port, saved.sender.address) == (2525, "opos@example.com")
+
+
+async def test_every_key_round_trips_through_the_form(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    values = {
+        "connection": "smtp",
+        "auth.method": "oauth",
+        "auth.profile": "opos@contoso.com",
+        "oauth.provider": "microsoft",
+        "oauth.client_id": "client-123",
+        "oauth.tenant_id": "contoso.onmicrosoft.com",
+        "smtp.host": "smtp.office365.com",
+        "smtp.port": "465",
+        "smtp.security": "SslOnConnect",
+        "smtp.timeout": "45",
+        "smtp.ca_file": str(ca),
+        "smtp.allow_plain_auth": "true",
+        "sender.address": "buchhaltung@müller.de",
+        "sender.name": "Müller GmbH",
+        "sender.reply_to": "opos@example.com",
+        "sender.bcc": "archiv@example.com",
+        "smtp.max_message_mb": "20",
+        "smtp.connections": "3",
+        "smtp.max_per_minute": "30",
+        # Not on this form: kept as saved when the form saves.
+        "retry.backoff_minutes": "10",
+        "retry.max_backoff_minutes": "120",
+        "retry.give_up_days": "3",
+        "letters.language": "en",
+        "letters.subject": "Ihr Beleg ${document_number}",
+        "letters.body": "Guten Tag,\n\nanbei ${document_number}.",
+        "letters.signature": "Müller GmbH",
+        "letters.attachment_name": "Beleg_${document_number}.pdf",
+        **{
+            f"{section}.{name}": f"{section} {name} ${{document_number}}"
+            for section in ["payment_advice"] + [f"dunning_{level}" for level in range(1, 10)]
+            for name in ("subject", "body")
+        },
+    }
+    assert set(values) == set(settings.KEYS)
+    for key, value in values.items():
+        settings.set_value(home, key, value)
+    before = settings.load(home)
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        assert settings.Settings.model_validate(screen.draft()) == before
+        assert not screen.dirty
+        # change every text key through the form, then save
+        await type_into(pilot, screen, "smtp.host", "mail.example.org")
+        await type_into(pilot, screen, "oauth.client_id", "other-client")
+        pick(screen, "smtp.security", "StartTlsWhenAvailable")
+        await pilot.pause()
+        assert screen.dirty
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not screen.dirty
+    after = tomllib.loads(home.config_file.read_text("utf-8"))
+    assert after["smtp"]["host"] == "mail.example.org"
+    assert after["oauth"]["client_id"] == "other-client"
+    assert after["smtp"]["security"] == "StartTlsWhenAvailable"
+    assert after["sender"]["address"] == "buchhaltung@müller.de"
+    assert after["smtp"]["max_per_minute"] == 30
+    assert after["dunning_7"]["body"] == "dunning_7 body ${document_number}"
+    assert after["letters"]["body"] == "Guten Tag,\n\nanbei ${document_number}."
+
+
+async def test_password_goes_to_the_secret_store_only(home: Home) -> None:
+    password = "Geheim-123!"
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        pick(screen, "auth.method", "password")
+        await pilot.pause()
+        await type_into(pilot, screen, "auth.profile", "opos")
+        await type_into(pilot, screen, secrets.PASSWORD, password)
+        assert password not in "".join(str(line) for line in app.screen._compositor.render_update(full=True).strips)  # type: ignore[union-attr]
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.query_one("#auth-password", Input).value == ""
+    assert secrets.open_store(home).get(secrets.PASSWORD) == password
+    assert password not in home.config_file.read_text("utf-8")
+    assert settings.load(home).auth.method == "password"
+
+
+async def test_leaving_with_unsaved_changes_asks(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.host", "mail.example.com")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("escape")  # cancel: back on the form, nothing lost
+        await pilot.pause()
+        assert app.screen is screen
+        assert screen.query_one("#smtp-host", Input).value == "mail.example.com"
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.click("#answer-save")
+        await pilot.pause()
+    assert app.return_code == 0
+    assert settings.load(home).smtp.host == "mail.example.com"
+
+
+async def test_discard_leaves_the_file_alone(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.host", "mail.example.com")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("right", "enter")  # Save | [Discard] | Cancel
+        await pilot.pause()
+    assert not home.config_file.exists()
+
+
+async def test_german_labels(home: Home) -> None:
+    from opos_tui.i18n import set_lang
+
+    set_lang("de")
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)):
+        screen = app.screen
+        labels = [str(label.render()) for label in screen.query(".field-label")]
+        assert "Verbindungsart" in labels
+        assert "Anmelden" in labels
+        assert "Sicherheit" in labels
+
+
+def test_settings_form_snapshot(snap_compare, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = Home(tmp_path / "home")
+    settings.set_value(home, "smtp.host", "mail.example.com")
+    settings.set_value(home, "auth.method", "password")
+    settings.set_value(home, "auth.profile", "opos@example.com")
+    assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24))
+
+
+def test_settings_form_invalid_port_snapshot(snap_compare, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = Home(tmp_path / "home")
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        screen = pilot.app.screen
+        await type_into(pilot, screen, "smtp.host", "mail.example.com")
+        await type_into(pilot, screen, "smtp.port", "0")
+
+    assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)

@@ -1,0 +1,402 @@
+"""The SMTP transport against real aiosmtpd servers on 127.0.0.1: modes, certificates, logins, replies."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from opos_tui.services import errors
+from opos_tui.services.errors import Category, ConfigError, OposError
+from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
+from opos_tui.services.secrets import FileSecretStore
+from opos_tui.services.transports.base import DeliveryUncertain, Envelope, SendResult
+from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.smtp import (
+    OAuthLogin,
+    PasswordLogin,
+    SmtpConfig,
+    SmtpTransport,
+    _smtp_address,
+    effective_mode,
+)
+from opos_tui.settings import SecurityMode, Settings
+from tests.servers.smtp import DISABLED_USER, PASSWORD, TOKEN, USER, SmtpServer
+
+MESSAGE = b"From: buchhaltung@example.test\r\nTo: kunde@example.test\r\nSubject: Zahlungsavis\r\n\r\nHallo\r\n"
+ENVELOPE = Envelope("buchhaltung@example.test", ("kunde@example.test",))
+
+
+def config(server: SmtpServer, security: str | None = None, **overrides: Any) -> SmtpConfig:
+    settings = server.settings(security)
+    values: dict[str, Any] = {
+        "host": settings.smtp.host,
+        "port": settings.smtp.port,
+        "security": settings.smtp.security,
+        "timeout": 5,
+        "ca_file": settings.smtp.ca_file,
+    }
+    values.update(overrides)
+    return SmtpConfig(**values)
+
+
+async def send_one(cfg: SmtpConfig, envelope: Envelope = ENVELOPE, message: bytes = MESSAGE) -> SendResult:
+    async with SmtpTransport(cfg) as transport:
+        return await transport.send(message, envelope)
+
+
+# --- the five security modes against the three kinds of server ---------------------------------------
+
+# What MailKit does: "plain"/"tls" = the mail arrives without/with TLS; an error class = no connection.
+EXPECTED: dict[tuple[str, str], str | type[OposError]] = {
+    ("plain", "None"): "plain",
+    ("plain", "Auto"): "plain",
+    ("plain", "SslOnConnect"): errors.TlsMismatch,
+    ("plain", "StartTls"): errors.StartTlsNotOffered,
+    ("plain", "StartTlsWhenAvailable"): "plain",
+    ("starttls", "None"): "plain",
+    ("starttls", "Auto"): "tls",
+    ("starttls", "SslOnConnect"): errors.TlsMismatch,
+    ("starttls", "StartTls"): "tls",
+    ("starttls", "StartTlsWhenAvailable"): "tls",
+    ("tls", "None"): errors.TlsMismatch,
+    ("tls", "Auto"): errors.TlsMismatch,
+    ("tls", "SslOnConnect"): "tls",
+    ("tls", "StartTls"): errors.TlsMismatch,
+    ("tls", "StartTlsWhenAvailable"): errors.TlsMismatch,
+}
+
+
+@pytest.mark.parametrize(("mode", "security"), list(EXPECTED))
+async def test_security_mode_against_server(smtp_server: Any, mode: str, security: str) -> None:
+    server: SmtpServer = smtp_server(mode)
+    expected = EXPECTED[(mode, security)]
+    # A plain client waits for a greeting a TLS server never sends: a short timeout keeps this test quick.
+    cfg = config(server, security, timeout=1)
+    if isinstance(expected, str):
+        result = await send_one(cfg)
+        assert result.reply == "250 2.0.0 Ok: queued as 4F2A1"
+        assert [(r.rcpt_tos, r.tls) for r in server.received] == [(["kunde@example.test"], expected == "tls")]
+    else:
+        with pytest.raises(expected) as caught:
+            await send_one(cfg)
+        assert caught.value.category is Category.CONFIGURATION
+        assert server.received == []
+
+
+def test_auto_is_ssl_on_connect_on_port_465_only() -> None:
+    assert effective_mode(SecurityMode.AUTO, 465) is SecurityMode.SSL_ON_CONNECT
+    assert effective_mode(SecurityMode.AUTO, 587) is SecurityMode.START_TLS_WHEN_AVAILABLE
+    assert effective_mode(SecurityMode.AUTO, 25) is SecurityMode.START_TLS_WHEN_AVAILABLE
+    assert effective_mode(SecurityMode.START_TLS, 465) is SecurityMode.START_TLS
+
+
+async def test_mismatch_suggests_the_matching_mode(smtp_server: Any) -> None:
+    plain, tls = smtp_server("starttls"), smtp_server("tls")
+    with pytest.raises(errors.TlsMismatch) as to_plain:
+        await send_one(config(plain, "SslOnConnect"))
+    assert to_plain.value.suggested == "StartTls"
+    assert f"port {plain.port}" in str(to_plain.value)
+    with pytest.raises(errors.TlsMismatch) as to_tls:
+        await send_one(config(tls, "StartTls", timeout=1))
+    assert to_tls.value.suggested == "SslOnConnect"
+
+
+# --- certificates -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+async def test_untrusted_certificate_names_subject_issuer_and_ca_file(smtp_server: Any, mode: str) -> None:
+    server = smtp_server(mode, cert="untrusted")
+    with pytest.raises(errors.CertificateNotTrusted) as caught:
+        await send_one(config(server))
+    error = caught.value
+    assert "Testing cert" in error.subject and "Testing CA" in error.issuer
+    assert error.issuer in str(error) and "smtp.ca_file" in str(error)
+    assert error.category is Category.CONFIGURATION
+    assert server.received == []
+
+
+async def test_failing_starttls_never_falls_back_to_plain(smtp_server: Any) -> None:
+    server = smtp_server("starttls", cert="untrusted")
+    for security in ("StartTlsWhenAvailable", "Auto"):
+        with pytest.raises(errors.CertificateNotTrusted):
+            await send_one(config(server, security))
+    assert server.received == []
+
+
+async def test_certificate_is_trusted_only_through_ca_file(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    with pytest.raises(errors.CertificateNotTrusted):
+        await send_one(config(server, ca_file=""))
+    await send_one(config(server))
+    assert [r.tls for r in server.received] == [True]
+
+
+async def test_certificate_for_another_host_is_refused(smtp_server: Any) -> None:
+    server = smtp_server("tls", cert="wrong-host")
+    with pytest.raises(errors.CertificateProblem) as caught:
+        await send_one(config(server))
+    assert "other.example.test" in str(caught.value) and "127.0.0.1" in str(caught.value)
+
+
+async def test_unreadable_ca_file_is_a_configuration_fault(smtp_server: Any, tmp_path: Any) -> None:
+    server = smtp_server("starttls")
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate")
+    with pytest.raises(errors.CaFileUnusable):
+        await send_one(config(server, ca_file=str(bogus)))
+
+
+# --- logging in ---------------------------------------------------------------------------------------
+
+
+async def test_good_password_logs_in_over_tls(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    await send_one(config(server, login=PasswordLogin(USER, PASSWORD)))
+    assert [(r.user, r.tls) for r in server.received] == [(USER, True)]
+
+
+async def test_bad_password_is_a_configuration_fault_with_the_reply(smtp_server: Any) -> None:
+    server = smtp_server("tls")
+    with pytest.raises(errors.AuthenticationFailed) as caught:
+        await send_one(config(server, login=PasswordLogin(USER, "Falsch-0815")))
+    error = caught.value
+    assert (error.code, error.reply) == (535, "535 5.7.8 Authentication credentials invalid")
+    assert error.category is Category.CONFIGURATION
+    assert "auth.profile" in str(error) and "Falsch-0815" not in str(error)
+    assert server.received == []
+
+
+async def test_exchange_smtp_auth_disabled_says_what_to_enable(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    with pytest.raises(errors.SmtpAuthDisabled) as caught:
+        await send_one(config(server, login=PasswordLogin(DISABLED_USER, PASSWORD)))
+    assert caught.value.code == 535 and "5.7.139" in caught.value.reply
+    assert "Authenticated SMTP" in caught.value.en and "Authentifiziertes SMTP" in caught.value.de
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("5.7.3 Authentication unsuccessful", errors.SmtpAuthDisabled),
+        (
+            "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox",
+            errors.SmtpAuthDisabled,
+        ),
+        ("5.7.30 something else", errors.AuthenticationFailed),
+        ("5.7.8 Error: authentication failed", errors.AuthenticationFailed),
+    ],
+)
+def test_exchange_auth_replies_are_recognised(reply: str, kind: type[OposError]) -> None:
+    transport = SmtpTransport(SmtpConfig("127.0.0.1", 587, SecurityMode.START_TLS))
+    error = transport._auth_error(535, reply, USER, "LOGIN")
+    assert type(error) is kind
+    assert error.category is Category.CONFIGURATION
+
+
+async def test_password_is_not_sent_unencrypted_unless_allowed(smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    with pytest.raises(errors.PlainAuthRefused):
+        await send_one(config(server, login=PasswordLogin(USER, PASSWORD)))
+    assert server.logins == []
+    await send_one(config(server, login=PasswordLogin(USER, PASSWORD), allow_plain_auth=True))
+    assert server.logins == [USER]
+    assert [(r.user, r.tls) for r in server.received] == [(USER, False)]
+
+
+async def test_server_offering_no_login_before_tls(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    with pytest.raises(errors.AuthNotOffered) as caught:
+        await send_one(config(server, "None", login=PasswordLogin(USER, PASSWORD), allow_plain_auth=True))
+    assert "StartTls" in str(caught.value)
+
+
+async def test_xoauth2_with_a_token_from_the_provider(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    asked: list[str] = []
+
+    async def token() -> str:
+        asked.append("token")
+        return TOKEN
+
+    await send_one(config(server, login=OAuthLogin(USER, token)))
+    assert asked == ["token"]
+    assert [(r.user, r.tls) for r in server.received] == [(USER, True)]
+
+
+async def test_xoauth2_refused_token(smtp_server: Any) -> None:
+    server = smtp_server("tls")
+
+    async def token() -> str:
+        return "ya29.expired"
+
+    with pytest.raises(errors.AuthenticationFailed) as caught:
+        await send_one(config(server, login=OAuthLogin(USER, token)))
+    assert caught.value.mechanism == "XOAUTH2" and caught.value.code == 535
+    assert "OAuth" in str(caught.value)
+    assert server.received == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_auth_required_530_is_a_configuration_fault(smtp_server: Any) -> None:
+    server = smtp_server("tls", auth_required=True)
+    with pytest.raises(errors.AuthenticationRequired) as caught:
+        await send_one(config(server))
+    assert caught.value.code == 530 and caught.value.category is Category.CONFIGURATION
+    assert "auth.method" in str(caught.value)
+
+
+# --- the server's replies to one mail -----------------------------------------------------------------
+
+
+async def test_message_larger_than_size_is_refused_before_sending(smtp_server: Any) -> None:
+    server = smtp_server("starttls", data_size_limit=2000)
+    big = MESSAGE + b"x" * 3000 + b"\r\n"
+    async with SmtpTransport(config(server)) as transport:
+        with pytest.raises(errors.MessageTooLarge) as caught:
+            await transport.send(big, ENVELOPE)
+        assert caught.value.limit == 2000 and caught.value.size > 3000
+        assert caught.value.category is Category.PERMANENT
+        await transport.send(MESSAGE, ENVELOPE)  # the connection still serves the next mail
+    assert len(server.received) == 1
+
+
+REPLIES: list[tuple[str, type[OposError], int, str, Category]] = [
+    ("busy@example.test", errors.ServerDeferred, 451, "451 4.3.0 try again later", Category.TRANSIENT),
+    ("unknown@example.test", errors.RecipientsRefused, 550, "550 5.1.1 no such user here", Category.PERMANENT),
+    ("data-busy@example.test", errors.ServerDeferred, 451, "451 4.3.0 try again later", Category.TRANSIENT),
+    ("data-reject@example.test", errors.MessageRejected, 554, "554 5.6.0 message content rejected", Category.PERMANENT),
+]
+
+
+@pytest.mark.parametrize(("recipient", "kind", "code", "reply", "category"), REPLIES)
+async def test_replies_are_classified_and_the_connection_reused(
+    smtp_server: Any, recipient: str, kind: type[OposError], code: int, reply: str, category: Category
+) -> None:
+    server = smtp_server("starttls")
+    async with SmtpTransport(config(server)) as transport:
+        with pytest.raises(kind) as caught:
+            await transport.send(MESSAGE, Envelope("buchhaltung@example.test", (recipient,)))
+        error: Any = caught.value
+        assert (error.code, error.reply, error.category) == (code, reply, category)
+        await transport.send(MESSAGE, ENVELOPE)
+    assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
+
+
+async def test_refused_sender_is_permanent(smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    with pytest.raises(errors.MessageRejected) as caught:
+        await send_one(config(server), Envelope("blocked@example.test", ("kunde@example.test",)))
+    assert (caught.value.stage, caught.value.code) == ("mail", 550)
+
+
+async def test_some_recipients_refused_others_accepted(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    envelope = Envelope("buchhaltung@example.test", ("kunde@example.test", "unknown@example.test", "busy@example.test"))
+    result = await send_one(config(server), envelope)
+    assert result.refused == {
+        "unknown@example.test": "550 5.1.1 no such user here",
+        "busy@example.test": "451 4.3.0 try again later",
+    }
+    assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
+
+
+async def test_all_refused_with_one_temporary_is_transient(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    with pytest.raises(errors.ServerDeferred) as caught:
+        await send_one(config(server), Envelope("a@example.test", ("unknown@example.test", "busy@example.test")))
+    assert set(caught.value.refused) == {"unknown@example.test", "busy@example.test"}
+
+
+async def test_connection_lost_after_data_is_uncertain_and_next_send_reconnects(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    async with SmtpTransport(config(server)) as transport:
+        with pytest.raises(DeliveryUncertain):
+            await transport.send(MESSAGE, Envelope("buchhaltung@example.test", ("vanish@example.test",)))
+        assert not transport.connected
+        await transport.send(MESSAGE, ENVELOPE)
+    assert [r.rcpt_tos for r in server.received] == [["vanish@example.test"], ["kunde@example.test"]]
+
+
+async def test_connection_lost_before_data_is_transient(smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    async with SmtpTransport(config(server)) as transport:
+        with pytest.raises(errors.ConnectionLost) as caught:
+            await transport.send(MESSAGE, Envelope("buchhaltung@example.test", ("drop@example.test",)))
+        assert caught.value.category is Category.TRANSIENT
+        await transport.send(MESSAGE, ENVELOPE)
+    assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
+
+
+async def test_connection_refused_names_host_and_port(smtp_server: Any) -> None:
+    from tests.servers.smtp import free_port
+
+    port = free_port()
+    with pytest.raises(errors.ConnectionRefused) as caught:
+        await send_one(SmtpConfig("127.0.0.1", port, SecurityMode.START_TLS, timeout=5))
+    assert caught.value.category is Category.TRANSIENT
+    assert f"127.0.0.1 refused the connection on port {port}" in str(caught.value)
+
+
+async def test_cancelling_connect_closes_the_connection() -> None:
+    connected = asyncio.Event()
+    closed_by_client = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()  # and never greet, like a server that hangs
+        if await reader.read() == b"":
+            closed_by_client.set()
+        writer.close()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        transport = SmtpTransport(SmtpConfig("127.0.0.1", port, SecurityMode.NONE, timeout=30))
+        task = asyncio.create_task(transport.connect())
+        await connected.wait()
+        # Python 3.11's wait_for() can swallow a cancellation that lands just as the TCP connect completes
+        # (fixed in 3.12), so cancel until the task has ended, as a user pressing Esc again would.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.5)
+        assert task.cancelled()
+        await asyncio.wait_for(closed_by_client.wait(), 5)
+        assert not transport.connected
+
+
+def test_idn_domain_goes_out_as_punycode_without_smtputf8() -> None:
+    assert _smtp_address("buchhaltung@müller-gmbh.de", utf8=False) == "buchhaltung@xn--mller-gmbh-9db.de"
+    assert _smtp_address("buchhaltung@müller-gmbh.de", utf8=True) == "buchhaltung@müller-gmbh.de"
+    with pytest.raises(errors.AddressNotSupported):
+        _smtp_address("jürgen@example.de", utf8=False)
+
+
+# --- the factory --------------------------------------------------------------------------------------
+
+
+def test_factory_builds_from_settings_and_secret_store(smtp_server: Any, tmp_path: Any) -> None:
+    server = smtp_server("starttls")
+    store = FileSecretStore(tmp_path / "secrets.toml")
+    settings = server.settings(auth__method="password", auth__profile=USER)
+    with pytest.raises(ConfigError, match="config set-password"):
+        build_transport(settings, store)
+    store.set(PASSWORD_KEY, PASSWORD)
+    transport = build_transport(settings, store)
+    assert isinstance(transport, SmtpTransport)
+    assert transport.config.login == PasswordLogin(USER, PASSWORD)
+    assert PASSWORD not in repr(transport.config)
+    typed = build_transport(settings, store, password="typed-in-the-form")
+    assert isinstance(typed, SmtpTransport) and typed.config.login == PasswordLogin(USER, "typed-in-the-form")
+
+
+def test_factory_refuses_what_cannot_work_here(tmp_path: Any) -> None:
+    store = FileSecretStore(tmp_path / "secrets.toml")
+    with pytest.raises(ConfigError, match=r"smtp\.host"):
+        build_transport(Settings(), store)
+    with pytest.raises(errors.TransportUnavailable, match="needs Windows"):
+        build_transport(Settings(connection="windows"), store)
+    oauth = Settings.model_validate({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth", "profile": USER}})
+    with pytest.raises(errors.TransportUnavailable, match="OAuth"):
+        build_transport(oauth, store)
