@@ -94,21 +94,51 @@ class MessageScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape", "back", tr("Back", "Zurück"), id="message.back"),
-        Binding("e", "edit_recipients", tr("Recipients", "Empfänger"), id="message.recipients",
-                tooltip=tr("Edit the recipients of this mail", "Empfänger dieser Mail ändern")),
-        Binding("h", "hold", tr("Hold", "Halten"), id="message.hold",
-                tooltip=tr("Hold this mail", "Diese Mail anhalten")),
-        Binding("u", "release", tr("Release", "Freigeben"), id="message.release",
-                tooltip=tr("Release this mail", "Diese Mail freigeben")),
-        Binding("s", "send", tr("Send", "Senden"), id="message.send",
-                tooltip=tr("Send this mail now", "Diese Mail jetzt senden")),
-        Binding("r", "resend", tr("Resend", "Neu senden"), id="message.resend",
-                tooltip=tr("Send this uncertain mail again (it may arrive twice)",
-                           "Diese unsichere Mail erneut senden (kommt evtl. doppelt an)")),
-        Binding("m", "mark_sent", tr("Mark sent", "Als gesendet"), id="message.mark_sent",
-                tooltip=tr("Mark this uncertain mail as sent (it arrived)",
-                           "Diese unsichere Mail als gesendet markieren (sie kam an)")),
-    ]  # fmt: skip
+        Binding(
+            "e",
+            "edit_recipients",
+            tr("Recipients", "Empfänger"),
+            id="message.recipients",
+            tooltip=tr("Edit the recipients of this mail", "Empfänger dieser Mail ändern"),
+        ),
+        Binding(
+            "h", "hold", tr("Hold", "Halten"), id="message.hold", tooltip=tr("Hold this mail", "Diese Mail anhalten")
+        ),
+        Binding(
+            "u",
+            "release",
+            tr("Release", "Freigeben"),
+            id="message.release",
+            tooltip=tr("Release this mail", "Diese Mail freigeben"),
+        ),
+        Binding(
+            "s",
+            "send",
+            tr("Send", "Senden"),
+            id="message.send",
+            tooltip=tr("Send this mail now", "Diese Mail jetzt senden"),
+        ),
+        Binding(
+            "r",
+            "resend",
+            tr("Resend", "Neu senden"),
+            id="message.resend",
+            tooltip=tr(
+                "Send this uncertain mail again (it may arrive twice)",
+                "Diese unsichere Mail erneut senden (kommt evtl. doppelt an)",
+            ),
+        ),
+        Binding(
+            "m",
+            "mark_sent",
+            tr("Mark sent", "Als gesendet"),
+            id="message.mark_sent",
+            tooltip=tr(
+                "Mark this uncertain mail as sent (it arrived)",
+                "Diese unsichere Mail als gesendet markieren (sie kam an)",
+            ),
+        ),
+    ]
 
     def __init__(self, queue: Queue, item_id: int, send: Callable[[Sequence[int]], None]) -> None:
         super().__init__()
@@ -316,7 +346,7 @@ def parse_list(kind: RecipientKind, value: str) -> list[Recipient]:
         try:
             mailbox = parse_mailbox(part)
         except AddressError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"{part.strip()}: {exc}") from None
         found.append(Recipient(kind, mailbox.addr_spec, mailbox.display_name))
     return found
 

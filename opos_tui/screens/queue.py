@@ -188,6 +188,11 @@ def columns() -> list[tuple[str, str, int]]:
     ]
 
 
+def key(keys: str, action: str, word: str, title: str, *, show: bool = True, id: str | None = None) -> Binding:
+    """A key of the queue screen: ``word`` for the footer, ``title`` for the command palette."""
+    return Binding(keys, action, word, show=show, id=id or f"queue.{action}", tooltip=title)
+
+
 class SearchInput(Input):
     """The incremental search; Enter or Esc go back to the table, keeping the search."""
 
@@ -201,105 +206,77 @@ class QueueScreen(Screen[None]):
     """The send queue: table, filters, search, selection, actions and the sending progress."""
 
     BINDINGS = [
-        Binding(
+        key(
             "space",
             "toggle_select",
             tr("Select", "Wählen"),
-            id="queue.select",
-            tooltip=tr("Select or unselect the mail", "Mail aus- oder abwählen"),
+            tr("Select or unselect the mail", "Mail aus- oder abwählen"),
         ),
-        Binding(
+        key(
             "a",
             "select_all",
             tr("All", "Alle"),
-            id="queue.select_all",
-            tooltip=tr("Select all shown mails (again: none)", "Alle gezeigten Mails wählen (nochmal: keine)"),
+            tr("Select all shown mails (again: none)", "Alle gezeigten Mails wählen (nochmal: keine)"),
         ),
-        Binding(
-            "h",
-            "hold",
-            tr("Hold", "Halten"),
-            id="queue.hold",
-            tooltip=tr("Hold the selected mails", "Gewählte Mails anhalten"),
-        ),
-        Binding(
+        key("h", "hold", tr("Hold", "Halten"), tr("Hold the selected mails", "Gewählte Mails anhalten")),
+        key(
             "u",
             "release",
             tr("Release", "Freig."),
-            id="queue.release",
-            tooltip=tr("Release the selected held mails", "Gewählte angehaltene Mails freigeben"),
+            tr("Release the selected held mails", "Gewählte angehaltene Mails freigeben"),
         ),
-        Binding(
+        key(
             "r",
             "retry",
             tr("Retry", "Wiederh."),
-            id="queue.retry",
-            tooltip=tr(
+            tr(
                 "Retry the selected failed, deferred or uncertain mails",
                 "Gewählte fehlerhafte, verschobene oder unsichere Mails wieder einreihen",
             ),
         ),
-        Binding(
+        key(
             "d,delete",
             "delete",
             tr("Del", "Lösch."),
-            id="queue.delete",
-            tooltip=tr("Delete the selected unsent mails", "Gewählte ungesendete Mails löschen"),
+            tr("Delete the selected unsent mails", "Gewählte ungesendete Mails löschen"),
         ),
-        Binding(
-            "s",
-            "send_selected",
-            tr("Send", "Senden"),
-            id="queue.send",
-            tooltip=tr("Send the selected mails", "Gewählte Mails senden"),
+        key("s", "send_selected", tr("Send", "Senden"), tr("Send the selected mails", "Gewählte Mails senden")),
+        key(
+            "S", "send_all", tr("Send all", "Alle senden"), tr("Send all pending mails", "Alle wartenden Mails senden")
         ),
-        Binding(
-            "S",
-            "send_all",
-            tr("Send all", "Alle senden"),
-            id="queue.send_all",
-            key_display="S",
-            tooltip=tr("Send all pending mails", "Alle wartenden Mails senden"),
-        ),
-        Binding(
+        key(
             "escape",
             "stop",
             tr("Stop", "Stopp"),
-            id="queue.stop",
-            tooltip=tr("Stop sending after the current mail", "Senden nach der laufenden Mail anhalten"),
+            tr("Stop sending after the current mail", "Senden nach der laufenden Mail anhalten"),
         ),
-        Binding(
+        key("c", "settings", tr("Settings", "Einst."), tr("E-mail settings", "E-Mail-Einstellungen")),
+        # Shown elsewhere: "/" in the search field, "t" in the progress line; q is every TUI's quit.
+        key(
             "slash",
             "search",
             tr("Search", "Suche"),
-            id="queue.search",
-            key_display="/",
-            tooltip=tr("Search recipient, customer, document, subject", "Suchen in Empfänger, Kunde, Beleg, Betreff"),
+            tr("Search recipient, customer, document, subject", "Suchen in Empfänger, Kunde, Beleg, Betreff"),
+            show=False,
         ),
-        Binding(
+        key(
             "t",
             "transcript",
             tr("Log", "Log"),
-            id="queue.transcript",
-            tooltip=tr("Show or hide the sending transcript", "Sendeprotokoll zeigen oder verbergen"),
+            tr("Show or hide the sending transcript", "Sendeprotokoll zeigen oder verbergen"),
+            show=False,
         ),
-        Binding(
-            "c",
-            "settings",
-            tr("Settings", "Einst."),
-            id="queue.settings",
-            tooltip=tr("E-mail settings", "E-Mail-Einstellungen"),
-        ),
-        Binding("q", "app.quit", tr("Quit", "Ende"), id="queue.quit"),
+        key("q", "app.quit", tr("Quit", "Ende"), tr("Quit", "Beenden"), show=False),
         *(
-            Binding(
-                key,
-                f"filter('{key}')",
+            key(
+                k,
+                f"filter('{k}')",
                 tr(f"Show {filter_word(s)}", f"Zeige {filter_word(s)}"),
+                "",
                 show=False,
                 id=f"queue.filter.{s.value if s else 'all'}",
             )
-            for key, s in FILTERS.items()
+            for k, s in FILTERS.items()
         ),
     ]
 
@@ -342,7 +319,7 @@ class QueueScreen(Screen[None]):
             yield Static("", id="progress-label")
             yield ProgressBar(id="progress-bar", show_eta=False)
         yield RichLog(id="transcript", max_lines=2000, wrap=False, markup=False)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it; 80 columns are few
 
     def on_mount(self) -> None:
         self.title = "opos-tui"
@@ -453,19 +430,29 @@ class QueueScreen(Screen[None]):
 
     def update_counts(self) -> None:
         counts = self.queue.counts()
-        line = Text()
-        for key, status in FILTERS.items():
-            number = sum(counts.values()) if status is None else counts[status]
-            symbol, style = STATUS_SYMBOL[status] if status is not None else ("∑", "bold")
-            part = Text.assemble((key, "bold reverse"), " ", (symbol, style), f" {filter_word(status)} {number:,}")
-            if status == self.status_filter:
-                part.stylize("underline")
-                part = Text.assemble(("▸", "bold"), part)
-            line.append_text(part)
-            line.append("  ")
-        if counts[Status.SENDING]:
-            line.append_text(Text(f"» {counts[Status.SENDING]:,}", style="cyan"))
-        self.query_one("#counts", Static).update(line)
+        total = sum(counts.values())
+
+        def line(symbols: bool, words: bool) -> Text:
+            text = Text()
+            for key, status in FILTERS.items():
+                number = total if status is None else counts[status]
+                symbol, style = STATUS_SYMBOL[status] if status is not None else ("∑", "bold")
+                name = " ".join([symbol] * symbols + [filter_word(status)] * words)
+                part = Text.assemble((key, "reverse"), (name, style), f" {number:,}")
+                if status == self.status_filter:
+                    part.stylize("bold underline", 1)
+                text.append_text(part)
+                text.append(" ")
+            if counts[Status.SENDING]:
+                text.append_text(Text(f"» {counts[Status.SENDING]:,}", style="cyan"))
+            return text
+
+        # Symbols and words where they fit; at 80 columns words, or with large numbers only the symbols.
+        width = self.size.width - 2
+        for shown in (line(True, True), line(False, True), line(True, False)):
+            if shown.cell_len <= width:
+                break
+        self.query_one("#counts", Static).update(shown)
 
     def update_position(self) -> None:
         parts = []
@@ -699,6 +686,8 @@ class QueueScreen(Screen[None]):
         except OposError as exc:
             self.finish(tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), error=True)
             return
+        self.selected -= set(ids)
+        self.fill_keep()
         self.query_one("#transcript", RichLog).write(
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )

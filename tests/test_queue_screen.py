@@ -1,0 +1,552 @@
+"""The queue screen, driven by keyboard through Pilot against a real queue file and a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+from textual.worker import WorkerCancelled
+
+from opos_tui import settings
+from opos_tui.app import OposApp
+from opos_tui.screens.message import MessageScreen, RecipientsScreen
+from opos_tui.screens.queue import QueueScreen
+from opos_tui.screens.settings import SettingsScreen
+from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services.compose import LetterRequest, prepare
+from opos_tui.services.home import Home
+from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient, Status, open_queue
+from tests.pdfs import make_pdf, write_letter
+from tests.servers.smtp import SmtpServer
+
+SENDER = {"sender": {"address": "buchhaltung@example.test", "name": "Buchhaltung"}}
+
+
+def configure(home: Home, server: SmtpServer | None = None) -> None:
+    home.ensure()
+    settings.save(
+        home, server.settings(sender__name="Buchhaltung") if server else settings.Settings.model_validate(SENDER)
+    )
+
+
+def letter(home: Home, n: int, to: str = "", letter_of: int | None = None) -> int:
+    """Queue dunning letter ``n`` the way the accounting system does; ``letter_of`` attaches another
+    customer's letter instead (the swapped PDF)."""
+    pdf_n = n if letter_of is None else letter_of
+    pdf = write_letter(
+        home.root / f"Mahnung_{n}.pdf", f"R-{pdf_n:04d}", f"K{1000 + pdf_n}", f"Kunde {pdf_n} GmbH"
+    )
+    request = LetterRequest(
+        type="dunning",
+        level=2,
+        to=[to or f"Kunde {n} GmbH <kunde{n}@example.test>"],
+        attachments=[pdf],
+        vars={"customer_name": f"Kunde {n} GmbH", "customer_number": f"K{1000 + n}", "document_number": f"R-{n:04d}"},
+    )
+    with open_queue(home) as queue:
+        return queue.enqueue(prepare(settings.load(home), request)).id
+
+
+def many(home: Home, count: int) -> list[int]:
+    """``count`` items in one go (for paging): valid, each with its own real PDF."""
+    items = [
+        NewItem(
+            type=LetterType.PAYMENT_ADVICE,
+            level=None,
+            sender="buchhaltung@example.test",
+            recipients=(Recipient("to", f"kunde{n}@example.test"),),
+            subject=f"Zahlungsavis Z-{n:05d}",
+            body="Guten Tag\n",
+            attachments=(NewAttachment(f"Avis_{n}.pdf", make_pdf(f"Zahlungsavis Z-{n:05d}")),),
+            vars={"customer_name": f"Firma {n}", "document_number": f"Z-{n:05d}"},
+        )
+        for n in range(1, count + 1)
+    ]
+    with open_queue(home) as queue:
+        return queue.enqueue_many(items)
+
+
+def statuses(home: Home) -> dict[int, Status]:
+    with open_queue(home) as queue:
+        return {r.id: r.status for r in queue.page(limit=10_000)}
+
+
+def queue_screen(app: OposApp) -> QueueScreen:
+    screen = app.screen
+    assert isinstance(screen, QueueScreen)
+    return screen
+
+
+def shown_ids(screen: QueueScreen) -> list[int]:
+    return [int(str(key.value)) for key in screen.table.rows]
+
+
+def text_of(screen: Any, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Let every worker finish and its messages arrive."""
+    with contextlib.suppress(WorkerCancelled):
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    with contextlib.suppress(WorkerCancelled):
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait for the screen's own polling to show a change (it re-reads the queue twice a second)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the screen did not follow the change")
+
+
+async def answer(pilot: Pilot[None], choice: str) -> None:
+    """Press a ConfirmScreen's button by its answer, with the keyboard."""
+    screen = pilot.app.screen
+    assert isinstance(screen, ConfirmScreen), screen
+    buttons = [str(b.id).removeprefix("answer-") for b in screen.query("Button")]
+    for _ in range(buttons.index(choice)):
+        await pilot.press("right")
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+# --- reading the queue --------------------------------------------------------------------------------
+
+
+async def test_opens_on_the_queue_newest_first_with_counts_and_flags(home: Home) -> None:
+    configure(home)
+    first, second, swapped = letter(home, 1), letter(home, 2), letter(home, 3, letter_of=4)
+    with open_queue(home) as queue:
+        queue.hold([second])
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await settle(pilot)
+        await until(pilot, lambda: "⚠" in str(screen.table.get_row_at(0)[2]))
+        assert shown_ids(screen) == [swapped, second, first]
+        row = [str(cell) for cell in screen.table.get_row_at(1)]
+        assert row[1] == "‖ held"  # symbol and word, not colour alone
+        assert row[3] == "Dunning 2"
+        assert row[4] == "K1002 Kunde 2 G…"  # clipped to its column
+        assert row[5].startswith("Kunde 2 GmbH <kunde2@")
+        assert [str(screen.table.get_row_at(i)[2]) for i in range(3)] == ["⚠", "✓", "✓"]
+        counts = text_of(screen, "#counts")
+        assert "pending 2" in counts and "held 1" in counts and "all 3" in counts
+        assert "⚠ 1 here" in text_of(screen, "#position")
+
+
+async def test_the_keyboard_reaches_every_item_of_a_large_queue(home: Home) -> None:
+    configure(home)
+    ids = many(home, 250)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.pause()
+        window = screen.table.row_count
+        assert 10 < window < 30  # one screenful, never the whole queue
+        assert screen.cursor_id == ids[-1]
+        await pilot.press("end")
+        assert screen.cursor_id == ids[0] and screen.table.row_count == window
+        assert "250/250" in text_of(screen, "#position")
+        await pilot.press("up")
+        assert screen.cursor_id == ids[1]
+        await pilot.press("home", "pagedown")
+        assert screen.cursor_id == ids[-1 - window]
+        await pilot.press("pagedown", "pageup", "down", "down")
+        assert screen.cursor_id == ids[-1 - window - 2]
+        for _ in range(window + 5):
+            await pilot.press("down")
+        assert screen.cursor_id == ids[-1 - 2 * window - 7]
+        assert screen.table.row_count == window
+
+
+async def test_filter_keys_and_incremental_search(home: Home) -> None:
+    configure(home)
+    ids = [letter(home, n) for n in range(1, 6)]
+    with open_queue(home) as queue:
+        queue.hold(ids[:2])
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("2")
+        assert sorted(shown_ids(screen)) == ids[:2]
+        await pilot.press("1")
+        assert sorted(shown_ids(screen)) == ids[2:]
+        await pilot.press("3")
+        assert shown_ids(screen) == []
+        assert "no items" in text_of(screen, "#position")
+        await pilot.press("0", "slash")
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"R-0004")  # document number
+        assert shown_ids(screen) == [ids[3]]
+        await pilot.press("enter")
+        assert app.focused is screen.table
+        screen.query_one("#search", Input).value = "kunde3@example"  # recipient
+        await pilot.pause()
+        assert shown_ids(screen) == [ids[2]]
+        screen.query_one("#search", Input).value = "k1002 kunde"  # customer number and name, all words
+        await pilot.pause()
+        assert shown_ids(screen) == [ids[1]]
+
+
+async def test_select_hold_release_and_delete_with_confirmation(home: Home) -> None:
+    configure(home)
+    ids = [letter(home, n) for n in range(1, 5)]
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("space", "space")  # the two newest
+        assert screen.selected == {ids[3], ids[2]}
+        assert str(screen.table.get_row_at(0)[0]) == "●"
+        await pilot.press("h")
+        assert [statuses(home)[i] for i in ids] == [Status.PENDING, Status.PENDING, Status.HELD, Status.HELD]
+        assert screen.selected == set()
+        await pilot.press("home", "u")  # nothing selected: the row under the cursor
+        assert statuses(home)[ids[3]] is Status.PENDING
+
+        await pilot.press("a")
+        assert screen.selected == set(ids)
+        await pilot.press("a")
+        assert screen.selected == set()
+
+        await pilot.press("space", "d")
+        await answer(pilot, "cancel")
+        assert ids[3] in statuses(home)
+        await pilot.press("d")
+        await answer(pilot, "delete")
+        assert ids[3] not in statuses(home)
+        assert shown_ids(screen) == ids[2::-1]
+
+
+async def test_every_action_is_in_the_command_palette(home: Home) -> None:
+    configure(home)
+    item = letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        commands = {c.title for c in app.get_system_commands(app.screen)}
+        for title in (
+            "Select or unselect the mail",
+            "Select all shown mails (again: none)",
+            "Hold the selected mails",
+            "Release the selected held mails",
+            "Retry the selected failed, deferred or uncertain mails",
+            "Delete the selected unsent mails",
+            "Send the selected mails",
+            "Send all pending mails",
+            "E-mail settings",
+            "Show held",
+        ):
+            assert title in commands
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Hold the selected")
+        await pilot.pause(0.3)  # the palette searches in the background
+        await pilot.press("enter")
+        await pilot.pause()
+        assert statuses(home)[item] is Status.HELD
+
+
+async def test_settings_are_one_key_away_and_come_back_to_the_queue(home: Home) -> None:
+    configure(home)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("c")
+        assert isinstance(app.screen, SettingsScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+        assert app.is_running
+    alone = OposApp(home, start="settings")
+    async with alone.run_test(size=(80, 24)) as pilot:
+        assert isinstance(alone.screen, SettingsScreen)
+        await pilot.press("escape")
+        assert not alone.is_running
+
+
+# --- following other processes ------------------------------------------------------------------------
+
+
+async def test_changes_by_another_process_appear_keeping_cursor_and_selection(home: Home) -> None:
+    configure(home)
+    ids = [letter(home, n) for n in range(1, 5)]
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("down", "space")  # select ids[2]; the cursor moves on to ids[1]
+        assert screen.cursor_id == ids[1]
+        with Queue(home.queue_db) as other:  # a second operator
+            other.hold([ids[1]])
+        await until(pilot, lambda: str(screen.table.get_row_at(2)[1]) == "‖ held")
+        newer = letter(home, 5)  # an import by another process: a new row on top
+        await until(pilot, lambda: shown_ids(screen)[0] == newer)
+        assert screen.cursor_id == ids[1]
+        assert screen.table.cursor_row == 3
+        assert screen.selected == {ids[2]}
+        assert "held 1" in text_of(screen, "#counts")
+
+
+# --- sending ------------------------------------------------------------------------------------------
+
+
+async def test_send_all_goes_through_the_server(home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    ids = [letter(home, n) for n in range(1, 4)]
+    with open_queue(home) as queue:
+        queue.hold([ids[0]])
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("S")
+        await settle(pilot)
+        assert sorted(r.rcpt_tos[0] for r in server.received) == ["kunde2@example.test", "kunde3@example.test"]
+        assert [statuses(home)[i] for i in ids] == [Status.HELD, Status.SENT, Status.SENT]
+        assert "Done: sent 2 · failed 0" in text_of(screen, "#progress-label")
+        assert not screen.sending
+        assert [str(screen.table.get_row_at(i)[1]) for i in range(2)] == ["✓ sent", "✓ sent"]
+
+
+async def test_send_selected_records_failures_and_retry_sends_again(home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    good, bad, other = letter(home, 1), letter(home, 2, to="unknown@example.test"), letter(home, 3)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("down", "space", "down", "space", "s")  # bad and good, not other
+        await settle(pilot)
+        assert statuses(home) == {good: Status.SENT, bad: Status.FAILED, other: Status.PENDING}
+        assert "Done: sent 1 · failed 1" in text_of(screen, "#progress-label")
+        row = [str(cell) for cell in screen.table.get_row_at(1)]
+        assert row[1] == "✗ failed" and row[8] == "1" and row[9].startswith("550 5.1.1")
+        await pilot.press("t")
+        transcript = "\n".join(line.text for line in screen.query_one("#transcript").lines)  # type: ignore[attr-defined]
+        assert f"#{bad} unknown@example.test: failed 550 5.1.1 no such user here" in transcript
+
+        with open_queue(home) as queue:
+            queue.set_recipients(bad, [Recipient("to", "kunde2@example.test")])
+        await pilot.press("home", "down", "r")
+        assert statuses(home)[bad] is Status.PENDING
+        await pilot.press("s")
+        await settle(pilot)
+        assert statuses(home)[bad] is Status.SENT
+        assert len(server.received) == 2
+
+
+async def test_send_all_skips_a_swapped_pdf_unless_confirmed(home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    good, swapped = letter(home, 1), letter(home, 2, letter_of=3)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("S")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "1 of 2 mails failed the plausibility check" in text_of(app.screen, ".question")
+        await answer(pilot, "skip")
+        await settle(pilot)
+        assert [r.rcpt_tos for r in server.received] == [["kunde1@example.test"]]
+        assert statuses(home) == {good: Status.SENT, swapped: Status.PENDING}
+        await until(pilot, lambda: str(screen.table.get_row_at(0)[2]) == "⚠")
+
+        await pilot.press("S")
+        await settle(pilot)
+        await answer(pilot, "cancel")
+        await settle(pilot)
+        assert statuses(home)[swapped] is Status.PENDING
+
+        await pilot.press("S")
+        await settle(pilot)
+        await answer(pilot, "all")
+        await settle(pilot)
+        assert statuses(home)[swapped] is Status.SENT
+        assert b"R-0003" in server.received[-1].content.replace(b"=\r\n", b"") or len(server.received) == 2
+
+
+async def test_esc_stops_after_the_current_mail(home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    settings.set_value(home, "smtp.max_per_minute", "60")  # one mail a second: time to press Esc
+    ids = [letter(home, n) for n in range(1, 4)]
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("S")
+        await until(pilot, lambda: "sent 1" in text_of(screen, "#progress-label"))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert len(server.received) == 1
+        assert sorted(statuses(home).values()) == [Status.PENDING, Status.PENDING, Status.SENT]
+        assert statuses(home)[ids[0]] is Status.SENT  # the oldest goes first
+        assert "stopped by the operator" in text_of(screen, "#progress-label")
+
+
+async def test_a_configuration_fault_stops_the_run_and_sends_nothing(home: Home) -> None:
+    configure(home)  # no smtp.host
+    item = letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("S")
+        await settle(pilot)
+        assert statuses(home)[item] is Status.PENDING
+        label = text_of(screen, "#progress-label")
+        assert "stopped" in label or "Not sent" in label
+        assert not screen.sending
+
+
+# --- one mail -----------------------------------------------------------------------------------------
+
+
+async def open_detail(pilot: Pilot[None], row: int = 0) -> MessageScreen:
+    await pilot.press("home", *["down"] * row, "enter")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, MessageScreen)
+    return screen
+
+
+async def test_the_detail_shows_what_goes_out_and_what_the_attachment_says(home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    item = letter(home, 1, to="Jörg Ärger <unknown@example.test>")
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await settle(pilot)
+        detail = await open_detail(pilot)
+        headers = text_of(detail, "#headers")
+        assert "From: Buchhaltung <buchhaltung@example.test>" in headers
+        assert "To: Jörg Ärger <unknown@example.test>" in headers
+        assert "Subject: 2. Mahnung R-0001" in headers
+        assert "Message-ID: <" in headers and "Date: " in headers
+        assert "Kunde 1 GmbH" in text_of(detail, "#body")
+        attachments = text_of(detail, "#attachments")
+        assert "Mahnung_1.pdf" in attachments and "1 page(s)" in attachments
+        assert "Beleg R-0001" in attachments and "Kundennummer K1001" in attachments
+        assert "✓ Plausible: the attachment names R-0001, K1001" in text_of(detail, "#check")
+        history = text_of(detail, "#history")
+        assert "failed" in history and "550 5.1.1 no such user here" in history
+        assert f"#{item}" in text_of(detail, "#summary")
+        await pilot.press("escape")
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def test_the_detail_flags_a_swapped_pdf(home: Home) -> None:
+    configure(home)
+    letter(home, 1, letter_of=2)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        detail = await open_detail(pilot)
+        check = text_of(detail, "#check")
+        assert "⚠ Plausibility check failed" in check
+        assert "document number R-0001 is not in the attachment" in check
+        assert "customer number K1001 is not in the attachment" in check
+
+
+async def test_edit_recipients_is_validated(home: Home) -> None:
+    configure(home)
+    item = letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_detail(pilot)
+        await pilot.press("e")
+        modal = app.screen
+        assert isinstance(modal, RecipientsScreen)
+        to = modal.query_one("#to", Input)
+        to.value = '"Müller, Hans" <hans@example.test>; not an address'
+        await pilot.pause()
+        await pilot.press("enter")
+        assert app.screen is modal
+        assert "not an address" in text_of(modal, "#recipients-error")
+        to.value = '"Müller, Hans" <hans@example.test>; buchhaltung@kunde.example'
+        modal.query_one("#cc", Input).value = "chef@kunde.example"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, MessageScreen)
+        with open_queue(home) as queue:
+            saved = queue.get(item).recipients
+        assert [(r.kind, r.address, r.name) for r in saved] == [
+            ("to", "hans@example.test", "Müller, Hans"),
+            ("to", "buchhaltung@kunde.example", ""),
+            ("cc", "chef@kunde.example", ""),
+        ]
+        assert 'To: "Müller, Hans" <hans@example.test>' in text_of(app.screen, "#headers")
+
+
+async def test_hold_release_and_send_from_the_detail(home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    item = letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        detail = await open_detail(pilot)
+        await pilot.press("h")
+        assert statuses(home)[item] is Status.HELD
+        assert "held" in text_of(detail, "#summary")
+        await pilot.press("s")  # not offered while held
+        assert app.screen is detail and not server.received
+        await pilot.press("u")
+        assert statuses(home)[item] is Status.PENDING
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+        assert statuses(home)[item] is Status.SENT
+        assert len(server.received) == 1
+
+
+@pytest.mark.parametrize("choice", ["mark", "resend"])
+async def test_an_uncertain_mail_offers_resend_or_mark_as_sent(home: Home, smtp_server: Any, choice: str) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    item = letter(home, 1, to="vanish@example.test")  # the server hangs up after the data, without a reply
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await settle(pilot)
+        assert statuses(home)[item] is Status.UNCERTAIN
+        detail = await open_detail(pilot)
+        assert "It may have arrived" in text_of(detail, "#summary")
+        if choice == "mark":
+            await pilot.press("m")
+            await answer(pilot, "sent")
+            assert statuses(home)[item] is Status.SENT
+            assert len(server.received) == 1
+        else:
+            with open_queue(home) as queue:
+                queue.set_recipients(item, [Recipient("to", "kunde1@example.test")])
+            await pilot.pause(0.6)  # the detail follows the change by polling
+            await pilot.press("r")
+            await answer(pilot, "resend")
+            await settle(pilot)
+            assert statuses(home)[item] is Status.SENT
+            assert len(server.received) == 2  # the honest price of resending
+
+
+async def test_quitting_while_sending_asks_first(home: Home, smtp_server: Any, tmp_path: Path) -> None:
+    server = smtp_server("plain")
+    configure(home, server)
+    settings.set_value(home, "smtp.max_per_minute", "60")
+    for n in range(1, 4):
+        letter(home, n)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("S")
+        await until(pilot, lambda: "sent 1" in text_of(screen, "#progress-label"))
+        await pilot.press("q")
+        await answer(pilot, "quit")
+        await settle(pilot)
+        assert not app.is_running
+    assert len(server.received) == 1
+    assert sorted(statuses(home).values()) == [Status.PENDING, Status.PENDING, Status.SENT]
