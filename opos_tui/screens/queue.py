@@ -762,9 +762,9 @@ class QueueScreen(Screen[None]):
         eta = f" · ETA {int(update.eta) // 60}:{int(update.eta) % 60:02d}" if update.eta is not None else ""
         label = tr(
             f"Sending: sent {update.sent:,} · failed {update.failed:,} · left {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta}",
+            f" · {update.rate * 60:.0f}/min{eta}  (Esc stops, t log)",
             f"Senden: gesendet {update.sent:,} · fehlgeschl. {update.failed:,} · offen {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta}",
+            f" · {update.rate * 60:.0f}/min{eta}  (Esc hält an, t Log)",
         )
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
