@@ -644,6 +644,9 @@ class QueueScreen(Screen[None]):
 
     @on(SendPlan)
     def plan_ready(self, plan: SendPlan) -> None:
+        if self._stop.is_set():
+            self.finish(tr("Not sent: stopped.", "Nicht gesendet: angehalten."))
+            return
         if not plan.ids:
             self.finish(tr("Nothing to send: none of them is pending.", "Nichts zu senden: keiner wartet."))
             return
