@@ -325,15 +325,13 @@ def cmd_mark_sent(args: argparse.Namespace) -> int:
 
 
 def confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        raise UsageError(
-            tr(
-                "standard input is not a terminal: confirm with --yes",
-                "Eingabe ist kein Terminal: mit --yes bestätigen",
-            )
-        )
-    answer = input(f"{question} [y/N] ").strip().lower()
-    return answer in ("y", "yes", "j", "ja")
+    """Ask on stderr, read the answer from stdin (a terminal or a pipe); no answer at all is a usage error."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:
+        raise UsageError(tr("no answer on standard input: confirm with --yes", "keine Antwort: mit --yes bestätigen"))
+    return answer.strip().lower() in ("y", "yes", "j", "ja")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

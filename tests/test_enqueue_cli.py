@@ -236,6 +236,10 @@ def test_hold_release_retry_delete_mark_sent(cli, home: Home, sender: None, lett
     assert refused.code == 1  # c is sent: never deleted
     assert {r["id"] for r in queue_json(cli)} == {b, c}
     asks = cli("delete", str(b), stdin="")
-    assert asks.code == 2 and "--yes" in asks.err  # no terminal to ask on
+    assert asks.code == 2 and "--yes" in asks.err  # no answer to the question
+    declined = cli("delete", str(b), stdin="n\n")
+    assert declined.code == 0 and "[y/N]" in declined.err
     assert {r["id"] for r in queue_json(cli)} == {b, c}
+    assert cli("delete", str(b), stdin="j\n").code == 0
+    assert {r["id"] for r in queue_json(cli)} == {c}
     assert cli("queue", "--status", "nonsense").code == 2

@@ -13,6 +13,7 @@ from typing import Any
 from opos_tui import settings
 from opos_tui.services import secrets
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
+from opos_tui.services.errors import InteractionNeeded
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status, open_queue
 from opos_tui.services.transports.factory import build_transport
@@ -288,3 +289,63 @@ async def test_stop_request_ends_after_the_current_mail(home: Home, smtp_server,
         assert len(result.sent) == 2 and result.stopped is None
         assert q.counts()[Status.PENDING] == 3 and q.counts()[Status.SENDING] == 0
     assert len(server.received) == 2
+
+
+class SignInFirst:
+    """The real SMTP transport behind a token provider that needs a person to sign in first (the OAuth
+    service is a later issue; this is its outermost boundary)."""
+
+    signed_in = False
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def connect(self) -> None:
+        if not SignInFirst.signed_in:
+            raise InteractionNeeded("sign-in required", "Anmeldung erforderlich")
+        await self.inner.connect()
+
+    async def send(self, message: bytes, envelope: Any) -> Any:
+        return await self.inner.send(message, envelope)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def __aenter__(self) -> SignInFirst:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def test_sign_in_needed_stops_or_pauses_the_run(home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from opos_tui.services.compose import LetterRequest, prepare
+
+    server = smtp_server("plain")
+    current = server.settings()
+    pdf = write_letter(tmp_path / "Avis.pdf", "Z-1")
+    store = secrets.open_store(home)
+    SignInFirst.signed_in = False
+    with open_queue(home) as q:
+        for n in range(3):
+            request = LetterRequest(
+                "payment-advice", to=[f"k{n}@aerger.example"], attachments=[pdf], subject="A", body="B"
+            )
+            q.enqueue(prepare(current, request))
+        # "oauth" (no dialog): the run stops, nothing is failed, everything stays pending
+        stopped = await Dispatcher(q, lambda: SignInFirst(build_transport(current, store))).run()
+        assert isinstance(stopped.stopped, InteractionNeeded) and stopped.failed == []
+        assert q.counts()[Status.PENDING] == 3
+        # "oauth-dialog": the run pauses for the sign-in, then goes on
+        asked: list[str] = []
+
+        async def sign_in(needed: InteractionNeeded) -> bool:
+            asked.append(needed.en)
+            SignInFirst.signed_in = True
+            return True
+
+        engine = Dispatcher(q, lambda: SignInFirst(build_transport(current, store)), on_interaction=sign_in)
+        result = await engine.run()
+        assert asked == ["sign-in required"] and len(result.sent) == 3 and result.all_went
+    assert len(server.received) == 3
