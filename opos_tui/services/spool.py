@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opos_tui.services.compose import BadLetter, LetterRequest, check_sender, prepare
+from opos_tui.services.compose import BadLetter, LetterRequest, prepare
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
@@ -161,7 +161,6 @@ def import_spool(settings: Settings, queue: Queue, inbox: Path) -> ImportReport:
     """Queue every ``*.json`` manifest in ``inbox`` (in name order) and move it and its files away."""
     if not inbox.is_dir():
         raise ConfigError(f"spool folder not found: {inbox}", f"Spool-Ordner nicht gefunden: {inbox}")
-    check_sender(settings)
     report = ImportReport(inbox, inbox / "done", inbox / "rejected")
     manifests = sorted(p for p in inbox.glob("*.json") if p.is_file())
     references = _references(inbox, manifests)
