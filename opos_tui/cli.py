@@ -384,6 +384,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             connections=current.smtp.connections,
             max_per_minute=current.smtp.max_per_minute,
             on_progress=show,
+            sender=compose.default_sender(current),
         )
         result = asyncio.run(engine.run(args.ids or None))
         if on_terminal and width:

@@ -349,3 +349,20 @@ async def test_sign_in_needed_stops_or_pauses_the_run(home: Home, smtp_server, t
         result = await engine.run()
         assert asked == ["sign-in required"] and len(result.sent) == 3 and result.all_went
     assert len(server.received) == 3
+
+
+def test_no_sender_stops_the_run_until_one_is_set(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = smtp_server("plain")
+    configure(cli, home, server, **{"sender.address": ""})
+    item = enqueue(cli, tmp_path, "kunde@aerger.example")
+    result = cli("send")
+    assert result.code == 1
+    assert "sender.address" in result.err
+    assert rows(cli)[item]["status"] == "pending"
+    assert server.received == []
+
+    assert cli("config", "set", "sender.address", "opos@mueller.example").code == 0
+    assert cli("send").code == 0
+    assert rows(cli)[item]["status"] == "sent"
+    assert parsed(server.received[0].content)["From"].addresses[0].addr_spec == "opos@mueller.example"
+    assert server.received[0].mail_from == "opos@mueller.example"

@@ -73,7 +73,7 @@ def test_good_and_bad_manifests(cli, home: Home, inbox: Path) -> None:  # type: 
     subjects = sorted(s for s, _ in queued(home))
     assert subjects == ["2. Mahnung M-2024-17", "Zahlungsavis M-2024-17"]
 
-    done, rejected = home.spool_dir / "done", home.spool_dir / "rejected"
+    done, rejected = inbox / "done", inbox / "rejected"
     assert sorted(p.name for p in done.iterdir()) == ["Avis.pdf", "K1001.json", "Mahnung_2_K1001.pdf", "advice.json"]
     assert (done / "Mahnung_2_K1001.pdf").read_bytes() == pdf_bytes
     bad = ["bad-address.json", "broken.json", "fake-pdf.json", "missing-file.json", "path.json", "unknown-type.json"]
@@ -89,13 +89,13 @@ def test_good_and_bad_manifests(cli, home: Home, inbox: Path) -> None:  # type: 
     assert not (home.root / "config.toml").is_relative_to(rejected)
     assert (home.root / "config.toml").is_file()  # a manifest cannot take files from elsewhere
     # nothing deleted: only broken.pdf (no readable manifest names it) stays in the inbox
-    assert sorted(p.name for p in inbox.iterdir()) == ["broken.pdf"]
+    assert sorted(p.name for p in inbox.iterdir()) == ["broken.pdf", "done", "rejected"]
 
 
 def test_the_same_manifest_twice_is_queued_once(cli, home: Home, inbox: Path) -> None:  # type: ignore[no-untyped-def]
     drop(inbox, "K1001.json", manifest(), "Mahnung_2_K1001.pdf")
     assert cli("import").code == 0
-    done = home.spool_dir / "done"
+    done = inbox / "done"
     shutil.copy(done / "K1001.json", inbox / "K1001.json")
     shutil.copy(done / "Mahnung_2_K1001.pdf", inbox / "Mahnung_2_K1001.pdf")
     again = cli("import", "--json")
@@ -124,6 +124,6 @@ def test_import_from_another_folder_and_missing_folder(cli, home: Home, tmp_path
     other.mkdir(parents=True)
     drop(other, "K1001.json", manifest(), "Mahnung_2_K1001.pdf")
     assert cli("import", str(other)).code == 0
-    assert (tmp_path / "erp" / "done" / "K1001.json").is_file()
+    assert (other / "done" / "K1001.json").is_file()
     missing = cli("import", str(tmp_path / "nope"))
     assert missing.code == 2 and "nope" in missing.err

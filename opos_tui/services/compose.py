@@ -22,7 +22,7 @@ from pathlib import Path
 from string import Template
 
 from opos_tui.services.addresses import AddressError, has_line_break, parse_mailbox
-from opos_tui.services.errors import ConfigError
+from opos_tui.services.errors import ConfigError, ConfigurationFault
 from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
 from opos_tui.settings import ReportTemplate, Settings
 
@@ -197,7 +197,6 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
             )
     elif level is not None:
         raise _bad("a payment advice has no level", "ein Zahlungsavis hat keine Mahnstufe")
-    check_sender(settings)
     recipients = _recipients("to", request.to) + _recipients("cc", request.cc)
     if not any(r.kind == "to" for r in recipients):
         raise _bad("no recipient (--to)", "kein Empfänger (--to)")
@@ -241,7 +240,7 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
     return NewItem(
         type=letter_type,
         level=level,
-        sender=str(sender_address(settings)),
+        sender=default_sender(settings),
         recipients=tuple(recipients),
         subject=subject,
         body=body,
@@ -252,18 +251,24 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
     )
 
 
-def check_sender(settings: Settings) -> None:
-    """``ConfigError`` unless a From address is set: nothing can be queued without one."""
+def default_sender(settings: Settings) -> str:
+    """The configured From (``Name <address>``), or "" while none is set.
+
+    An item queued before a sender is configured keeps "" and takes the sender in force when it is sent;
+    sending without any sender stops the run (``NoSender``), it never makes one up.
+    """
     if not settings.sender.address:
-        raise ConfigError(
+        return ""
+    local, _, domain = settings.sender.address.rpartition("@")
+    return str(Address(display_name=settings.sender.name, username=local, domain=domain))
+
+
+class NoSender(ConfigurationFault):
+    def __init__(self) -> None:
+        super().__init__(
             "no sender address: set one with: opos-tui config set sender.address ADDRESS",
             "keine Absenderadresse: festlegen mit: opos-tui config set sender.address ADRESSE",
         )
-
-
-def sender_address(settings: Settings) -> Address:
-    local, _, domain = settings.sender.address.rpartition("@")
-    return Address(display_name=settings.sender.name, username=local, domain=domain)
 
 
 def build_message(item: QueueItem, attachments: Sequence[Attachment]) -> bytes:

@@ -22,12 +22,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from opos_tui.services.addresses import parse_mailbox
-from opos_tui.services.compose import build_message
+from opos_tui.services.compose import NoSender, build_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
 from opos_tui.services.queue import Queue, QueueItem, Status
 from opos_tui.services.transports.base import DeliveryUncertain, Envelope, Transport
@@ -131,8 +131,11 @@ class Dispatcher:
         max_per_minute: int = 0,
         on_progress: Callable[[Progress], None] | None = None,
         on_interaction: InteractionHandler | None = None,
+        sender: str = "",
     ) -> None:
         self.queue = queue
+        self.sender = sender
+        """From for items queued before a sender was configured (``compose.default_sender``)."""
         self.transport_factory = transport_factory
         self.retry = retry or RetrySettings()
         self.connections = max(1, connections)
@@ -232,6 +235,11 @@ class Dispatcher:
                 item = self.queue.claim(self._ids)
                 if item is None:
                     break
+                if not item.sender:
+                    if not self.sender:
+                        self.queue.unclaim(item.id, NoSender().en)
+                        self._stop(NoSender())
+                    item = replace(item, sender=self.sender)
                 if transport is None:
                     transport = await self._connect(item)
                     if transport is None:

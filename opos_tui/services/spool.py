@@ -6,8 +6,9 @@ One JSON manifest per mail, its files beside it::
      "subject": optional, "body": optional, "vars": {"customer_name": ..., "document_number": ...}}
 
 A good manifest is queued, then moved with its files to ``done/``; a bad one is moved with its files to
-``rejected/`` with ``<name>.error.txt`` beside it saying why. Both folders sit beside the inbox
-(``spool/inbox`` -> ``spool/done``, ``spool/rejected``). Nothing is deleted, and nothing is overwritten: a
+``rejected/`` with ``<name>.error.txt`` beside it saying why. Both folders are made inside the spool folder
+read (``spool/inbox/done``, ``spool/inbox/rejected``), so importing from any folder keeps its results with
+it and never writes next to it. Nothing is deleted, and nothing is overwritten: a
 name already taken gets a numbered suffix. A manifest is identified by its name and content, so importing
 the same one again (copied back, or after a crash between queueing and moving) never queues it twice.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opos_tui.services.compose import BadLetter, LetterRequest, check_sender, prepare
+from opos_tui.services.compose import BadLetter, LetterRequest, prepare
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
@@ -160,8 +161,7 @@ def import_spool(settings: Settings, queue: Queue, inbox: Path) -> ImportReport:
     """Queue every ``*.json`` manifest in ``inbox`` (in name order) and move it and its files away."""
     if not inbox.is_dir():
         raise ConfigError(f"spool folder not found: {inbox}", f"Spool-Ordner nicht gefunden: {inbox}")
-    check_sender(settings)
-    report = ImportReport(inbox, inbox.parent / "done", inbox.parent / "rejected")
+    report = ImportReport(inbox, inbox / "done", inbox / "rejected")
     manifests = sorted(p for p in inbox.glob("*.json") if p.is_file())
     references = _references(inbox, manifests)
     for manifest in manifests:

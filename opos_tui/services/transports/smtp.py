@@ -514,7 +514,7 @@ class SmtpTransport:
         sender = _smtp_address(envelope.sender, utf8)
         recipients = {_smtp_address(r, utf8): r for r in envelope.recipients}
         options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
-        if client.supports_extension("8bitmime") and any(b > 127 for b in data):
+        if client.supports_extension("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
         needs_utf8 = not all(a.isascii() for a in (sender, *recipients))
         if needs_utf8:
