@@ -207,9 +207,11 @@ async def test_select_hold_release_and_delete_with_confirmation(home: Home) -> N
         assert screen.selected == {ids[3], ids[2]}
         assert str(screen.table.get_row_at(0)[0]) == "●"
         await pilot.press("h")
+        await settle(pilot)
         assert [statuses(home)[i] for i in ids] == [Status.PENDING, Status.PENDING, Status.HELD, Status.HELD]
         assert screen.selected == set()
         await pilot.press("home", "u")  # nothing selected: the row under the cursor
+        await settle(pilot)
         assert statuses(home)[ids[3]] is Status.PENDING
 
         await pilot.press("a")
@@ -222,6 +224,7 @@ async def test_select_hold_release_and_delete_with_confirmation(home: Home) -> N
         assert ids[3] in statuses(home)
         await pilot.press("d")
         await answer(pilot, "delete")
+        await settle(pilot)
         assert ids[3] not in statuses(home)
         assert shown_ids(screen) == ids[2::-1]
 
@@ -249,7 +252,7 @@ async def test_every_action_is_in_the_command_palette(home: Home) -> None:
         await pilot.press(*"Hold the selected")
         await pilot.pause(0.3)  # the palette searches in the background
         await pilot.press("enter")
-        await pilot.pause()
+        await settle(pilot)
         assert statuses(home)[item] is Status.HELD
 
 
@@ -332,6 +335,7 @@ async def test_send_selected_records_failures_and_retry_sends_again(home: Home, 
         with open_queue(home) as queue:
             queue.set_recipients(bad, [Recipient("to", "kunde2@example.test")])
         await pilot.press("home", "down", "r")
+        await settle(pilot)
         assert statuses(home)[bad] is Status.PENDING
         await pilot.press("s")
         await settle(pilot)
@@ -639,3 +643,19 @@ def test_sending_progress_snapshot(snap_compare: Any, home: Home, smtp_server: A
         await pilot.pause()
 
     assert snap_compare(OposApp(home), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_an_action_goes_on_when_another_process_deleted_part_of_the_selection(home: Home) -> None:
+    configure(home)
+    first, second = letter(home, 1), letter(home, 2)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("a")
+        with Queue(home.queue_db) as other:
+            other.delete([second])
+        await pilot.press("h")
+        await settle(pilot)
+        assert statuses(home) == {first: Status.HELD}
+        assert screen.selected == set()
+        assert shown_ids(screen) == [first]

@@ -533,28 +533,40 @@ class QueueScreen(Screen[None]):
 
     # --- operator actions ---------------------------------------------------------------------------------
 
-    def act(self, action: Callable[[list[int]], ActionResult], done: str, ids: list[int] | None = None) -> None:
-        """Apply a queue action to the targets and say what it did, and what it could not do and why."""
+    def act(self, action: str, done: str, ids: list[int] | None = None) -> None:
+        """Apply a queue action (hold, release, retry, delete) to the targets, in a worker: with a selection of
+        100,000 items it is one long write transaction."""
         ids = ids if ids is not None else self.targets()
         if not ids:
             self.notify(tr("Nothing selected.", "Nichts ausgewählt."), severity="warning")
             return
-        try:
-            result = action(ids)
-        except UnknownItems as exc:
-            # Deleted by someone else meanwhile: drop them and go on with the rest.
-            self.selected -= set(exc.ids)
-            rest = [i for i in ids if i not in exc.ids]
-            if rest:
-                self.act(action, done, rest)
-            else:
-                self.reload()
-            return
-        except OposError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self.selected -= set(result.changed)
-        message = tr(f"{len(result.changed):,} {done}", f"{len(result.changed):,} {done}")
+        self.apply(action, ids, done)
+
+    @work(thread=True, group="act", exit_on_error=False)
+    def apply(self, action: str, ids: list[int], done: str) -> None:
+        gone: set[int] = set()
+        with Queue(self.queue.path) as q:
+            method: Callable[[list[int]], ActionResult] = getattr(q, action)
+            while True:
+                try:
+                    result = method(ids)
+                    break
+                except UnknownItems as exc:
+                    # Deleted by someone else meanwhile: drop them and go on with the rest.
+                    gone |= set(exc.ids)
+                    ids = [i for i in ids if i not in gone]
+                    if not ids:
+                        result = ActionResult((), {})
+                        break
+                except OposError as exc:
+                    self.app.call_from_thread(self.notify, str(exc), severity="error")
+                    return
+        self.app.call_from_thread(self.acted, result, gone, done)
+
+    def acted(self, result: ActionResult, gone: set[int], done: str) -> None:
+        """Say what an action did, and what it could not do and why."""
+        self.selected -= set(result.changed) | gone
+        message = f"{len(result.changed):,} {done}"
         if result.skipped:
             by_status: dict[Status, int] = {}
             for status in result.skipped.values():
@@ -565,13 +577,13 @@ class QueueScreen(Screen[None]):
         self.reload()
 
     def action_hold(self) -> None:
-        self.act(self.queue.hold, tr("held", "angehalten"))
+        self.act("hold", tr("held", "angehalten"))
 
     def action_release(self) -> None:
-        self.act(self.queue.release, tr("released", "freigegeben"))
+        self.act("release", tr("released", "freigegeben"))
 
     def action_retry(self) -> None:
-        self.act(self.queue.retry, tr("back to pending", "wieder wartend"))
+        self.act("retry", tr("back to pending", "wieder wartend"))
 
     def action_delete(self) -> None:
         ids = self.targets()
@@ -582,7 +594,7 @@ class QueueScreen(Screen[None]):
 
         def decided(answer: str | None) -> None:
             if answer == "delete":
-                self.act(self.queue.delete, tr("deleted", "gelöscht"), ids)
+                self.act("delete", tr("deleted", "gelöscht"), ids)
 
         self.app.push_screen(
             ConfirmScreen(
