@@ -750,11 +750,11 @@ class QueueScreen(Screen[None]):
                 try:
                     result = await engine.run(ids[start : start + SEND_CHUNK])
                 except OposError as exc:
-                    stopped = str(exc)
+                    stopped = tr(f"stopped: {exc}", f"abgebrochen: {exc}")
                     break
                 skipped += len(result.not_sendable)
                 if result.stopped is not None:
-                    stopped = str(result.stopped)
+                    stopped = tr(f"stopped: {result.stopped}", f"abgebrochen: {result.stopped}")
                     break
         self._stop_dispatch = None
         if stopped is None and self._stop.is_set():
@@ -776,10 +776,10 @@ class QueueScreen(Screen[None]):
         done = update.sent + update.failed
         eta = f" · ETA {int(update.eta) // 60}:{int(update.eta) % 60:02d}" if update.eta is not None else ""
         label = tr(
-            f"Sending: sent {update.sent:,} · failed {update.failed:,} · left {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta}  (Esc stops, t log)",
-            f"Senden: gesendet {update.sent:,} · fehlgeschl. {update.failed:,} · offen {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta}  (Esc hält an, t Log)",
+            f"sent {update.sent:,} · failed {update.failed:,} · left {update.left:,}"
+            f" · {update.rate * 60:.0f}/min{eta} · Esc stop · t log",
+            f"gesendet {update.sent:,} · fehlgeschl. {update.failed:,} · offen {update.left:,}"
+            f" · {update.rate * 60:.0f}/min{eta} · Esc Stopp · t Log",
         )
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
@@ -796,7 +796,7 @@ class QueueScreen(Screen[None]):
         if done.skipped:
             summary += tr(f" · {done.skipped:,} no longer pending", f" · {done.skipped:,} warteten nicht mehr")
         if done.stopped:
-            summary += tr(f" · stopped: {done.stopped}", f" · abgebrochen: {done.stopped}")
+            summary += f" · {done.stopped}"
         self.query_one("#transcript", RichLog).write(summary)
         self.finish(summary, error=bool(done.stopped) or bool(done.failed))
 
