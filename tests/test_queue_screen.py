@@ -166,6 +166,11 @@ async def test_the_keyboard_reaches_every_item_of_a_large_queue(home: Home) -> N
             await pilot.press("down")
         assert screen.cursor_id == ids[-1 - 2 * window - 7]
         assert screen.table.row_count == window
+        await pilot.press("t")  # the transcript panel takes room: the window shrinks, the cursor stays
+        await settle(pilot)
+        assert screen.table.row_count < window
+        assert screen.table.size.height == screen.table.row_count + 2  # header and scrollbar: nothing hidden
+        assert screen.cursor_id == ids[-1 - 2 * window - 7]
 
 
 async def test_filter_keys_and_incremental_search(home: Home) -> None:

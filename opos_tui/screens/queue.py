@@ -142,9 +142,14 @@ class QueueTable(DataTable[Text | str]):
     """Shows one window of the queue; the keys that move its cursor move the screen's cursor through the whole
     filtered queue instead."""
 
-    def __init__(self, move: Callable[[str], None]) -> None:
+    def __init__(self, move: Callable[[str], None], resized: Callable[[], None]) -> None:
         super().__init__(id="queue-table", cursor_type="row", zebra_stripes=False)
         self.move = move
+        self.resized = resized
+
+    def on_resize(self) -> None:
+        # The terminal changed, or the progress or transcript panel took or gave back room: a new window size.
+        self.call_after_refresh(self.resized)
 
     def action_cursor_up(self) -> None:
         self.move("up")
@@ -314,7 +319,7 @@ class QueueScreen(Screen[None]):
                 compact=True,
             )
             yield Static("", id="position")
-        yield QueueTable(self.move)
+        yield QueueTable(self.move, self.reload)
         with Vertical(id="progress"):
             yield Static("", id="progress-label")
             yield ProgressBar(id="progress-bar", show_eta=False)
@@ -333,9 +338,6 @@ class QueueScreen(Screen[None]):
 
     def on_unmount(self) -> None:
         self.queue.close()
-
-    def on_resize(self) -> None:
-        self.call_after_refresh(self.reload)
 
     # --- reading the queue --------------------------------------------------------------------------------
 
@@ -457,7 +459,7 @@ class QueueScreen(Screen[None]):
     def update_position(self) -> None:
         parts = []
         if self.total:
-            parts.append(tr(f"{self.cursor + 1:,}/{self.total:,}", f"{self.cursor + 1:,}/{self.total:,}"))
+            parts.append(f"{self.cursor + 1:,}/{self.total:,}")
         else:
             parts.append(tr("no items", "keine Einträge"))
         if self.selected:

@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -149,27 +149,13 @@ def check_items(queue: Queue, ids: Sequence[int]) -> dict[int, Verdict]:
     return results
 
 
-def check_unchecked(
-    queue: Queue,
-    ids: Sequence[int] | None = None,
-    *,
-    batch: int = 50,
-    keep_going: Callable[[], bool] = lambda: True,
-    on_batch: Callable[[int], None] | None = None,
-) -> int:
-    """Check every unsent item (or those of ``ids``) that has no result yet, newest first, in batches.
-
-    ``keep_going`` is asked between batches; ``on_batch`` gets the number checked so far. Returns that number.
-    """
+def check_unchecked(queue: Queue, ids: Sequence[int] | None = None, *, batch: int = 50) -> int:
+    """Check every unsent item (or those of ``ids``) that has no result yet, newest first, in batches (one
+    transaction each). Returns how many were checked."""
     done = 0
-    while keep_going():
-        todo = queue.unchecked(ids, limit=batch)
-        if not todo:
-            break
+    while todo := queue.unchecked(ids, limit=batch):
         check_items(queue, todo)
         done += len(todo)
-        if on_batch is not None:
-            on_batch(done)
     return done
 
 
