@@ -14,6 +14,7 @@ from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services.dispatcher import TransportFactory
+from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.settings import Settings
 
@@ -41,8 +42,13 @@ class OposApp(App[None]):
     def on_mount(self) -> None:
         if self.start == "settings":
             self.push_screen(SettingsScreen(self.home))
-        else:
-            self.push_screen(QueueScreen(self.home, self.transports))
+            return
+        try:
+            screen = QueueScreen(self.home, self.transports)
+        except OposError as exc:  # the queue file cannot be opened: say so plainly, no traceback
+            self.exit(return_code=1, message=f"opos-tui: {exc}")
+            return
+        self.push_screen(screen)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -426,8 +426,9 @@ def run_tui(args: argparse.Namespace, start: StartScreen) -> int:
     settings.load(home)  # a broken config.toml is reported here, plainly, not as a traceback in the TUI
     from opos_tui.app import OposApp
 
-    OposApp(home=home, start=start).run()
-    return EXIT_OK
+    app = OposApp(home=home, start=start)
+    app.run()
+    return app.return_code or EXIT_OK
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

@@ -664,3 +664,13 @@ async def test_an_action_goes_on_when_another_process_deleted_part_of_the_select
         assert statuses(home) == {first: Status.HELD}
         assert screen.selected == set()
         assert shown_ids(screen) == [first]
+
+
+async def test_a_broken_queue_file_is_reported_plainly(home: Home) -> None:
+    home.ensure()
+    home.queue_db.write_text("not a database " * 20)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+    assert app.return_code == 1
+    assert not app.is_running

@@ -653,8 +653,18 @@ class QueueScreen(Screen[None]):
         with Queue(self.queue.path) as q:
             sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
             wanted = [i for i in ids if i in sendable]
-            plausibility.check_unchecked(q, wanted, batch=100)
+            plausibility.check_unchecked(
+                q, wanted, keep_going=lambda: not self._stop.is_set(), on_batch=self.post_checking
+            )
             self.post_message(SendPlan(wanted, q.flagged(wanted)))
+
+    def post_checking(self, done: int, total: int) -> None:
+        """From the worker: how far the plausibility check before sending is."""
+        label = tr(
+            f"Checking the attachments: {done:,} of {total:,} · Esc stop",
+            f"Prüfe die Anhänge: {done:,} von {total:,} · Esc Stopp",
+        )
+        self.app.call_from_thread(self.show_progress, label, done, total)
 
     @on(SendPlan)
     def plan_ready(self, plan: SendPlan) -> None:

@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -149,13 +149,26 @@ def check_items(queue: Queue, ids: Sequence[int]) -> dict[int, Verdict]:
     return results
 
 
-def check_unchecked(queue: Queue, ids: Sequence[int] | None = None, *, batch: int = 50) -> int:
+def check_unchecked(
+    queue: Queue,
+    ids: Sequence[int] | None = None,
+    *,
+    batch: int = 100,
+    keep_going: Callable[[], bool] = lambda: True,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
     """Check every unsent item (or those of ``ids``) that has no result yet, newest first, in batches (one
-    transaction each). Returns how many were checked."""
+    transaction each). ``keep_going`` is asked before each batch; ``on_batch`` gets (checked, to check).
+    Returns how many were checked."""
+    todo = queue.unchecked(ids, limit=len(ids) if ids is not None else 1_000_000_000)
     done = 0
-    while todo := queue.unchecked(ids, limit=batch):
-        check_items(queue, todo)
-        done += len(todo)
+    for start in range(0, len(todo), batch):
+        if not keep_going():
+            break
+        check_items(queue, todo[start : start + batch])
+        done = min(start + batch, len(todo))
+        if on_batch is not None:
+            on_batch(done, len(todo))
     return done
 
 
