@@ -214,7 +214,7 @@ class QueueScreen(Screen[None]):
         key(
             "space",
             "toggle_select",
-            tr("Select", "Wählen"),
+            tr("Select", "Wahl"),
             tr("Select or unselect the mail", "Mail aus- oder abwählen"),
         ),
         key(
@@ -223,7 +223,7 @@ class QueueScreen(Screen[None]):
             tr("All", "Alle"),
             tr("Select all shown mails (again: none)", "Alle gezeigten Mails wählen (nochmal: keine)"),
         ),
-        key("h", "hold", tr("Hold", "Halten"), tr("Hold the selected mails", "Gewählte Mails anhalten")),
+        key("h", "hold", tr("Hold", "Halt"), tr("Hold the selected mails", "Gewählte Mails anhalten")),
         key(
             "u",
             "release",
@@ -233,7 +233,7 @@ class QueueScreen(Screen[None]):
         key(
             "r",
             "retry",
-            tr("Retry", "Wiederh."),
+            tr("Retry", "Wdh."),
             tr(
                 "Retry the selected failed, deferred or uncertain mails",
                 "Gewählte fehlerhafte, verschobene oder unsichere Mails wieder einreihen",
@@ -246,9 +246,7 @@ class QueueScreen(Screen[None]):
             tr("Delete the selected unsent mails", "Gewählte ungesendete Mails löschen"),
         ),
         key("s", "send_selected", tr("Send", "Senden"), tr("Send the selected mails", "Gewählte Mails senden")),
-        key(
-            "S", "send_all", tr("Send all", "Alle senden"), tr("Send all pending mails", "Alle wartenden Mails senden")
-        ),
+        key("S", "send_all", tr("Send all", "Alle send."), tr("Send all pending mails", "Alle wartenden Mails senden")),
         key(
             "escape",
             "stop",
