@@ -18,7 +18,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from opos_tui.i18n import tr
-from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, status_text, type_label
+from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import AddressError, parse_mailbox
@@ -271,7 +271,8 @@ class MessageScreen(Screen[None]):
             return False
         if result.skipped:
             status = result.skipped[self.item_id]
-            self.notify(tr(f"Not changed: the mail is {status}.", f"Nicht geändert: die Mail ist {status}."))
+            word = status_word(status)
+            self.notify(tr(f"Not changed: the mail is {word}.", f"Nicht geändert: die Mail ist {word}."))
         else:
             self.notify(done)
         self.load()

@@ -835,5 +835,6 @@ def transcript_line(event: Progress) -> str:
     if event.outcome is Outcome.SENDING:
         return ""
     if event.item_id is None:
-        return f"{event.outcome.value}: {event.reply}"
-    return f"#{event.item_id} {event.recipient}: {event.outcome.value} {event.reply}".rstrip()
+        return tr(f"stopped: {event.reply}", f"abgebrochen: {event.reply}")
+    # The other outcomes are the states the mail is now in.
+    return f"#{event.item_id} {event.recipient}: {status_word(Status(event.outcome.value))} {event.reply}".rstrip()
