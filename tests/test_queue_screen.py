@@ -280,7 +280,7 @@ async def test_settings_are_one_key_away_and_come_back_to_the_queue(home: Home) 
 # --- following other processes ------------------------------------------------------------------------
 
 
-async def test_changes_by_another_process_appear_keeping_cursor_and_selection(home: Home) -> None:
+async def test_changes_by_another_process_appear_keeping_cursor_and_selection(home: Home, cli: Any) -> None:
     configure(home)
     ids = [letter(home, n) for n in range(1, 5)]
     app = OposApp(home)
@@ -291,7 +291,13 @@ async def test_changes_by_another_process_appear_keeping_cursor_and_selection(ho
         with Queue(home.queue_db) as other:  # a second operator
             other.hold([ids[1]])
         await until(pilot, lambda: str(screen.table.get_row_at(2)[1]) == "‖ held")
-        newer = letter(home, 5)  # an import by another process: a new row on top
+        pdf = write_letter(home.root / "neu.pdf", "R-0005", "K1005")
+        enqueued = cli(
+            *("enqueue", "--type", "dunning", "--level", "1", "--to", "neu@example.test", "--attach", str(pdf)),
+            *("--var", "customer_name=Neu GmbH", "--var", "document_number=R-0005"),
+        )
+        assert enqueued.code == 0, enqueued.err
+        newer = max(statuses(home))  # a new row on top, from the command line
         await until(pilot, lambda: shown_ids(screen)[0] == newer)
         assert screen.cursor_id == ids[1]
         assert screen.table.cursor_row == 3
