@@ -127,3 +127,10 @@ def test_import_from_another_folder_and_missing_folder(cli, home: Home, tmp_path
     assert (other / "done" / "K1001.json").is_file()
     missing = cli("import", str(tmp_path / "nope"))
     assert missing.code == 2 and "nope" in missing.err
+
+
+def test_the_default_inbox_is_made_on_first_import(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+    result = cli("import")
+    assert result.code == 0, result.err
+    assert (home.spool_dir / "inbox").is_dir()
+    assert "0 imported" in result.out

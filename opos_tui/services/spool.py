@@ -57,7 +57,10 @@ class ImportReport:
 
 
 def default_inbox(home: Home) -> Path:
-    return home.spool_dir / "inbox"
+    """``spool/inbox`` in the home folder, made on first use so the accounting system has a place to drop into."""
+    inbox = home.spool_dir / "inbox"
+    inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return inbox
 
 
 def _strings(manifest: dict[str, Any], key: str, required: bool) -> list[str]:
