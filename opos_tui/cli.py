@@ -286,26 +286,31 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def report_action(result: ActionResult, done_en: str, done_de: str) -> int:
-    if result.changed:
-        listed = " ".join(f"#{i}" for i in result.changed)
-        print(tr(f"{done_en}: {listed}", f"{done_de}: {listed}"))
-    for item_id, status in result.skipped.items():
-        print(
-            tr(f"#{item_id} is {status.value}: left as it is", f"#{item_id} ist {status.value}: unverändert"),
-            file=sys.stderr,
-        )
+def report_action(args: argparse.Namespace, result: ActionResult, done_en: str, done_de: str) -> int:
+    """What an operator action changed; items it could not change make the exit code 1."""
+    if args.json:
+        skipped = [{"id": i, "status": status.value} for i, status in result.skipped.items()]
+        print_json({"changed": list(result.changed), "skipped": skipped})
+    else:
+        if result.changed:
+            listed = " ".join(f"#{i}" for i in result.changed)
+            print(tr(f"{done_en}: {listed}", f"{done_de}: {listed}"))
+        for item_id, status in result.skipped.items():
+            print(
+                tr(f"#{item_id} is {status.value}: left as it is", f"#{item_id} ist {status.value}: unverändert"),
+                file=sys.stderr,
+            )
     return EXIT_FAILED if result.skipped else EXIT_OK
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
     with open_queue(home_of(args)) as q:
-        return report_action(q.hold(args.ids), "held", "zurückgehalten")
+        return report_action(args, q.hold(args.ids), "held", "zurückgehalten")
 
 
 def cmd_release(args: argparse.Namespace) -> int:
     with open_queue(home_of(args)) as q:
-        return report_action(q.release(args.ids), "released", "freigegeben")
+        return report_action(args, q.release(args.ids), "released", "freigegeben")
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -313,15 +318,15 @@ def cmd_retry(args: argparse.Namespace) -> int:
         raise UsageError(tr("give item numbers or --all", "Nummern oder --all angeben"))
     with open_queue(home_of(args)) as q:
         result = q.retry(None if args.all else args.ids)
-    if args.all and not result.changed:
+    if args.all and not result.changed and not args.json:
         print(tr("nothing to retry", "nichts zu wiederholen"))
         return EXIT_OK
-    return report_action(result, "pending again", "wieder wartend")
+    return report_action(args, result, "pending again", "wieder wartend")
 
 
 def cmd_mark_sent(args: argparse.Namespace) -> int:
     with open_queue(home_of(args)) as q:
-        return report_action(q.mark_sent(args.ids), "marked as sent", "als gesendet markiert")
+        return report_action(args, q.mark_sent(args.ids), "marked as sent", "als gesendet markiert")
 
 
 def confirm(question: str) -> bool:
@@ -340,9 +345,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
             q.get(item_id)  # unknown numbers are refused before anything is asked
         listed = " ".join(f"#{i}" for i in args.ids)
         if not args.yes and not confirm(tr(f"Delete {listed}?", f"{listed} löschen?")):
-            print(tr("nothing deleted", "nichts gelöscht"))
+            if args.json:
+                print_json({"changed": [], "skipped": []})
+            else:
+                print(tr("nothing deleted", "nichts gelöscht"))
             return EXIT_OK
-        return report_action(q.delete(args.ids), "deleted", "gelöscht")
+        return report_action(args, q.delete(args.ids), "deleted", "gelöscht")
 
 
 def progress_line(event: Progress) -> str:
@@ -544,14 +552,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("ids", nargs="+", type=int, metavar="ID")
+        add_json(p)
         p.set_defaults(handler=handler)
     p = sub.add_parser("retry", parents=[common], help="deferred, failed or uncertain items back to pending")
     p.add_argument("ids", nargs="*", type=int, metavar="ID")
     p.add_argument("--all", action="store_true", help="every deferred, failed and uncertain item")
+    add_json(p)
     p.set_defaults(handler=cmd_retry)
     p = sub.add_parser("delete", parents=[common], help="delete unsent items")
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     p.add_argument("--yes", action="store_true", help="do not ask")
+    add_json(p)
     p.set_defaults(handler=cmd_delete)
     p = sub.add_parser("send", parents=[common], help="send pending items (all, or the given ones)")
     p.add_argument("ids", nargs="*", type=int, metavar="ID")

@@ -243,3 +243,18 @@ def test_hold_release_retry_delete_mark_sent(cli, home: Home, sender: None, lett
     assert cli("delete", str(b), stdin="j\n").code == 0
     assert {r["id"] for r in queue_json(cli)} == {c}
     assert cli("queue", "--status", "nonsense").code == 2
+
+
+def test_actions_report_as_json(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = (json.loads(cli(*dunning("--json", letter=letter)).out)["id"] for _ in range(2))
+    held = cli("hold", str(a), "--json")
+    assert held.code == 0
+    assert json.loads(held.out) == {"changed": [a], "skipped": []}
+    again = cli("hold", str(a), str(b), "--json")
+    assert again.code == 1  # a is held already
+    assert json.loads(again.out) == {"changed": [b], "skipped": [{"id": a, "status": "held"}]}
+    assert json.loads(cli("release", str(a), str(b), "--json").out)["changed"] == [a, b]
+    assert json.loads(cli("retry", "--all", "--json").out) == {"changed": [], "skipped": []}
+    deleted = cli("delete", str(a), "--yes", "--json")
+    assert json.loads(deleted.out) == {"changed": [a], "skipped": []}
+    assert [r["id"] for r in json.loads(cli("queue", "--json").out)] == [b]
