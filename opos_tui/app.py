@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 from typing import Literal
 
@@ -13,38 +13,27 @@ from opos_tui.i18n import tr
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.widgets import ConfirmScreen
-from opos_tui.services.dispatcher import TransportFactory
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.settings import Settings
 
 StartScreen = Literal["main", "settings"]
-Transports = Callable[[Home, Settings], TransportFactory]
-
-
-def installed_transports(home: Home, current: Settings) -> TransportFactory:
-    """How this installation sends: the same choice the command line's ``send`` makes."""
-    from opos_tui.cli import transport_factory
-
-    return transport_factory(home, current)
 
 
 class OposApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
 
-    def __init__(self, home: Home, start: StartScreen = "main", transports: Transports = installed_transports) -> None:
+    def __init__(self, home: Home, start: StartScreen = "main") -> None:
         super().__init__()
         self.home = home
         self.start = start
-        self.transports = transports
 
     def on_mount(self) -> None:
         if self.start == "settings":
             self.push_screen(SettingsScreen(self.home))
             return
         try:
-            screen = QueueScreen(self.home, self.transports)
+            screen = QueueScreen(self.home)
         except OposError as exc:  # the queue file cannot be opened: say so plainly, no traceback
             self.exit(return_code=1, message=f"opos-tui: {exc}")
             return

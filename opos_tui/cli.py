@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from opos_tui import __version__, settings
 from opos_tui.i18n import LANGS, set_lang, tr
 from opos_tui.services import compose, secrets, spool
-from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, TransportFactory
+from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, iso, open_queue
@@ -163,14 +163,6 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def transport_factory(home: Home, current: settings.Settings) -> TransportFactory:
-    """How this installation sends: a new, unconnected transport session per call."""
-    from opos_tui.services.transports.factory import build_transport  # aiosmtplib only when sending
-
-    store = secrets.open_store(home)
-    return lambda: build_transport(current, store)
 
 
 # --- the queue ----------------------------------------------------------------------------------------
@@ -370,7 +362,6 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise UsageError(tr("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides"))
     home = home_of(args)
     current = settings.load(home)
-    factory = transport_factory(home, current)
     on_terminal = sys.stderr.isatty()
     width = 0
 
@@ -385,15 +376,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
 
     with open_queue(home) as q:
-        engine = Dispatcher(
-            q,
-            factory,
-            retry=current.retry,
-            connections=current.smtp.connections,
-            max_per_minute=current.smtp.max_per_minute,
-            on_progress=show,
-            sender=compose.default_sender(current),
-        )
+        engine = Dispatcher.for_installation(q, home, current, on_progress=show)
         result = asyncio.run(engine.run(args.ids or None))
         if on_terminal and width:
             sys.stderr.write("\n")

@@ -326,6 +326,22 @@ async def test_send_all_goes_through_the_server(home: Home, smtp_server: Any) ->
         assert [str(screen.table.get_row_at(i)[1]) for i in range(2)] == ["✓ sent", "✓ sent"]
 
 
+async def test_an_item_queued_before_the_sender_was_set_goes_with_the_current_sender(
+    home: Home, smtp_server: Any
+) -> None:
+    server = smtp_server("plain")
+    home.ensure()
+    settings.save(home, server.settings(sender__address=""))  # no sender yet
+    item = letter(home, 1)
+    settings.set_value(home, "sender.address", "opos@example.test")
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("S")
+        await settle(pilot)
+    assert statuses(home)[item] is Status.SENT
+    assert [r.mail_from for r in server.received] == ["opos@example.test"]
+
+
 async def test_send_selected_records_failures_and_retry_sends_again(home: Home, smtp_server: Any) -> None:
     server = smtp_server("plain")
     configure(home, server)

@@ -32,7 +32,7 @@ from opos_tui import settings
 from opos_tui.i18n import tr
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services import plausibility
-from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, TransportFactory
+from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Queue, Status, UnknownItems, open_queue
@@ -283,10 +283,9 @@ class QueueScreen(Screen[None]):
         ),
     ]
 
-    def __init__(self, home: Home, transports: Callable[[Home, settings.Settings], TransportFactory]) -> None:
+    def __init__(self, home: Home) -> None:
         super().__init__()
         self.home = home
-        self.transports = transports
         self.queue = open_queue(home)
         self.status_filter: Status | None = None
         self.search = ""
@@ -707,7 +706,6 @@ class QueueScreen(Screen[None]):
     def start_sending(self, ids: list[int]) -> None:
         try:
             current = settings.load(self.home)
-            factory = self.transports(self.home, current)
         except OposError as exc:
             self.finish(tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), error=True)
             return
@@ -717,13 +715,13 @@ class QueueScreen(Screen[None]):
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )
         self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
-        self.dispatch(ids, current, factory)
+        self.dispatch(ids, current)
 
     @work(thread=True, group="send", exit_on_error=False)
-    def dispatch(self, ids: list[int], current: settings.Settings, factory: TransportFactory) -> None:
-        asyncio.run(self._dispatch(ids, current, factory))
+    def dispatch(self, ids: list[int], current: settings.Settings) -> None:
+        asyncio.run(self._dispatch(ids, current))
 
-    async def _dispatch(self, ids: list[int], current: settings.Settings, factory: TransportFactory) -> None:
+    async def _dispatch(self, ids: list[int], current: settings.Settings) -> None:
         loop = asyncio.get_running_loop()
         sent = failed = skipped = 0
         started = time.monotonic()
@@ -746,18 +744,11 @@ class QueueScreen(Screen[None]):
             for start in range(0, len(ids), SEND_CHUNK):
                 if self._stop.is_set():
                     break
-                engine = Dispatcher(
-                    q,
-                    factory,
-                    retry=current.retry,
-                    connections=current.smtp.connections,
-                    max_per_minute=current.smtp.max_per_minute,
-                    on_progress=progress,
-                )
-                self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
-                if self._stop.is_set():
-                    break
                 try:
+                    engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
+                    self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
+                    if self._stop.is_set():
+                        break
                     result = await engine.run(ids[start : start + SEND_CHUNK])
                 except OposError as exc:
                     stopped = tr(f"stopped: {exc}", f"abgebrochen: {exc}")

@@ -27,11 +27,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from opos_tui.services.addresses import parse_mailbox
-from opos_tui.services.compose import NoSender, build_message
+from opos_tui.services.compose import NoSender, build_message, default_sender
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
+from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, QueueItem, Status
+from opos_tui.services.secrets import open_store
 from opos_tui.services.transports.base import DeliveryUncertain, Envelope, Transport
-from opos_tui.settings import RetrySettings
+from opos_tui.settings import RetrySettings, Settings
 
 TransportFactory = Callable[[], Transport]
 InteractionHandler = Callable[[InteractionNeeded], Awaitable[bool]]
@@ -148,6 +150,33 @@ class Dispatcher:
         self._started = 0.0
         self._counted = self._finished_at_count = 0
         self._counted_at = -1e9
+
+    @classmethod
+    def for_installation(
+        cls,
+        queue: Queue,
+        home: Home,
+        current: Settings,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_interaction: InteractionHandler | None = None,
+    ) -> Dispatcher:
+        """The dispatcher as this installation is configured: its transport, retry policy, connections, rate
+        limit and sender. The command line's ``send`` and the queue screen both start here."""
+        # aiosmtplib is imported only once something is sent.
+        from opos_tui.services.transports.factory import build_transport
+
+        store = open_store(home)
+        return cls(
+            queue,
+            lambda: build_transport(current, store),
+            retry=current.retry,
+            connections=current.smtp.connections,
+            max_per_minute=current.smtp.max_per_minute,
+            on_progress=on_progress,
+            on_interaction=on_interaction,
+            sender=default_sender(current),
+        )
 
     def request_stop(self) -> None:
         """Stop after the mails now on the wire (the TUI's Esc)."""
