@@ -696,3 +696,18 @@ async def test_a_broken_queue_file_is_reported_plainly(home: Home) -> None:
         await pilot.pause()
     assert app.return_code == 1
     assert not app.is_running
+
+
+async def test_an_empty_queue_says_how_to_fill_it(home: Home) -> None:
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        hint = text_of(screen, "#empty-hint")
+        assert "opos-tui enqueue" in hint
+        assert str(home.spool_dir / "inbox") in hint
+        letter(home, 1)
+        await until(pilot, lambda: screen.total == 1)
+        assert not screen.query_one("#empty-hint").display
+        await pilot.press("3")  # failed: none
+        await settle(pilot)
+        assert "Nothing matches" in text_of(screen, "#empty-hint")

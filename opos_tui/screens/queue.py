@@ -317,6 +317,7 @@ class QueueScreen(Screen[None]):
             )
             yield Static("", id="position")
         yield QueueTable(self.move, self.reload)
+        yield Static("", id="empty-hint")
         with Vertical(id="progress"):
             yield Static("", id="progress-label")
             yield ProgressBar(id="progress-bar", show_eta=False)
@@ -459,12 +460,43 @@ class QueueScreen(Screen[None]):
             parts.append(f"{self.cursor + 1:,}/{self.total:,}")
         else:
             parts.append(tr("no items", "keine Einträge"))
+        self.show_empty_hint()
         if self.selected:
             parts.append(tr(f"{len(self.selected):,} selected", f"{len(self.selected):,} gewählt"))
         flagged = sum(1 for r in self.rows if r.plausible is False)
         if flagged:
             parts.append(tr(f"⚠ {flagged} here", f"⚠ {flagged} hier"))
         self.query_one("#position", Static).update(" · ".join(parts))
+
+    def show_empty_hint(self) -> None:
+        """What a newcomer can do when there is nothing to show, instead of an empty table."""
+        hint = self.query_one("#empty-hint", Static)
+        self.set_class(not self.total, "-empty")
+        if self.total:
+            return
+        if self.status_filter is not None or self.search:
+            hint.update(
+                tr(
+                    "Nothing matches. 0 shows all mails; Esc in the search field clears it.",
+                    "Keine Treffer. 0 zeigt alle Mails; Esc im Suchfeld leert es.",
+                )
+            )
+            return
+        inbox = self.home.spool_dir / "inbox"
+        hint.update(
+            tr(
+                "No mails in the queue yet.\n"
+                "Queue one:  opos-tui enqueue --type dunning --level 1 --to ADDR --attach FILE.pdf "
+                "--var customer_name=… --var document_number=…\n"
+                f"or drop manifests into {inbox} and run  opos-tui import\n"
+                "c opens the settings (server, sender); Ctrl+T there tests the connection.",
+                "Noch keine Mails in der Warteschlange.\n"
+                "Einreihen:  opos-tui enqueue --type dunning --level 1 --to ADRESSE --attach DATEI.pdf "
+                "--var customer_name=… --var document_number=…\n"
+                f"oder Manifeste in {inbox} ablegen und  opos-tui import  ausführen\n"
+                "c öffnet die Einstellungen (Server, Absender); dort testet Strg+T die Verbindung.",
+            )
+        )
 
     # --- the plausibility check of what is on screen --------------------------------------------------------
 
