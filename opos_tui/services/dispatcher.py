@@ -190,7 +190,7 @@ class Dispatcher:
         self.queue.recover_stale()
         if ids is not None:
             self._ids = list(dict.fromkeys(ids))
-            statuses = {i: self.queue.get(i).status for i in self._ids}
+            statuses = self.queue.statuses(self._ids)
             self._result.not_sendable = [i for i, s in statuses.items() if s not in (Status.PENDING, Status.DEFERRED)]
         else:
             self._ids = None

@@ -712,6 +712,12 @@ class Queue:
             raise UnknownItems(missing)
         return found
 
+    def statuses(self, ids: Sequence[int]) -> dict[int, Status]:
+        """The status of each item in one read (a dispatcher asked for 100,000 items must not read each
+        whole item); UnknownItems for numbers not in the queue."""
+        with self._lock:
+            return self._statuses(self._db, ids)
+
     def hold(self, ids: Iterable[int]) -> ActionResult:
         """pending/deferred -> held. Unknown ids: ``UnknownItems`` and nothing changes."""
         return self._transition(ids, HOLDABLE, Status.HELD, "held")
