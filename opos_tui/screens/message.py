@@ -371,9 +371,9 @@ class RecipientsScreen(ModalScreen[list[Recipient] | None]):
         with Vertical(id="recipients"):
             yield Static(tr("Recipients (separate with ;)", "Empfänger (mit ; trennen)"), classes="section-title")
             yield Label("To")
-            yield Input(joined("to"), id="to")
+            yield Input(joined("to"), id="to", select_on_focus=False)  # editing adds or fixes, rarely replaces
             yield Label("Cc")
-            yield Input(joined("cc"), id="cc")
+            yield Input(joined("cc"), id="cc", select_on_focus=False)
             yield Static("", id="recipients-error", classes="form-error")
             with Horizontal():
                 yield Button(tr("Save", "Speichern"), id="save", variant="primary")
