@@ -88,7 +88,6 @@ class FormField(Vertical):
     FormField { height: auto; margin: 0 0 1 0; }
     FormField > .field-error { color: $error; display: none; }
     FormField.-invalid > .field-error { display: block; }
-    FormField.-invalid > Input { border: tall $error; }
     """
 
     def __init__(self, key: str, label: str, editor: Widget) -> None:
@@ -102,6 +101,13 @@ class FormField(Vertical):
         yield self.editor
         yield Static("", classes="field-error")
 
+    # A class, not :focus-within: Textual does not restyle the label when focus moves on.
+    def on_descendant_focus(self) -> None:
+        self.add_class("-focused")
+
+    def on_descendant_blur(self) -> None:
+        self.remove_class("-focused")
+
     def show_error(self, message: str | None) -> None:
         self.set_class(bool(message), "-invalid")
         self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
@@ -114,6 +120,7 @@ def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
             for value, label in labels.items()
         ),
         id=widget_id(key),
+        compact=True,
     )
 
 
@@ -139,7 +146,7 @@ class SettingsScreen(Screen[None]):
 
     def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
         value = settings.format_value(settings.get_value(self.saved, key))
-        return FormField(key, label, Input(value, placeholder=placeholder, id=widget_id(key)))
+        return FormField(key, label, Input(value, placeholder=placeholder, id=widget_id(key), compact=True))
 
     def secret_field(self, name: str, label: str) -> FormField:
         stored = self.store.get(name) is not None
@@ -148,7 +155,7 @@ class SettingsScreen(Screen[None]):
             if stored
             else tr("not set", "nicht gesetzt")
         )
-        return FormField(name, label, Input("", placeholder=hint, password=True, id=widget_id(name)))
+        return FormField(name, label, Input("", placeholder=hint, password=True, id=widget_id(name), compact=True))
 
     def compose(self) -> ComposeResult:
         s = self.saved
