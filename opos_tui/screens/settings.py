@@ -146,7 +146,9 @@ class SettingsScreen(Screen[None]):
 
     def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
         value = settings.format_value(settings.get_value(self.saved, key))
-        return FormField(key, label, Input(value, placeholder=placeholder, id=widget_id(key), compact=True))
+        # A compact field has no border: an empty one would be invisible without a placeholder.
+        hint = placeholder or tr("(empty)", "(leer)")
+        return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
 
     def secret_field(self, name: str, label: str) -> FormField:
         stored = self.store.get(name) is not None
