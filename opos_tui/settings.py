@@ -45,9 +45,7 @@ class SecurityMode(StrEnum):
     START_TLS_WHEN_AVAILABLE = "StartTlsWhenAvailable"
 
 
-CONNECTIONS: tuple[Connection, ...] = get_args(Connection)
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
-OAUTH_PROVIDERS: tuple[OAuthProvider, ...] = get_args(OAuthProvider)
 # "Anmelden" exists for Outlook and SMTP only; OAuth only for SMTP (the original dialog's rules).
 AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
     "windows": ("none",),

@@ -1,4 +1,4 @@
-"""Where one installation lives: config.toml, queue.db, spool/ and logs/ in one folder.
+"""Where one installation lives: config.toml, queue.db, secrets.toml (without a keyring) and spool/ in one folder.
 
 Several operators on a terminal server share one queue by pointing OPOS_TUI_HOME at one folder.
 """
@@ -43,10 +43,6 @@ class Home:
     @property
     def spool_dir(self) -> Path:
         return self.root / "spool"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / "logs"
 
     def ensure(self) -> None:
         """Create the folder (owner-only: it holds the queue and possibly secrets)."""

@@ -78,7 +78,6 @@ from opos_tui.services.transports.tls import (
 from opos_tui.settings import SecurityMode, Settings
 
 Stage = Literal["connect", "tls", "ehlo", "auth", "send", "done"]
-STAGES: tuple[Stage, ...] = ("connect", "tls", "ehlo", "auth", "send", "done")
 EventStatus = Literal["ok", "warning", "failed"]
 TokenProvider = Callable[[], Awaitable[str]]
 """An async callable returning a current OAuth 2.0 access token (the OAuth service provides it)."""
