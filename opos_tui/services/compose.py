@@ -91,18 +91,20 @@ class LetterRequest:
     source_key: str | None = None
 
 
-def fill(template: str, values: Mapping[str, str], where: str) -> str:
+def fill(template: str, values: Mapping[str, str], where: str, where_de: str = "") -> str:
     """``${name}`` placeholders filled with string.Template's rules; a placeholder without a value (or with an
-    empty one) is an error naming the template and the placeholder."""
+    empty one) is an error naming the template (``where``, in German ``where_de`` if it differs) and the
+    placeholder."""
+    where_de = where_de or where
     parsed = Template(template)
     if not parsed.is_valid():
-        raise _bad(f"{where} has a bad placeholder", f"{where} hat einen fehlerhaften Platzhalter")
+        raise _bad(f"{where} has a bad placeholder", f"{where_de} hat einen fehlerhaften Platzhalter")
     missing = [name for name in parsed.get_identifiers() if not values.get(name)]
     if missing:
         names = ", ".join("${" + m + "}" for m in dict.fromkeys(missing))
         raise _bad(
             f"{where} uses {names}, but this mail has no value for it (give it with --var or in the manifest's vars)",
-            f"{where} verwendet {names}, aber diese Mail hat keinen Wert dafür (mit --var oder in vars angeben)",
+            f"{where_de} verwendet {names}, aber diese Mail hat keinen Wert dafür (mit --var oder in vars angeben)",
         )
     return parsed.substitute(values)
 
@@ -118,8 +120,18 @@ def render_texts(
     body_key = f"{section}.body" if own.body else "letters.body" if settings.letters.body else ""
     subject_template = own.subject or settings.letters.subject or shipped_subject
     body_template = own.body or settings.letters.body or shipped_body
-    subject = fill(subject_template, values, subject_key or f"the shipped subject of {section}")
-    body = fill(body_template, values, body_key or f"the shipped body of {section}")
+    subject = fill(
+        subject_template,
+        values,
+        subject_key or f"the shipped subject of {section}",
+        subject_key or f"der mitgelieferte Betreff von {section}",
+    )
+    body = fill(
+        body_template,
+        values,
+        body_key or f"the shipped body of {section}",
+        body_key or f"der mitgelieferte Text von {section}",
+    )
     return subject, body
 
 
