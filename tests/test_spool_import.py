@@ -79,12 +79,12 @@ def test_good_and_bad_manifests(cli, home: Home, inbox: Path) -> None:  # type: 
     bad = ["bad-address.json", "broken.json", "fake-pdf.json", "missing-file.json", "path.json", "unknown-type.json"]
     for name in bad:
         assert (rejected / name).is_file()
-        assert (rejected / f"{name}.error.txt").read_text().strip()
-    assert "JSON" in (rejected / "broken.json.error.txt").read_text()
-    assert "invoice" in (rejected / "unknown-type.json.error.txt").read_text()
-    assert "not-there.pdf" in (rejected / "missing-file.json.error.txt").read_text()
-    assert "joerg(at)aerger" in (rejected / "bad-address.json.error.txt").read_text()
-    assert "not a PDF" in (rejected / "fake-pdf.json.error.txt").read_text()
+        assert (rejected / name.replace(".json", ".error.txt")).read_text().strip()
+    assert "JSON" in (rejected / "broken.error.txt").read_text()
+    assert "invoice" in (rejected / "unknown-type.error.txt").read_text()
+    assert "not-there.pdf" in (rejected / "missing-file.error.txt").read_text()
+    assert "joerg(at)aerger" in (rejected / "bad-address.error.txt").read_text()
+    assert "not a PDF" in (rejected / "fake-pdf.error.txt").read_text()
     assert (rejected / "B.pdf").is_file() and (rejected / "Fake.pdf").is_file()  # moved with their manifest
     assert not (home.root / "config.toml").is_relative_to(rejected)
     assert (home.root / "config.toml").is_file()  # a manifest cannot take files from elsewhere

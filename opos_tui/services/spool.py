@@ -6,11 +6,12 @@ One JSON manifest per mail, its files beside it::
      "subject": optional, "body": optional, "vars": {"customer_name": ..., "document_number": ...}}
 
 A good manifest is queued, then moved with its files to ``done/``; a bad one is moved with its files to
-``rejected/`` with ``<name>.error.txt`` beside it saying why. Both folders are made inside the spool folder
-read (``spool/inbox/done``, ``spool/inbox/rejected``), so importing from any folder keeps its results with
-it and never writes next to it. Nothing is deleted, and nothing is overwritten: a
-name already taken gets a numbered suffix. A manifest is identified by its name and content, so importing
-the same one again (copied back, or after a crash between queueing and moving) never queues it twice.
+``rejected/`` with ``<name>.error.txt`` beside it saying why (``K1001.json`` -> ``K1001.error.txt``). Both
+folders are made inside the spool folder read (``spool/inbox/done``, ``spool/inbox/rejected``), so importing
+from any folder keeps its results with it and never writes next to it. Nothing is deleted, and nothing is
+overwritten: a name already taken gets a numbered suffix. A manifest is identified by its name and content,
+so importing the same one again (copied back, or after a crash between queueing and moving) never queues it
+twice.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def import_spool(settings: Settings, queue: Queue, inbox: Path) -> ImportReport:
         except BadLetter as exc:
             moved = _move(manifest, report.rejected_dir)
             if moved is not None:
-                write_atomic(moved.with_name(moved.name + ".error.txt"), f"{exc.en}\n{exc.de}\n".encode(), 0o644)
+                write_atomic(moved.with_suffix(".error.txt"), f"{exc.en}\n{exc.de}\n".encode(), 0o644)
                 _move_files(inbox, names, references, report.rejected_dir)
                 report.rejected.append(Rejected(manifest.name, exc.en))
             continue
