@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -41,8 +42,12 @@ class CliResult:
     err: str
 
 
+class Cli(Protocol):
+    def __call__(self, *argv: str, stdin: str | None = None) -> CliResult: ...
+
+
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Home):  # type: ignore[no-untyped-def]
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, home: Home) -> Cli:
     """Run the real command line in-process: exit code, stdout, stderr."""
 
     def run(*argv: str, stdin: str | None = None) -> CliResult:

@@ -12,7 +12,7 @@ import pytest
 
 from opos_tui import settings
 from opos_tui.services.home import Home
-from tests.conftest import file_bytes, mode_of
+from tests.conftest import Cli, file_bytes, mode_of
 
 GOOD_VALUES = {
     "connection": ["windows", "outlook", "smtp"],
@@ -85,7 +85,7 @@ def test_every_key_is_covered() -> None:
 
 
 @pytest.mark.parametrize(("key", "value"), [(k, v) for k, vs in GOOD_VALUES.items() for v in vs])
-def test_every_key_round_trips(cli, home: Home, key: str, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_key_round_trips(cli: Cli, home: Home, key: str, value: str) -> None:
     if key == "auth.method" and value.startswith("oauth"):
         assert cli("config", "set", "connection", "smtp").code == 0
     result = cli("config", "set", key, value)
@@ -99,7 +99,7 @@ def test_every_key_round_trips(cli, home: Home, key: str, value: str) -> None:  
     assert cli("config", "get", key).out.strip() == value
 
 
-def test_ca_file_round_trips(cli, home: Home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ca_file_round_trips(cli: Cli, home: Home, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert cli("config", "set", "smtp.ca_file", str(ca)).code == 0
@@ -107,7 +107,7 @@ def test_ca_file_round_trips(cli, home: Home, tmp_path: Path) -> None:  # type: 
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_VALUES)
-def test_bad_value_is_refused_and_file_untouched(cli, home: Home, key: str, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_value_is_refused_and_file_untouched(cli: Cli, home: Home, key: str, value: str) -> None:
     assert cli("config", "set", "smtp.host", "mail.example.com").code == 0
     before = file_bytes(home.config_file)
     result = cli("config", "set", key, value)
@@ -119,14 +119,14 @@ def test_bad_value_is_refused_and_file_untouched(cli, home: Home, key: str, valu
     assert file_bytes(home.config_file) == before
 
 
-def test_bad_value_names_what_is_allowed(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_bad_value_names_what_is_allowed(cli: Cli, home: Home) -> None:
     err = cli("config", "set", "smtp.security", "TLS").err
     for mode in ("None", "Auto", "SslOnConnect", "StartTls", "StartTlsWhenAvailable"):
         assert mode in err
     assert "1 to 65535" in cli("config", "set", "smtp.port", "99999").err
 
 
-def test_oauth_only_with_smtp(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_oauth_only_with_smtp(cli: Cli, home: Home) -> None:
     assert cli("config", "set", "connection", "outlook").code == 0
     result = cli("config", "set", "auth.method", "oauth")
     assert result.code == 2
@@ -136,7 +136,7 @@ def test_oauth_only_with_smtp(cli, home: Home) -> None:  # type: ignore[no-untyp
     assert json.loads(cli("config", "show", "--json").out)["connection"] == "outlook"
 
 
-def test_read_only_and_secret_keys_cannot_be_set(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_read_only_and_secret_keys_cannot_be_set(cli: Cli, home: Home) -> None:
     for key in ("oauth.client_secret_set", "auth.password", "oauth.client_secret"):
         result = cli("config", "set", key, "x")
         assert result.code == 2
@@ -144,7 +144,7 @@ def test_read_only_and_secret_keys_cannot_be_set(cli, home: Home) -> None:  # ty
     assert not home.config_file.exists()
 
 
-def test_defaults_without_a_config_file(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_without_a_config_file(cli: Cli, home: Home) -> None:
     shown = json.loads(cli("config", "show", "--json").out)
     assert shown["connection"] == "smtp"
     assert shown["smtp"]["port"] == 587
@@ -156,13 +156,13 @@ def test_defaults_without_a_config_file(cli, home: Home) -> None:  # type: ignor
     assert not home.config_file.exists()
 
 
-def test_config_file_is_private(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_config_file_is_private(cli: Cli, home: Home) -> None:
     cli("config", "set", "smtp.port", "2525")
     assert mode_of(home.config_file) == 0o600
     assert not list(home.root.glob("*.tmp"))
 
 
-def test_secrets_never_reach_config_or_output(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_secrets_never_reach_config_or_output(cli: Cli, home: Home) -> None:
     password = "S3cr3t-Passw0rt!"
     client_secret = "GOCSPX-client-secret-value"
     cli("config", "set", "auth.method", "password")
@@ -183,7 +183,7 @@ def test_secrets_never_reach_config_or_output(cli, home: Home) -> None:  # type:
     assert mode_of(home.secrets_file) == 0o600
 
 
-def test_empty_password_changes_nothing(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_empty_password_changes_nothing(cli: Cli, home: Home) -> None:
     cli("config", "set-password", "--stdin", stdin="first\n")
     result = cli("config", "set-password", "--stdin", stdin="\n")
     assert result.code == 2
@@ -192,7 +192,7 @@ def test_empty_password_changes_nothing(cli, home: Home) -> None:  # type: ignor
     assert json.loads(cli("config", "show", "--json").out)["auth"]["password_set"] is False
 
 
-def test_broken_config_file_is_reported_plainly(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_broken_config_file_is_reported_plainly(cli: Cli, home: Home) -> None:
     home.ensure()
     home.config_file.write_text("[smtp]\nport = 'many'\n")
     result = cli("config", "show")
@@ -206,13 +206,13 @@ def test_broken_config_file_is_reported_plainly(cli, home: Home) -> None:  # typ
     assert home.config_file.read_text() == "[smtp\n"
 
 
-def test_german_messages(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_german_messages(cli: Cli, home: Home) -> None:
     result = cli("--lang", "de", "config", "set", "smtp.port", "0")
     assert result.code == 2
     assert "ungültiger Wert für smtp.port" in result.err
 
 
-def test_home_option_beats_environment(cli, home: Home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_home_option_beats_environment(cli: Cli, home: Home, tmp_path: Path) -> None:
     other = tmp_path / "other"
     assert cli("config", "set", "smtp.port", "2525", "--home", str(other)).code == 0
     assert (other / "config.toml").exists()

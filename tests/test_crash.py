@@ -21,8 +21,9 @@ from aiosmtpd.controller import Controller
 
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status
+from tests.conftest import Cli
 from tests.pdfs import write_letter
-from tests.servers.smtp import HOST, free_port
+from tests.servers.smtp import HOST, StartServer, free_port
 from tests.test_send import configure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def send_process(home: Home, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def fill(cli, tmp_path: Path, count: int) -> list[int]:  # type: ignore[no-untyped-def]
+def fill(cli: Cli, tmp_path: Path, count: int) -> list[int]:
     pdf = write_letter(tmp_path / "Mahnung.pdf", "M-1")
     ids = []
     for n in range(count):
@@ -97,7 +98,7 @@ def received_ids(server: Any) -> collections.Counter[str]:
     return counts
 
 
-def test_two_senders_send_each_mail_once(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_two_senders_send_each_mail_once(cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     server = smtp_server("plain")
     configure(cli, home, server)
     ids = fill(cli, tmp_path, 60)
@@ -114,8 +115,8 @@ def test_two_senders_send_each_mail_once(cli, home: Home, smtp_server, tmp_path:
     assert all(out.count(" sent: 250") > 0 for out, _ in outs)
 
 
-def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(  # type: ignore[no-untyped-def]
-    cli, home: Home, holding_server, tmp_path: Path
+def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
+    cli: Cli, home: Home, holding_server, tmp_path: Path
 ) -> None:
     server, handler = holding_server
     configure(cli, home, server, **{"smtp.max_per_minute": "1500", "smtp.ca_file": ""})

@@ -14,6 +14,7 @@ import pytest
 from opos_tui.services.compose import build_message
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status
+from tests.conftest import Cli
 from tests.pdfs import write_letter
 
 QUEUE_FIELDS = {
@@ -33,7 +34,7 @@ QUEUE_FIELDS = {
 
 
 @pytest.fixture
-def sender(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def sender(cli: Cli, home: Home) -> None:
     assert cli("config", "set", "sender.address", "buchhaltung@mueller.example").code == 0
     assert cli("config", "set", "sender.name", "Müller GmbH – Buchhaltung").code == 0
 
@@ -64,13 +65,13 @@ def dunning(*extra: str, letter: Path) -> list[str]:
     ]
 
 
-def queue_json(cli) -> list[dict]:  # type: ignore[no-untyped-def]
+def queue_json(cli: Cli) -> list[dict]:
     result = cli("queue", "--json")
     assert result.code == 0, result.err
     return json.loads(result.out)  # type: ignore[no-any-return]
 
 
-def test_enqueue_and_list(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_enqueue_and_list(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     result = cli(*dunning("--json", letter=letter))
     assert result.code == 0, result.err
     made = json.loads(result.out)
@@ -93,7 +94,7 @@ def test_enqueue_and_list(cli, home: Home, sender: None, letter: Path) -> None: 
     assert f"#{made['id']}" in human.out and "pending" in human.out
 
 
-def test_the_message_as_it_goes_out(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_message_as_it_goes_out(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     cli("config", "set", "sender.bcc", "archiv@mueller.example")
     made = json.loads(cli(*dunning("--cc", "Büro <buero@aerger.example>", "--json", letter=letter)).out)
     with Queue(home.queue_db) as q:
@@ -117,7 +118,7 @@ def test_the_message_as_it_goes_out(cli, home: Home, sender: None, letter: Path)
     assert attachment.get_content() == letter.read_bytes()
 
 
-def test_own_subject_and_body_need_no_values(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_own_subject_and_body_need_no_values(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     result = cli(
         "enqueue", "--type", "payment-advice", "--to", "a@example.com", "--attach", str(letter),
         "--subject", "Ihr Zahlungsavis", "--body", "Anbei, 100 $ pro Stück.",
@@ -126,7 +127,7 @@ def test_own_subject_and_body_need_no_values(cli, home: Home, sender: None, lett
     assert queue_json(cli)[0]["subject"] == "Ihr Zahlungsavis"
 
 
-def test_templates_from_config(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_templates_from_config(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     assert cli("config", "set", "letters.language", "en").code == 0
     assert cli(*dunning(letter=letter)).code == 0
     assert queue_json(cli)[0]["subject"] == "Second reminder R-2024-0815"
@@ -181,8 +182,8 @@ def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def test_every_bad_input_is_refused_and_the_queue_unchanged(  # type: ignore[no-untyped-def]
-    cli, home: Home, sender: None, letter: Path, tmp_path: Path
+def test_every_bad_input_is_refused_and_the_queue_unchanged(
+    cli: Cli, home: Home, sender: None, letter: Path, tmp_path: Path
 ) -> None:
     assert cli("config", "set", "smtp.max_message_mb", "1").code == 0
     assert cli(*dunning(letter=letter)).code == 0
@@ -198,14 +199,14 @@ def test_every_bad_input_is_refused_and_the_queue_unchanged(  # type: ignore[no-
             assert (q.version(), q.count()) == before, why
 
 
-def test_enqueue_before_a_sender_is_configured(cli, home: Home, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_enqueue_before_a_sender_is_configured(cli: Cli, home: Home, letter: Path) -> None:
     # Queueing needs no From yet: the item takes the sender in force when it is sent (see test_send).
     result = cli(*dunning("--json", letter=letter))
     assert result.code == 0, result.err
     assert json.loads(cli("queue", "--json").out)[0]["status"] == "pending"
 
 
-def test_hold_release_retry_delete_mark_sent(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hold_release_retry_delete_mark_sent(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     ids = [json.loads(cli(*dunning("--json", letter=letter)).out)["id"] for _ in range(3)]
     a, b, c = ids
     assert cli("hold", str(a), str(b)).code == 0
@@ -245,7 +246,7 @@ def test_hold_release_retry_delete_mark_sent(cli, home: Home, sender: None, lett
     assert cli("queue", "--status", "nonsense").code == 2
 
 
-def test_actions_report_as_json(cli, home: Home, sender: None, letter: Path) -> None:  # type: ignore[no-untyped-def]
+def test_actions_report_as_json(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     a, b = (json.loads(cli(*dunning("--json", letter=letter)).out)["id"] for _ in range(2))
     held = cli("hold", str(a), "--json")
     assert held.code == 0

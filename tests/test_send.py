@@ -18,11 +18,12 @@ from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status, open_queue
 from opos_tui.services.transports.factory import build_transport
 from opos_tui.settings import RetrySettings
+from tests.conftest import Cli
 from tests.pdfs import write_letter
-from tests.servers.smtp import PASSWORD, USER
+from tests.servers.smtp import PASSWORD, USER, StartServer
 
 
-def configure(cli, home: Home, server: Any, **extra: str) -> None:  # type: ignore[no-untyped-def]
+def configure(cli: Cli, home: Home, server: Any, **extra: str) -> None:
     """Point the installation at ``server`` through the real `config set` commands."""
     values = {
         "smtp.host": server.host,
@@ -39,7 +40,7 @@ def configure(cli, home: Home, server: Any, **extra: str) -> None:  # type: igno
         assert result.code == 0, result.err
 
 
-def enqueue(cli, tmp_path: Path, to: str, n: int = 1, *extra: str) -> int:  # type: ignore[no-untyped-def]
+def enqueue(cli: Cli, tmp_path: Path, to: str, n: int = 1, *extra: str) -> int:
     pdf = write_letter(tmp_path / f"Mahnung_{n}_Jörg_Ärger.pdf", f"M-2024-{n:04d}", f"K{1000 + n}", "Jörg Ärger")
     result = cli(
         "enqueue", "--type", "dunning", "--level", "1", "--to", to, "--attach", str(pdf),
@@ -49,7 +50,7 @@ def enqueue(cli, tmp_path: Path, to: str, n: int = 1, *extra: str) -> int:  # ty
     return int(json.loads(result.out)["id"])
 
 
-def rows(cli) -> dict[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def rows(cli: Cli) -> dict[int, dict[str, Any]]:
     return {r["id"]: r for r in json.loads(cli("queue", "--json").out)}
 
 
@@ -59,7 +60,7 @@ def parsed(content: bytes) -> EmailMessage:
     return message
 
 
-def test_send_over_starttls_with_login(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_send_over_starttls_with_login(cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     server = smtp_server("starttls")
     configure(
         cli, home, server, **{"auth.method": "password", "auth.profile": USER, "sender.bcc": "archiv@mueller.example"}
@@ -98,7 +99,7 @@ def test_send_over_starttls_with_login(cli, home: Home, smtp_server, tmp_path: P
     assert listed[ids[0]]["sent_at"] and listed[ids[0]]["attempts"] == 1
 
 
-def test_451_deferred_then_retry_then_sent(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_451_deferred_then_retry_then_sent(cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     server = smtp_server("plain")
     configure(cli, home, server)
     busy = enqueue(cli, tmp_path, "data-busy@aerger.example", 1)
@@ -126,7 +127,9 @@ def test_451_deferred_then_retry_then_sent(cli, home: Home, smtp_server, tmp_pat
     assert parsed(server.received[-1].content)["Message-ID"] == message_id  # stable across retries
 
 
-def test_550_fails_with_the_reply_and_refusals_per_recipient(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_550_fails_with_the_reply_and_refusals_per_recipient(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = smtp_server("plain")
     configure(cli, home, server)
     gone = enqueue(cli, tmp_path, "unknown@aerger.example", 1)
@@ -145,7 +148,9 @@ def test_550_fails_with_the_reply_and_refusals_per_recipient(cli, home: Home, sm
     assert [r.rcpt_tos for r in server.received] == [["kunde@aerger.example"]]
 
 
-def test_auth_failure_stops_the_run_and_fails_nothing(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_auth_failure_stops_the_run_and_fails_nothing(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = smtp_server("starttls")
     configure(cli, home, server, **{"auth.method": "password", "auth.profile": USER})
     assert cli("config", "set-password", "--stdin", stdin="Falsch-9876xyz\n").code == 0
@@ -162,7 +167,7 @@ def test_auth_failure_stops_the_run_and_fails_nothing(cli, home: Home, smtp_serv
     assert "Falsch-9876xyz" not in result.out + result.err
 
 
-def test_unreachable_server_stops_the_run(cli, home: Home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_server_stops_the_run(cli: Cli, home: Home, tmp_path: Path) -> None:
     from tests.servers.smtp import free_port
 
     for key, value in (("smtp.host", "127.0.0.1"), ("smtp.port", str(free_port())), ("smtp.security", "None")):
@@ -174,7 +179,9 @@ def test_unreachable_server_stops_the_run(cli, home: Home, tmp_path: Path) -> No
     assert rows(cli)[item]["status"] == "pending"
 
 
-def test_connection_lost_after_data_is_uncertain_never_resent(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_connection_lost_after_data_is_uncertain_never_resent(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = smtp_server("plain")
     configure(cli, home, server)
     doubt = enqueue(cli, tmp_path, "vanish@aerger.example", 1)
@@ -188,7 +195,9 @@ def test_connection_lost_after_data_is_uncertain_never_resent(cli, home: Home, s
     assert rows(cli)[doubt]["status"] == "sent"
 
 
-def test_send_given_items_only_and_held_ones_stay(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_send_given_items_only_and_held_ones_stay(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = smtp_server("plain")
     configure(cli, home, server)
     a, b, c = (enqueue(cli, tmp_path, f"kunde{n}@aerger.example", n) for n in range(3))
@@ -203,7 +212,7 @@ def test_send_given_items_only_and_held_ones_stay(cli, home: Home, smtp_server, 
     assert cli("send", "4711").code == 2
 
 
-def test_give_up_after_days_and_backoff_doubles(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_give_up_after_days_and_backoff_doubles(cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     retry = RetrySettings()
     assert [backoff(retry, n) for n in (1, 2, 3, 4, 5, 9)] == [timedelta(minutes=m) for m in (5, 10, 20, 40, 60, 60)]
     server = smtp_server("plain")
@@ -220,7 +229,9 @@ def test_give_up_after_days_and_backoff_doubles(cli, home: Home, smtp_server, tm
     assert row["error"].startswith("451 4.3.0") and "5 days" in row["error"]
 
 
-async def test_dispatcher_progress_parallel_connections_and_rate(home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_dispatcher_progress_parallel_connections_and_rate(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = smtp_server("plain")
     current = settings.Settings.model_validate(
         {
@@ -261,7 +272,7 @@ async def test_dispatcher_progress_parallel_connections_and_rate(home: Home, smt
     assert any(e.outcome is Outcome.SENDING and e.recipient.startswith("kunde") for e in events)
 
 
-async def test_stop_request_ends_after_the_current_mail(home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_stop_request_ends_after_the_current_mail(home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     server = smtp_server("plain")
     current = server.settings()
     from opos_tui.services.compose import LetterRequest, prepare
@@ -319,7 +330,7 @@ class SignInFirst:
         await self.close()
 
 
-async def test_sign_in_needed_stops_or_pauses_the_run(home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_sign_in_needed_stops_or_pauses_the_run(home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     from opos_tui.services.compose import LetterRequest, prepare
 
     server = smtp_server("plain")
@@ -351,7 +362,9 @@ async def test_sign_in_needed_stops_or_pauses_the_run(home: Home, smtp_server, t
     assert len(server.received) == 3
 
 
-def test_no_sender_stops_the_run_until_one_is_set(cli, home: Home, smtp_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_sender_stops_the_run_until_one_is_set(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
     server = smtp_server("plain")
     configure(cli, home, server, **{"sender.address": ""})
     item = enqueue(cli, tmp_path, "kunde@aerger.example")

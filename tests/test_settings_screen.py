@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
+from pathlib import Path
 
+from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet
 
 from opos_tui import settings
@@ -29,7 +32,7 @@ def pick(screen: SettingsScreen, key: str, value: str) -> None:
     screen.query_one(f"#{widget_id(key)}-{value}", Choice).value = True
 
 
-async def type_into(pilot, screen: SettingsScreen, key: str, text: str) -> None:  # type: ignore[no-untyped-def]
+async def type_into(pilot: Pilot[None], screen: SettingsScreen, key: str, text: str) -> None:
     field = screen.query_one(f"#{widget_id(key)}", Input)
     field.focus()
     await pilot.pause()
@@ -126,7 +129,7 @@ async def test_invalid_value_shown_inline_and_save_refused(home: Home) -> None:
     assert (saved.smtp.port, saved.sender.address) == (2525, "opos@example.com")
 
 
-async def test_every_key_round_trips_through_the_form(home: Home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     values = {
@@ -262,7 +265,7 @@ async def test_german_labels(home: Home) -> None:
         assert "Sicherheit" in labels
 
 
-def test_settings_form_snapshot(snap_compare, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_settings_form_snapshot(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     settings.set_value(home, "smtp.host", "mail.example.com")
     settings.set_value(home, "auth.method", "password")
@@ -270,10 +273,10 @@ def test_settings_form_snapshot(snap_compare, tmp_path) -> None:  # type: ignore
     assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24))
 
 
-def test_settings_form_invalid_port_snapshot(snap_compare, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
 
-    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot[None]) -> None:
         screen = pilot.app.screen
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")

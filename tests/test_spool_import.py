@@ -12,6 +12,7 @@ import pytest
 
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue
+from tests.conftest import Cli
 from tests.pdfs import write_letter
 
 
@@ -36,7 +37,7 @@ def manifest(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def inbox(cli, home: Home) -> Path:  # type: ignore[no-untyped-def]
+def inbox(cli: Cli, home: Home) -> Path:
     assert cli("config", "set", "sender.address", "buchhaltung@mueller.example").code == 0
     folder = home.spool_dir / "inbox"
     folder.mkdir(parents=True)
@@ -55,7 +56,7 @@ def queued(home: Home) -> list[tuple[str, tuple[str, ...]]]:
         return [(r.subject, r.attachments) for r in q.page()]
 
 
-def test_good_and_bad_manifests(cli, home: Home, inbox: Path) -> None:  # type: ignore[no-untyped-def]
+def test_good_and_bad_manifests(cli: Cli, home: Home, inbox: Path) -> None:
     drop(inbox, "K1001.json", manifest(), "Mahnung_2_K1001.pdf")
     drop(inbox, "advice.json", manifest(type="payment-advice", level=None, attachments=["Avis.pdf"]), "Avis.pdf")
     drop(inbox, "broken.json", '{"type": "dunning", ', "broken.pdf")
@@ -92,7 +93,7 @@ def test_good_and_bad_manifests(cli, home: Home, inbox: Path) -> None:  # type: 
     assert sorted(p.name for p in inbox.iterdir()) == ["broken.pdf", "done", "rejected"]
 
 
-def test_the_same_manifest_twice_is_queued_once(cli, home: Home, inbox: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_manifest_twice_is_queued_once(cli: Cli, home: Home, inbox: Path) -> None:
     drop(inbox, "K1001.json", manifest(), "Mahnung_2_K1001.pdf")
     assert cli("import").code == 0
     done = inbox / "done"
@@ -112,14 +113,14 @@ def test_the_same_manifest_twice_is_queued_once(cli, home: Home, inbox: Path) ->
     ]
 
 
-def test_a_file_shared_by_two_manifests(cli, home: Home, inbox: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_file_shared_by_two_manifests(cli: Cli, home: Home, inbox: Path) -> None:
     drop(inbox, "a.json", manifest(), "Mahnung_2_K1001.pdf")
     drop(inbox, "b.json", manifest(to=["zweite@aerger.example"]))
     assert cli("import").code == 0
     assert [a for _, a in queued(home)] == [("Mahnung_2_K1001.pdf",), ("Mahnung_2_K1001.pdf",)]
 
 
-def test_import_from_another_folder_and_missing_folder(cli, home: Home, tmp_path: Path, inbox: Path) -> None:  # type: ignore[no-untyped-def]
+def test_import_from_another_folder_and_missing_folder(cli: Cli, home: Home, tmp_path: Path, inbox: Path) -> None:
     other = tmp_path / "erp" / "out"
     other.mkdir(parents=True)
     drop(other, "K1001.json", manifest(), "Mahnung_2_K1001.pdf")
@@ -129,7 +130,7 @@ def test_import_from_another_folder_and_missing_folder(cli, home: Home, tmp_path
     assert missing.code == 2 and "nope" in missing.err
 
 
-def test_the_default_inbox_is_made_on_first_import(cli, home: Home) -> None:  # type: ignore[no-untyped-def]
+def test_the_default_inbox_is_made_on_first_import(cli: Cli, home: Home) -> None:
     result = cli("import")
     assert result.code == 0, result.err
     assert (home.spool_dir / "inbox").is_dir()

@@ -19,7 +19,7 @@ import collections
 import json
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -236,8 +236,12 @@ def start_smtp_server(
     return server, controller
 
 
+StartServer = Callable[..., SmtpServer]
+"""The ``smtp_server`` fixture: ``smtp_server("plain" | "starttls" | "tls", **options) -> SmtpServer``."""
+
+
 @pytest.fixture
-def smtp_server(smtp_pki: Pki) -> Iterator[Any]:
+def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
     """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=...) -> SmtpServer``."""
     controllers: list[Controller] = []
 
