@@ -50,13 +50,24 @@ def home_of(args: argparse.Namespace) -> Home:
 # --- config -------------------------------------------------------------------------------------------
 
 
+SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set")
+
+
 def settings_report(home: Home) -> dict[str, Any]:
-    """Effective settings as nested JSON, secrets only as set/unset, and where they are kept."""
+    """Effective settings, secrets only as set/unset, and where they are kept.
+
+    Nested as in config.toml (``.smtp.port``) and, for scripts, every key once more under its dotted name
+    (``."smtp.port"``), the names ``config set`` takes.
+    """
     current = settings.load(home)
     store = secrets.open_store(home)
     data: dict[str, Any] = current.model_dump(mode="json")
     data["auth"]["password_set"] = store.get(secrets.PASSWORD) is not None
     data["oauth"]["client_secret_set"] = store.get(secrets.GOOGLE_CLIENT_SECRET) is not None
+    for key in [*settings.KEYS, *SHOWN_SECRETS]:
+        section, _, name = key.rpartition(".")
+        if section:
+            data[key] = data[section][name]
     data["home"] = str(home.root)
     data["config_file"] = str(home.config_file)
     data["secret_store"] = {"kind": store.kind, "description": store.describe()}
@@ -68,11 +79,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return EXIT_OK
-    shown = {"auth.password_set", "oauth.client_secret_set"}
-    for key in [*settings.KEYS, *sorted(shown)]:
-        section, _, name = key.rpartition(".")
-        value = report[section][name] if section else report[name]
-        if key in shown:
+    for key in [*settings.KEYS, *SHOWN_SECRETS]:
+        value = report[key]
+        if key in SHOWN_SECRETS:
             value = tr("set", "gesetzt") if value else tr("unset", "nicht gesetzt")
         print(f"{key} = {settings.format_value(value)}")
     print(f"# home: {report['home']}")

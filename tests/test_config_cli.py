@@ -94,6 +94,7 @@ def test_every_key_round_trips(cli: Cli, home: Home, key: str, value: str) -> No
     section, _, name = key.rpartition(".")
     shown_value = shown[section][name] if section else shown[name]
     assert settings.format_value(shown_value) == value
+    assert shown[key] == shown_value  # also under the dotted name config set takes
     saved = tomllib.loads(home.config_file.read_text("utf-8"))
     assert settings.format_value(saved[section][name] if section else saved[name]) == value
     assert cli("config", "get", key).out.strip() == value
@@ -177,6 +178,7 @@ def test_secrets_never_reach_config_or_output(cli: Cli, home: Home) -> None:
     shown = json.loads(machine.out)
     assert shown["auth"]["password_set"] is True
     assert shown["oauth"]["client_secret_set"] is True
+    assert shown["auth.password_set"] is True and shown["oauth.client_secret_set"] is True
     assert shown["secret_store"]["kind"] == "file"
     assert "auth.password_set = set" in human.out
     assert "plain text" in human.out  # the file store is named plainly as such
