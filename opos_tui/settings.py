@@ -361,6 +361,27 @@ def with_value(settings: Settings, key: str, raw: str) -> Settings:
         raise ConfigError(en, en.replace("invalid value for", "ungültiger Wert für"), detail=str(exc)) from None
 
 
+def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, Any], list[str]]:
+    """Three-way merge for a form that edited ``base`` into ``mine`` while someone else saved ``theirs``.
+
+    Keys only they changed take their value, keys only this side changed take ours: nobody's change is lost
+    silently. Returns the merged data (to be validated: two fitting changes may not fit together) and the
+    keys both sides changed to different values, where ours is kept.
+    """
+    merged = mine.model_dump(mode="json")
+    both: list[str] = []
+    for key in KEYS:
+        old, ours, new = (get_value(s, key) for s in (base, mine, theirs))
+        if new in (old, ours):
+            continue
+        if ours == old:
+            section, _, name = key.rpartition(".")
+            (merged[section] if section else merged)[name] = new
+        else:
+            both.append(key)
+    return merged, both
+
+
 def load(home: Home) -> Settings:
     """The saved settings, or the defaults when there is no config.toml yet."""
     path = home.config_file

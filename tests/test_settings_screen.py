@@ -6,6 +6,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet
 
@@ -282,3 +283,57 @@ def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], 
         await type_into(pilot, screen, "smtp.port", "0")
 
     assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_a_change_saved_elsewhere_meanwhile_is_kept(home: Home) -> None:
+    settings.set_value(home, "smtp.host", "old.example.com")
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.host", "mail.example.com")
+        # another admin, meanwhile, on the same installation:
+        settings.set_value(home, "sender.address", "opos@example.com")
+        settings.set_value(home, "smtp.security", "SslOnConnect")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)  # nothing to decide: different keys
+        await pilot.pause()
+        assert screen.query_one("#sender-address", Input).value == "opos@example.com"
+        assert screen.pressed("smtp.security") == "SslOnConnect"
+        assert not screen.dirty
+    saved = settings.load(home)
+    assert (saved.smtp.host, saved.sender.address, saved.smtp.security.value) == (
+        "mail.example.com",
+        "opos@example.com",
+        "SslOnConnect",
+    )
+
+
+@pytest.mark.parametrize("answer", ["mine", "cancel"])
+async def test_the_same_key_changed_elsewhere_asks_first(home: Home, answer: str) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.host", "mine.example.com")
+        settings.set_value(home, "smtp.host", "theirs.example.com")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "smtp.host" in app.screen.question
+        await pilot.click(f"#answer-{answer}")
+        await pilot.pause()
+    expected = "mine.example.com" if answer == "mine" else "theirs.example.com"
+    assert settings.load(home).smtp.host == expected
+
+
+def test_merge_keeps_both_sides_and_names_the_clashes() -> None:
+    base = settings.Settings()
+    mine = settings.with_value(settings.with_value(base, "smtp.host", "a.example.com"), "smtp.port", "465")
+    theirs = settings.with_value(settings.with_value(base, "smtp.host", "b.example.com"), "sender.name", "Müller")
+    same = settings.with_value(theirs, "smtp.port", "465")
+    data, both = settings.merge(base, mine, same)
+    merged = settings.Settings.model_validate(data)
+    assert (merged.smtp.host, merged.smtp.port, merged.sender.name) == ("a.example.com", 465, "Müller")
+    assert both == ["smtp.host"]  # the port was changed to the same value on both sides: no clash

@@ -373,7 +373,11 @@ class SettingsScreen(Screen[None]):
 
     # --- actions --------------------------------------------------------------------------------------
 
-    def action_save(self) -> bool:
+    def action_save(self) -> None:
+        self.save()
+
+    def save(self, then_close: bool = False) -> None:
+        """Save what the form holds, merged with what someone else saved since the form was opened."""
         self.changed()
         if self.valid is None:
             self.notify(
@@ -383,14 +387,56 @@ class SettingsScreen(Screen[None]):
                 ),
                 severity="error",
             )
-            return False
+            return
+        mine = self.valid
         try:
-            settings.save(self.home, self.valid)
+            theirs = settings.load(self.home)
+        except OposError:
+            theirs = self.saved  # an unreadable file is replaced by this form's valid values
+        data, both = settings.merge(self.saved, mine, theirs)
+        try:
+            merged = Settings.model_validate(data, context={"check_files": True})
+        except ValidationError as exc:
+            problem = next(iter(settings.field_errors(exc).values()))
+            self.notify(
+                tr(
+                    f"Not saved: config.toml was changed elsewhere meanwhile, and together with this form: {problem}",
+                    f"Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit diesem"
+                    f" Formular gilt: {problem}",
+                ),
+                severity="error",
+            )
+            return
+        if not both:
+            self.write(merged, mine, then_close)
+            return
+        keys = ", ".join(both)
+
+        def decided(choice: str | None) -> None:
+            if choice == "mine":
+                self.write(merged, mine, then_close)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    f"Someone else changed {keys} in config.toml since this form was opened. Save your values"
+                    " for these over theirs? (Their other changes are kept either way.)",
+                    f"Jemand anderes hat {keys} in config.toml geändert, seit dieses Formular offen ist. Ihre"
+                    " Werte darüber speichern? (Die übrigen Änderungen bleiben so oder so erhalten.)",
+                ),
+                {"mine": tr("Save mine", "Meine speichern"), "cancel": tr("Cancel", "Abbrechen")},
+            ),
+            decided,
+        )
+
+    def write(self, new: Settings, mine: Settings, then_close: bool) -> None:
+        try:
+            settings.save(self.home, new)
             for name, value in self.typed_secrets().items():
                 self.store.set(name, value)
         except (OSError, OposError) as exc:
             self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
-            return False
+            return
         for name in secrets.SECRET_NAMES:
             secret_input = self.query_one(f"#{widget_id(name)}", Input)
             secret_input.value = ""
@@ -398,10 +444,31 @@ class SettingsScreen(Screen[None]):
                 secret_input.placeholder = tr(
                     "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
                 )
-        self.saved = self.valid
+        theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
+        self.saved = new
+        self.show_values(new, theirs)
         self.changed()
-        self.notify(tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}"))
-        return True
+        note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")
+        self.notify(
+            tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
+            + (note if theirs else "")
+        )
+        if then_close:
+            self.close()
+
+    def show_values(self, values: Settings, keys: list[str]) -> None:
+        """Put saved values into the form's fields (those someone else changed meanwhile)."""
+        for key in keys:
+            found = self.query(f"#{widget_id(key)}")
+            if not found:
+                continue
+            editor, value = found.first(), settings.get_value(values, key)
+            if isinstance(editor, RadioSet):
+                self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
+            elif isinstance(editor, Checkbox):
+                editor.value = bool(value)
+            elif isinstance(editor, Input):
+                editor.value = settings.format_value(value)
 
     def close(self) -> None:
         if len(self.app.screen_stack) > 2:
@@ -441,7 +508,9 @@ class SettingsScreen(Screen[None]):
             return
 
         def decided(choice: str | None) -> None:
-            if (choice == "save" and self.action_save()) or choice == "discard":
+            if choice == "save":
+                self.save(then_close=True)
+            elif choice == "discard":
                 self.close()
 
         self.app.push_screen(
