@@ -672,6 +672,51 @@ def test_sending_progress_snapshot(snap_compare: Any, home: Home, smtp_server: A
     assert snap_compare(OposApp(home), terminal_size=(80, 24), run_before=run_before)
 
 
+def test_sending_in_progress_snapshot(
+    snap_compare: Any, home: Home, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run caught in the middle: two mails out, the third held by the server, one left."""
+    server = smtp_server("plain")
+    # When the snapshot is taken and the app closes, let the server answer, so the run can end.
+    close_screen = QueueScreen.on_unmount
+
+    def release_then_close(screen: QueueScreen) -> None:
+        server.gate.set()
+        close_screen(screen)
+
+    monkeypatch.setattr(QueueScreen, "on_unmount", release_then_close)
+    configure(home, server)
+    letter(home, 1)
+    letter(home, 2)
+    letter(home, 3, to="Kunde 3 GmbH <slow@example.test>")
+    letter(home, 4)
+    fixed(home)
+    settings.set_value(home, "smtp.timeout", "120")  # the held reply must not time out before the snapshot
+    ticks = iter(range(0, 10_000, 3))
+
+    def clock() -> float:
+        return next(ticks) / 2  # 1.5 s per reading: rate and ETA come out the same on every machine
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        screen = queue_screen(pilot.app)  # type: ignore[arg-type]
+        await checked(pilot)
+        screen.clock = clock
+        await pilot.press("S")
+
+        def label() -> str:
+            return text_of(screen, "#progress-label")
+
+        try:
+            await until(pilot, lambda: len(server.received) == 3 and "ETA 0:07" in label())
+        except AssertionError:
+            raise AssertionError(f"{len(server.received)} received; label: {label()!r}") from None
+        assert "sent 2 · failed 0 · left 2" in label()
+        await pilot.press("t")
+        await pilot.pause()
+
+    assert snap_compare(OposApp(home), terminal_size=(80, 24), run_before=run_before)
+
+
 async def test_an_action_goes_on_when_another_process_deleted_part_of_the_selection(home: Home) -> None:
     configure(home)
     first, second = letter(home, 1), letter(home, 2)

@@ -286,6 +286,8 @@ class QueueScreen(Screen[None]):
     def __init__(self, home: Home) -> None:
         super().__init__()
         self.home = home
+        self.clock: Callable[[], float] = time.monotonic
+        """Where the sending rate and ETA take their time from (a snapshot of a run in progress fixes it)."""
         self.queue = open_queue(home)
         self.status_filter: Status | None = None
         self.search = ""
@@ -756,7 +758,7 @@ class QueueScreen(Screen[None]):
     async def _dispatch(self, ids: list[int], current: settings.Settings) -> None:
         loop = asyncio.get_running_loop()
         sent = failed = skipped = 0
-        started = time.monotonic()
+        started = self.clock()
         stopped: str | None = None
 
         def progress(event: Progress) -> None:
@@ -766,7 +768,7 @@ class QueueScreen(Screen[None]):
             elif event.outcome in (Outcome.DEFERRED, Outcome.FAILED, Outcome.UNCERTAIN):
                 failed += 1
             left = len(ids) - sent - failed - skipped
-            elapsed = max(time.monotonic() - started, 1e-9)
+            elapsed = max(self.clock() - started, 1e-9)
             rate = (sent + failed) / elapsed
             self.post_message(
                 SendUpdate(sent, failed, left, rate, left / rate if rate else None, transcript_line(event))

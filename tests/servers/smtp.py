@@ -7,18 +7,21 @@ over TLS and who was logged in; ``server.ca_file`` is the CA to put into ``smtp.
 
 Recipients steer the server's answers (the local part before ``@``): ``busy`` 451 and ``unknown`` 550 at
 RCPT, ``drop`` hangs up at RCPT, ``data-busy`` 451 and ``data-reject`` 554 after DATA, ``vanish`` hangs up
-after the message data arrived, without a reply. Sender ``blocked@…`` gets 550 at MAIL FROM.
+after the message data arrived, without a reply, ``slow`` holds its reply until ``server.gate`` is set (the
+fixture sets it when the test ends, so nothing waits forever). Sender ``blocked@…`` gets 550 at MAIL FROM.
 Logins: ``USER``/``PASSWORD`` accepted, ``DISABLED_USER`` gets Exchange Online's 5.7.139, ``TOKEN``
 accepted for XOAUTH2 (as long as a real one, so the raised line limits matter).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import json
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +69,8 @@ class SmtpServer:
     received: list[Received] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     """Every user name a client tried to log in as (PLAIN, LOGIN or XOAUTH2), in order."""
+    gate: threading.Event = field(default_factory=threading.Event)
+    """Opens the replies held for ``slow@…`` recipients."""
 
     def settings(self, security: SecurityMode | str | None = None, **values: Any) -> Settings:
         """Settings pointing at this server; ``values`` as dotted keys (``auth__method`` for ``auth.method``)."""
@@ -87,9 +92,10 @@ class SmtpServer:
 
 
 class _RecordingHandler:
-    def __init__(self, received: list[Received], logins: list[str]) -> None:
+    def __init__(self, received: list[Received], logins: list[str], gate: threading.Event) -> None:
         self.received = received
         self.logins = logins
+        self.gate = gate
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
         if not isinstance(data, LoginPassword):
@@ -145,6 +151,8 @@ class _RecordingHandler:
         if "vanish" in locals_:
             server.transport.abort()
             return None
+        if "slow" in locals_:
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
         return "250 2.0.0 Ok: queued as 4F2A1"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
@@ -216,7 +224,7 @@ def start_smtp_server(
     auth_required: bool = False,
 ) -> tuple[SmtpServer, Controller]:
     server = SmtpServer(HOST, free_port(), mode, pki.ca_file)
-    handler = _RecordingHandler(server.received, server.logins)
+    handler = _RecordingHandler(server.received, server.logins, server.gate)
     context = pki.server_context(cert)
     controller = _Controller(
         handler,
@@ -245,11 +253,16 @@ def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
     """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=...) -> SmtpServer``."""
     controllers: list[Controller] = []
 
+    servers: list[SmtpServer] = []
+
     def start(mode: Mode, **options: Any) -> SmtpServer:
         server, controller = start_smtp_server(smtp_pki, mode, **options)
         controllers.append(controller)
+        servers.append(server)
         return server
 
     yield start
+    for server in servers:
+        server.gate.set()
     for controller in controllers:
         controller.stop()
