@@ -552,6 +552,8 @@ class QueueScreen(Screen[None]):
 
     @on(Input.Changed, "#search")
     def search_changed(self, event: Input.Changed) -> None:
+        if event.value != event.input.value:
+            return  # more keys were typed meanwhile: one search for the last of them, not one per key
         self.search = event.value
         self.reload(keep_item=False)
 
