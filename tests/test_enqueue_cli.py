@@ -175,7 +175,6 @@ def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
         ("level 0", with_("--level", "0")),
         ("level 10", with_("--level", "10")),
         ("level not a number", with_("--level", "zwei")),
-        ("dunning without level", [a for a in good if a not in ("--level", "2")]),
         ("missing placeholder value", [a for a in good if not a.startswith("customer_name")][:-1]),
         ("bad --var", [*good, "--var", "novalue"]),
         ("no recipient", [a for a in good if a not in ("--to", "Jörg Ärger <joerg@aerger.example>")]),
@@ -259,3 +258,15 @@ def test_actions_report_as_json(cli: Cli, home: Home, sender: None, letter: Path
     deleted = cli("delete", str(a), "--yes", "--json")
     assert json.loads(deleted.out) == {"changed": [a], "skipped": []}
     assert [r["id"] for r in json.loads(cli("queue", "--json").out)] == [b]
+
+
+def test_a_dunning_letter_without_a_level_is_the_first_reminder(
+    cli: Cli, home: Home, sender: None, letter: Path
+) -> None:
+    args = [a for a in dunning("--json", letter=letter) if a not in ("--level", "2")]
+    assert "--level" not in args
+    result = cli(*args)
+    assert result.code == 0, result.err
+    row = json.loads(cli("queue", "--json").out)[0]
+    assert (row["type"], row["level"]) == ("dunning", 1)
+    assert row["subject"].startswith("1. Mahnung")

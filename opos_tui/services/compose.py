@@ -202,7 +202,9 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
         ) from None
     level = request.level
     if letter_type is LetterType.DUNNING:
-        if level is None or isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= MAX_LEVEL:
+        if level is None:
+            level = 1  # a dunning letter that names no level is the first reminder
+        if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= MAX_LEVEL:
             raise _bad(
                 f"dunning level must be a whole number from 1 to {MAX_LEVEL}, not {level}",
                 f"Mahnstufe muss eine ganze Zahl von 1 bis {MAX_LEVEL} sein, nicht {level}",
