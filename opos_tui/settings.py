@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from opos_tui.services.addresses import AddressError, check_addr_spec, has_line_break
+from opos_tui.services.addresses import AddressError, check_addr_spec, check_one_line
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
@@ -55,9 +55,10 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
 
 
 def _single_line(value: str) -> str:
-    if has_line_break(value):
-        raise ValueError("must be a single line (no line breaks)")
-    return value.strip()
+    try:
+        return check_one_line(value).strip()
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _optional_address(value: str) -> str:

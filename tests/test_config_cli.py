@@ -66,6 +66,13 @@ BAD_VALUES = [
     ("sender.reply_to", "a@b"),
     ("sender.bcc", "x@example.com\r\nBcc: victim@example.com"),
     ("sender.name", "Evil\nBcc: victim@example.com"),
+    ("sender.name", "Müller\u2028GmbH"),  # a line separator send could not write
+    ("sender.address", "jörg@mueller.example"),  # non-ASCII before the @
+    ("sender.address", ".buchhaltung@mueller.example"),
+    ("sender.reply_to", "opos.@mueller.example"),
+    ("sender.bcc", "archiv..kopie@mueller.example"),
+    ("sender.address", "a" * 65 + "@mueller.example"),
+    ("sender.address", "buchhaltung@☃.example"),  # not encodable in IDNA 2008
     ("nosuch.key", "1"),
     ("smtp.max_message_mb", "0"),
     ("smtp.connections", "0"),

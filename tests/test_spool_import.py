@@ -135,3 +135,24 @@ def test_the_default_inbox_is_made_on_first_import(cli: Cli, home: Home) -> None
     assert result.code == 0, result.err
     assert (home.spool_dir / "inbox").is_dir()
     assert "0 imported" in result.out
+
+
+def test_what_send_cannot_write_is_rejected(cli: Cli, home: Home, inbox: Path) -> None:
+    # Each of these was queued by older versions and then stopped `send` when it tried to write the mail.
+    crashers = {
+        "local-non-ascii": manifest(to=["jörg@aerger.example"]),
+        "local-dots": manifest(to=["Jörg <jo..erg@aerger.example>"]),
+        "subject-line-separator": manifest(subject="2. Mahnung\u2028M-2024-17"),
+        "value-next-line": manifest(vars={**manifest()["vars"], "document_number": "M-2024\x8517"}),
+    }
+    for name, data in crashers.items():
+        drop(inbox, f"{name}.json", {**data, "attachments": [f"{name}.pdf"]}, f"{name}.pdf")
+    result = cli("import")
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert queued(home) == []
+    rejected = inbox / "rejected"
+    for name in crashers:
+        assert (rejected / f"{name}.json").is_file()
+        reason = (rejected / f"{name}.error.txt").read_text()
+        assert "before the @" in reason or "line break" in reason, reason

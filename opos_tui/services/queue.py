@@ -33,11 +33,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from opos_tui.services.addresses import new_message_id
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 
@@ -449,7 +450,6 @@ class Queue:
                     found = db.execute("SELECT id FROM items WHERE source_key = ?", (item.source_key,)).fetchone()
                     if found:
                         raise DuplicateImport(found[0])
-                domain = item.sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
                 cursor = db.execute(
                     """INSERT INTO items (status, type, level, sender, reply_to, subject, body, vars, customer_name,
                            customer_number, document_number, search, message_id, source_key, created_at)
@@ -467,7 +467,7 @@ class Queue:
                         item.vars.get("customer_number", ""),
                         item.vars.get("document_number", ""),
                         _search_text(item.subject, item.recipients, item.vars),
-                        make_msgid(domain=domain),
+                        new_message_id(item.sender),
                         item.source_key,
                         now,
                     ),
