@@ -179,6 +179,9 @@ class LetterSettings(_Section):
     attachment_name: TemplateLine = "${filename}"
     """File name of each attachment as the recipient sees it; ${filename} keeps the file's own name. Other
     placeholders: ${stem}, ${ext} and each mail's values, e.g. Mahnung_${document_number}.pdf."""
+    max_recipients: int = Field(10, ge=1, le=100)
+    """Most recipients (To and Cc together) of one mail: one letter goes to one customer. A mail with more is
+    refused when it is queued."""
 
 
 class ReportTemplate(_Section):
@@ -406,7 +409,7 @@ def save(home: Home, settings: Settings) -> None:
     """Write config.toml atomically, owner-only (0600)."""
     home.ensure()
     data = settings.model_dump(mode="json")
-    write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"), mode=0o600)
+    write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"))
 
 
 def set_value(home: Home, key: str, raw: str) -> Settings:

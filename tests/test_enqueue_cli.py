@@ -14,7 +14,7 @@ import pytest
 from opos_tui.services.compose import build_message
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status
-from tests.conftest import Cli
+from tests.conftest import Cli, run_cli
 from tests.pdfs import write_letter
 
 QUEUE_FIELDS = {
@@ -153,6 +153,8 @@ def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
     unreadable = tmp_path / "secret.pdf"
     unreadable.write_bytes(b"%PDF-1.4\n")
     unreadable.chmod(0)
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
     good = dunning(letter=letter)
 
     def with_(flag: str, value: str) -> list[str]:
@@ -166,6 +168,10 @@ def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
         *([("unreadable attachment", with_("--attach", str(unreadable)))] if os.geteuid() != 0 else []),
         ("not a PDF", with_("--attach", str(fake))),
         ("too large", [*good, "--attach", str(big)]),
+        ("empty attachment", with_("--attach", str(empty))),
+        ("the same file twice", [*good, "--attach", str(letter)]),
+        ("the same file twice by another path", [*good, "--attach", str(letter.parent / "." / letter.name)]),
+        ("11 recipients", [*good, *[a for n in range(10) for a in ("--cc", f"kopie{n}@aerger.example")]]),
         ("invalid address", with_("--to", "joerg@@aerger")),
         ("two addresses in one", with_("--to", "a@example.com, b@example.com")),
         ("CR/LF in a name", with_("--to", "Evil\r\nBcc: victim@example.com <a@example.com>")),
@@ -363,3 +369,29 @@ def test_an_international_domain_is_queued_as_typed(cli: Cli, home: Home, sender
         item = q.get(json.loads(result.out)["id"])
         raw = build_message(item, [])
     assert b"To: Kunde <kunde@xn--strae-oqa.example>" in raw  # IDNA 2008 keeps the ß (not "strasse")
+
+
+def test_recipients_are_capped_by_a_setting(cli: Cli, home: Home, sender: None, letter: Path) -> None:
+    ten = [a for n in range(9) for a in ("--cc", f"kopie{n}@aerger.example")]
+    assert cli(*dunning(*ten, letter=letter)).code == 0  # To + 9 Cc = the default 10
+    eleven = cli(*dunning(*ten, "--to", "zweite@aerger.example", letter=letter))
+    assert eleven.code == 2
+    assert "11 recipients" in eleven.err and "letters.max_recipients (10)" in eleven.err
+    assert len(queue_json(cli)) == 1
+    assert cli("config", "set", "letters.max_recipients", "11").code == 0
+    assert cli(*dunning(*ten, "--to", "zweite@aerger.example", letter=letter)).code == 0
+
+
+def test_a_device_or_pipe_is_refused_before_it_is_read(
+    cli: Cli, home: Home, sender: None, letter: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "Mahnung.pdf"
+    os.mkfifo(fifo)
+    # A FIFO nobody writes to blocked the open; /dev/zero was read until memory ran out.
+    for special in (fifo, Path("/dev/zero")):
+        argv = [a if a != str(letter) else str(special) for a in dunning(letter=letter)]
+        result = run_cli(*argv)
+        assert result.code == 2, result.err
+        assert "not a regular file" in result.err
+        assert "Traceback" not in result.err
+    assert queue_json(cli) == []

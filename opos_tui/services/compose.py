@@ -1,10 +1,11 @@
 """From a request (type, recipients, files, values) to a queued item, and from a queued item to RFC 5322 bytes.
 
 Everything that can be wrong with a mail is found here, when it is queued ("at the door"), never when it is
-sent: unknown type or level, bad addresses (``addresses``), line breaks and control characters in header
-values (header injection), missing, unreadable or fake PDFs, too large attachments, and template
-placeholders without a value. Last, the mail is written once as ``send`` will write it: what cannot be
-written is refused, whatever the reason.
+sent: unknown type or level, bad addresses (``addresses``), more recipients than letters.max_recipients, line
+breaks and control characters in header values (header injection), missing, unreadable, empty or fake PDFs,
+attachments that are not regular files (a device or pipe is never read) or are given twice, too large
+attachments (by their size, before they are read), and template placeholders without a value. Last, the mail
+is written once as ``send`` will write it: what cannot be written is refused, whatever the reason.
 
 Headers follow RFC 5322 with RFC 2047 encoded words for names and subjects with umlauts, and RFC 2231 for
 attachment file names (``email.policy.SMTP``); international domains in IDNA form (``xn--…``). Bcc
@@ -16,7 +17,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
 from email.errors import MessageError
@@ -28,6 +29,7 @@ from string import Template
 
 from opos_tui.services.addresses import AddressError, check_one_line, header_address, new_message_id, parse_mailbox
 from opos_tui.services.errors import ConfigError, ConfigurationFault, OposError
+from opos_tui.services.files import FileProblem, FileTooLarge, Snapshot, StillWriting, read_regular
 from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
 from opos_tui.settings import ReportTemplate, Settings
 
@@ -79,6 +81,17 @@ def _bad(en: str, de: str) -> BadLetter:
     return BadLetter(en, de)
 
 
+ATTACHMENT = ("attachment", "Anhang")
+
+Reader = Callable[[Path, int], Snapshot]
+"""Reads one attachment of at most so many bytes (a FileProblem if it is not a file to send)."""
+
+
+def read_attachment(path: Path, limit: int) -> Snapshot:
+    """An attachment named on the command line: a link is followed (the operator chose it)."""
+    return read_regular(path, limit, ATTACHMENT)
+
+
 @dataclass
 class LetterRequest:
     """A mail as the accounting system or an operator asks for it, not yet checked."""
@@ -94,6 +107,8 @@ class LetterRequest:
     """Own body, used as given (no placeholders); None = from the templates."""
     vars: Mapping[str, object] = field(default_factory=dict)
     source_key: str | None = None
+    read: Reader = read_attachment
+    """How the attachments are read: the spool reads only regular files of its folder, without links."""
 
 
 def fill(template: str, values: Mapping[str, str], where: str, where_de: str = "") -> str:
@@ -161,23 +176,45 @@ def _recipients(kind: RecipientKind, values: Sequence[str]) -> list[Recipient]:
     return found
 
 
-def _read_attachment(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _bad(f"attachment not found: {path}", f"Anhang nicht gefunden: {path}") from None
-    except IsADirectoryError:
-        raise _bad(f"attachment is a folder: {path}", f"Anhang ist ein Ordner: {path}") from None
-    except OSError as exc:
-        raise _bad(
-            f"cannot read attachment {path}: {exc.strerror}", f"Anhang {path} nicht lesbar: {exc.strerror}"
-        ) from None
-    if path.suffix.lower() == ".pdf" and not data.startswith(PDF_MAGIC):
-        raise _bad(
-            f"attachment {path.name} is not a PDF (it does not start with %PDF-)",
-            f"Anhang {path.name} ist kein PDF (beginnt nicht mit %PDF-)",
-        )
-    return data
+def _too_large(total: int, settings: Settings) -> BadLetter:
+    size, most = f"{total / 1048576:.1f} MB", settings.smtp.max_message_mb
+    return _bad(
+        f"attachments total {size}, more than smtp.max_message_mb ({most})",
+        f"Anhänge zusammen {size}, mehr als smtp.max_message_mb ({most})",
+    )
+
+
+def _read_attachments(settings: Settings, request: LetterRequest) -> list[tuple[Path, bytes]]:
+    """Every attachment's bytes: each a regular, non-empty file, none twice, all together within
+    smtp.max_message_mb (checked on each file's size before it is read)."""
+    limit = settings.smtp.max_message_mb * 1024 * 1024
+    found: list[tuple[Path, bytes]] = []
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in request.attachments:
+        _check_header(path.name, f"the file name {path.name!r}", f"der Dateiname {path.name!r}")
+        try:
+            snapshot = request.read(path, limit - total)
+        except FileTooLarge as exc:
+            raise _too_large(total + exc.size, settings) from None
+        except StillWriting:
+            raise
+        except FileProblem as exc:
+            raise _bad(exc.en, exc.de) from None
+        if snapshot.identity in seen:
+            raise _bad(
+                f"attachment {path.name} is given twice: each file goes once",
+                f"Anhang {path.name} ist zweimal angegeben: jede Datei geht einmal mit",
+            )
+        seen.add(snapshot.identity)
+        if path.suffix.lower() == ".pdf" and not snapshot.data.startswith(PDF_MAGIC):
+            raise _bad(
+                f"attachment {path.name} is not a PDF (it does not start with %PDF-)",
+                f"Anhang {path.name} ist kein PDF (beginnt nicht mit %PDF-)",
+            )
+        total += len(snapshot.data)
+        found.append((path, snapshot.data))
+    return found
 
 
 def _check_text(value: str, what: str, what_de: str) -> str:
@@ -228,6 +265,13 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
             )
     elif level is not None:
         raise _bad("a payment advice has no level", "ein Zahlungsavis hat keine Mahnstufe")
+    count, most = len(request.to) + len(request.cc), settings.letters.max_recipients
+    if count > most:
+        raise _bad(
+            f"{count} recipients (To and Cc), more than letters.max_recipients ({most}): one letter goes to one"
+            " customer",
+            f"{count} Empfänger (An und Cc), mehr als letters.max_recipients ({most}): ein Brief geht an einen Kunden",
+        )
     recipients = _recipients("to", request.to) + _recipients("cc", request.cc)
     if not any(r.kind == "to" for r in recipients):
         raise _bad("no recipient (--to)", "kein Empfänger (--to)")
@@ -250,11 +294,7 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
         body = f"{body.rstrip()}\n\n-- \n{fill(settings.letters.signature, values, 'letters.signature')}\n"
 
     attachments: list[NewAttachment] = []
-    total = 0
-    for path in request.attachments:
-        _check_header(path.name, f"the file name {path.name!r}", f"der Dateiname {path.name!r}")
-        data = _read_attachment(path)
-        total += len(data)
+    for path, data in _read_attachments(settings, request):
         name_values = {**values, "filename": path.name, "stem": path.stem, "ext": path.suffix.lstrip(".")}
         name = fill(settings.letters.attachment_name, name_values, "letters.attachment_name")
         _check_header(name, f"the attachment name {name!r}", f"der Anhangsname {name!r}")
@@ -262,13 +302,6 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
         if data.startswith(PDF_MAGIC):
             content_type = "application/pdf"
         attachments.append(NewAttachment(name, data, content_type))
-    limit = settings.smtp.max_message_mb * 1024 * 1024
-    if total > limit:
-        size, most = f"{total / 1048576:.1f} MB", settings.smtp.max_message_mb
-        raise _bad(
-            f"attachments total {size}, more than smtp.max_message_mb ({most})",
-            f"Anhänge zusammen {size}, mehr als smtp.max_message_mb ({most})",
-        )
     item = NewItem(
         type=letter_type,
         level=level,

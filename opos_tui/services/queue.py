@@ -40,6 +40,7 @@ from typing import Literal
 
 from opos_tui.services.addresses import new_message_id
 from opos_tui.services.errors import OposError
+from opos_tui.services.files import make_file, narrow
 from opos_tui.services.home import Home
 
 SCHEMA_VERSION = 2
@@ -360,6 +361,18 @@ class Queue:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._lock = threading.RLock()
+        try:
+            # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
+            # mode of the database file. Those an earlier version made world-readable are narrowed.
+            make_file(path)
+            for companion in ("-wal", "-shm"):
+                narrow(path.with_name(path.name + companion))
+        except OSError as exc:
+            raise QueueError(
+                f"cannot open the queue {path}: {exc.strerror}",
+                f"Warteschlange {path} nicht zu öffnen: {exc.strerror}",
+                str(exc),
+            ) from None
         try:
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
