@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue, Status
+from opos_tui.services.queue import Status, open_queue
 from tests.conftest import Cli
 from tests.pdfs import write_letter
 from tests.servers.smtp import HOST, StartServer, free_port
@@ -105,7 +105,7 @@ def test_two_senders_send_each_mail_once(cli: Cli, home: Home, smtp_server: Star
     first, second = send_process(home), send_process(home)
     outs = [p.communicate(timeout=120) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.counts()[Status.SENT] == 60
         message_ids = {q.get(i).message_id for i in ids}
     counts = received_ids(server)
@@ -144,7 +144,7 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
 
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         items = {i: q.get(i) for i in ids}  # nothing lost: every item is still there
     counts = received_ids(server.handler)
     assert max(counts.values()) == 1  # nothing sent twice
@@ -159,5 +159,5 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
             assert "may have arrived" in (item.error or "")
     assert cli("retry", "--all").code == 0  # the operator decides to resend those in doubt
     assert cli("send").code == 0
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.counts()[Status.SENT] == 30

@@ -17,7 +17,7 @@ from opos_tui.services import secrets
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
 from opos_tui.services.errors import InteractionNeeded
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue, Status, open_queue
+from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.transports.factory import build_transport
 from opos_tui.settings import RetrySettings
 from tests.conftest import Cli
@@ -112,7 +112,7 @@ def test_451_deferred_then_retry_then_sent(cli: Cli, home: Home, smtp_server: St
     assert listed[fine]["status"] == "sent"
     assert listed[busy]["status"] == "deferred"
     assert listed[busy]["error"] == "451 4.3.0 try again later"
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         item = q.get(busy)
         assert item.next_attempt_at is not None
         wait = item.next_attempt_at - datetime.now(UTC)
@@ -143,7 +143,7 @@ def test_550_fails_with_the_reply_and_refusals_per_recipient(
     assert listed[gone]["error"].startswith("550 5.1.1")
     assert listed[rejected]["status"] == "failed" and listed[rejected]["error"].startswith("554 5.6.0")
     assert listed[partly]["status"] == "sent"
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         recipients = {r.address: r.refused for r in q.get(partly).recipients}
     assert recipients["kunde@aerger.example"] is None
     assert (recipients["unknown@aerger.example"] or "").startswith("550 5.1.1")
@@ -220,11 +220,11 @@ def test_give_up_after_days_and_backoff_doubles(cli: Cli, home: Home, smtp_serve
     server = smtp_server("plain")
     configure(cli, home, server)
     item = enqueue(cli, tmp_path, "busy@aerger.example")
-    assert cli("send").code == 1
+    six_days_ago = datetime.now(UTC) - timedelta(days=6)
+    with open_queue(home, clock=six_days_ago.timestamp) as q:  # the first attempt, six days ago
+        assert q.claim() is not None
+        q.record_deferred(item, "451 4.3.0 busy", retry_at=six_days_ago + backoff(retry, 1))
     assert rows(cli)[item]["status"] == "deferred"
-    with Queue(home.queue_db) as q:
-        six_days_ago = (datetime.now(UTC) - timedelta(days=6)).timestamp()
-        q._db.execute("UPDATE items SET first_attempt_at = ?, next_attempt_at = 0 WHERE id = ?", (six_days_ago, item))
     assert cli("send").code == 1
     row = rows(cli)[item]
     assert row["status"] == "failed"

@@ -222,7 +222,7 @@ class MessageScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False)
     def read_attachments(self) -> None:
-        with Queue(self.queue.path) as q:
+        with self.queue.open_another() as q:
             verdict = plausibility.verdict(q, self.item_id)
             text = Text()
             for attachment in q.attachments(self.item_id):

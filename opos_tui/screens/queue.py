@@ -35,7 +35,7 @@ from opos_tui.services import plausibility
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Queue, Status, UnknownItems, open_queue
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, open_queue
 
 POLL_SECONDS = 0.5
 SEND_CHUNK = 1000
@@ -511,7 +511,7 @@ class QueueScreen(Screen[None]):
     @work(thread=True, group="check", exit_on_error=False)
     def check_rows(self, ids: list[int]) -> None:
         try:
-            with Queue(self.queue.path) as q:
+            with self.queue.open_another() as q:
                 plausibility.check_items(q, ids)
         finally:
             self._checking = False
@@ -580,7 +580,7 @@ class QueueScreen(Screen[None]):
     @work(thread=True, group="act", exit_on_error=False)
     def apply(self, action: str, ids: list[int], done: str) -> None:
         gone: set[int] = set()
-        with Queue(self.queue.path) as q:
+        with self.queue.open_another() as q:
             method: Callable[[list[int]], ActionResult] = getattr(q, action)
             while True:
                 try:
@@ -683,7 +683,7 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, group="send", exit_on_error=False)
     def prepare(self, ids: list[int]) -> None:
-        with Queue(self.queue.path) as q:
+        with self.queue.open_another() as q:
             sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
             wanted = [i for i in ids if i in sendable]
             plausibility.check_unchecked(
@@ -776,7 +776,7 @@ class QueueScreen(Screen[None]):
                 SendUpdate(sent, failed, left, rate, left / rate if rate else None, transcript_line(event))
             )
 
-        with Queue(self.queue.path) as q:
+        with self.queue.open_another() as q:
             for start in range(0, len(ids), SEND_CHUNK):
                 if self._stop.is_set():
                     break
