@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -376,7 +377,11 @@ def test_a_deferred_mail_is_tried_once_and_the_run_goes_on(
     others = [enqueue(cli, tmp_path, f"kunde{n}@aerger.example", n) for n in (2, 3)]
     # A real process, so that a run hammering the 451 forever fails here instead of hanging the suite.
     process = send_process(home, str(busy), *map(str, others), "--json")
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"send never ended: {process.communicate()[0][-300:]!r}") from None
     assert process.returncode == 1, err
     report = json.loads(out)
     assert report["deferred"] == [busy] and report["sent"] == others
