@@ -153,7 +153,8 @@ class Attachment(AttachmentInfo):
 class Attempt:
     at: datetime
     outcome: str
-    """``sent``, ``deferred``, ``failed``, ``uncertain``, ``retry``, ``marked-sent`` or ``released``."""
+    """``sent``, ``deferred``, ``failed``, ``uncertain``, ``not-sent``, ``held``, ``retry``, ``marked-sent`` or
+    ``released``."""
     reply: str
     """The server's reply (code and text) or what happened, e.g. ``451 4.3.0 try again later``."""
 
@@ -335,6 +336,13 @@ CREATE TABLE plausibility (
     detail TEXT NOT NULL
 )
 """
+
+# A deferred item counts as tried by a run that began at the parameter (``since``) if it was deferred after
+# that: its last history entry is its deferral.
+_DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = items.id), 0) < ?"
+# What a run may take among the items it was given: pending ones, and deferred ones at once (the operator
+# named them) unless the deferral happened during this run.
+_NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
 
 # The To list and attachment names of a row, in order, without loading the rows themselves.
 _ROW_COLUMNS = """
@@ -552,19 +560,21 @@ class Queue:
         found = {r[0]: r[1] for r in self._read("SELECT status, count(*) FROM items GROUP BY status")}
         return {s: int(found.get(s.value, 0)) for s in Status}
 
-    def sendable_count(self, ids: Sequence[int] | None = None) -> int:
-        """How many items :meth:`claim` would still hand out (with the same ``ids``)."""
+    def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
+        """How many items :meth:`claim` would still hand out (with the same ``ids`` and ``since``)."""
+        since = _now() if since is None else since
         if ids is None:
             sql = (
-                "SELECT count(*) FROM items WHERE status = 'pending' OR (status = 'deferred' AND next_attempt_at <= ?)"
+                "SELECT count(*) FROM items WHERE status = 'pending'"
+                f" OR (status = 'deferred' AND next_attempt_at <= ? AND {_DEFERRED_BEFORE})"
             )
-            return int(self._read(sql, (_now(),))[0][0])
+            return int(self._read(sql, (_now(), since))[0][0])
         total = 0
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ", ".join("?" for _ in chunk)
-            sql = f"SELECT count(*) FROM items WHERE id IN ({marks}) AND status IN ('pending', 'deferred')"
-            total += int(self._read(sql, chunk)[0][0])
+            sql = f"SELECT count(*) FROM items WHERE id IN ({marks}) AND {_NAMED_SENDABLE}"
+            total += int(self._read(sql, [*chunk, since])[0][0])
         return total
 
     def ids(self, status: Iterable[Status] | Status | None = None, search: str = "") -> list[int]:
@@ -789,29 +799,32 @@ class Queue:
 
     # --- sending --------------------------------------------------------------------------------------
 
-    def claim(self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS) -> QueueItem | None:
+    def claim(
+        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+    ) -> QueueItem | None:
         """Take the oldest sendable item for this process and mark it ``sending`` (committed), or None.
 
         Sendable: ``pending``, or ``deferred`` whose backoff is over. With ``ids``, only those items, and a
-        ``deferred`` one even before its backoff is over (the operator asked for it). The Date header is
-        fixed now if this is the item's first send.
+        ``deferred`` one even before its backoff is over (the operator asked for it). ``since`` is when the
+        caller's run began: an item deferred since then (by this run or by another sender) is not handed out
+        again, whatever its backoff, so that a run tries each mail once. The Date header is fixed now if this
+        is the item's first send.
         """
         now = _now()
+        since = now if since is None else since
         with self._write() as db:
             if ids is None:
                 # Two index lookups: one OR query would sort every pending item to find the oldest.
                 sql = (
                     "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
-                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?)"
+                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
+                    f" AND {_DEFERRED_BEFORE})"
                 )
-                params: list[object] = [now]
+                params: list[object] = [now, since]
             else:
                 marks = ", ".join("?" for _ in ids)
-                sql = (
-                    f"SELECT id FROM items WHERE id IN ({marks}) AND status IN ('pending', 'deferred')"
-                    " ORDER BY id LIMIT 1"
-                )
-                params = list(ids)
+                sql = f"SELECT id FROM items WHERE id IN ({marks}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
+                params = [*ids, since]
             found = db.execute(sql, params).fetchone()
             if found is None or found[0] is None:
                 return None
@@ -873,17 +886,25 @@ class Queue:
     def unclaim(self, item_id: int, reason: str) -> None:
         """Give a claimed item back untouched (the run stopped before its data went out): ``pending`` again,
         and this attempt does not count."""
+        self._unclaim(item_id, Status.PENDING, "not-sent", reason, error=None)
+
+    def record_held(self, item_id: int, reason: str) -> None:
+        """Hold a claimed item back before its data went out (it failed the plausibility check): ``held``,
+        with the reason as its error and in its history; this attempt does not count."""
+        self._unclaim(item_id, Status.HELD, "held", reason, error=reason)
+
+    def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
         now = _now()
         with self._write() as db:
             db.execute(
-                """UPDATE items SET status = 'pending', attempts = max(attempts - 1, 0),
+                """UPDATE items SET status = ?, attempts = max(attempts - 1, 0), error = coalesce(?, error),
                        claim_host = NULL, claim_pid = NULL, lease_until = NULL
                    WHERE id = ? AND status = 'sending'""",
-                (item_id,),
+                (status.value, error, item_id),
             )
             db.execute(
-                "INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, 'not-sent', ?)",
-                (item_id, now, reason),
+                "INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)",
+                (item_id, now, outcome, reason),
             )
 
     def recover_stale(self) -> list[int]:
