@@ -1,20 +1,22 @@
 """The command line: parse, call the services, print for a person or as ``--json``; exit codes.
 
 Exit codes everywhere: 0 success, 1 the operation failed (server said no, mail not sent), 2 bad usage or
-bad input, 130 interrupted. Textual is imported only by the commands that open the TUI, so ``--help`` and
-scripted commands start fast.
+bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` handles like Ctrl+C). Textual
+is imported only by the commands that open the TUI, so ``--help`` and scripted commands start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opos_tui import __version__, settings
 from opos_tui.i18n import LANGS, set_lang, tr
@@ -31,8 +33,10 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -363,20 +367,64 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def progress_line(event: Progress) -> str:
-    eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
+    """sent / failed / (held) / left, and the rate and ETA once the run has measured them."""
+    en = [f"sent {event.sent}", f"failed {event.failed}"]
+    de = [f"gesendet {event.sent}", f"fehlgeschlagen {event.failed}"]
+    if event.held:
+        en.append(f"held {event.held}")
+        de.append(f"zurückgehalten {event.held}")
+    en.append(f"left {event.left}")
+    de.append(f"offen {event.left}")
+    if event.rate is not None:
+        eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
+        en.append(f"{event.rate * 60:.0f}/min{eta}")
+        de.append(f"{event.rate * 60:.0f}/min{eta}")
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
-    return (
-        tr(
-            f"sent {event.sent}, failed {event.failed}, left {event.left}, {event.rate * 60:.0f}/min{eta}",
-            f"gesendet {event.sent}, fehlgeschlagen {event.failed}, offen {event.left}, {event.rate * 60:.0f}/min{eta}",
-        )
-        + current
-    )
+    return tr(", ".join(en), ", ".join(de)) + current
+
+
+class Terminated(Exception):
+    """The process got SIGTERM (a service manager stopping it, ``kill``): handled like Ctrl+C, exit 143."""
+
+
+def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, where SIGTERM cancels the coroutine just as Ctrl+C does (so the mail on the wire is
+    recorded honestly and the rest stays pending) and then raises :class:`Terminated`."""
+    terminated = False
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError):  # Windows: no signal handlers in the event loop
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     if args.all and args.ids:
         raise UsageError(tr("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides"))
+    confirmed: list[int] = args.skip_check or []
+    if args.ids and (strangers := [i for i in confirmed if i not in args.ids]):
+        listed = " ".join(f"#{i}" for i in strangers)
+        raise UsageError(
+            tr(
+                f"--skip-check {listed}: not among the items to send",
+                f"--skip-check {listed}: nicht unter den zu sendenden Einträgen",
+            )
+        )
     home = home_of(args)
     current = settings.load(home)
     on_terminal = sys.stderr.isatty()
@@ -392,37 +440,69 @@ def cmd_send(args: argparse.Namespace) -> int:
         elif not args.json and event.outcome not in (Outcome.SENDING, Outcome.STOPPED):
             print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
 
+    interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
+        q.statuses(confirmed)  # unknown numbers are refused before anything is sent
         engine = Dispatcher.for_installation(q, home, current, on_progress=show)
-        result = asyncio.run(engine.run(args.ids or None))
-        if on_terminal and width:
-            sys.stderr.write("\n")
-        if args.json:
-            print_json(
-                {
-                    "ok": result.all_went,
-                    "sent": result.sent,
-                    "deferred": result.deferred,
-                    "failed": result.failed,
-                    "uncertain": result.uncertain,
-                    "not_sendable": result.not_sendable,
-                    "left": q.sendable_count(args.ids or None),
-                    "stopped": result.stopped.message() if result.stopped else None,
-                }
-            )
+        try:
+            result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
+        except (KeyboardInterrupt, Terminated) as exc:
+            interrupted, result = exc, engine.result
+        finally:
+            if on_terminal and width:
+                sys.stderr.write("\n")  # the summary below starts on a line of its own
+                sys.stderr.flush()
+    stopped = result.stopped.message() if result.stopped else None
+    if isinstance(interrupted, Terminated):
+        stopped = tr("terminated", "beendet")
+    elif interrupted is not None:
+        stopped = tr("interrupted", "abgebrochen")
+    if args.json:
+        print_json(
+            {
+                "ok": result.all_went and interrupted is None,
+                "sent": result.sent,
+                "deferred": result.deferred,
+                "failed": result.failed,
+                "uncertain": result.uncertain,
+                "held": result.held,
+                "not_sendable": result.not_sendable,
+                "left": result.left,
+                "stopped": stopped,
+            }
+        )
     if result.stopped is not None:
         print(f"opos-tui: {result.stopped}", file=sys.stderr)
     for item_id in result.not_sendable:
         print(tr(f"#{item_id} is not pending: not sent", f"#{item_id} wartet nicht: nicht gesendet"), file=sys.stderr)
-    if not args.json:
+    for item_id in result.held:
         print(
             tr(
-                f"{len(result.sent)} sent, {len(result.deferred)} deferred, {len(result.failed)} failed,"
-                f" {len(result.uncertain)} uncertain",
-                f"{len(result.sent)} gesendet, {len(result.deferred)} zurückgestellt, {len(result.failed)}"
-                f" fehlgeschlagen, {len(result.uncertain)} unsicher",
-            )
+                f"#{item_id} held back: it failed the plausibility check (see its history); if its attachment is"
+                f" right, release it and send it with --skip-check {item_id}",
+                f"#{item_id} zurückgehalten: Plausibilitätsprüfung nicht bestanden (siehe Verlauf); ist der Anhang"
+                f" richtig, freigeben und mit --skip-check {item_id} senden",
+            ),
+            file=sys.stderr,
         )
+    if not args.json:
+        en = (
+            f"{len(result.sent)} sent, {len(result.deferred)} deferred, {len(result.failed)} failed,"
+            f" {len(result.uncertain)} uncertain"
+        )
+        de = (
+            f"{len(result.sent)} gesendet, {len(result.deferred)} zurückgestellt, {len(result.failed)}"
+            f" fehlgeschlagen, {len(result.uncertain)} unsicher"
+        )
+        if result.held:
+            en += f", {len(result.held)} held"
+            de += f", {len(result.held)} zurückgehalten"
+        if interrupted is not None:
+            en += f", {result.left} left pending"
+            de += f", {result.left} weiter wartend"
+        print(tr(en, de), flush=True)
+    if interrupted is not None:
+        raise interrupted
     return EXIT_OK if result.all_went else EXIT_FAILED
 
 
@@ -567,6 +647,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", parents=[common], help="send pending items (all, or the given ones)")
     p.add_argument("ids", nargs="*", type=int, metavar="ID")
     p.add_argument("--all", action="store_true", help="every pending item (the default)")
+    p.add_argument(
+        "--skip-check",
+        nargs="+",
+        action="extend",
+        type=int,
+        metavar="ID",
+        help="send these items although they fail the plausibility check (after the item numbers)",
+    )
     add_json(p)
     p.set_defaults(handler=cmd_send)
     return parser
@@ -588,6 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(tr("interrupted", "abgebrochen"), file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print(tr("terminated", "beendet"), file=sys.stderr)
+        return EXIT_TERMINATED
     except (UsageError, ConfigError, UnknownItems) as exc:
         print(f"opos-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE

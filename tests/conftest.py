@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -16,6 +16,8 @@ from opos_tui.services.home import Home
 
 # The real local servers (tests/servers/) as fixtures for every test.
 pytest_plugins = ["tests.servers.smtp"]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +85,15 @@ def file_bytes(path: Path) -> bytes | None:
 
 def mode_of(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+def send_process(home: Home, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """A real ``opos-tui send`` process on ``home``; its output in pipes unless ``popen`` says otherwise."""
+    env = {
+        **os.environ,
+        "OPOS_TUI_HOME": str(home.root),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([sys.executable, "-m", "opos_tui", "send", *args], text=True, env=env, cwd=ROOT, **options)

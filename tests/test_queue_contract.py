@@ -320,11 +320,12 @@ def test_deferred_backoff_retry_and_history(queue: QueueEngine, clock: HandClock
     assert claimed is not None and claimed.date is not None
     date, first = claimed.date, claimed.first_attempt_at
     queue.record_deferred(item_id, "451 4.3.0 try again later", at(clock, 5 * 60))
+    clock.advance(1)
     assert queue.claim() is None  # backoff not over
     assert queue.sendable_count() == 0 and queue.sendable_count([item_id]) == 1
     item = queue.get(item_id)
     assert item.status is Status.DEFERRED and item.error == "451 4.3.0 try again later"
-    assert item.next_attempt_at == at(clock, 5 * 60)
+    assert item.next_attempt_at == at(clock, 5 * 60 - 1)
     assert queue.retry().changed == (item_id,)
     clock.advance(60)
     again = queue.claim()
@@ -355,6 +356,7 @@ def test_a_deferred_item_is_sent_early_when_asked_for_by_number(queue: QueueEngi
     (item_id,) = queue.enqueue_many([new_item()])
     assert queue.claim() is not None
     queue.record_deferred(item_id, "421 busy", at(clock, 3600))
+    clock.advance(1)  # a later run
     claimed = queue.claim([item_id])
     assert claimed is not None and claimed.id == item_id
 
@@ -490,3 +492,30 @@ def test_plausibility_lists_over_more_ids_than_one_statement_takes(queue: QueueE
     assert queue.flagged(many) == [i for i in many[::-1] if i % 2]
     assert queue.delete(many).changed == tuple(many)
     assert queue.count() == 0
+
+
+def test_a_run_is_handed_each_deferred_item_once(queue: QueueEngine, clock: HandClock) -> None:
+    (item_id,) = queue.enqueue_many([new_item()])
+    run_began = clock()
+    clock.advance(1)
+    assert queue.claim(since=run_began) is not None
+    queue.record_deferred(item_id, "451 later", at(clock, 60))
+    clock.advance(120)  # its backoff ends while the run still goes on
+    assert queue.sendable_count(since=run_began) == 0 and queue.claim(since=run_began) is None
+    assert queue.sendable_count([item_id], since=run_began) == 0 and queue.claim([item_id], since=run_began) is None
+    next_run = clock()  # the next run tries it again
+    assert queue.sendable_count(since=next_run) == 1 and queue.sendable_count([item_id], since=next_run) == 1
+    claimed = queue.claim([item_id], since=next_run)
+    assert claimed is not None and claimed.attempts == 2
+
+
+def test_a_claimed_item_held_back_before_sending(queue: QueueEngine) -> None:
+    (item_id,) = queue.enqueue_many([new_item()])
+    assert queue.claim() is not None
+    queue.record_held(item_id, "the attachment does not name R-00001")
+    item = queue.get(item_id)
+    assert item.status is Status.HELD and item.attempts == 0
+    assert item.error == "the attachment does not name R-00001"
+    assert (item.history[-1].outcome, item.history[-1].reply) == ("held", "the attachment does not name R-00001")
+    assert queue.claim() is None
+    assert queue.release([item_id]).changed == (item_id,)

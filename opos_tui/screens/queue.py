@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -38,8 +37,6 @@ from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, open_queue
 
 POLL_SECONDS = 0.5
-SEND_CHUNK = 1000
-"""Ids handed to one dispatcher run: SQLite takes at most 32,766 parameters in one statement."""
 
 # Colour alone is lost on some SSH terminals: every status has its symbol and its word.
 STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
@@ -117,11 +114,7 @@ class SendPlan(Message):
 
 @dataclass
 class SendUpdate(Message):
-    sent: int
-    failed: int
-    left: int
-    rate: float
-    eta: float | None
+    progress: Progress
     line: str
     """A transcript line, or "" for none."""
 
@@ -130,6 +123,8 @@ class SendUpdate(Message):
 class SendDone(Message):
     sent: int
     failed: int
+    held: int
+    """Held back by the plausibility check (flagged, and not confirmed)."""
     skipped: int
     stopped: str | None
     """Why the run ended early (configuration fault, Esc), else None."""
@@ -286,8 +281,6 @@ class QueueScreen(Screen[None]):
     def __init__(self, home: Home) -> None:
         super().__init__()
         self.home = home
-        self.clock: Callable[[], float] = time.monotonic
-        """Where the sending rate and ETA take their time from (a snapshot of a run in progress fixes it)."""
         self.queue = open_queue(home)
         self.status_filter: Status | None = None
         self.search = ""
@@ -718,7 +711,7 @@ class QueueScreen(Screen[None]):
             if answer == "skip" and rest:
                 self.start_sending(rest)
             elif answer == "all":
-                self.start_sending(plan.ids)
+                self.start_sending(plan.ids, confirmed=plan.flagged)
             else:
                 self.finish(tr("Not sent.", "Nicht gesendet."))
 
@@ -739,7 +732,8 @@ class QueueScreen(Screen[None]):
             decided,
         )
 
-    def start_sending(self, ids: list[int]) -> None:
+    def start_sending(self, ids: list[int], confirmed: Sequence[int] = ()) -> None:
+        """Send ``ids`` in the background; ``confirmed``: flagged ones the operator chose to send anyway."""
         try:
             current = settings.load(self.home)
         except OposError as exc:
@@ -751,52 +745,36 @@ class QueueScreen(Screen[None]):
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )
         self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
-        self.dispatch(ids, current)
+        self.dispatch(ids, list(confirmed), current)
 
     @work(thread=True, group="send", exit_on_error=False)
-    def dispatch(self, ids: list[int], current: settings.Settings) -> None:
-        asyncio.run(self._dispatch(ids, current))
+    def dispatch(self, ids: list[int], confirmed: list[int], current: settings.Settings) -> None:
+        asyncio.run(self._dispatch(ids, confirmed, current))
 
-    async def _dispatch(self, ids: list[int], current: settings.Settings) -> None:
+    async def _dispatch(self, ids: list[int], confirmed: list[int], current: settings.Settings) -> None:
         loop = asyncio.get_running_loop()
-        sent = failed = skipped = 0
-        started = self.clock()
         stopped: str | None = None
 
         def progress(event: Progress) -> None:
-            nonlocal sent, failed
-            if event.outcome is Outcome.SENT:
-                sent += 1
-            elif event.outcome in (Outcome.DEFERRED, Outcome.FAILED, Outcome.UNCERTAIN):
-                failed += 1
-            left = len(ids) - sent - failed - skipped
-            elapsed = max(self.clock() - started, 1e-9)
-            rate = (sent + failed) / elapsed
-            self.post_message(
-                SendUpdate(sent, failed, left, rate, left / rate if rate else None, transcript_line(event))
-            )
+            self.post_message(SendUpdate(event, transcript_line(event)))
 
         with self.queue.open_another() as q:
-            for start in range(0, len(ids), SEND_CHUNK):
-                if self._stop.is_set():
-                    break
+            engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
+            self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
+            if not self._stop.is_set():
                 try:
-                    engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
-                    self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
-                    if self._stop.is_set():
-                        break
-                    result = await engine.run(ids[start : start + SEND_CHUNK])
+                    result = await engine.run(ids, skip_check=confirmed)
                 except OposError as exc:
                     stopped = tr(f"stopped: {exc}", f"abgebrochen: {exc}")
-                    break
-                skipped += len(result.not_sendable)
+                    result = engine.result
                 if result.stopped is not None:
                     stopped = tr(f"stopped: {result.stopped}", f"abgebrochen: {result.stopped}")
-                    break
         self._stop_dispatch = None
         if stopped is None and self._stop.is_set():
             stopped = tr("stopped by the operator", "vom Bediener angehalten")
-        self.post_message(SendDone(sent, failed, skipped, stopped))
+        r = engine.result
+        failed = len(r.deferred) + len(r.failed) + len(r.uncertain)
+        self.post_message(SendDone(len(r.sent), failed, len(r.held), len(r.not_sendable), stopped))
 
     def action_stop(self) -> None:
         if not self.sending:
@@ -810,17 +788,22 @@ class QueueScreen(Screen[None]):
 
     @on(SendUpdate)
     def send_update(self, update: SendUpdate) -> None:
-        done = update.sent + update.failed
-        eta = f" · ETA {int(update.eta) // 60}:{int(update.eta) % 60:02d}" if update.eta is not None else ""
-        label = tr(
-            f"sent {update.sent:,} · failed {update.failed:,} · left {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta} · Esc stop · t log",
-            f"gesendet {update.sent:,} · fehlgeschl. {update.failed:,} · offen {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta} · Esc Stopp · t Log",
-        )
+        p = update.progress
+        en = [f"sent {p.sent:,}", f"failed {p.failed:,}"]
+        de = [f"gesendet {p.sent:,}", f"fehlgeschl. {p.failed:,}"]
+        if p.held:
+            en.append(f"held {p.held:,}")
+            de.append(f"angehalten {p.held:,}")
+        en.append(f"left {p.left:,}")
+        de.append(f"offen {p.left:,}")
+        if p.rate is not None:  # none until measured over a few mails
+            eta = f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}" if p.eta is not None else ""
+            en.append(f"{p.rate * 60:.0f}/min{eta}")
+            de.append(f"{p.rate * 60:.0f}/min{eta}")
+        label = tr(" · ".join([*en, "Esc stop · t log"]), " · ".join([*de, "Esc Stopp · t Log"]))
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
-        self.query_one("#progress-bar", ProgressBar).update(progress=done)
+        self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)
         if update.line:
             self.query_one("#transcript", RichLog).write(update.line)
 
@@ -830,12 +813,16 @@ class QueueScreen(Screen[None]):
             f"Done: sent {done.sent:,} · failed {done.failed:,}",
             f"Fertig: gesendet {done.sent:,} · fehlgeschl. {done.failed:,}",
         )
+        if done.held:
+            summary += tr(
+                f" · {done.held:,} held by the plausibility check", f" · {done.held:,} angehalten (Plausibilität)"
+            )
         if done.skipped:
             summary += tr(f" · {done.skipped:,} no longer pending", f" · {done.skipped:,} warteten nicht mehr")
         if done.stopped:
             summary += f" · {done.stopped}"
         self.query_one("#transcript", RichLog).write(summary)
-        self.finish(summary, error=bool(done.stopped) or bool(done.failed))
+        self.finish(summary, error=bool(done.stopped) or bool(done.failed) or bool(done.held))
 
     def show_progress(self, label: str, progress: int, total: int) -> None:
         self.query_one("#progress").display = True

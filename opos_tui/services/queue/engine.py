@@ -68,6 +68,10 @@ class QueueEngine(Protocol):
 
     # --- the handle ---------------------------------------------------------------------------------
 
+    clock: Clock
+    """Where this handle's times come from. A caller that hands the queue a time (a run's start, ``since``)
+    reads it here, so that both speak of the same clock."""
+
     def open_another(self) -> QueueEngine:
         """A new, independent handle on the same queue (with the same clock), for another thread."""
         ...
@@ -141,8 +145,9 @@ class QueueEngine(Protocol):
         """The attachment bytes exactly as queued, in order; empty for an unknown item."""
         ...
 
-    def sendable_count(self, ids: Sequence[int] | None = None) -> int:
-        """How many items :meth:`claim` would still hand out with the same ``ids`` (any number of them)."""
+    def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
+        """How many items :meth:`claim` would still hand out with the same ``ids`` (any number of them) and
+        ``since``."""
         ...
 
     # --- plausibility results (computed by services.plausibility, stored so each PDF is read once) -------
@@ -198,12 +203,16 @@ class QueueEngine(Protocol):
 
     # --- sending ------------------------------------------------------------------------------------
 
-    def claim(self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS) -> QueueItem | None:
+    def claim(
+        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+    ) -> QueueItem | None:
         """Take the oldest (lowest id) sendable item for this handle, or None when there is none.
 
         Sendable: ``pending``, or ``deferred`` whose backoff is over. With ``ids`` (any number; numbers not
         in the queue are passed over), only those items, and a ``deferred`` one even before its backoff is
-        over (the operator asked for it).
+        over (the operator asked for it). ``since`` is when the caller's run began, by this handle's
+        :attr:`clock` (default: now): an item deferred since then (by this run or by another sender) is not
+        handed out again, whatever its backoff, so that a run tries each mail once.
 
         Atomic with exactly one winner: of any number of concurrent claimants (threads, processes, hosts)
         exactly one gets a given item. Before it returns, the item is committed as ``sending`` with
@@ -237,6 +246,12 @@ class QueueEngine(Protocol):
     def unclaim(self, item_id: int, reason: str) -> None:
         """``sending`` -> ``pending``: give a claimed item back untouched (the run stopped before its data
         went out); this attempt does not count (``attempts`` one lower) and the history says why."""
+        ...
+
+    def record_held(self, item_id: int, reason: str) -> None:
+        """``sending`` -> ``held``: hold a claimed item back before its data went out (it failed the
+        plausibility check), with the reason as its error and in its history (``held``); this attempt does
+        not count."""
         ...
 
     def recover_stale(self) -> list[int]:

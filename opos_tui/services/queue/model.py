@@ -129,7 +129,8 @@ class Attachment(AttachmentInfo):
 class Attempt:
     at: datetime
     outcome: str
-    """``sent``, ``deferred``, ``failed``, ``uncertain``, ``retry``, ``marked-sent`` or ``released``."""
+    """``sent``, ``deferred``, ``failed``, ``uncertain``, ``not-sent``, ``held``, ``retry``, ``marked-sent`` or
+    ``released``."""
     reply: str
     """The server's reply (code and text) or what happened, e.g. ``451 4.3.0 try again later``."""
 

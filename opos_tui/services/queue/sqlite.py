@@ -132,6 +132,13 @@ MIGRATIONS: tuple[str, ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# A deferred item counts as tried by a run that began at the parameter (``since``) if it was deferred after
+# that: its last history entry is its deferral.
+_DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = items.id), 0) < ?"
+# What a run may take among the items it was given: pending ones, and deferred ones at once (the operator
+# named them) unless the deferral happened during this run.
+_NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
+
 # The To list and attachment names of a row, in order, without loading the rows themselves (and without
 # touching attachment bytes: ``data`` is the last column, stored apart from the names).
 _ROW_COLUMNS = """
@@ -488,14 +495,17 @@ class SqliteQueue:
             )
         ]
 
-    def sendable_count(self, ids: Sequence[int] | None = None) -> int:
+    def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
+        now = self.clock()
+        since = now if since is None else since
         if ids is None:
             sql = (
-                "SELECT count(*) FROM items WHERE status = 'pending' OR (status = 'deferred' AND next_attempt_at <= ?)"
+                "SELECT count(*) FROM items WHERE status = 'pending'"
+                f" OR (status = 'deferred' AND next_attempt_at <= ? AND {_DEFERRED_BEFORE})"
             )
-            return int(self._read(sql, (self.clock(),))[0][0])
-        sql = "SELECT count(*) FROM items WHERE id IN ({ids}) AND status IN ('pending', 'deferred')"
-        return sum(int(r[0]) for r in self._read_in(sql, dict.fromkeys(ids)))
+            return int(self._read(sql, (now, since))[0][0])
+        sql = f"SELECT count(*) FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE}"
+        return sum(int(r[0]) for r in self._read_in(sql, dict.fromkeys(ids), since))
 
     # --- plausibility results -------------------------------------------------------------------------
 
@@ -590,21 +600,24 @@ class SqliteQueue:
 
     # --- sending --------------------------------------------------------------------------------------
 
-    def claim(self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS) -> QueueItem | None:
+    def claim(
+        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+    ) -> QueueItem | None:
         now = self.clock()
+        since = now if since is None else since
         with self._write() as db:
             if ids is None:
                 # Two index lookups: one OR query would sort every pending item to find the oldest.
                 sql = (
                     "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
-                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?)"
+                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
+                    f" AND {_DEFERRED_BEFORE})"
                 )
-                found = db.execute(sql, (now,)).fetchone()[0]
+                found = db.execute(sql, (now, since)).fetchone()[0]
             else:
                 # Chunks in ascending order: the first one holding a sendable item holds the oldest.
-                sql = """SELECT id FROM items WHERE id IN ({ids}) AND status IN ('pending', 'deferred')
-                         ORDER BY id LIMIT 1"""
-                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)))), None)
+                sql = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
+                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since)), None)
             if found is None:
                 return None
             item_id = int(found)
@@ -657,15 +670,21 @@ class SqliteQueue:
         self._finish(item_id, Status.UNCERTAIN, "uncertain", reason, error=reason)
 
     def unclaim(self, item_id: int, reason: str) -> None:
+        self._unclaim(item_id, Status.PENDING, "not-sent", reason, error=None)
+
+    def record_held(self, item_id: int, reason: str) -> None:
+        self._unclaim(item_id, Status.HELD, "held", reason, error=reason)
+
+    def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
         now = self.clock()
         with self._write() as db:
             db.execute(
-                """UPDATE items SET status = 'pending', attempts = max(attempts - 1, 0),
+                """UPDATE items SET status = ?, attempts = max(attempts - 1, 0), error = coalesce(?, error),
                        claim_host = NULL, claim_pid = NULL, lease_until = NULL
                    WHERE id = ? AND status = 'sending'""",
-                (item_id,),
+                (status.value, error, item_id),
             )
-            _note(db, item_id, now, "not-sent", reason)
+            _note(db, item_id, now, outcome, reason)
 
     def recover_stale(self) -> list[int]:
         now = self.clock()
