@@ -349,6 +349,9 @@ class Dispatcher:
                 return
             retry_at = datetime.now(UTC) + backoff(self.retry, item.attempts)
             self.queue.record_deferred(item.id, reply, retry_at)
+            if self._ids is not None:
+                # A named deferred item is claimable at once: without this, one run would try it again and again.
+                self._ids.remove(item.id)
             self._result.deferred.append(item.id)
             self._emit(Outcome.DEFERRED, item, reply)
         elif exc.category is Category.PERMANENT:
