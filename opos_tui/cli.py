@@ -439,6 +439,67 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return run_tui(args, "settings")
 
 
+# --- demo, doctor, unattended operation ------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A throw-away (or ``--home``) installation with its own mail server, opened in the TUI."""
+    import os
+    import tempfile
+    from contextlib import ExitStack
+
+    from opos_tui.services import demo
+
+    # Only an explicit --home: $OPOS_TUI_HOME may be the real installation, which the demo must not touch.
+    explicit = getattr(args, "home", None)
+    if args.received:
+        if not explicit:
+            raise UsageError(
+                tr("--received needs the --home DIR of a kept demo", "--received braucht --home DIR einer Demo")
+            )
+        return show_received(Home.resolve(explicit), args.json)
+    os.environ[secrets.SECRETS_ENV] = "file"  # this home's file store, never the user's keyring
+    with ExitStack() as stack:
+        if explicit:
+            home = Home.resolve(explicit)
+        else:
+            home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
+        with demo.start(home):
+            from opos_tui.screens.demo import DemoApp
+
+            app = DemoApp(home)
+            app.run()
+        print(demo.received_summary(list(demo.received(home))))
+        if explicit:
+            print(
+                tr(
+                    f"Kept in {home.root}: opos-tui demo --home {home.root} --received lists what arrived.",
+                    f"Behalten in {home.root}: opos-tui demo --home {home.root} --received zeigt, was ankam.",
+                )
+            )
+    return app.return_code or EXIT_OK
+
+
+def show_received(home: Home, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    from opos_tui.services import demo
+
+    if not demo.demo_dir(home).is_dir():
+        raise UsageError(tr(f"{home.root} is not a demo home", f"{home.root} ist kein Demo-Ordner"))
+    events = list(demo.received(home))
+    if as_json:
+        print_json([asdict(e) for e in events])
+        return EXIT_OK
+    for e in events:
+        line = f"{e.at}  {e.reply}  {', '.join(e.recipients)}"
+        if e.accepted:
+            line += f"  {e.subject}  [{', '.join(e.attachments or ())}]  {demo.received_dir(home) / e.file}"
+        print(line)
+    print(demo.received_summary(events))
+    return EXIT_OK
+
+
 # --- parser -------------------------------------------------------------------------------------------
 
 
@@ -561,6 +622,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every pending item (the default)")
     add_json(p)
     p.set_defaults(handler=cmd_send)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="try it: a throw-away installation with its own mail server and a queue of letters",
+        description="Starts a mail server on 127.0.0.1 inside this process (STARTTLS, password login), configures "
+        "a throw-away home folder for it (or --home DIR, to keep it), fills the queue with a dozen letters and "
+        "opens the queue screen. Needs no network.",
+    )
+    p.add_argument("--received", action="store_true", help="list what the server of a kept demo (--home) received")
+    add_json(p)
+    p.set_defaults(handler=cmd_demo)
     return parser
 
 
