@@ -500,6 +500,22 @@ def show_received(home: Home, as_json: bool) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check an admin needs when mail does not go out; exit 1 if any failed."""
+    from opos_tui.services.doctor import Level, run_checks
+
+    checks = asyncio.run(run_checks(home_of(args)))
+    ok = all(c.status is not Level.FAIL for c in checks)
+    if args.json:
+        print_json({"checks": [c.to_json() for c in checks], "ok": ok})
+    else:
+        for c in checks:
+            print(f"{c.status.value:<5}{c.name:<18}{c.detail}")
+            if c.fix and c.status is not Level.OK:
+                print(f"{'':<23}{tr('fix', 'Abhilfe')}: {c.fix}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
 # --- parser -------------------------------------------------------------------------------------------
 
 
@@ -634,6 +650,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--received", action="store_true", help="list what the server of a kept demo (--home) received")
     add_json(p)
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check settings, secrets, the mail server, the queue and the spool; each with its fix",
+        description="Each check is OK, WARN or FAIL, with the fix in one line; exit 1 if any check fails.",
+    )
+    add_json(p)
+    p.set_defaults(handler=cmd_doctor)
     return parser
 
 
