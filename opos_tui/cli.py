@@ -516,6 +516,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Import the spool and send what is due, every --interval seconds, until SIGTERM or Ctrl+C."""
+    from opos_tui.services.unattended import run_unattended
+
+    if not 1 <= args.interval <= 86400:
+        raise UsageError(tr("--interval takes 1 to 86400 seconds", "--interval: 1 bis 86400 Sekunden"))
+    return asyncio.run(run_unattended(home_of(args), args.interval, once=args.once))
+
+
 # --- parser -------------------------------------------------------------------------------------------
 
 
@@ -659,6 +668,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_json(p)
     p.set_defaults(handler=cmd_doctor)
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="unattended: import the spool and send what is due, again and again, until stopped",
+        description="Each round imports the spool inbox and sends the pending mails and the deferred ones whose "
+        "backoff is over; SIGTERM or Ctrl+C stop it after the mails on the wire. One run per home at a time. "
+        "Logs to logs/opos-tui.log in the home (and to stderr under systemd).",
+    )
+    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="time between rounds (60)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for cron and timers)")
+    p.set_defaults(handler=cmd_run)
     return parser
 
 
