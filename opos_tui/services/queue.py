@@ -907,6 +907,13 @@ class Queue:
                 (item_id, now, outcome, reason),
             )
 
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: ``["ok"]`` for a sound file, else the problems it found."""
+        try:
+            return [str(r[0]) for r in self._read("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:  # too broken to be checked at all
+            return [str(exc)]
+
     def recover_stale(self) -> list[int]:
         """Turn ``sending`` items whose claimant is gone into ``uncertain``; returns their ids.
 
