@@ -139,6 +139,7 @@ def test_what_goes_in_comes_out(queue: QueueEngine, clock: HandClock) -> None:
     with pytest.raises(UnknownItems) as caught:
         queue.get(item.id + 1)
     assert caught.value.ids == (item.id + 1,)
+    assert queue.quick_check() == ["ok"]
 
 
 def test_enqueue_many_gives_growing_ids_and_is_all_or_nothing(queue: QueueEngine) -> None:

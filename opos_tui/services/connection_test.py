@@ -21,6 +21,7 @@ from opos_tui.services.secrets import SecretStore
 from opos_tui.services.transports.base import Envelope
 from opos_tui.services.transports.factory import build_transport
 from opos_tui.services.transports.smtp import HandshakeEvent, SmtpTransport, Stage, TokenProvider
+from opos_tui.services.transports.tls import CertificateInfo
 from opos_tui.settings import Settings
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
@@ -35,6 +36,8 @@ class ConnectionTestResult:
     """Whether the connection was encrypted when the test ended."""
     error: str | None
     transcript: list[HandshakeEvent] = field(default_factory=list)
+    certificate: CertificateInfo | None = None
+    """The server's certificate, when the connection was encrypted."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -122,7 +125,8 @@ async def run_connection_test(
                 tr(f"The connection works ({how}).", f"Die Verbindung funktioniert ({how})."),
             )
         )
-        return ConnectionTestResult(True, "done", encrypted, None, transcript)
+        certificate = transport.tls.certificate if transport.tls else None
+        return ConnectionTestResult(True, "done", encrypted, None, transcript, certificate)
     except OposError as exc:
         record(HandshakeEvent(transport.stage, "failed", exc.message(), transport.failed_exchange))
         return ConnectionTestResult(False, transport.stage, transport.tls is not None, exc.message(), transcript)

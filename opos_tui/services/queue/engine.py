@@ -80,6 +80,11 @@ class QueueEngine(Protocol):
         """Let go of the queue; the handle is unusable afterwards."""
         ...
 
+    def quick_check(self) -> list[str]:
+        """A check of the storage's own integrity (SQLite: ``PRAGMA quick_check``): ``["ok"]`` when sound,
+        else the problems found, never an exception for a damaged store."""
+        ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(

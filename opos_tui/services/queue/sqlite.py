@@ -686,6 +686,12 @@ class SqliteQueue:
             )
             _note(db, item_id, now, outcome, reason)
 
+    def quick_check(self) -> list[str]:
+        try:
+            return [str(r[0]) for r in self._read("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:  # too broken to be checked at all
+            return [str(exc)]
+
     def recover_stale(self) -> list[int]:
         now = self.clock()
         stale: list[tuple[int, str, int]] = []
