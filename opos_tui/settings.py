@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from opos_tui.services.addresses import AddressError, check_addr_spec, has_line_break
-from opos_tui.services.errors import ConfigError
+from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
 
@@ -403,9 +403,20 @@ def load(home: Home) -> Settings:
 
 def save(home: Home, settings: Settings) -> None:
     """Write config.toml atomically, owner-only (0600)."""
-    home.ensure()
     data = settings.model_dump(mode="json")
-    write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"), mode=0o600)
+    try:
+        home.ensure()
+        write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"), mode=0o600)
+    except OSError as exc:
+        raise _cannot_write(home.config_file, exc) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> OposError:
+    return OposError(
+        f"cannot write {path}: {exc.strerror or exc} (check the permissions of its folder)",
+        f"{path} nicht schreibbar: {exc.strerror or exc} (Rechte des Ordners prüfen)",
+        str(exc),
+    )
 
 
 def set_value(home: Home, key: str, raw: str) -> Settings:

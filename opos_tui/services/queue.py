@@ -84,6 +84,40 @@ class QueueError(OposError):
     """The queue file cannot be opened or used (not a queue, disk full, locked for too long)."""
 
 
+def queue_error(path: Path, exc: sqlite3.Error) -> QueueError:
+    """What an SQLite error on the queue file means for the person who ran the command."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code; not set on every error
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        waited = f"{BUSY_TIMEOUT_MS / 1000:g}"
+        return QueueError(
+            f"the queue {path} is locked by another process (waited {waited} s): try again later",
+            f"die Warteschlange {path} ist von einem anderen Prozess gesperrt ({waited} s gewartet):"
+            " später erneut versuchen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return QueueError(
+            f"the queue {path} cannot be opened for writing ({exc}): check the permissions of the file and its folder",
+            f"die Warteschlange {path} ist nicht beschreibbar ({exc}): Rechte der Datei und ihres Ordners prüfen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return QueueError(
+            f"{path} is not an opos-tui queue or is damaged ({exc})",
+            f"{path} ist keine opos-tui-Warteschlange oder beschädigt ({exc})",
+            str(exc),
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return QueueError(
+            f"the queue {path} cannot grow: the disk is full",
+            f"die Warteschlange {path} kann nicht wachsen: die Platte ist voll",
+            str(exc),
+        )
+    return QueueError(
+        f"the queue {path} cannot be used: {exc}", f"die Warteschlange {path} ist nicht nutzbar: {exc}", str(exc)
+    )
+
+
 class DuplicateImport(OposError):
     """This spool manifest was imported before; ``item_id`` is the item it became."""
 
@@ -359,19 +393,19 @@ class Queue:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._lock = threading.RLock()
-        try:
+        with self._sqlite_errors():
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise QueueError(
-                f"cannot open the queue {path}: {exc}", f"Warteschlange {path} nicht zu öffnen: {exc}", str(exc)
-            ) from None
+            try:
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = FULL")
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+            except BaseException:
+                self._db.close()
+                raise
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -396,28 +430,30 @@ class Queue:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """The one place where SQLite's errors become a :class:`QueueError` that says what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise queue_error(self.path, exc) from None
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise QueueError(
-                    f"the queue {self.path} is busy or not writable: {exc}",
-                    f"die Warteschlange {self.path} ist belegt oder nicht schreibbar: {exc}",
-                    str(exc),
-                ) from None
+            db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             cursor = self._db.execute(sql, params)
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
@@ -715,7 +751,7 @@ class Queue:
     def statuses(self, ids: Sequence[int]) -> dict[int, Status]:
         """The status of each item in one read (a dispatcher asked for 100,000 items must not read each
         whole item); UnknownItems for numbers not in the queue."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return self._statuses(self._db, ids)
 
     def hold(self, ids: Iterable[int]) -> ActionResult:
