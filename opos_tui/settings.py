@@ -7,7 +7,11 @@ Secrets (the password, the Google client secret, tokens) are not here: they live
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tomllib
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from string import Template
@@ -401,8 +405,60 @@ def load(home: Home) -> Settings:
         raise ConfigError(f"{path}: {exc.en}", f"{path}: {exc.de}", detail=exc.detail) from None
 
 
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:  # LK_LOCK gives up after about ten seconds; the other writer is still at it
+                continue
+
+    def _unlock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_file(home: Home) -> Path:
+    return home.config_file.with_name(home.config_file.name + ".lock")
+
+
+@contextlib.contextmanager
+def write_lock(home: Home) -> Iterator[None]:
+    """Hold config.toml's lock (``config.toml.lock`` beside it, 0600) for a whole read-modify-write.
+
+    Every writer of config.toml (``config set``, the settings form) reads, changes and saves under it, so
+    processes saving at once are serialised and none of them overwrites what another just saved. Not
+    re-entrant: take it once per write.
+    """
+    path = lock_file(home)
+    try:
+        home.ensure()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    try:
+        _lock_file(fd)
+        try:
+            yield
+        finally:
+            _unlock_file(fd)
+    finally:
+        os.close(fd)
+
+
 def save(home: Home, settings: Settings) -> None:
-    """Write config.toml atomically, owner-only (0600)."""
+    """Write config.toml atomically, owner-only (0600). A read-modify-write holds :func:`write_lock`."""
     data = settings.model_dump(mode="json")
     try:
         home.ensure()
@@ -421,6 +477,7 @@ def _cannot_write(path: Path, exc: OSError) -> OposError:
 
 def set_value(home: Home, key: str, raw: str) -> Settings:
     """``config set``: validate against the saved settings, then save; on error the file is untouched."""
-    settings = with_value(load(home), key, raw)
-    save(home, settings)
+    with write_lock(home):
+        settings = with_value(load(home), key, raw)
+        save(home, settings)
     return settings
