@@ -649,7 +649,12 @@ class QueueScreen(Screen[None]):
     def action_settings(self) -> None:
         from opos_tui.screens.settings import SettingsScreen
 
-        self.app.push_screen(SettingsScreen(self.home))
+        try:
+            form = SettingsScreen(self.home)  # a broken config.toml opens too, to be fixed there
+        except OposError as exc:  # the secret store cannot be opened
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(form)
 
     @on(DataTable.RowSelected)
     def open_item(self, event: DataTable.RowSelected) -> None:
