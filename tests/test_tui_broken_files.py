@@ -4,16 +4,30 @@ noticed and said, with the actions refused until a queue is there again. Real fi
 
 from __future__ import annotations
 
+import os
 import tomllib
+from pathlib import Path
 
 from textual.widgets import Input
 
 from opos_tui import settings
 from opos_tui.app import OposApp
+from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services.home import Home
-from tests.test_queue_screen import answer, configure, letter, queue_screen, settle, text_of
+from opos_tui.services.queue import Status
+from tests.test_queue_screen import (
+    answer,
+    configure,
+    letter,
+    queue_screen,
+    settle,
+    shown_ids,
+    statuses,
+    text_of,
+    until,
+)
 from tests.test_settings_screen import type_into
 
 # --- config.toml --------------------------------------------------------------------------------------
@@ -107,3 +121,80 @@ async def test_c_with_a_file_that_is_not_toml_replaces_it_only_when_agreed(home:
         assert not screen.query_one("#file-problem").display
     assert tomllib.loads(home.config_file.read_text())["smtp"]["host"] == "mail.example.test"
     assert settings.load(home).smtp.host == "mail.example.test"
+
+
+# --- queue.db -----------------------------------------------------------------------------------------
+
+
+def other_queue(home: Home, tmp_path: Path, count: int) -> tuple[Path, list[int]]:
+    """A queue file made elsewhere (a restored backup, another installation's) with ``count`` new letters."""
+    other = Home(tmp_path / "other")
+    configure(other)
+    ids = [letter(other, n) for n in range(101, 101 + count)]
+    return other.queue_db, ids
+
+
+def notified(app: OposApp, text: str) -> bool:
+    return any(text in str(n.message) for n in app._notifications)
+
+
+async def test_a_queue_file_deleted_under_the_screen_is_said_and_nothing_acts(home: Home, tmp_path: Path) -> None:
+    configure(home)
+    first, second = letter(home, 1), letter(home, 2)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await settle(pilot)
+        assert shown_ids(screen) == [second, first]
+        home.queue_db.unlink()
+        await until(pilot, lambda: screen.lost is not None)
+        assert shown_ids(screen) == []  # nothing stale
+        hint = text_of(screen, "#empty-hint")
+        assert f"the queue file {home.queue_db} was deleted while it was open" in hint
+        assert "every action is off" in hint
+        assert "the queue is gone" in text_of(screen, "#counts")
+        for key in ("h", "d", "s", "S", "a", "enter"):
+            await pilot.press(key)
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)  # no question, no detail: nothing to act on
+        assert not home.queue_db.exists()  # and no new, empty queue made in its place
+        assert not notified(app, "held") and not notified(app, "Nothing")
+
+        # a queue file is put back (a restored backup): the screen reopens it and acts on it again
+        restored, ids = other_queue(home, tmp_path, 2)
+        os.replace(restored, home.queue_db)
+        await until(pilot, lambda: screen.lost is None and shown_ids(screen) == ids[::-1], seconds=10)
+        assert notified(app, f"Reopened the queue {home.queue_db}")
+        await pilot.press("h")
+        await settle(pilot)
+        await until(pilot, lambda: statuses(home)[ids[-1]] is Status.HELD)
+
+
+async def test_a_queue_file_replaced_under_the_screen_shows_the_new_one_not_stale_items(
+    home: Home, tmp_path: Path
+) -> None:
+    configure(home)
+    first = letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await settle(pilot)
+        assert shown_ids(screen) == [first]
+        junk = tmp_path / "junk.db"
+        junk.write_bytes(b"not a queue\n" * 1000)
+        os.replace(junk, home.queue_db)
+        await until(pilot, lambda: screen.lost is not None)
+        assert shown_ids(screen) == []
+        assert notified(app, f"the queue file {home.queue_db} was replaced by another file while it was open")
+        # the file there is no queue: said, and the screen stays off
+        await until(pilot, lambda: "is not an opos-tui queue" in text_of(screen, "#empty-hint"))
+        assert home.queue_db.read_bytes() == b"not a queue\n" * 1000  # untouched
+
+        # a restored queue, put in place as SQLite needs it: without the old file's -wal and -shm (their
+        # frames would be read as part of the new file)
+        replacement, ids = other_queue(home, tmp_path, 3)
+        for suffix in ("-wal", "-shm"):
+            home.queue_db.with_name(home.queue_db.name + suffix).unlink(missing_ok=True)
+        os.replace(replacement, home.queue_db)
+        await until(pilot, lambda: shown_ids(screen) == ids[::-1], seconds=10)
+        assert "3" in text_of(screen, "#counts")

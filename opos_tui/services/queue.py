@@ -84,6 +84,37 @@ class QueueError(OposError):
     """The queue file cannot be opened or used (not a queue, disk full, locked for too long)."""
 
 
+class QueueGone(QueueError):
+    """The queue file was deleted or replaced by another while it was open: what this connection reads is
+    seen by no other process any more."""
+
+    def __init__(self, path: Path, replaced: bool) -> None:
+        if replaced:
+            en = f"the queue file {path} was replaced by another file while it was open"
+            de = f"die Warteschlangendatei {path} wurde während der Nutzung durch eine andere ersetzt"
+        else:
+            en = f"the queue file {path} was deleted while it was open"
+            de = f"die Warteschlangendatei {path} wurde während der Nutzung gelöscht"
+        super().__init__(en, de)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file a path names (device and inode), or None if it names none that can be seen."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def not_a_queue(path: Path, why: str) -> QueueError:
+    return QueueError(
+        f"{path} is not an opos-tui queue or is damaged ({why})",
+        f"{path} ist keine opos-tui-Warteschlange oder beschädigt ({why})",
+        why,
+    )
+
+
 def queue_error(path: Path, exc: sqlite3.Error) -> QueueError:
     """What an SQLite error on the queue file means for the person who ran the command."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code; not set on every error
@@ -102,11 +133,7 @@ def queue_error(path: Path, exc: sqlite3.Error) -> QueueError:
             str(exc),
         )
     if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-        return QueueError(
-            f"{path} is not an opos-tui queue or is damaged ({exc})",
-            f"{path} ist keine opos-tui-Warteschlange oder beschädigt ({exc})",
-            str(exc),
-        )
+        return not_a_queue(path, str(exc))
     if code == sqlite3.SQLITE_FULL:
         return QueueError(
             f"the queue {path} cannot grow: the disk is full",
@@ -385,17 +412,34 @@ _ROW_COLUMNS = """
 class Queue:
     """The send queue in one SQLite file. Thread-safe; one instance per process is enough.
 
-    Open with :func:`open_queue`; close with :meth:`close` or use it as a context manager.
+    Open with :func:`open_queue`; close with :meth:`close` or use it as a context manager. ``create=False``
+    opens only a queue that is there: never a new one, and never a file that is not an SQLite database (SQLite
+    might write into it).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._lock = threading.RLock()
+        self._create = create
+        if not create:
+            try:
+                with path.open("rb") as file:
+                    header = file.read(16)
+            except OSError as exc:
+                raise QueueError(
+                    f"cannot open the queue {path}: {exc.strerror}", f"{path} nicht zu öffnen: {exc.strerror}"
+                ) from None
+            if header != b"SQLite format 3\x00":
+                raise not_a_queue(path, "not an SQLite database")
         with self._sqlite_errors():
             self._db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                path if create else f"{path.absolute().as_uri()}?mode=rw",
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=not create,
             )
             try:
                 self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -406,6 +450,7 @@ class Queue:
             except BaseException:
                 self._db.close()
                 raise
+        self._identity = _file_identity(path)
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -413,6 +458,8 @@ class Queue:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and not self._create:
+            raise not_a_queue(self.path, "no queue in it")
         if version > SCHEMA_VERSION:
             raise QueueError(
                 f"the queue {self.path} was made by a newer opos-tui (schema {version})",
@@ -461,6 +508,23 @@ class Queue:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def check_file(self) -> None:
+        """:class:`QueueGone` if the path no longer names the file this queue has open (it was deleted, or
+        another file was put in its place)."""
+        found = _file_identity(self.path)
+        if found != self._identity or found is None:
+            raise QueueGone(self.path, replaced=found is not None)
+
+    def another(self) -> Queue:
+        """A second connection to this queue's file, for another thread; :class:`QueueGone` if the path no
+        longer names that file (never a new, empty queue in its place)."""
+        self.check_file()
+        other = Queue(self.path, create=False)
+        if other._identity != self._identity:
+            other.close()
+            raise QueueGone(self.path, replaced=True)
+        return other
 
     def __enter__(self) -> Queue:
         return self
@@ -531,7 +595,11 @@ class Queue:
     # --- reading --------------------------------------------------------------------------------------
 
     def version(self) -> int:
-        """A number that changes whenever any process changed the queue. Poll it; re-read when it moves."""
+        """A number that changes whenever any process changed the queue. Poll it; re-read when it moves.
+
+        :class:`QueueGone` once the file was deleted or replaced: nothing read from it is current then.
+        """
+        self.check_file()
         return int(self._read("SELECT value FROM meta WHERE key = 'changes'")[0][0])
 
     @staticmethod
