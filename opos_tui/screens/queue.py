@@ -320,6 +320,8 @@ class QueueScreen(Screen[None]):
         """Why the queue cannot be shown (its file was deleted or replaced); None while it can."""
         self._found: tuple[int, int, int] | None = None
         """The file seen at the queue's path on the last poll while lost: reopened once it stops changing."""
+        self.unopenable: str | None = None
+        """Why the file now at the queue's path cannot be opened instead, while lost."""
 
     # --- building -----------------------------------------------------------------------------------------
 
@@ -428,11 +430,11 @@ class QueueScreen(Screen[None]):
         try:
             queue = Queue(self.queue.path, create=False)
         except QueueError as exc:
-            if str(exc) != self.lost:
-                self.lost = str(exc)
+            if str(exc) != self.unopenable:
+                self.unopenable = str(exc)
                 self.show_empty_hint()
             return
-        self.queue, self.lost, self._found = queue, None, None
+        self.queue, self.lost, self._found, self.unopenable = queue, None, None, None
         self.remove_class("-lost")
         self.refresh_bindings()
         self.notify(tr(f"Reopened the queue {queue.path}.", f"Warteschlange {queue.path} wieder geöffnet."))
@@ -549,14 +551,18 @@ class QueueScreen(Screen[None]):
         hint = self.query_one("#empty-hint", Static)
         self.set_class(not self.total, "-empty")
         if self.lost is not None:
-            hint.update(
-                tr(
-                    f"⚠ {self.lost}.\nWhat this screen showed is no longer the queue, so it shows nothing and"
-                    " every action is off. It reopens by itself once a queue file is there again.",
-                    f"⚠ {self.lost}.\nWas hier stand, ist nicht mehr die Warteschlange: nichts wird gezeigt,"
-                    " keine Aktion ist möglich. Sie öffnet sich von selbst, sobald wieder eine Datei da ist.",
-                )
+            text = tr(
+                f"⚠ {self.lost}.\nWhat this screen showed is no longer the queue, so it shows nothing and every"
+                " action is off. It reopens by itself once a queue file is there again.",
+                f"⚠ {self.lost}.\nWas hier stand, ist nicht mehr die Warteschlange: nichts wird gezeigt, keine"
+                " Aktion ist möglich. Sie öffnet sich von selbst, sobald wieder eine Datei da ist.",
             )
+            if self.unopenable is not None:
+                text += tr(
+                    f"\nThe file there now is not opened: {self.unopenable}.",
+                    f"\nDie Datei, die jetzt dort liegt, wird nicht geöffnet: {self.unopenable}.",
+                )
+            hint.update(text)
             return
         if self.total:
             return
