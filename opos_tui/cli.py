@@ -234,6 +234,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     {"manifest": i.manifest, "id": i.item_id, "duplicate": i.duplicate} for i in report.imported
                 ],
                 "rejected": [{"manifest": r.manifest, "error": r.reason} for r in report.rejected],
+                "waiting": report.waiting,
             }
         )
     else:
@@ -249,6 +250,13 @@ def cmd_import(args: argparse.Namespace) -> int:
                 print(tr(f"{done.manifest}: queued #{done.item_id}", f"{done.manifest}: eingereiht #{done.item_id}"))
         for bad in report.rejected:
             print(tr(f"{bad.manifest}: rejected: {bad.reason}", f"{bad.manifest}: abgewiesen: {bad.reason}"))
+        for name in report.waiting:
+            print(
+                tr(
+                    f"{name}: still being written, left for the next import",
+                    f"{name}: wird noch geschrieben, bleibt für den nächsten Import liegen",
+                )
+            )
         print(
             tr(
                 f"{len(report.imported)} imported, {len(report.rejected)} rejected (see {report.rejected_dir})",

@@ -30,9 +30,9 @@ from pydantic import (
     model_validator,
 )
 
-from opos_tui.services.addresses import AddressError, check_addr_spec, has_line_break
+from opos_tui.services.addresses import AddressError, check_addr_spec, check_one_line
 from opos_tui.services.errors import ConfigError, OposError
-from opos_tui.services.files import write_atomic
+from opos_tui.services.files import make_file, write_atomic
 from opos_tui.services.home import Home
 
 Connection = Literal["windows", "outlook", "smtp"]
@@ -60,9 +60,10 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
 
 
 def _single_line(value: str) -> str:
-    if has_line_break(value):
-        raise ValueError("must be a single line (no line breaks)")
-    return value.strip()
+    try:
+        return check_one_line(value).strip()
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _optional_address(value: str) -> str:
@@ -183,6 +184,9 @@ class LetterSettings(_Section):
     attachment_name: TemplateLine = "${filename}"
     """File name of each attachment as the recipient sees it; ${filename} keeps the file's own name. Other
     placeholders: ${stem}, ${ext} and each mail's values, e.g. Mahnung_${document_number}.pdf."""
+    max_recipients: int = Field(10, ge=1, le=100)
+    """Most recipients (To and Cc together) of one mail: one letter goes to one customer. A mail with more is
+    refused when it is queued."""
 
 
 class ReportTemplate(_Section):
@@ -518,7 +522,8 @@ def lock_file(home: Home) -> Path:
 
 @contextlib.contextmanager
 def write_lock(home: Home) -> Iterator[None]:
-    """Hold config.toml's lock (``config.toml.lock`` beside it, 0600) for a whole read-modify-write.
+    """Hold config.toml's lock (``config.toml.lock`` beside it, made like config.toml) for a whole
+    read-modify-write.
 
     Every writer of config.toml (``config set``, the settings form) reads, changes and saves under it, so
     processes saving at once are serialised and none of them overwrites what another just saved. Not
@@ -527,7 +532,8 @@ def write_lock(home: Home) -> Iterator[None]:
     path = lock_file(home)
     try:
         home.ensure()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        make_file(path)
+        fd = os.open(path, os.O_RDWR)
     except OSError as exc:
         raise _cannot_write(path, exc) from None
     try:
@@ -545,7 +551,7 @@ def save(home: Home, settings: Settings) -> None:
     data = settings.model_dump(mode="json")
     try:
         home.ensure()
-        write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"), mode=0o600)
+        write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"))
     except OSError as exc:
         raise _cannot_write(home.config_file, exc) from None
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,15 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, hom
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def run_cli(*argv: str) -> CliResult:
+    """The command line in a process of its own (with this test's environment): a test of something that used
+    to hang cannot hang the suite."""
+    done = subprocess.run(
+        [sys.executable, "-m", "opos_tui", *argv], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
 
 
 def file_bytes(path: Path) -> bytes | None:

@@ -41,6 +41,7 @@ GOOD_VALUES = {
     "letters.body": ["Guten Tag ${customer_name},\n\nanbei Beleg ${document_number}.\nKosten: $$5"],
     "letters.signature": ["Müller GmbH\nBuchhaltung"],
     "letters.attachment_name": ["${filename}", "Mahnung_${document_number}.pdf"],
+    "letters.max_recipients": ["1", "10", "100"],
     **{
         f"{section}.{name}": ["${document_number} für ${customer_name}"]
         for section in ["payment_advice"] + [f"dunning_{level}" for level in range(1, 10)]
@@ -66,6 +67,13 @@ BAD_VALUES = [
     ("sender.reply_to", "a@b"),
     ("sender.bcc", "x@example.com\r\nBcc: victim@example.com"),
     ("sender.name", "Evil\nBcc: victim@example.com"),
+    ("sender.name", "Müller\u2028GmbH"),  # a line separator send could not write
+    ("sender.address", "jörg@mueller.example"),  # non-ASCII before the @
+    ("sender.address", ".buchhaltung@mueller.example"),
+    ("sender.reply_to", "opos.@mueller.example"),
+    ("sender.bcc", "archiv..kopie@mueller.example"),
+    ("sender.address", "a" * 65 + "@mueller.example"),
+    ("sender.address", "buchhaltung@☃.example"),  # not encodable in IDNA 2008
     ("nosuch.key", "1"),
     ("smtp.max_message_mb", "0"),
     ("smtp.connections", "0"),
@@ -74,6 +82,8 @@ BAD_VALUES = [
     ("letters.language", "fr"),
     ("letters.subject", "Mahnung\nBcc: victim@example.com"),
     ("letters.body", "Kosten: $5"),
+    ("letters.max_recipients", "0"),
+    ("letters.max_recipients", "101"),
     ("payment_advice.subject", "Avis ${document_number"),
     ("dunning_3.body", "${ kunde }"),
     ("dunning_10.subject", "x"),

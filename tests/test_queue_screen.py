@@ -519,6 +519,59 @@ async def test_edit_recipients_is_validated(home: Home) -> None:
         assert 'To: "Müller, Hans" <hans@example.test>' in text_of(app.screen, "#headers")
 
 
+async def test_edit_recipients_refuses_what_send_cannot_write(home: Home) -> None:
+    configure(home)
+    item = letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_detail(pilot)
+        await pilot.press("e")
+        modal = app.screen
+        assert isinstance(modal, RecipientsScreen)
+        to = modal.query_one("#to", Input)
+        for bad, why in (
+            ("jörg@kunde.example", "'ö'"),
+            ("kunde.@example.test", "dot"),
+            ("Kunde\u2028GmbH <kunde@example.test>", "U+2028"),
+            ("kunde@" + "k" * 64 + ".example", "at most 63"),
+        ):
+            to.value = bad
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.screen is modal, bad
+            assert why in text_of(modal, "#recipients-error"), bad
+        to.value = "Kunde <kunde@müller-stahl.example>"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, MessageScreen)
+        with open_queue(home) as queue:
+            assert [r.address for r in queue.get(item).recipients] == ["kunde@müller-stahl.example"]
+        assert "To: Kunde <kunde@xn--mller-stahl-thb.example>" in text_of(app.screen, "#headers")
+
+
+async def test_the_detail_of_a_mail_that_cannot_be_written_says_why(home: Home) -> None:
+    configure(home)
+    with open_queue(home) as queue:  # as an older version queued it, without today's checks
+        queue.enqueue(
+            NewItem(
+                type=LetterType.PAYMENT_ADVICE,
+                level=None,
+                sender="buchhaltung@example.test",
+                recipients=(Recipient("to", "jörg@example.test"),),
+                subject="Zahlungsavis Z-1",
+                body="Guten Tag\n",
+                attachments=(NewAttachment("Avis_1.pdf", make_pdf("Zahlungsavis Z-1")),),
+            )
+        )
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        detail = await open_detail(pilot)
+        headers = text_of(detail, "#headers")
+        assert "cannot be written" in headers and "before the @" in headers
+
+
 async def test_hold_release_and_send_from_the_detail(home: Home, smtp_server: Any) -> None:
     server = smtp_server("plain")
     configure(home, server)

@@ -10,6 +10,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opos_tui import settings
 from opos_tui.services import secrets
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
@@ -379,3 +381,33 @@ def test_no_sender_stops_the_run_until_one_is_set(
     assert rows(cli)[item]["status"] == "sent"
     assert parsed(server.received[0].content)["From"].addresses[0].addr_spec == "opos@mueller.example"
     assert server.received[0].mail_from == "opos@mueller.example"
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["ascii-server", "smtputf8-server"])
+def test_an_international_domain_goes_out_in_idna_form(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path, smtputf8: bool
+) -> None:
+    server = smtp_server("plain", smtputf8=smtputf8)
+    configure(
+        cli, home, server, **{"sender.address": "buchhaltung@müller-gmbh.de", "sender.reply_to": "opos@müller-gmbh.de"}
+    )
+    item = enqueue(cli, tmp_path, "Kunde Müller <kunde@müller-stahl.example>", 1, "--cc", "buero@straße.example")
+
+    result = cli("send")
+    assert result.code == 0, result.err
+    assert rows(cli)[item]["status"] == "sent"
+    first = server.received[0]
+    assert first.mail_from == "buchhaltung@xn--mller-gmbh-9db.de"
+    assert first.rcpt_tos == ["kunde@xn--mller-stahl-thb.example", "buero@xn--strae-oqa.example"]
+    headers = first.content.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    unfolded = headers.replace("\r\n ", " ")
+    to = next(line for line in unfolded.splitlines() if line.startswith("To: "))
+    assert to.endswith("<kunde@xn--mller-stahl-thb.example>")  # the name stays RFC 2047 encoded, the address not
+    assert "=?utf-8?" in to.partition("<")[0]
+    assert "=?utf-8?" not in to.partition("<")[2]
+    assert "Cc: buero@xn--strae-oqa.example" in unfolded.splitlines()
+    message = parsed(first.content)
+    assert message["To"] == "Kunde Müller <kunde@xn--mller-stahl-thb.example>"
+    assert message["From"].addresses[0].addr_spec == "buchhaltung@xn--mller-gmbh-9db.de"
+    assert message["Reply-To"] == "opos@xn--mller-gmbh-9db.de"
+    assert message["Message-ID"].endswith("@xn--mller-gmbh-9db.de>")

@@ -162,6 +162,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         "letters.body": "Guten Tag,\n\nanbei ${document_number}.",
         "letters.signature": "Müller GmbH",
         "letters.attachment_name": "Beleg_${document_number}.pdf",
+        "letters.max_recipients": "3",
         **{
             f"{section}.{name}": f"{section} {name} ${{document_number}}"
             for section in ["payment_advice"] + [f"dunning_{level}" for level in range(1, 10)]

@@ -22,7 +22,7 @@ from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, status_text, sta
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import AddressError, parse_mailbox
-from opos_tui.services.compose import build_message
+from opos_tui.services.compose import BadLetter, build_message
 from opos_tui.services.errors import OposError
 from opos_tui.services.queue import (
     EDITABLE,
@@ -50,8 +50,13 @@ def size_text(size: int) -> str:
 
 
 def headers_text(item: QueueItem) -> Text:
-    """The headers exactly as compose will write them, decoded for reading."""
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(build_message(item, []))
+    """The headers exactly as compose will write them, decoded for reading; or why they cannot be written (an
+    item queued by an older version, which did not check everything)."""
+    try:
+        raw = build_message(item, [])
+    except BadLetter as exc:
+        return Text(f"⚠ {exc}", style="red")
+    parsed = BytesHeaderParser(policy=policy.default).parsebytes(raw)
     text = Text()
     for name in SHOWN_HEADERS:
         value = parsed.get(name)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, localtime, make_msgid
+from email.utils import format_datetime, localtime
 
 from opos_tui.i18n import tr
-from opos_tui.services.addresses import AddressError, check_addr_spec
+from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.transports.base import Envelope
@@ -52,20 +51,18 @@ def check_test_address(address: str) -> str:
     try:
         return check_addr_spec(address)
     except AddressError as exc:
-        raise ConfigError(
-            f"--send-test-to: {exc}", f"--send-test-to: keine gültige E-Mail-Adresse ({address.strip()!r})"
-        ) from None
+        raise ConfigError(f"--send-test-to: {exc.en}", f"--send-test-to: {exc.de}") from None
 
 
 def connection_test_mail(settings: Settings, recipient: str) -> bytes:
     """A small plain-text mail that says what it is, in both languages."""
     message = EmailMessage()
     address = settings.sender.address
-    message["From"] = Address(display_name=settings.sender.name, addr_spec=address)
-    message["To"] = recipient
+    message["From"] = header_address(settings.sender.name, address)
+    message["To"] = header_address("", recipient)
     message["Subject"] = "opos-tui: Verbindungstest / connection test"
     message["Date"] = format_datetime(localtime())
-    message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or None)
+    message["Message-ID"] = new_message_id(address)
     message.set_content(
         "Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand per SMTP funktioniert.\n\n"
         "This mail was sent by opos-tui as a connection test. Sending over SMTP works.\n\n"

@@ -224,13 +224,13 @@ class MessageTooLarge(PermanentError):
 
 
 class AddressNotSupported(PermanentError):
-    """An address with non-ASCII characters before the @, and the server does not offer SMTPUTF8."""
+    """An address that cannot go into the envelope (queued by an older version that did not check it)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, reason: OposError) -> None:
         self.address = address
         super().__init__(
-            f"The address {address} contains non-ASCII characters, which this server does not accept (no SMTPUTF8).",
-            f"Die Adresse {address} enthält Sonderzeichen, die dieser Server nicht annimmt (kein SMTPUTF8).",
+            f"The address {address} cannot be sent: {reason.en}. Correct the recipients and retry.",
+            f"Die Adresse {address} lässt sich nicht senden: {reason.de}. Empfänger korrigieren und neu senden.",
         )
 
 

@@ -33,12 +33,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from opos_tui.services.addresses import new_message_id
 from opos_tui.services.errors import OposError
+from opos_tui.services.files import make_file, narrow
 from opos_tui.services.home import Home
 
 SCHEMA_VERSION = 2
@@ -423,16 +425,24 @@ class Queue:
         self.pid = os.getpid()
         self._lock = threading.RLock()
         self._create = create
-        if not create:
-            try:
+        try:
+            if create:
+                # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
+                # mode of the database file. Those an earlier version made world-readable are narrowed.
+                make_file(path)
+            else:
                 with path.open("rb") as file:
-                    header = file.read(16)
-            except OSError as exc:
-                raise QueueError(
-                    f"cannot open the queue {path}: {exc.strerror}", f"{path} nicht zu öffnen: {exc.strerror}"
-                ) from None
-            if header != b"SQLite format 3\x00":
-                raise not_a_queue(path, "not an SQLite database")
+                    is_sqlite = file.read(16) == b"SQLite format 3\x00"
+                if not is_sqlite:
+                    raise not_a_queue(path, "not an SQLite database")
+            for companion in ("-wal", "-shm"):
+                narrow(path.with_name(path.name + companion))
+        except OSError as exc:
+            raise QueueError(
+                f"cannot open the queue {path}: {exc.strerror}",
+                f"Warteschlange {path} nicht zu öffnen: {exc.strerror}",
+                str(exc),
+            ) from None
         with self._sqlite_errors():
             self._db = sqlite3.connect(
                 path if create else f"{path.absolute().as_uri()}?mode=rw",
@@ -549,7 +559,6 @@ class Queue:
                     found = db.execute("SELECT id FROM items WHERE source_key = ?", (item.source_key,)).fetchone()
                     if found:
                         raise DuplicateImport(found[0])
-                domain = item.sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
                 cursor = db.execute(
                     """INSERT INTO items (status, type, level, sender, reply_to, subject, body, vars, customer_name,
                            customer_number, document_number, search, message_id, source_key, created_at)
@@ -567,7 +576,7 @@ class Queue:
                         item.vars.get("customer_number", ""),
                         item.vars.get("document_number", ""),
                         _search_text(item.subject, item.recipients, item.vars),
-                        make_msgid(domain=domain),
+                        new_message_id(item.sender),
                         item.source_key,
                         now,
                     ),

@@ -222,6 +222,7 @@ def start_smtp_server(
     cert: CertKind = "trusted",
     data_size_limit: int = 33554432,
     auth_required: bool = False,
+    smtputf8: bool = False,
 ) -> tuple[SmtpServer, Controller]:
     server = SmtpServer(HOST, free_port(), mode, pki.ca_file)
     handler = _RecordingHandler(server.received, server.logins, server.gate)
@@ -239,6 +240,7 @@ def start_smtp_server(
         auth_required=auth_required,
         authenticator=handler.authenticate,
         data_size_limit=data_size_limit,
+        enable_SMTPUTF8=smtputf8,
     )
     controller.start()
     return server, controller
@@ -250,7 +252,8 @@ StartServer = Callable[..., SmtpServer]
 
 @pytest.fixture
 def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
-    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=...) -> SmtpServer``."""
+    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=..., smtputf8=...)
+    -> SmtpServer`` (``smtputf8=True``: the server offers SMTPUTF8)."""
     controllers: list[Controller] = []
 
     servers: list[SmtpServer] = []

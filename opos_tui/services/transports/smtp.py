@@ -38,6 +38,7 @@ from aiosmtplib.errors import (
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from opos_tui.i18n import tr
+from opos_tui.services.addresses import AddressError, ascii_addr_spec
 from opos_tui.services.errors import (
     AddressNotSupported,
     AuthenticationFailed,
@@ -509,21 +510,16 @@ class SmtpTransport:
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
         if limit and len(data) > limit:
             raise MessageTooLarge(len(data), limit)
-        utf8 = client.supports_extension("smtputf8")
-        sender = _smtp_address(envelope.sender, utf8)
-        recipients = {_smtp_address(r, utf8): r for r in envelope.recipients}
+        sender = _smtp_address(envelope.sender)
+        recipients = {_smtp_address(r): r for r in envelope.recipients}
         options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
         if client.supports_extension("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
-        needs_utf8 = not all(a.isascii() for a in (sender, *recipients))
-        if needs_utf8:
-            options.append("SMTPUTF8")
-        encoding = "utf-8" if needs_utf8 else "ascii"
         exchange: list[str] = []
         try:
             exchange.append(f"C: MAIL FROM:<{sender}>")
             try:
-                await client.mail(sender, options=options, encoding=encoding)
+                await client.mail(sender, options=options, encoding="ascii")
             except SMTPSenderRefused as exc:
                 self.failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
                 await self._reset()
@@ -532,7 +528,7 @@ class SmtpTransport:
             for address, original in recipients.items():
                 exchange.append(f"C: RCPT TO:<{address}>")
                 try:
-                    await client.rcpt(address, encoding=encoding)
+                    await client.rcpt(address, encoding="ascii")
                 except SMTPRecipientRefused as exc:
                     refused[original] = reply_text(exc.code, exc.message)
                     exchange.extend(_server_lines(exc.code, exc.message))
@@ -587,17 +583,14 @@ class SmtpTransport:
         return result
 
 
-def _smtp_address(address: str, utf8: bool) -> str:
-    """The address as it goes into MAIL FROM / RCPT TO: the domain in IDNA form unless the server speaks UTF-8."""
-    if address.isascii() or utf8:
-        return address
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise AddressNotSupported(address)
+def _smtp_address(address: str) -> str:
+    """The address as it goes into MAIL FROM / RCPT TO: ASCII, its domain in IDNA form (``xn--…``), so that
+    no server on the way needs SMTPUTF8. Addresses that cannot be written so are refused when queued; one
+    queued by an older version fails here, before anything is sent."""
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        raise AddressNotSupported(address) from None
+        return ascii_addr_spec(address)
+    except AddressError as exc:
+        raise AddressNotSupported(address, exc) from None
 
 
 def smtp_config(
