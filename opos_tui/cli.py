@@ -48,7 +48,18 @@ def print_json(data: Any) -> None:
 
 
 def home_of(args: argparse.Namespace) -> Home:
-    return Home.resolve(getattr(args, "home", None))
+    """The installation folder; a path that cannot be one (it, or a folder above it, is a file) is bad input."""
+    home = Home.resolve(getattr(args, "home", None))
+    found = next(p for p in (home.root, *home.root.parents) if p.exists())
+    if not found.is_dir():
+        raise UsageError(
+            tr(
+                f"{home.root} cannot be the installation folder: {found} is a file (check --home or OPOS_TUI_HOME)",
+                f"{home.root} kann nicht der Installationsordner sein: {found} ist eine Datei"
+                " (--home oder OPOS_TUI_HOME prüfen)",
+            )
+        )
+    return home
 
 
 # --- config -------------------------------------------------------------------------------------------
@@ -804,3 +815,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OposError as exc:
         print(f"opos-tui: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:  # the last resort for the environment (permissions, a full disk): one line
+        print(f"opos-tui: {os_error_text(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def os_error_text(exc: OSError) -> str:
+    """``Permission denied: /path`` rather than ``[Errno 13] Permission denied: '/path'``."""
+    names = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {names}" if names else reason

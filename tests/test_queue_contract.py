@@ -311,6 +311,8 @@ def test_a_claim_is_committed_with_its_lease_first_attempt_and_date(
     assert claimed.first_attempt_at == at(clock) and claimed.date is not None
     # Committed before claim returned: every other handle sees it.
     assert engine.open().get(older).status is Status.SENDING
+    with queue.another() as worker:  # a handle for another thread
+        assert worker.get(older).status is Status.SENDING
     assert queue.sendable_count() == 1 and queue.sendable_count([older, newer]) == 1
     assert queue.claim([older]) is None  # one claimant per item
 

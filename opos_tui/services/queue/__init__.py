@@ -36,6 +36,7 @@ from opos_tui.services.queue.model import (
     NewAttachment,
     NewItem,
     QueueError,
+    QueueGone,
     QueueItem,
     Recipient,
     RecipientKind,
@@ -43,7 +44,7 @@ from opos_tui.services.queue.model import (
     UnknownItems,
     iso,
 )
-from opos_tui.services.queue.sqlite import BUSY_TIMEOUT_MS, SCHEMA_VERSION, SqliteQueue
+from opos_tui.services.queue.sqlite import BUSY_TIMEOUT_MS, SCHEMA_VERSION, SqliteQueue, not_a_queue, queue_error
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -66,6 +67,7 @@ __all__ = [
     "Queue",
     "QueueEngine",
     "QueueError",
+    "QueueGone",
     "QueueItem",
     "Recipient",
     "RecipientKind",
@@ -73,17 +75,25 @@ __all__ = [
     "Status",
     "UnknownItems",
     "iso",
+    "not_a_queue",
     "open_queue",
     "pid_alive",
+    "queue_error",
 ]
 
 
 def open_queue(
-    home: Home, *, clock: Clock = time.time, message_id: Callable[[str], str] = new_message_id
+    home: Home,
+    *,
+    create: bool = True,
+    clock: Clock = time.time,
+    message_id: Callable[[str], str] = new_message_id,
 ) -> QueueEngine:
-    """The queue of an installation (``queue.db`` in its home folder), created on first use.
+    """The queue of an installation (``queue.db`` in its home folder), created on first use; with
+    ``create=False`` only one that is there (nothing is made, ``QueueError`` otherwise).
 
     ``clock`` is where every time the queue records comes from, ``message_id`` makes the Message-ID of a new
     item from its sender: the defaults are the real ones; tests give fixed ones."""
-    home.ensure()
-    return SqliteQueue(home.queue_db, clock=clock, message_id=message_id)
+    if create:
+        home.ensure()
+    return SqliteQueue(home.queue_db, create=create, clock=clock, message_id=message_id)

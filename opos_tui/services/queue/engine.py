@@ -59,7 +59,7 @@ StatusFilter = Iterable[Status] | Status | None
 
 
 class QueueEngine(Protocol):
-    """The send queue. One handle may be used from several threads; :meth:`open_another` gives a worker
+    """The send queue. One handle may be used from several threads; :meth:`another` gives a worker
     thread a handle of its own so that its long work never makes another thread wait.
 
     Raises :class:`~.model.QueueError` when the queue cannot be used (locked for too long, read-only, not a
@@ -72,8 +72,10 @@ class QueueEngine(Protocol):
     """Where this handle's times come from. A caller that hands the queue a time (a run's start, ``since``)
     reads it here, so that both speak of the same clock."""
 
-    def open_another(self) -> QueueEngine:
-        """A new, independent handle on the same queue (with the same clock), for another thread."""
+    def another(self) -> QueueEngine:
+        """A new, independent handle on the same queue (with the same clock), for another thread.
+        :class:`~.model.QueueGone` if the queue this handle uses is no longer the installation's (never a new,
+        empty queue in its place)."""
         ...
 
     def close(self) -> None:
@@ -110,7 +112,10 @@ class QueueEngine(Protocol):
 
     def version(self) -> int:
         """A number that changes whenever any process changed the queue (any successful write). Poll it;
-        re-read when it moves. Cheap."""
+        re-read when it moves. Cheap.
+
+        :class:`~.model.QueueGone` once the store was deleted or replaced under this handle (SQLite: another
+        file put at ``queue.db``'s place): nothing read from it is current then."""
         ...
 
     def page(self, status: StatusFilter = None, search: str = "", offset: int = 0, limit: int = 100) -> list[ItemRow]:

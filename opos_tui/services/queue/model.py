@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from opos_tui.services.errors import OposError
@@ -51,6 +52,20 @@ EDITABLE = DELETABLE
 
 class QueueError(OposError):
     """The queue file cannot be opened or used (not a queue, disk full, locked for too long)."""
+
+
+class QueueGone(QueueError):
+    """The queue file was deleted or replaced by another while it was open: what this connection reads is
+    seen by no other process any more."""
+
+    def __init__(self, path: Path, replaced: bool) -> None:
+        if replaced:
+            en = f"the queue file {path} was replaced by another file while it was open"
+            de = f"die Warteschlangendatei {path} wurde während der Nutzung durch eine andere ersetzt"
+        else:
+            en = f"the queue file {path} was deleted while it was open"
+            de = f"die Warteschlangendatei {path} wurde während der Nutzung gelöscht"
+        super().__init__(en, de)
 
 
 class DuplicateImport(OposError):

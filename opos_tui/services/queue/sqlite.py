@@ -46,6 +46,7 @@ from opos_tui.services.queue.model import (
     LetterType,
     NewItem,
     QueueError,
+    QueueGone,
     QueueItem,
     Recipient,
     Status,
@@ -156,11 +157,65 @@ _ROW_COLUMNS = """
 _STALE_REASON = "the sending process stopped while this mail was being sent: it may have arrived"
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file a path names (device and inode), or None if it names none that can be seen."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def not_a_queue(path: Path, why: str) -> QueueError:
+    return QueueError(
+        f"{path} is not an opos-tui queue or is damaged ({why})",
+        f"{path} ist keine opos-tui-Warteschlange oder beschädigt ({why})",
+        why,
+    )
+
+
+def queue_error(path: Path, exc: sqlite3.Error) -> QueueError:
+    """What an SQLite error on the queue file means for the person who ran the command."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code; not set on every error
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        waited = f"{BUSY_TIMEOUT_MS / 1000:g}"
+        return QueueError(
+            f"the queue {path} is locked by another process (waited {waited} s): try again later",
+            f"die Warteschlange {path} ist von einem anderen Prozess gesperrt ({waited} s gewartet):"
+            " später erneut versuchen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return QueueError(
+            f"the queue {path} cannot be opened for writing ({exc}): check the permissions of the file and its folder",
+            f"die Warteschlange {path} ist nicht beschreibbar ({exc}): Rechte der Datei und ihres Ordners prüfen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return not_a_queue(path, str(exc))
+    if code == sqlite3.SQLITE_FULL:
+        return QueueError(
+            f"the queue {path} cannot grow: the disk is full",
+            f"die Warteschlange {path} kann nicht wachsen: die Platte ist voll",
+            str(exc),
+        )
+    return QueueError(
+        f"the queue {path} cannot be used: {exc}", f"die Warteschlange {path} ist nicht nutzbar: {exc}", str(exc)
+    )
+
+
+def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     """A connection to the queue file as the engine uses it: autocommit (transactions are explicit), usable
     from any thread (the engine serialises), durable (WAL, ``synchronous=FULL``), patient with other writers
-    (``busy_timeout``), foreign keys on, at most :data:`MAX_PARAMETERS` parameters per statement."""
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    (``busy_timeout``), foreign keys on, at most :data:`MAX_PARAMETERS` parameters per statement.
+    ``create=False``: only a file that is there, opened for reading and writing."""
+    db = sqlite3.connect(
+        path if create else f"{path.absolute().as_uri()}?mode=rw",
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        uri=not create,
+    )
     try:
         db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMETERS)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -250,18 +305,20 @@ def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: 
 
 class SqliteQueue:
     """The send queue in one SQLite file (a :class:`~.engine.QueueEngine`). Thread-safe; one instance per
-    process is enough, plus one per worker thread that must not wait for the others (:meth:`open_another`).
+    process is enough, plus one per worker thread that must not wait for the others (:meth:`another`).
     Each method does what :class:`~.engine.QueueEngine` says it does; the comments here say only how.
 
-    Open an installation's queue with :func:`~opos_tui.services.queue.open_queue`. ``clock`` is where every
-    recorded time comes from; ``message_id`` makes the Message-ID of a new item from its sender; ``host``
-    names this host in claims (the host name unless given).
+    Open an installation's queue with :func:`~opos_tui.services.queue.open_queue`. ``create=False`` opens
+    only a queue that is there: never a new one, and never a file that is not an SQLite database (SQLite
+    might write into it). ``clock`` is where every recorded time comes from; ``message_id`` makes the
+    Message-ID of a new item from its sender; ``host`` names this host in claims (the host name unless given).
     """
 
     def __init__(
         self,
         path: Path,
         *,
+        create: bool = True,
         clock: Clock = time.time,
         message_id: Callable[[str], str] = new_message_id,
         host: str | None = None,
@@ -272,10 +329,17 @@ class SqliteQueue:
         self.host = socket.gethostname() if host is None else host
         self.pid = os.getpid()
         self._lock = threading.RLock()
+        self._create = create
         try:
-            # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
-            # mode of the database file. Those an earlier version made world-readable are narrowed.
-            make_file(path)
+            if create:
+                # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
+                # mode of the database file. Those an earlier version made world-readable are narrowed.
+                make_file(path)
+            else:
+                with path.open("rb") as file:
+                    is_sqlite = file.read(16) == b"SQLite format 3\x00"
+                if not is_sqlite:
+                    raise not_a_queue(path, "not an SQLite database")
             for companion in ("-wal", "-shm"):
                 narrow(path.with_name(path.name + companion))
         except OSError as exc:
@@ -284,15 +348,14 @@ class SqliteQueue:
                 f"Warteschlange {path} nicht zu öffnen: {exc.strerror}",
                 str(exc),
             ) from None
-        try:
-            self._db = connect(path)
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            with contextlib.suppress(AttributeError):
+        with self._sqlite_errors():
+            self._db = connect(path, create=create)
+            try:
+                self._migrate()
+            except BaseException:
                 self._db.close()
-            raise QueueError(
-                f"cannot open the queue {path}: {exc}", f"Warteschlange {path} nicht zu öffnen: {exc}", str(exc)
-            ) from None
+                raise
+        self._identity = _file_identity(path)
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -300,6 +363,8 @@ class SqliteQueue:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and not self._create:
+            raise not_a_queue(self.path, "no queue in it")
         if version > SCHEMA_VERSION:
             raise QueueError(
                 f"the queue {self.path} was made by a newer opos-tui (schema {version})",
@@ -315,38 +380,52 @@ class SqliteQueue:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """The one place where SQLite's errors become a :class:`QueueError` that says what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise queue_error(self.path, exc) from None
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise QueueError(
-                    f"the queue {self.path} is busy or not writable: {exc}",
-                    f"die Warteschlange {self.path} ist belegt oder nicht schreibbar: {exc}",
-                    str(exc),
-                ) from None
+            db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             cursor = self._db.execute(sql, params)
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
 
     def _read_in(self, sql: str, ids: Iterable[int], *params: object) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return list(select_in(self._db, sql, ids, *params))
 
-    def open_another(self) -> SqliteQueue:
-        return SqliteQueue(self.path, clock=self.clock, message_id=self.message_id, host=self.host)
+    def check_file(self) -> None:
+        """:class:`QueueGone` if the path no longer names the file this queue has open (it was deleted, or
+        another file was put in its place)."""
+        found = _file_identity(self.path)
+        if found != self._identity or found is None:
+            raise QueueGone(self.path, replaced=found is not None)
+
+    def another(self) -> SqliteQueue:
+        self.check_file()
+        other = SqliteQueue(self.path, create=False, clock=self.clock, message_id=self.message_id, host=self.host)
+        if other._identity != self._identity:
+            other.close()
+            raise QueueGone(self.path, replaced=True)
+        return other
 
     def close(self) -> None:
         with self._lock:
@@ -413,6 +492,7 @@ class SqliteQueue:
     # --- reading --------------------------------------------------------------------------------------
 
     def version(self) -> int:
+        self.check_file()
         return int(self._read("SELECT value FROM meta WHERE key = 'changes'")[0][0])
 
     def page(self, status: StatusFilter = None, search: str = "", offset: int = 0, limit: int = 100) -> list[ItemRow]:
@@ -441,7 +521,7 @@ class SqliteQueue:
         return int(self._read(sql, [*params, item_id])[0][0])
 
     def statuses(self, ids: Sequence[int]) -> dict[int, Status]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return _statuses(self._db, ids)
 
     def get(self, item_id: int) -> QueueItem:
@@ -689,8 +769,8 @@ class SqliteQueue:
     def quick_check(self) -> list[str]:
         try:
             return [str(r[0]) for r in self._read("PRAGMA quick_check")]
-        except sqlite3.DatabaseError as exc:  # too broken to be checked at all
-            return [str(exc)]
+        except QueueError as exc:  # too broken to be checked at all
+            return [exc.detail or exc.en]
 
     def recover_stale(self) -> list[int]:
         now = self.clock()
