@@ -369,7 +369,7 @@ def default_sender(settings: Settings) -> str:
 
 
 # A plausible item for the preview of the templates, with values as the accounting system sends them.
-_SAMPLE: dict[str, dict[str, str]] = {
+SAMPLE_VALUES: dict[str, dict[str, str]] = {
     "de": {
         "customer_name": "Hartmann Stahlbau GmbH",
         "customer_number": "K10042",
@@ -405,7 +405,7 @@ def preview(settings: Settings, section: str) -> Preview:
     """The mail a report's templates make for a sample item; ``BadLetter`` names a template that cannot be
     filled, as it would when such a mail is queued."""
     letter_type, level = report_of(section)
-    values = template_values(letter_type, level, _SAMPLE["de" if settings.letters.language == "de" else "en"])
+    values = template_values(letter_type, level, SAMPLE_VALUES["de" if settings.letters.language == "de" else "en"])
     subject, body = letter_texts(settings, letter_type, level, values)
     stem = "Zahlungsavis" if level is None else f"Mahnung_{level}"
     name = attachment_name(settings, f"{stem}_{values['document_number']}.pdf", values)
