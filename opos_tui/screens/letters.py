@@ -109,8 +109,8 @@ class LettersScreen(SettingsForm):
                     yield self.text_field(
                         "retry.backoff_minutes",
                         tr(
-                            "Retry after a temporary failure: first wait (minutes, doubles)",
-                            "Wiederholen nach vorübergehendem Fehler: erste Wartezeit (Minuten, verdoppelt)",
+                            "First wait after a temporary failure (minutes; then doubles)",
+                            "Erste Wartezeit nach vorübergehendem Fehler (Minuten; dann doppelt)",
                         ),
                     )
                     yield self.text_field(
