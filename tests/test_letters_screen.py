@@ -60,6 +60,16 @@ async def test_dunning_2_subject_previewed_and_saved(home: Home) -> None:
     assert saved["dunning_3"]["subject"] == ""
 
 
+async def test_every_letter_report_key_has_its_field(home: Home) -> None:
+    sections = ("letters", "retry", "payment_advice", *(f"dunning_{level}" for level in range(1, 10)))
+    wanted = {key for key in settings.KEYS if key.partition(".")[0] in sections}
+    wanted |= {"smtp.connections", "smtp.max_per_minute"}
+    app = OposApp(home, start="letters")
+    async with app.run_test(size=(80, 24)):
+        shown = {field.key for field in letters_screen(app).query(FormField)} - {"report"}
+    assert shown == wanted
+
+
 async def test_invalid_placeholder_named_and_nothing_saved(home: Home) -> None:
     app = OposApp(home, start="reports")
     async with app.run_test(size=(80, 24)) as pilot:

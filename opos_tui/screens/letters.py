@@ -104,6 +104,10 @@ class LettersScreen(SettingsForm):
                         f"Name des Anhangs; auch {placeholders(*FILE_VALUES)}",
                     ),
                 )
+                yield self.text_field(
+                    "letters.max_recipients",
+                    tr("Most recipients of one mail (To and Cc)", "Höchstens Empfänger einer Mail (An und Cc)"),
+                )
                 with Vertical(classes="section"):
                     yield Static(tr("Sending", "Versand"), classes="section-title")
                     yield self.text_field(
