@@ -10,13 +10,15 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from opos_tui.i18n import tr
+from opos_tui.screens.form import SettingsForm
+from opos_tui.screens.letters import LettersScreen, page_of
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 
-StartScreen = Literal["main", "settings"]
+StartScreen = Literal["main", "settings", "letters", "reports"]
 
 
 class OposApp(App[None]):
@@ -31,6 +33,9 @@ class OposApp(App[None]):
     def on_mount(self) -> None:
         if self.start == "settings":
             self.push_screen(SettingsScreen(self.home))
+            return
+        if self.start in ("letters", "reports"):
+            self.push_screen(LettersScreen(self.home, page_of(self.start)))
             return
         try:
             screen = QueueScreen(self.home)
@@ -55,7 +60,7 @@ class OposApp(App[None]):
 
     async def action_quit(self) -> None:
         screen = self.screen
-        if isinstance(screen, SettingsScreen) and screen.dirty:
+        if isinstance(screen, SettingsForm) and screen.dirty:
             screen.action_leave()
             return
         sending = next((s for s in self.screen_stack if isinstance(s, QueueScreen) and s.sending), None)

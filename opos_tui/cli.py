@@ -535,7 +535,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    return run_tui(args, "settings")
+    pages: dict[str, StartScreen] = {"email": "settings", "letters": "letters", "reports": "reports"}
+    return run_tui(args, pages[args.page])
 
 
 # --- demo, doctor, unattended operation ------------------------------------------------------------------
@@ -661,6 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("settings", parents=[common], help="open the TUI on the settings form")
+    p.add_argument(
+        "--page",
+        choices=["email", "letters", "reports"],
+        default="email",
+        help="email: the E-Mail form (default); letters: global letter report settings; reports: per report",
+    )
     p.set_defaults(handler=cmd_settings)
 
     p = sub.add_parser(

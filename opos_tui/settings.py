@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, check_one_line
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.files import make_file, write_atomic
@@ -160,13 +161,52 @@ def _template_line(value: str) -> str:
 
 def _template(value: str) -> str:
     # ${placeholder} with string.Template's rules; `$$` is a literal dollar sign. No code in templates.
-    if not Template(value).is_valid():
-        raise ValueError("has a bad placeholder: write ${name}, and $$ for a dollar sign")
+    for match in Template.pattern.finditer(value):
+        if match.group("invalid") is not None:
+            rest = value[match.start() :].splitlines()[0]
+            end = rest.find("}") + 1 if rest.startswith("${") else 0
+            bad = rest[: end or len(rest.split(maxsplit=1)[0])][:30]
+            raise ValueError(
+                tr(
+                    f"has a bad placeholder at '{bad}': write ${{name}}, and $$ for a dollar sign",
+                    f"hat einen fehlerhaften Platzhalter bei '{bad}': ${{name}} schreiben, und $$ für ein"
+                    " Dollarzeichen",
+                )
+            )
     return value
 
 
 TemplateLine = Annotated[str, AfterValidator(_template_line)]
 TemplateText = Annotated[str, AfterValidator(_template)]
+
+LETTER_VALUES: tuple[str, ...] = (
+    "customer_name",
+    "customer_number",
+    "document_number",
+    "amount",
+    "currency",
+    "due_date",
+)
+"""The values a mail brings for its templates (the manifest's ``vars``, ``enqueue --var``)."""
+LEVEL_VALUE = "level"
+"""Filled in for dunning letters: their level, 1 to 9."""
+FILE_VALUES: tuple[str, ...] = ("filename", "stem", "ext")
+"""Filled in for the attachment name only: each file's own name, the name without and its extension."""
+
+
+def _known_placeholders(value: str, info: ValidationInfo, known: tuple[str, ...]) -> str:
+    """Refuse a placeholder no mail can fill (a typo such as ``${customr_name}``). Checked when an admin sets
+    a template (``check_files`` context), not on every load: an older template must not lock anyone out."""
+    if not (info.context and info.context.get("check_files")):
+        return value
+    unknown = [name for name in Template(value).get_identifiers() if name not in known]
+    if unknown:
+        names = ", ".join("${" + name + "}" for name in dict.fromkeys(unknown))
+        allowed = ", ".join("${" + name + "}" for name in known)
+        raise ValueError(
+            tr(f"unknown placeholder {names}; known: {allowed}", f"unbekannter Platzhalter {names}; bekannt: {allowed}")
+        )
+    return value
 
 
 class LetterSettings(_Section):
@@ -188,12 +228,34 @@ class LetterSettings(_Section):
     """Most recipients (To and Cc together) of one mail: one letter goes to one customer. A mail with more is
     refused when it is queued."""
 
+    @field_validator("subject", "body", "signature")
+    @classmethod
+    def _text_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _known_placeholders(value, info, (*LETTER_VALUES, LEVEL_VALUE))
+
+    @field_validator("attachment_name")
+    @classmethod
+    def _name_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _known_placeholders(value, info, (*LETTER_VALUES, LEVEL_VALUE, *FILE_VALUES))
+
 
 class ReportTemplate(_Section):
     subject: TemplateLine = ""
     """Subject of this report's mails; empty = letters.subject, or the shipped text if that is empty too."""
     body: TemplateText = ""
     """Body of this report's mails; empty = letters.body, or the shipped text if that is empty too."""
+
+    placeholders: ClassVar[tuple[str, ...]] = (*LETTER_VALUES, LEVEL_VALUE)
+    """What this report's templates may use."""
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _known_placeholders(value, info, cls.placeholders)
+
+
+class PaymentAdviceTemplate(ReportTemplate):
+    placeholders = LETTER_VALUES  # a payment advice has no level
 
 
 class SenderSettings(_Section):
@@ -216,7 +278,7 @@ class Settings(_Section):
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)
-    payment_advice: ReportTemplate = Field(default_factory=ReportTemplate)
+    payment_advice: PaymentAdviceTemplate = Field(default_factory=PaymentAdviceTemplate)
     """Zahlungsavis: subject and body of payment advices."""
     dunning_1: ReportTemplate = Field(default_factory=ReportTemplate)
     """Mahnung level 1: subject and body."""

@@ -86,6 +86,9 @@ BAD_VALUES = [
     ("letters.max_recipients", "101"),
     ("payment_advice.subject", "Avis ${document_number"),
     ("dunning_3.body", "${ kunde }"),
+    ("letters.subject", "Beleg ${customr_name}"),
+    ("letters.attachment_name", "${filenam}"),
+    ("payment_advice.body", "Avis, Stufe ${level}"),
     ("dunning_10.subject", "x"),
 ]
 
@@ -135,6 +138,22 @@ def test_bad_value_names_what_is_allowed(cli: Cli, home: Home) -> None:
     for mode in ("None", "Auto", "SslOnConnect", "StartTls", "StartTlsWhenAvailable"):
         assert mode in err
     assert "1 to 65535" in cli("config", "set", "smtp.port", "99999").err
+
+
+def test_a_template_names_its_bad_placeholder(cli: Cli, home: Home) -> None:
+    err = cli("config", "set", "dunning_2.subject", "Mahnung ${customr_name}").err
+    assert "unknown placeholder ${customr_name}" in err and "${customer_name}" in err
+    assert "bad placeholder at '${ kunde }'" in cli("config", "set", "dunning_3.body", "${ kunde } zahlt").err
+    assert "'$5'" in cli("config", "set", "letters.body", "Kosten: $5").err
+    assert cli("config", "set", "dunning_2.body", "Stufe ${level}").code == 0  # dunning letters have a level
+
+
+def test_an_older_template_with_an_unknown_placeholder_still_loads(cli: Cli, home: Home) -> None:
+    # Checked when set, not on load: nobody is locked out of a configuration written before the check.
+    home.ensure()
+    home.config_file.write_text('[dunning_5]\nsubject = "Mahnung ${kunde}"\n', "utf-8")
+    assert cli("config", "get", "dunning_5.subject").out.strip() == "Mahnung ${kunde}"
+    assert cli("config", "set", "dunning_5.subject", "Mahnung ${customer_name}").code == 0
 
 
 def test_oauth_only_with_smtp(cli: Cli, home: Home) -> None:

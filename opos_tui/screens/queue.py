@@ -261,6 +261,16 @@ class QueueScreen(Screen[None]):
             tr("Stop sending after the current mail", "Senden nach der laufenden Mail anhalten"),
         ),
         key("c", "settings", tr("Settings", "Einst."), tr("E-mail settings", "E-Mail-Einstellungen")),
+        key(  # no room in the footer at 80 columns: in the palette, and ^l/^r on the E-mail settings
+            "l",
+            "letters",
+            tr("Letters", "Briefe"),
+            tr(
+                "Letter reports: texts per report, preview, retry and send limits",
+                "Brief-Reports: Texte je Report, Vorschau, Wiederholung und Sendegrenzen",
+            ),
+            show=False,
+        ),
         # Shown elsewhere: "/" in the search field, "t" in the progress line; q is every TUI's quit.
         key(
             "slash",
@@ -747,6 +757,11 @@ class QueueScreen(Screen[None]):
             self.notify(str(exc), severity="error")
             return
         self.app.push_screen(form)
+
+    def action_letters(self) -> None:
+        from opos_tui.screens.letters import LettersScreen
+
+        self.app.push_screen(LettersScreen(self.home))
 
     @on(DataTable.RowSelected)
     def open_item(self, event: DataTable.RowSelected) -> None:

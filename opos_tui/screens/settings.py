@@ -11,32 +11,18 @@ all only once the admin agreed. Saving reads, merges and writes under config.tom
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from pydantic import ValidationError
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioSet, Static
 
-from opos_tui import settings
 from opos_tui.i18n import tr
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
-from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
 from opos_tui.services import secrets
-from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
-
-REPLACE = ""
-"""In ``SettingsScreen.save``'s ``agreed``: the admin agreed to replace a config.toml that is not TOML."""
-
-
-def widget_id(key: str) -> str:
-    return key.replace(".", "-").replace("_", "-")
+from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
 
 
 def connection_labels() -> dict[str, str]:
@@ -88,79 +74,24 @@ def provider_labels() -> dict[str, str]:
     }
 
 
-class FormField(Vertical):
-    """A label, the widget that edits one key, and the place its error is shown."""
-
-    DEFAULT_CSS = """
-    FormField { height: auto; margin: 0 0 1 0; }
-    FormField > .field-error { color: $error; display: none; }
-    FormField.-invalid > .field-error { display: block; }
-    """
-
-    def __init__(self, key: str, label: str, editor: Widget) -> None:
-        super().__init__(id=f"field-{widget_id(key)}")
-        self.key = key
-        self.label = label
-        self.editor = editor
-
-    def compose(self) -> ComposeResult:
-        yield Label(self.label, classes="field-label")
-        yield self.editor
-        yield Static("", classes="field-error")
-
-    # A class, not :focus-within: Textual does not restyle the label when focus moves on.
-    def on_descendant_focus(self) -> None:
-        self.add_class("-focused")
-
-    def on_descendant_blur(self) -> None:
-        self.remove_class("-focused")
-
-    def show_error(self, message: str | None) -> None:
-        self.set_class(bool(message), "-invalid")
-        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
-
-
-def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
-    return RadioSet(
-        *(
-            Choice(label, value=(value == current), name=value, id=f"{widget_id(key)}-{value}")
-            for value, label in labels.items()
-        ),
-        id=widget_id(key),
-        compact=True,
-    )
-
-
-class SettingsScreen(Screen[None]):
+class SettingsScreen(SettingsForm):
     """Verbindungsart, Anmelden, SMTP connection data, OAuth 2.0 and the sender, as one scrolling form."""
 
     BINDINGS = [
-        Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
-        Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+        *SettingsForm.BINDINGS,
         Binding("ctrl+t", "test_connection", tr("Test connection", "Verbindung testen"), id="settings.test"),
+        *LETTER_PAGE_KEYS,
     ]
     COMMANDS = {ConnectionTestCommands}
 
     def __init__(self, home: Home) -> None:
-        super().__init__()
-        self.home = home
+        super().__init__(home)
         self.store = secrets.open_store(home)
-        self.found = settings.salvage(home)
-        self.saved = self.found.settings
-        self.raw = {p.key: p.raw for p in self.found.problems if p.raw is not None}
-        """The file's invalid values, put into their fields to be corrected."""
-        self.file_errors: dict[str, str] = {}
-        """Invalid values of choices (which cannot show them), marked on their field until it is changed."""
-        self.dirty = False
-        self.valid: Settings | None = self.saved
+
+    def heading(self) -> str:
+        return tr("E-mail settings", "E-Mail-Einstellungen")
 
     # --- building the form ----------------------------------------------------------------------------
-
-    def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
-        value = self.raw.get(key, settings.format_value(settings.get_value(self.saved, key)))
-        # A compact field has no border: an empty one would be invisible without a placeholder.
-        hint = placeholder or tr("(empty)", "(leer)")
-        return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
 
     def secret_field(self, name: str, label: str) -> FormField:
         stored = self.store.get(name) is not None
@@ -293,12 +224,7 @@ class SettingsScreen(Screen[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.title = "opos-tui"
-        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
-        for radio in self.query(RadioSet):
-            # Put the keyboard cursor on the saved choice, not on the first one.
-            for _ in range(max(radio.pressed_index, 0)):
-                radio.action_next_button()
+        self.prepare_form()
         await self.show_file_problems()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
@@ -359,31 +285,28 @@ class SettingsScreen(Screen[None]):
         banner.update(self.file_problem_text())
         banner.display = bool(self.found.unreadable or self.found.problems)
 
+    def file_problems_solved(self) -> None:
+        self.query_one("#file-problem", Static).display = False
+
     # --- reading the form -----------------------------------------------------------------------------
-
-    def pressed(self, key: str) -> str:
-        button = self.query_one(f"#{widget_id(key)}", RadioSet).pressed_button
-        return str(button.name) if button is not None else ""
-
-    def draft(self) -> dict[str, Any]:
-        """The form's values as a nested dict, in the shape of config.toml."""
-        data: dict[str, Any] = self.saved.model_dump(mode="json")
-        for key in settings.KEYS:
-            section, _, name = key.rpartition(".")
-            target = data[section] if section else data
-            found = self.query(f"#{widget_id(key)}")
-            if not found:
-                continue  # a key this form does not show (letter templates, retry): kept as saved
-            editor = found.first()
-            if isinstance(editor, RadioSet):
-                target[name] = self.pressed(key)
-            elif isinstance(editor, (Checkbox, Input)):
-                target[name] = editor.value
-        return data
 
     def typed_secrets(self) -> dict[str, str]:
         typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in secrets.SECRET_NAMES}
         return {name: value for name, value in typed.items() if value}
+
+    def unsaved_extra(self) -> bool:
+        return bool(self.typed_secrets())
+
+    def save_extra(self) -> None:
+        for name, value in self.typed_secrets().items():
+            self.store.set(name, value)
+        for name in secrets.SECRET_NAMES:
+            secret_input = self.query_one(f"#{widget_id(name)}", Input)
+            secret_input.value = ""
+            if self.store.get(name) is not None:
+                secret_input.placeholder = tr(
+                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
+                )
 
     # --- reacting -------------------------------------------------------------------------------------
 
@@ -417,175 +340,11 @@ class SettingsScreen(Screen[None]):
             method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
         )
 
-    def revalidate(self) -> None:
-        errors: dict[str, str] = {}
-        data = self.draft()
-        try:
-            self.valid = Settings.model_validate(data, context={"check_files": True})
-        except ValidationError as exc:
-            self.valid = None
-            errors = settings.field_errors(exc)
-        for key in list(self.file_errors):
-            section, _, name = key.rpartition(".")
-            if (data[section] if section else data)[name] != settings.get_value(self.saved, key):
-                del self.file_errors[key]  # the admin chose a value: the file's is gone
-        errors = {**self.file_errors, **errors}
-        for form_field in self.query(FormField):
-            form_field.show_error(errors.get(form_field.key))
-        form_error = self.query_one("#form-error", Static)
-        form_error.update(f"⚠ {errors['']}" if "" in errors else "")
-        form_error.display = "" in errors
-
     def changed(self) -> None:
         self.apply_visibility()
-        self.revalidate()
-        self.dirty = self.valid != self.saved or bool(self.typed_secrets())
-        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen") + (" *" if self.dirty else "")
-
-    @on(Input.Changed)
-    @on(RadioSet.Changed)
-    @on(Checkbox.Changed)
-    def on_edit(self) -> None:
-        self.changed()
+        super().changed()
 
     # --- actions --------------------------------------------------------------------------------------
-
-    def action_save(self) -> None:
-        self.save()
-
-    def save(self, then_close: bool = False, agreed: frozenset[str] = frozenset()) -> None:
-        """Save what the form holds, merged with what someone else saved since the form was opened.
-
-        Reading, merging and writing happen under config.toml's lock. Where the admin must decide first (keys
-        both changed; a file that is not TOML), the lock is let go while they do, and all is done again after.
-        ``agreed``: the keys they chose their value for, and REPLACE if they agreed to replace the file.
-        """
-        self.changed()
-        if self.valid is None:
-            self.notify(
-                tr(
-                    "Not saved: fix the fields marked ⚠ first.",
-                    "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
-                ),
-                severity="error",
-            )
-            return
-        mine = self.valid
-        try:
-            with settings.write_lock(self.home):
-                found = settings.salvage(self.home)
-                if found.unreadable is not None and REPLACE not in agreed:
-                    self.ask_replace(found.unreadable, then_close, agreed)
-                    return
-                data, both = settings.merge(self.saved, mine, found.settings)
-                try:
-                    merged = Settings.model_validate(data, context={"check_files": True})
-                except ValidationError as exc:
-                    problem = next(iter(settings.field_errors(exc).values()))
-                    self.notify(
-                        tr(
-                            "Not saved: config.toml was changed elsewhere meanwhile, and together with this form:"
-                            f" {problem}",
-                            "Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit"
-                            f" diesem Formular gilt: {problem}",
-                        ),
-                        severity="error",
-                    )
-                    return
-                if set(both) - agreed:
-                    self.ask_clash(both, then_close, agreed)
-                    return
-                self.write(merged, mine, then_close)
-        except OposError as exc:  # the lock file cannot be made: the folder is not writable
-            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
-
-    def ask_clash(self, both: list[str], then_close: bool, agreed: frozenset[str]) -> None:
-        keys = ", ".join(both)
-
-        def decided(choice: str | None) -> None:
-            if choice == "mine":
-                self.save(then_close, agreed | set(both))
-
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    f"Someone else changed {keys} in config.toml since this form was opened. Save your values"
-                    " for these over theirs? (Their other changes are kept either way.)",
-                    f"Jemand anderes hat {keys} in config.toml geändert, seit dieses Formular offen ist. Ihre"
-                    " Werte darüber speichern? (Die übrigen Änderungen bleiben so oder so erhalten.)",
-                ),
-                {"mine": tr("Save mine", "Meine speichern"), "cancel": tr("Cancel", "Abbrechen")},
-            ),
-            decided,
-        )
-
-    def ask_replace(self, why: OposError, then_close: bool, agreed: frozenset[str]) -> None:
-        def decided(choice: str | None) -> None:
-            if choice == "replace":
-                self.save(then_close, agreed | {REPLACE})
-
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    f"{why.en}\nSaving replaces the whole file with this form's values; settings not on this form"
-                    " get their defaults. Replace it?",
-                    f"{why.de}\nSpeichern ersetzt die ganze Datei durch die Werte dieses Formulars; Einstellungen,"
-                    " die es nicht zeigt, erhalten ihre Vorgaben. Ersetzen?",
-                ),
-                {"replace": tr("Replace the file", "Datei ersetzen"), "cancel": tr("Cancel", "Abbrechen")},
-            ),
-            decided,
-        )
-
-    def write(self, new: Settings, mine: Settings, then_close: bool) -> None:
-        try:
-            settings.save(self.home, new)
-            for name, value in self.typed_secrets().items():
-                self.store.set(name, value)
-        except (OSError, OposError) as exc:
-            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
-            return
-        for name in secrets.SECRET_NAMES:
-            secret_input = self.query_one(f"#{widget_id(name)}", Input)
-            secret_input.value = ""
-            if self.store.get(name) is not None:
-                secret_input.placeholder = tr(
-                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
-                )
-        theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
-        self.saved = new
-        self.found = settings.Salvaged(new)
-        self.file_errors.clear()
-        self.query_one("#file-problem", Static).display = False
-        self.show_values(new, theirs)
-        self.changed()
-        note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")
-        self.notify(
-            tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
-            + (note if theirs else "")
-        )
-        if then_close:
-            self.close()
-
-    def show_values(self, values: Settings, keys: list[str]) -> None:
-        """Put saved values into the form's fields (those someone else changed meanwhile)."""
-        for key in keys:
-            found = self.query(f"#{widget_id(key)}")
-            if not found:
-                continue
-            editor, value = found.first(), settings.get_value(values, key)
-            if isinstance(editor, RadioSet):
-                self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
-            elif isinstance(editor, Checkbox):
-                editor.value = bool(value)
-            elif isinstance(editor, Input):
-                editor.value = settings.format_value(value)
-
-    def close(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.dismiss()
-        else:
-            self.app.exit()
 
     async def action_test_connection(self) -> None:
         """Test the settings as typed (saved or not), in a panel under the form."""
@@ -614,27 +373,9 @@ class SettingsScreen(Screen[None]):
             else:
                 panel.remove()
             return
-        if not self.dirty:
-            self.close()
-            return
+        super().action_leave()
 
-        def decided(choice: str | None) -> None:
-            if choice == "save":
-                self.save(then_close=True)
-            elif choice == "discard":
-                self.close()
+    def action_letter_page(self, page: str) -> None:
+        from opos_tui.screens.letters import LettersScreen, page_of
 
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    "Unsaved changes. Save them before leaving?",
-                    "Ungespeicherte Änderungen. Vor dem Verlassen speichern?",
-                ),
-                {
-                    "save": tr("Save", "Speichern"),
-                    "discard": tr("Discard", "Verwerfen"),
-                    "cancel": tr("Cancel", "Abbrechen"),
-                },
-            ),
-            decided,
-        )
+        self.app.push_screen(LettersScreen(self.home, page_of(page)))
