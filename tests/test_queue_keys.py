@@ -6,14 +6,16 @@ Driven by keyboard through Pilot against real queue files (and a real aiosmtpd s
 from __future__ import annotations
 
 import html
+import io
 import re
 import sqlite3
 from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from opos_tui.app import OposApp
 from opos_tui.i18n import Lang, set_lang
@@ -173,10 +175,17 @@ async def test_delete_and_hold_count_what_they_change_before_asking(home: Home) 
 # --- 4. help, footer, palette ----------------------------------------------------------------------------------
 
 
+def help_text(app: OposApp) -> str:
+    """The help screen's list as it shows, scrolled or not."""
+    keys = app.screen.query_one("#help-keys", Static)
+    console = Console(width=keys.size.width, file=io.StringIO(), record=True)
+    console.print(keys.content)
+    return console.export_text()
+
+
 def help_entries(app: OposApp) -> dict[str, str]:
     """The help screen's lines: keys -> what they do."""
-    lines = text_of(app.screen, "#help-keys").splitlines()
-    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines)  # type: ignore[misc]
+    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in help_text(app).splitlines())  # type: ignore[misc]
 
 
 def footer(app: OposApp) -> dict[str, Any]:
@@ -420,7 +429,7 @@ async def walk(home: Home, lang: Lang) -> list[tuple[str, str]]:
         await checked(pilot)
         look("queue")
         await pilot.press("question_mark")
-        seen.append(("queue help", text_of(app.screen, "#help-keys")))
+        seen.append(("queue help", help_text(app)))
         look("queue help screen")
         await pilot.press("escape")
         for command in app.get_system_commands(screen):
@@ -448,7 +457,7 @@ async def walk(home: Home, lang: Lang) -> list[tuple[str, str]]:
         assert isinstance(detail, MessageScreen)
         look("detail")
         await pilot.press("question_mark")
-        seen.append(("detail help", text_of(app.screen, "#help-keys")))
+        seen.append(("detail help", help_text(app)))
         await pilot.press("escape")
         for command in app.get_system_commands(detail):
             seen.append(("detail palette", f"{command.title} {command.help}"))

@@ -6,8 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rich.cells import cell_len
-from rich.text import Text
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -119,13 +118,10 @@ class KeysScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     KeysScreen { align: center middle; }
-    KeysScreen > Vertical {
+    KeysScreen > VerticalScroll {
         width: 76; max-width: 100%; height: auto; max-height: 100%; border: thick $primary; background: $surface;
-        padding: 0 1;
+        padding: 0 1; border-title-style: bold; border-subtitle-color: $text-muted;
     }
-    KeysScreen .help-title { text-style: bold; margin-bottom: 1; }
-    KeysScreen VerticalScroll { height: auto; max-height: 1fr; }
-    KeysScreen .help-close { color: $text-muted; margin-top: 1; }
     """
 
     def __init__(self, title: str, keys: Sequence[KeyHelp]) -> None:
@@ -135,18 +131,16 @@ class KeysScreen(ModalScreen[None]):
         set_bindings(self, [Binding("escape,q,question_mark,f1", "close", tr("Close", "Schließen"), show=False)])
 
     def compose(self) -> ComposeResult:
-        width = max((cell_len(", ".join(k.keys)) for k in self.keys), default=0)
-        table = Text()
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()  # a long one wraps under itself, not under the keys
         for entry in self.keys:
-            keys = ", ".join(entry.keys)
-            table.append(keys + " " * (width - cell_len(keys) + 2), style="bold")
-            table.append(f"{entry.title}\n")
-        table.rstrip()
-        with Vertical():
-            yield Static(self.help_title, classes="help-title")
-            with VerticalScroll(can_focus=True):
-                yield Static(table, id="help-keys")
-            yield Static(tr("↑ ↓ scroll · Esc closes", "↑ ↓ blättern · Esc schließt"), classes="help-close")
+            table.add_row(", ".join(entry.keys), entry.title)
+        # Title and how to close it on the border: always in view, however long the list.
+        with VerticalScroll(can_focus=True) as scroll:
+            scroll.border_title = self.help_title
+            scroll.border_subtitle = tr("↑ ↓ scroll · Esc closes", "↑ ↓ blättern · Esc schließt")
+            yield Static(table, id="help-keys")
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).focus()
