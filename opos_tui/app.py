@@ -67,7 +67,7 @@ def app_keys() -> list[Binding]:
         Binding(
             "ctrl+p",
             "command_palette",
-            tr("Commands", "Befehle"),
+            tr("palette", "Befehle"),  # the word Textual's footer shows
             show=False,
             priority=True,
             tooltip=tr("Find a command by its name", "Einen Befehl über seinen Namen finden"),
@@ -86,7 +86,6 @@ def key_names() -> dict[str, str]:
         "home": tr("Home", "Pos1"),
         "end": tr("End", "Ende"),
         "enter": "Enter",
-        "escape": "Esc",
     }
 
 

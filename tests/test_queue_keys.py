@@ -227,7 +227,7 @@ async def test_help_lists_every_key_of_the_queue_and_the_detail(home: Home) -> N
         detail = await open_detail(pilot)
         await pilot.press("question_mark")
         entries = help_entries(app)
-        assert entries["Esc, q"] == "Back to the queue"
+        assert entries["esc, q"] == "Back to the queue"
         assert entries["r"] == "Send this uncertain mail again (it may arrive twice)"
         assert entries["m"] == "Mark this uncertain mail as sent (it arrived)"
         assert "h" not in entries  # hold is not for an uncertain mail
