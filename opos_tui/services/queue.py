@@ -77,6 +77,7 @@ RecipientKind = Literal["to", "cc", "bcc"]
 
 # Which statuses each operator action applies to.
 HOLDABLE = frozenset({Status.PENDING, Status.DEFERRED})
+RELEASABLE = frozenset({Status.HELD})
 RETRYABLE = frozenset({Status.DEFERRED, Status.FAILED, Status.UNCERTAIN})
 DELETABLE = frozenset({Status.PENDING, Status.HELD, Status.DEFERRED, Status.FAILED, Status.UNCERTAIN})
 EDITABLE = DELETABLE
@@ -677,6 +678,23 @@ class Queue:
             total += int(self._read(sql, [*chunk, since])[0][0])
         return total
 
+    def customers(self, ids: Sequence[int]) -> int:
+        """How many customers ``ids`` go to: told apart by customer number, else name, else first To address."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"""
+                SELECT DISTINCT CASE
+                    WHEN customer_number != '' THEN 'number:' || customer_number
+                    WHEN customer_name != '' THEN 'name:' || customer_name
+                    ELSE 'to:' || coalesce((SELECT lower(address) FROM recipients r
+                                             WHERE r.item_id = items.id AND r.kind = 'to'
+                                             ORDER BY r.position LIMIT 1), '')
+                END FROM items WHERE id IN ({marks})"""
+            found |= {str(r[0]) for r in self._read(sql, chunk)}
+        return len(found)
+
     def ids(self, status: Iterable[Status] | Status | None = None, search: str = "") -> list[int]:
         """All ids matching a filter, newest first ("select all" on a screen)."""
         where, params = self._where(status, search)
@@ -847,7 +865,7 @@ class Queue:
 
     def release(self, ids: Iterable[int]) -> ActionResult:
         """held -> pending."""
-        return self._transition(ids, frozenset({Status.HELD}), Status.PENDING, "released")
+        return self._transition(ids, RELEASABLE, Status.PENDING, "released")
 
     def retry(self, ids: Iterable[int] | None = None) -> ActionResult:
         """deferred/failed/uncertain -> pending, at once (no backoff). ``None`` = every such item."""
