@@ -25,19 +25,12 @@ from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
+from opos_tui.services.transports.registry import connection_labels
 from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
 
 
 def widget_id(key: str) -> str:
     return key.replace(".", "-").replace("_", "-")
-
-
-def connection_labels() -> dict[str, str]:
-    return {
-        "windows": "Windows-Standard (Simple MAPI)",
-        "outlook": "Outlook (Extended MAPI)",
-        "smtp": "SMTP",
-    }
 
 
 def auth_labels() -> dict[str, str]:

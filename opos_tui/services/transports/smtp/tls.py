@@ -1,4 +1,4 @@
-"""TLS for the mail transports: whom to trust, what the server's certificate says, why a handshake failed.
+"""TLS for the SMTP transport: whom to trust, what the server's certificate says, why a handshake failed.
 
 Trust is the system store plus ``smtp.ca_file`` (for internal CAs), with the host name checked, as MailKit
 does by default. Certificates are described by subject, issuer and expiry so an admin can recognise them.
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from opos_tui.i18n import tr
-from opos_tui.services.errors import (
+from opos_tui.services.transports.smtp.errors import (
     CaFileUnusable,
     CertificateNotTrusted,
     CertificateProblem,
