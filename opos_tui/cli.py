@@ -61,7 +61,16 @@ def print_json(data: Any) -> None:
 
 
 def home_of(args: argparse.Namespace) -> Home:
-    return Home.resolve(getattr(args, "home", None))
+    """The installation folder; a path that cannot be one (it, or a folder above it, is a file) is bad input."""
+    home = Home.resolve(getattr(args, "home", None))
+    found = next(p for p in (home.root, *home.root.parents) if p.exists())
+    if not found.is_dir():
+        raise UsageError(
+            f"{home.root} cannot be the installation folder: {found} is a file (check --home or OPOS_TUI_HOME)",
+            f"{home.root} kann nicht der Installationsordner sein: {found} ist eine Datei"
+            " (--home oder OPOS_TUI_HOME prüfen)",
+        )
+    return home
 
 
 # --- config -------------------------------------------------------------------------------------------
@@ -543,6 +552,92 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return run_tui(args, "settings")
 
 
+# --- demo, doctor, unattended operation ------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A throw-away (or ``--home``) installation with its own mail server, opened in the TUI."""
+    import os
+    import tempfile
+    from contextlib import ExitStack
+
+    from opos_tui.services import demo
+
+    # Only an explicit --home: $OPOS_TUI_HOME may be the real installation, which the demo must not touch.
+    explicit = getattr(args, "home", None)
+    if args.received:
+        if not explicit:
+            raise UsageError(
+                "--received needs the --home DIR of a kept demo", "--received braucht --home DIR einer Demo"
+            )
+        return show_received(Home.resolve(explicit), args.json)
+    os.environ[secrets.SECRETS_ENV] = "file"  # this home's file store, never the user's keyring
+    with ExitStack() as stack:
+        if explicit:
+            home = Home.resolve(explicit)
+        else:
+            home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
+        with demo.start(home):
+            from opos_tui.screens.demo import DemoApp
+
+            app = DemoApp(home)
+            app.run()
+        print(demo.received_summary(list(demo.received(home))))
+        if explicit:
+            print(
+                tr(
+                    f"Kept in {home.root}: opos-tui demo --home {home.root} --received lists what arrived.",
+                    f"Behalten in {home.root}: opos-tui demo --home {home.root} --received zeigt, was ankam.",
+                )
+            )
+    return app.return_code or EXIT_OK
+
+
+def show_received(home: Home, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    from opos_tui.services import demo
+
+    if not demo.demo_dir(home).is_dir():
+        raise UsageError(f"{home.root} is not a demo home", f"{home.root} ist kein Demo-Ordner")
+    events = list(demo.received(home))
+    if as_json:
+        print_json([asdict(e) for e in events])
+        return EXIT_OK
+    for e in events:
+        line = f"{e.at}  {e.reply}  {', '.join(e.recipients)}"
+        if e.accepted:
+            line += f"  {e.subject}  [{', '.join(e.attachments or ())}]  {demo.received_dir(home) / e.file}"
+        print(line)
+    print(demo.received_summary(events))
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check an admin needs when mail does not go out; exit 1 if any failed."""
+    from opos_tui.services.doctor import Level, run_checks
+
+    checks = asyncio.run(run_checks(home_of(args)))
+    ok = all(c.status is not Level.FAIL for c in checks)
+    if args.json:
+        print_json({"checks": [c.to_json() for c in checks], "ok": ok})
+    else:
+        for c in checks:
+            print(f"{c.status.value:<5}{c.name:<18}{c.detail}")
+            if c.fix and c.status is not Level.OK:
+                print(f"{'':<23}{tr('fix', 'Abhilfe')}: {c.fix}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Import the spool and send what is due, every --interval seconds, until SIGTERM or Ctrl+C."""
+    from opos_tui.services.unattended import run_unattended
+
+    if not 1 <= args.interval <= 86400:
+        raise UsageError("--interval takes 1 to 86400 seconds", "--interval: 1 bis 86400 Sekunden")
+    return asyncio.run(run_unattended(home_of(args), args.interval, once=args.once))
+
+
 # --- parser -------------------------------------------------------------------------------------------
 
 
@@ -673,6 +768,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_json(p)
     p.set_defaults(handler=cmd_send)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="try it: a throw-away installation with its own mail server and a queue of letters",
+        description="Starts a mail server on 127.0.0.1 inside this process (STARTTLS, password login), configures "
+        "a throw-away home folder for it (or --home DIR, to keep it), fills the queue with a dozen letters and "
+        "opens the queue screen. Needs no network.",
+    )
+    p.add_argument("--received", action="store_true", help="list what the server of a kept demo (--home) received")
+    add_json(p)
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check settings, secrets, the mail server, the queue and the spool; each with its fix",
+        description="Each check is OK, WARN or FAIL, with the fix in one line; exit 1 if any check fails.",
+    )
+    add_json(p)
+    p.set_defaults(handler=cmd_doctor)
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="unattended: import the spool and send what is due, again and again, until stopped",
+        description="Each round imports the spool inbox and sends the pending mails and the deferred ones whose "
+        "backoff is over; SIGTERM or Ctrl+C stop it after the mails on the wire. One run per home at a time. "
+        "Logs to logs/opos-tui.log in the home (and to stderr under systemd).",
+    )
+    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="time between rounds (60)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for cron and timers)")
+    p.set_defaults(handler=cmd_run)
     return parser
 
 
@@ -698,3 +826,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OposError as exc:
         print(f"opos-tui: {exc}", file=sys.stderr)
         return exit_code(exc.category)
+    except OSError as exc:  # the last resort for the environment (permissions, a full disk): one line
+        print(f"opos-tui: {os_error_text(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def os_error_text(exc: OSError) -> str:
+    """``Permission denied: /path`` rather than ``[Errno 13] Permission denied: '/path'``."""
+    names = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {names}" if names else reason

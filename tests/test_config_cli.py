@@ -245,3 +245,40 @@ def test_real_process_help_and_usage_errors(tmp_path: Path) -> None:
     probe = "import sys, opos_tui.cli; print(sorted(m for m in ('textual', 'msal', 'google') if m in sys.modules))"
     mods = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert mods.stdout.strip() == "[]"
+
+
+def test_parallel_config_set_keeps_every_value(home: Home) -> None:
+    """Twelve admins (or scripts) run `config set` at once on different keys: every value reported saved
+    is in config.toml afterwards."""
+    values = {
+        "smtp.host": "mail.example.com",
+        "smtp.port": "2525",
+        "smtp.timeout": "45",
+        "smtp.max_message_mb": "20",
+        "smtp.connections": "3",
+        "smtp.max_per_minute": "30",
+        "sender.address": "opos@example.com",
+        "sender.name": "Buchhaltung",
+        "sender.reply_to": "antwort@example.com",
+        "sender.bcc": "archiv@example.com",
+        "retry.backoff_minutes": "7",
+        "retry.give_up_days": "3",
+    }
+    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "opos_tui", "config", "set", key, value],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for key, value in values.items()
+    ]
+    for process in runs:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert "saved" in out
+    saved = settings.load(home)
+    assert {key: settings.format_value(settings.get_value(saved, key)) for key in values} == values
+    assert mode_of(home.root / "config.toml.lock") == 0o600

@@ -29,6 +29,7 @@ from opos_tui.services.queue import (
     HOLDABLE,
     ActionResult,
     Queue,
+    QueueError,
     QueueItem,
     Recipient,
     RecipientKind,
@@ -176,7 +177,13 @@ class MessageScreen(Screen[None]):
         self.set_interval(POLL_SECONDS, self.poll)
 
     def poll(self) -> None:
-        if self.queue.version() != self.seen_version:
+        try:
+            moved = self.queue.version() != self.seen_version
+        except QueueError as exc:  # the queue file is gone: the queue screen below says so
+            self.notify(str(exc), severity="error")
+            self.dismiss()
+            return
+        if moved:
             self.load()
 
     def load(self) -> None:
@@ -222,7 +229,7 @@ class MessageScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False)
     def read_attachments(self) -> None:
-        with Queue(self.queue.path) as q:
+        with self.queue.another() as q:
             verdict = plausibility.verdict(q, self.item_id)
             text = Text()
             for attachment in q.attachments(self.item_id):

@@ -4,7 +4,9 @@ The queue may hold 100,000 items after a month-end dunning run. A DataTable meas
 loop, so the table only ever holds the rows that fit on the screen: the cursor's position is an index into
 the filtered queue, and moving it reads the window around it from SQL (``Queue.page``). Filtering and search
 are SQL too. Every half second the screen asks the queue's change probe whether any process changed
-something, and re-reads the window, keeping the cursor on its item and the selection as it was.
+something, and re-reads the window, keeping the cursor on its item and the selection as it was. The probe
+also notices when queue.db was deleted or replaced: the screen then shows nothing stale, refuses every action,
+and reopens the queue once a complete queue file is at its place again.
 
 Sending runs in a thread with its own event loop and its own queue connection, so neither the SMTP dialogue
 nor SQLite's fsyncs ever block the screen; it reports back with messages.
@@ -13,6 +15,8 @@ nor SQLite's fsyncs ever block the screen; it reports back with messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +38,16 @@ from opos_tui.services import plausibility
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Queue, Status, UnknownItems, open_queue
+from opos_tui.services.queue import (
+    ActionResult,
+    ItemRow,
+    LetterType,
+    Queue,
+    QueueError,
+    Status,
+    UnknownItems,
+    open_queue,
+)
 
 POLL_SECONDS = 0.5
 
@@ -296,6 +309,12 @@ class QueueScreen(Screen[None]):
         self._stop = threading.Event()
         self._stop_dispatch: Callable[[], object] | None = None
         self._checking = False
+        self.lost: str | None = None
+        """Why the queue cannot be shown (its file was deleted or replaced); None while it can."""
+        self._found: tuple[int, int, int] | None = None
+        """The file seen at the queue's path on the last poll while lost: reopened once it stops changing."""
+        self.unopenable: str | None = None
+        """Why the file now at the queue's path cannot be opened instead, while lost."""
 
     # --- building -----------------------------------------------------------------------------------------
 
@@ -345,7 +364,13 @@ class QueueScreen(Screen[None]):
 
     def reload(self, keep_item: bool = True) -> None:
         """Re-read counts and the window around the cursor; the cursor stays on its item if it still shows."""
-        self.seen_version = self.queue.version()
+        if self.lost is not None:
+            return
+        try:
+            self.seen_version = self.queue.version()
+        except QueueError as exc:
+            self.lose(exc)
+            return
         self.total = self.queue.count(self.status_filter, self.search)
         if keep_item and self.cursor_id is not None:
             self.cursor = self.queue.position(self.cursor_id, self.status_filter, self.search)
@@ -356,8 +381,57 @@ class QueueScreen(Screen[None]):
 
     def poll(self) -> None:
         """Follow other processes: re-read when the queue's change probe moved."""
-        if self.queue.version() != self.seen_version:
+        if self.lost is not None:
+            self.reopen()
+            return
+        try:
+            moved = self.queue.version() != self.seen_version
+        except QueueError as exc:
+            self.lose(exc)
+            return
+        if moved:
             self.reload()
+
+    def lose(self, why: QueueError) -> None:
+        """The queue file was deleted or replaced: show nothing stale, and refuse every action until it is back."""
+        self.lost = str(why)
+        self.queue.close()
+        self.rows, self.selected = [], set()
+        self.total = self.top = self.cursor = 0
+        self.cursor_id = None
+        self.table.clear()
+        self.add_class("-lost")
+        self.query_one("#counts", Static).update(
+            Text(tr("⚠ the queue is gone", "⚠ die Warteschlange ist weg"), style="bold red")
+        )
+        self.update_position()
+        self.refresh_bindings()
+        self.notify(self.lost, severity="error")
+
+    def reopen(self) -> None:
+        """While lost: open the queue file now at the path once it is complete (there, not empty, unchanged since
+        the last poll). Never makes a new queue."""
+        try:
+            stat = os.stat(self.queue.path)
+        except OSError:
+            self._found = None
+            return
+        found = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if stat.st_size == 0 or found != self._found:
+            self._found = found
+            return
+        try:
+            queue = Queue(self.queue.path, create=False)
+        except QueueError as exc:
+            if str(exc) != self.unopenable:
+                self.unopenable = str(exc)
+                self.show_empty_hint()
+            return
+        self.queue, self.lost, self._found, self.unopenable = queue, None, None, None
+        self.remove_class("-lost")
+        self.refresh_bindings()
+        self.notify(tr(f"Reopened the queue {queue.path}.", f"Warteschlange {queue.path} wieder geöffnet."))
+        self.reload(keep_item=False)
 
     def show(self, cursor: int, force: bool = False) -> None:
         """Put the cursor on row ``cursor`` of the filtered queue, reading a new window if it leaves this one."""
@@ -407,6 +481,8 @@ class QueueScreen(Screen[None]):
             )
 
     def move(self, where: str) -> None:
+        if self.lost is not None:
+            return
         step = {"up": -1, "down": 1, "pageup": -self.window(), "pagedown": self.window()}
         if where == "home":
             self.show(0)
@@ -467,6 +543,20 @@ class QueueScreen(Screen[None]):
         """What a newcomer can do when there is nothing to show, instead of an empty table."""
         hint = self.query_one("#empty-hint", Static)
         self.set_class(not self.total, "-empty")
+        if self.lost is not None:
+            text = tr(
+                f"⚠ {self.lost}.\nWhat this screen showed is no longer the queue, so it shows nothing and every"
+                " action is off. It reopens by itself once a queue file is there again.",
+                f"⚠ {self.lost}.\nWas hier stand, ist nicht mehr die Warteschlange: nichts wird gezeigt, keine"
+                " Aktion ist möglich. Sie öffnet sich von selbst, sobald wieder eine Datei da ist.",
+            )
+            if self.unopenable is not None:
+                text += tr(
+                    f"\nThe file there now is not opened: {self.unopenable}.",
+                    f"\nDie Datei, die jetzt dort liegt, wird nicht geöffnet: {self.unopenable}.",
+                )
+            hint.update(text)
+            return
         if self.total:
             return
         if self.status_filter is not None or self.search:
@@ -503,8 +593,9 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, group="check", exit_on_error=False)
     def check_rows(self, ids: list[int]) -> None:
+        # A queue gone or busy meanwhile is not this worker's to report: the next poll says so.
         try:
-            with Queue(self.queue.path) as q:
+            with contextlib.suppress(QueueError), self.queue.another() as q:
                 plausibility.check_items(q, ids)
         finally:
             self._checking = False
@@ -557,6 +648,8 @@ class QueueScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             return self.sending
+        if self.lost is not None:
+            return action in ("settings", "transcript")  # nothing on a queue that is not there
         return True
 
     # --- operator actions ---------------------------------------------------------------------------------
@@ -573,7 +666,12 @@ class QueueScreen(Screen[None]):
     @work(thread=True, group="act", exit_on_error=False)
     def apply(self, action: str, ids: list[int], done: str) -> None:
         gone: set[int] = set()
-        with Queue(self.queue.path) as q:
+        try:
+            queue = self.queue.another()
+        except OposError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        with queue as q:
             method: Callable[[list[int]], ActionResult] = getattr(q, action)
             while True:
                 try:
@@ -642,11 +740,16 @@ class QueueScreen(Screen[None]):
     def action_settings(self) -> None:
         from opos_tui.screens.settings import SettingsScreen
 
-        self.app.push_screen(SettingsScreen(self.home))
+        try:
+            form = SettingsScreen(self.home)  # a broken config.toml opens too, to be fixed there
+        except OposError as exc:  # the secret store cannot be opened
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(form)
 
     @on(DataTable.RowSelected)
     def open_item(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is None:
+        if event.row_key.value is None or self.lost is not None:
             return
         from opos_tui.screens.message import MessageScreen
 
@@ -676,13 +779,16 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, group="send", exit_on_error=False)
     def prepare(self, ids: list[int]) -> None:
-        with Queue(self.queue.path) as q:
-            sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
-            wanted = [i for i in ids if i in sendable]
-            plausibility.check_unchecked(
-                q, wanted, keep_going=lambda: not self._stop.is_set(), on_batch=self.post_checking
-            )
-            self.post_message(SendPlan(wanted, q.flagged(wanted)))
+        try:
+            with self.queue.another() as q:
+                sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
+                wanted = [i for i in ids if i in sendable]
+                plausibility.check_unchecked(
+                    q, wanted, keep_going=lambda: not self._stop.is_set(), on_batch=self.post_checking
+                )
+                self.post_message(SendPlan(wanted, q.flagged(wanted)))
+        except OposError as exc:
+            self.app.call_from_thread(self.finish, tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), True)
 
     def post_checking(self, done: int, total: int) -> None:
         """From the worker: how far the plausibility check before sending is."""
@@ -758,7 +864,12 @@ class QueueScreen(Screen[None]):
         def progress(event: Progress) -> None:
             self.post_message(SendUpdate(event, transcript_line(event)))
 
-        with Queue(self.queue.path) as q:
+        try:
+            queue = self.queue.another()
+        except OposError as exc:
+            self.post_message(SendDone(0, 0, 0, 0, tr(f"stopped: {exc}", f"abgebrochen: {exc}")))
+            return
+        with queue as q:
             engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
             self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
             if not self._stop.is_set():

@@ -2,6 +2,10 @@
 
 The form holds a draft; every change is validated against the settings model at once and shown inline
 where it was typed. Saving is refused while anything is invalid; leaving with unsaved changes asks first.
+
+A broken config.toml does not keep the form shut: it opens with what can be read, says what is wrong (file,
+line, key), shows each invalid value in its field to be corrected, and replaces a file that is not TOML at
+all only once the admin agreed. Saving reads, merges and writes under config.toml's lock.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.transports.registry import connection_labels
 from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
+
+REPLACE = ""
+"""In ``SettingsScreen.save``'s ``agreed``: the admin agreed to replace a config.toml that is not TOML."""
 
 
 def widget_id(key: str) -> str:
@@ -131,14 +138,19 @@ class SettingsScreen(Screen[None]):
         super().__init__()
         self.home = home
         self.store = secrets.open_store(home)
-        self.saved = settings.load(home)
+        self.found = settings.salvage(home)
+        self.saved = self.found.settings
+        self.raw = {p.key: p.raw for p in self.found.problems if p.raw is not None}
+        """The file's invalid values, put into their fields to be corrected."""
+        self.file_errors: dict[str, str] = {}
+        """Invalid values of choices (which cannot show them), marked on their field until it is changed."""
         self.dirty = False
         self.valid: Settings | None = self.saved
 
     # --- building the form ----------------------------------------------------------------------------
 
     def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
-        value = settings.format_value(settings.get_value(self.saved, key))
+        value = self.raw.get(key, settings.format_value(settings.get_value(self.saved, key)))
         # A compact field has no border: an empty one would be invisible without a placeholder.
         hint = placeholder or tr("(empty)", "(leer)")
         return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
@@ -164,6 +176,8 @@ class SettingsScreen(Screen[None]):
                 classes="form-title",
             )
             yield Static("", id="form-error", classes="form-error")
+            yield Static(self.file_problem_text(), id="file-problem", classes="form-error")
+            yield Vertical(id="section-fix", classes="section")
             yield FormField(
                 "connection",
                 tr("Connection type (Verbindungsart)", "Verbindungsart"),
@@ -271,15 +285,72 @@ class SettingsScreen(Screen[None]):
             )
         yield Footer()
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.title = "opos-tui"
         self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
         for radio in self.query(RadioSet):
             # Put the keyboard cursor on the saved choice, not on the first one.
             for _ in range(max(radio.pressed_index, 0)):
                 radio.action_next_button()
+        await self.show_file_problems()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
+        if self.found.problems:
+            self.changed()
+
+    # --- a broken config.toml -------------------------------------------------------------------------
+
+    def file_problem_text(self) -> str:
+        """What is wrong with config.toml, for the banner at the top of the form ("" if nothing)."""
+        if self.found.unreadable is not None:
+            return tr(
+                f"⚠ {self.found.unreadable.en}\nThe form shows the defaults. Saving replaces the whole file"
+                " (you are asked first); Esc leaves it as it is.",
+                f"⚠ {self.found.unreadable.de}\nDas Formular zeigt die Vorgaben. Speichern ersetzt die ganze"
+                " Datei (nach Rückfrage); Esc lässt sie, wie sie ist.",
+            )
+        if not self.found.problems:
+            return ""
+        lines = []
+        for problem in self.found.problems:
+            where = tr(f" (line {problem.line})", f" (Zeile {problem.line})") if problem.line else ""
+            what = problem.message
+            if problem.raw is None:
+                what = tr(f"{what}: dropped when saved", f"{what}: wird beim Speichern entfernt")
+            elif problem.key in self.file_errors:
+                what = tr(f"{problem.raw!r}: {what}; shown: the default", f"{problem.raw!r}: {what}; gezeigt: Vorgabe")
+            lines.append(f"  {problem.key}{where}: {what}")
+        return "\n".join(
+            [
+                tr(
+                    f"⚠ {self.home.config_file} has invalid settings: correct the fields marked ⚠ and save"
+                    " (Ctrl+S), or leave with Esc.",
+                    f"⚠ {self.home.config_file} enthält ungültige Einstellungen: die mit ⚠ markierten Felder"
+                    " korrigieren und speichern (Strg+S) oder mit Esc verlassen.",
+                ),
+                *lines,
+            ]
+        )
+
+    async def show_file_problems(self) -> None:
+        """Put each invalid value of config.toml where the admin can correct it."""
+        fix = self.query_one("#section-fix", Vertical)
+        for problem in self.found.problems:
+            if problem.raw is None:
+                continue
+            found = self.query(f"#{widget_id(problem.key)}")
+            if not found:  # a key this form does not show otherwise (retry, letters): a field of its own
+                editor = Input(problem.raw, id=widget_id(problem.key), compact=True)
+                await fix.mount(FormField(problem.key, problem.key, editor))
+            elif not isinstance(found.first(), Input):
+                self.file_errors[problem.key] = tr(
+                    f"{problem.raw!r} in config.toml: {problem.message}",
+                    f"{problem.raw!r} in config.toml: {problem.message}",
+                )
+        fix.display = bool(fix.children)
+        banner = self.query_one("#file-problem", Static)
+        banner.update(self.file_problem_text())
+        banner.display = bool(self.found.unreadable or self.found.problems)
 
     # --- reading the form -----------------------------------------------------------------------------
 
@@ -341,11 +412,17 @@ class SettingsScreen(Screen[None]):
 
     def revalidate(self) -> None:
         errors: dict[str, str] = {}
+        data = self.draft()
         try:
-            self.valid = Settings.model_validate(self.draft(), context={"check_files": True})
+            self.valid = Settings.model_validate(data, context={"check_files": True})
         except ValidationError as exc:
             self.valid = None
             errors = settings.field_errors(exc)
+        for key in list(self.file_errors):
+            section, _, name = key.rpartition(".")
+            if (data[section] if section else data)[name] != settings.get_value(self.saved, key):
+                del self.file_errors[key]  # the admin chose a value: the file's is gone
+        errors = {**self.file_errors, **errors}
         for form_field in self.query(FormField):
             form_field.show_error(errors.get(form_field.key))
         form_error = self.query_one("#form-error", Static)
@@ -369,8 +446,13 @@ class SettingsScreen(Screen[None]):
     def action_save(self) -> None:
         self.save()
 
-    def save(self, then_close: bool = False) -> None:
-        """Save what the form holds, merged with what someone else saved since the form was opened."""
+    def save(self, then_close: bool = False, agreed: frozenset[str] = frozenset()) -> None:
+        """Save what the form holds, merged with what someone else saved since the form was opened.
+
+        Reading, merging and writing happen under config.toml's lock. Where the admin must decide first (keys
+        both changed; a file that is not TOML), the lock is let go while they do, and all is done again after.
+        ``agreed``: the keys they chose their value for, and REPLACE if they agreed to replace the file.
+        """
         self.changed()
         if self.valid is None:
             self.notify(
@@ -383,31 +465,39 @@ class SettingsScreen(Screen[None]):
             return
         mine = self.valid
         try:
-            theirs = settings.load(self.home)
-        except OposError:
-            theirs = self.saved  # an unreadable file is replaced by this form's valid values
-        data, both = settings.merge(self.saved, mine, theirs)
-        try:
-            merged = Settings.model_validate(data, context={"check_files": True})
-        except ValidationError as exc:
-            problem = next(iter(settings.field_errors(exc).values()))
-            self.notify(
-                tr(
-                    f"Not saved: config.toml was changed elsewhere meanwhile, and together with this form: {problem}",
-                    f"Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit diesem"
-                    f" Formular gilt: {problem}",
-                ),
-                severity="error",
-            )
-            return
-        if not both:
-            self.write(merged, mine, then_close)
-            return
+            with settings.write_lock(self.home):
+                found = settings.salvage(self.home)
+                if found.unreadable is not None and REPLACE not in agreed:
+                    self.ask_replace(found.unreadable, then_close, agreed)
+                    return
+                data, both = settings.merge(self.saved, mine, found.settings)
+                try:
+                    merged = Settings.model_validate(data, context={"check_files": True})
+                except ValidationError as exc:
+                    problem = next(iter(settings.field_errors(exc).values()))
+                    self.notify(
+                        tr(
+                            "Not saved: config.toml was changed elsewhere meanwhile, and together with this form:"
+                            f" {problem}",
+                            "Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit"
+                            f" diesem Formular gilt: {problem}",
+                        ),
+                        severity="error",
+                    )
+                    return
+                if set(both) - agreed:
+                    self.ask_clash(both, then_close, agreed)
+                    return
+                self.write(merged, mine, then_close)
+        except OposError as exc:  # the lock file cannot be made: the folder is not writable
+            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
+
+    def ask_clash(self, both: list[str], then_close: bool, agreed: frozenset[str]) -> None:
         keys = ", ".join(both)
 
         def decided(choice: str | None) -> None:
             if choice == "mine":
-                self.write(merged, mine, then_close)
+                self.save(then_close, agreed | set(both))
 
         self.app.push_screen(
             ConfirmScreen(
@@ -418,6 +508,24 @@ class SettingsScreen(Screen[None]):
                     " Werte darüber speichern? (Die übrigen Änderungen bleiben so oder so erhalten.)",
                 ),
                 {"mine": tr("Save mine", "Meine speichern"), "cancel": tr("Cancel", "Abbrechen")},
+            ),
+            decided,
+        )
+
+    def ask_replace(self, why: OposError, then_close: bool, agreed: frozenset[str]) -> None:
+        def decided(choice: str | None) -> None:
+            if choice == "replace":
+                self.save(then_close, agreed | {REPLACE})
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    f"{why.en}\nSaving replaces the whole file with this form's values; settings not on this form"
+                    " get their defaults. Replace it?",
+                    f"{why.de}\nSpeichern ersetzt die ganze Datei durch die Werte dieses Formulars; Einstellungen,"
+                    " die es nicht zeigt, erhalten ihre Vorgaben. Ersetzen?",
+                ),
+                {"replace": tr("Replace the file", "Datei ersetzen"), "cancel": tr("Cancel", "Abbrechen")},
             ),
             decided,
         )
@@ -439,6 +547,9 @@ class SettingsScreen(Screen[None]):
                 )
         theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
         self.saved = new
+        self.found = settings.Salvaged(new)
+        self.file_errors.clear()
+        self.query_one("#file-problem", Static).display = False
         self.show_values(new, theirs)
         self.changed()
         note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")

@@ -20,7 +20,7 @@ from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.transports.base import Envelope, HandshakeEvent, Stage, TokenProvider
+from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import Settings
 
@@ -36,6 +36,8 @@ class ConnectionTestResult:
     """Whether the connection was encrypted when the test ended."""
     error: str | None
     transcript: list[HandshakeEvent] = field(default_factory=list)
+    certificate: CertificateInfo | None = None
+    """The server's certificate, when the connection was encrypted."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -121,7 +123,7 @@ async def run_connection_test(
                 tr(f"The connection works ({how}).", f"Die Verbindung funktioniert ({how})."),
             )
         )
-        return ConnectionTestResult(True, Stage.DONE, encrypted, None, transcript)
+        return ConnectionTestResult(True, Stage.DONE, encrypted, None, transcript, transport.state.certificate)
     except OposError as exc:
         state = transport.state
         record(HandshakeEvent(state.stage, "failed", exc.message(), state.failed_exchange))

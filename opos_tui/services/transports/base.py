@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Literal, Protocol, Self
+
+from opos_tui.i18n import tr
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,36 @@ function; it needs nothing from the transports."""
 
 
 @dataclass(frozen=True)
+class CertificateInfo:
+    """What the other side's X.509 certificate says (an SMTP server's, an HTTPS endpoint's), for an admin."""
+
+    subject: str
+    issuer: str
+    not_after: datetime
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_der(cls, der: bytes) -> CertificateInfo:
+        from cryptography import x509  # only needed when a certificate is shown
+
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = tuple(str(n.value) for n in alt if isinstance(n, (x509.DNSName, x509.IPAddress)))
+        except x509.ExtensionNotFound:
+            names = ()
+        return cls(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.not_valid_after_utc, names)
+
+    def describe(self) -> str:
+        valid = self.not_after.strftime("%Y-%m-%d")
+        names = ", ".join(self.names) or "-"
+        return tr(
+            f"certificate '{self.subject}' for {names}, issued by '{self.issuer}', valid until {valid}",
+            f"Zertifikat '{self.subject}' für {names}, ausgestellt von '{self.issuer}', gültig bis {valid}",
+        )
+
+
+@dataclass(frozen=True)
 class SessionState:
     """Where a session is: what a connection test reports when it ends."""
 
@@ -98,6 +131,8 @@ class SessionState:
     that opens no channel of its own (it hands over to a program on this computer) says True."""
     failed_exchange: tuple[str, ...] = ()
     """The protocol lines of the step that failed last, secrets as ``***``."""
+    certificate: CertificateInfo | None = None
+    """The other side's certificate, when the channel is encrypted with one."""
 
 
 class Transport(Protocol):

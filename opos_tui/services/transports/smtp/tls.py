@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from opos_tui.i18n import tr
+from opos_tui.services.transports.base import CertificateInfo
 from opos_tui.services.transports.smtp.errors import (
     CaFileUnusable,
     CertificateNotTrusted,
@@ -53,34 +53,6 @@ def unverified_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-@dataclass(frozen=True)
-class CertificateInfo:
-    subject: str
-    issuer: str
-    not_after: datetime
-    names: tuple[str, ...]
-
-    @classmethod
-    def from_der(cls, der: bytes) -> CertificateInfo:
-        from cryptography import x509  # only needed when a certificate is shown
-
-        cert = x509.load_der_x509_certificate(der)
-        try:
-            alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = tuple(str(n.value) for n in alt if isinstance(n, (x509.DNSName, x509.IPAddress)))
-        except x509.ExtensionNotFound:
-            names = ()
-        return cls(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.not_valid_after_utc, names)
-
-    def describe(self) -> str:
-        valid = self.not_after.strftime("%Y-%m-%d")
-        names = ", ".join(self.names) or "-"
-        return tr(
-            f"certificate '{self.subject}' for {names}, issued by '{self.issuer}', valid until {valid}",
-            f"Zertifikat '{self.subject}' für {names}, ausgestellt von '{self.issuer}', gültig bis {valid}",
-        )
 
 
 @dataclass(frozen=True)

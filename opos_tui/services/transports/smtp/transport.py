@@ -41,6 +41,7 @@ from opos_tui.services.addresses import AddressError, ascii_addr_spec
 from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD, SecretStore
 from opos_tui.services.transports.base import (
+    CertificateInfo,
     Envelope,
     EventStatus,
     HandshakeEvent,
@@ -77,7 +78,6 @@ from opos_tui.services.transports.smtp.errors import (
     reply_text,
 )
 from opos_tui.services.transports.smtp.tls import (
-    CertificateInfo,
     TlsSession,
     certificate_error,
     client_context,
@@ -182,8 +182,10 @@ class SmtpTransport:
 
     @property
     def state(self) -> SessionState:
-        """The stage in progress (or the one that failed), whether TLS was set up, the failed exchange."""
-        return SessionState(self._stage, self.tls is not None, self._failed_exchange)
+        """The stage in progress (or the one that failed), whether TLS was set up (and the server's certificate),
+        the exchange that failed."""
+        certificate = self.tls.certificate if self.tls else None
+        return SessionState(self._stage, self.tls is not None, self._failed_exchange, certificate)
 
     async def connect(self) -> None:
         """Connect, greet, encrypt as ``smtp.security`` says and log in; on any failure nothing stays open."""
