@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 from opos_tui.services.addresses import new_message_id
-from opos_tui.services.errors import OposError
+from opos_tui.services.errors import BadInput, OposError
 from opos_tui.services.files import make_file, narrow
 from opos_tui.services.home import Home
 
@@ -277,7 +277,7 @@ class ActionResult:
     """Items whose status does not allow the action, with that status."""
 
 
-class UnknownItems(OposError):
+class UnknownItems(BadInput):
     """Some item numbers do not exist; nothing was changed."""
 
     def __init__(self, ids: Sequence[int]) -> None:
