@@ -216,6 +216,22 @@ def test_the_change_probe_moves_with_every_write_and_only_then(queue: QueueEngin
     assert len(set(seen)) == len(seen)
 
 
+def test_customers_are_counted_by_number_else_name_else_address(queue: QueueEngine) -> None:
+    no_number = {"customer_name": "Ärger & Söhne"}
+    ids = queue.enqueue_many(
+        [
+            new_item(1),
+            new_item(2, vars={**new_item(1).vars, "document_number": "R-2"}),  # customer 1 again, by number
+            new_item(3, vars=no_number),
+            new_item(4, vars=no_number),  # the same name, no number
+            new_item(5, vars={}),
+            new_item(6, vars={}, recipients=(Recipient("to", "KUNDE5@example.com"),)),  # the same To address
+        ]
+    )
+    assert queue.customers(ids) == 3
+    assert queue.customers(ids[:1]) == 1 and queue.customers([]) == 0
+
+
 # --- operator actions -----------------------------------------------------------------------------------
 
 
@@ -490,6 +506,7 @@ def test_statuses_and_actions_on_more_ids_than_one_statement_takes(queue: QueueE
 
 
 def test_plausibility_lists_over_more_ids_than_one_statement_takes(queue: QueueEngine, many: list[int]) -> None:
+    assert queue.customers(many) == MANY
     assert queue.unchecked(many, limit=MANY) == many[::-1]
     queue.record_checks((i, i % 2 == 0, "") for i in many)
     assert queue.flagged(many) == [i for i in many[::-1] if i % 2]

@@ -28,7 +28,7 @@ from pathlib import Path, PurePath
 from string import Template
 
 from opos_tui.services.addresses import AddressError, check_one_line, header_address, new_message_id, parse_mailbox
-from opos_tui.services.errors import ConfigError, ConfigurationFault, OposError
+from opos_tui.services.errors import BadInput, ConfigurationFault, OposError
 from opos_tui.services.files import FileProblem, FileTooLarge, Snapshot, StillWriting, read_regular
 from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
 from opos_tui.settings import ReportTemplate, Settings
@@ -84,7 +84,7 @@ def report_of(section: str) -> tuple[LetterType, int | None]:
     return LetterType.DUNNING, int(section.removeprefix("dunning_"))
 
 
-class BadLetter(ConfigError):
+class BadLetter(BadInput):
     """A mail that cannot be queued as given (exit 2 on the command line; ``rejected/`` in the spool)."""
 
 

@@ -132,6 +132,11 @@ class QueueEngine(Protocol):
         """Items per status, every status present (zeros included)."""
         ...
 
+    def customers(self, ids: Sequence[int]) -> int:
+        """How many customers ``ids`` (any number) go to: told apart by customer number, else name, else first
+        To address. Unknown ids count for nothing."""
+        ...
+
     def ids(self, status: StatusFilter = None, search: str = "") -> list[int]:
         """All ids matching a filter, newest first ("select all" on a screen)."""
         ...

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from opos_tui.services.errors import OposError
+from opos_tui.services.errors import BadInput, OposError
 
 
 class Status(StrEnum):
@@ -45,6 +45,7 @@ RecipientKind = Literal["to", "cc", "bcc"]
 
 # Which statuses each operator action applies to.
 HOLDABLE = frozenset({Status.PENDING, Status.DEFERRED})
+RELEASABLE = frozenset({Status.HELD})
 RETRYABLE = frozenset({Status.DEFERRED, Status.FAILED, Status.UNCERTAIN})
 DELETABLE = frozenset({Status.PENDING, Status.HELD, Status.DEFERRED, Status.FAILED, Status.UNCERTAIN})
 EDITABLE = DELETABLE
@@ -76,7 +77,7 @@ class DuplicateImport(OposError):
         self.item_id = item_id
 
 
-class UnknownItems(OposError):
+class UnknownItems(BadInput):
     """Some item numbers do not exist; nothing was changed."""
 
     def __init__(self, ids: Sequence[int]) -> None:

@@ -36,6 +36,7 @@ from opos_tui.services.queue.model import (
     DELETABLE,
     EDITABLE,
     HOLDABLE,
+    RELEASABLE,
     RETRYABLE,
     ActionResult,
     Attachment,
@@ -511,6 +512,17 @@ class SqliteQueue:
         found = {r[0]: r[1] for r in self._read("SELECT status, count(*) FROM items GROUP BY status")}
         return {s: int(found.get(s.value, 0)) for s in Status}
 
+    def customers(self, ids: Sequence[int]) -> int:
+        sql = """
+            SELECT DISTINCT CASE
+                WHEN customer_number != '' THEN 'number:' || customer_number
+                WHEN customer_name != '' THEN 'name:' || customer_name
+                ELSE 'to:' || coalesce((SELECT lower(address) FROM recipients r
+                                         WHERE r.item_id = items.id AND r.kind = 'to'
+                                         ORDER BY r.position LIMIT 1), '')
+            END FROM items WHERE id IN ({ids})"""
+        return len({str(r[0]) for r in self._read_in(sql, ids)})
+
     def ids(self, status: StatusFilter = None, search: str = "") -> list[int]:
         where, params = _where(status, search)
         return [int(r[0]) for r in self._read(f"SELECT id FROM items{where} ORDER BY id DESC", params)]
@@ -642,7 +654,7 @@ class SqliteQueue:
         return self._transition(ids, HOLDABLE, Status.HELD, "held")
 
     def release(self, ids: Iterable[int]) -> ActionResult:
-        return self._transition(ids, frozenset({Status.HELD}), Status.PENDING, "released")
+        return self._transition(ids, RELEASABLE, Status.PENDING, "released")
 
     def retry(self, ids: Iterable[int] | None = None) -> ActionResult:
         if ids is None:
