@@ -30,7 +30,7 @@ from opos_tui.services.errors import ConfigError
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
 
-Connection = Literal["windows", "outlook", "smtp"]
+Connection = Literal["windows", "outlook", "smtp", "sendmail"]
 AuthMethod = Literal["none", "password", "oauth", "oauth-dialog"]
 OAuthProvider = Literal["microsoft", "google"]
 
@@ -51,6 +51,7 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
     "windows": ("none",),
     "outlook": ("none", "password"),
     "smtp": AUTH_METHODS,
+    "sendmail": ("none",),
 }
 
 
@@ -139,6 +140,12 @@ class SmtpSettings(_Section):
         return value
 
 
+class SendmailSettings(_Section):
+    path: Text = "/usr/sbin/sendmail"
+    """The local mail program for connection `sendmail` (Unix): it gets each mail on its standard input, as
+    `PATH -i -f SENDER -- RECIPIENTS`, never through a shell. Postfix, Exim and OpenSMTPD all install one here."""
+
+
 class RetrySettings(_Section):
     backoff_minutes: int = Field(5, ge=1, le=1440)
     """Wait after the first temporary failure (4xx, connection lost) before trying a mail again; the wait
@@ -204,10 +211,12 @@ class SenderSettings(_Section):
 
 class Settings(_Section):
     connection: Connection = "smtp"
-    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI) or `smtp`."""
+    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI), `smtp`, or on
+    Unix `sendmail` (the local mail program, see sendmail.path)."""
     auth: AuthSettings = Field(default_factory=AuthSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sendmail: SendmailSettings = Field(default_factory=SendmailSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)

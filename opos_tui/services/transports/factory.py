@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
-from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.transports.base import Transport
 from opos_tui.services.transports.smtp import Observer, SmtpTransport, TokenProvider, smtp_config
 from opos_tui.settings import Settings
 
-_MAPI_NAMES = {"windows": "Windows-Standard (Simple MAPI)", "outlook": "Outlook (Extended MAPI)"}
+
+# --- the connection types that hand mails to a local mail program; each module is imported only when chosen,
+# so Windows-only code never loads with the command line.
+def _mapi(settings: Settings, store: SecretStore) -> Transport:
+    from opos_tui.services.transports.mapi import MapiTransport
+
+    return MapiTransport.from_settings(settings)
+
+
+def _outlook(settings: Settings, store: SecretStore) -> Transport:
+    from opos_tui.services.transports.outlook import OutlookTransport
+
+    return OutlookTransport.from_settings(settings, store)
+
+
+def _sendmail(settings: Settings, store: SecretStore) -> Transport:
+    from opos_tui.services.transports.sendmail import SendmailTransport
+
+    return SendmailTransport.from_settings(settings)
+
+
+LOCAL_PROGRAMS: dict[str, Callable[[Settings, SecretStore], Transport]] = {
+    "windows": _mapi,
+    "outlook": _outlook,
+    "sendmail": _sendmail,
+}
 
 
 def build_transport(
@@ -28,19 +52,7 @@ def build_transport(
     Raises ConfigError when a needed setting is missing, TransportUnavailable when the connection type
     cannot work here.
     """
-    if settings.connection != "smtp":
-        name = _MAPI_NAMES[settings.connection]
-        if sys.platform != "win32":
-            raise TransportUnavailable(
-                f"Connection type {settings.connection} ({name}) needs Windows with a MAPI mail program such as "
-                f"Outlook; this computer runs {sys.platform}. Set connection to smtp.",
-                f"Die Verbindungsart {settings.connection} ({name}) braucht Windows mit einem MAPI-Mailprogramm "
-                f"wie Outlook; dieser Rechner läuft unter {sys.platform}. Bitte connection auf smtp stellen.",
-            )
-        raise TransportUnavailable(
-            f"Connection type {settings.connection} ({name}) is not available in this version yet; use smtp.",
-            f"Die Verbindungsart {settings.connection} ({name}) ist in dieser Version noch nicht verfügbar; "
-            "bitte smtp verwenden.",
-        )
+    if settings.connection in LOCAL_PROGRAMS:
+        return LOCAL_PROGRAMS[settings.connection](settings, store)
     config = smtp_config(settings, store, password=password, token_provider=token_provider)
     return SmtpTransport(config, observer=observer)

@@ -1,0 +1,146 @@
+"""What the transports that hand a mail to a local mail program share (Simple MAPI, Outlook, sendmail).
+
+The interface gives every transport the rendered message and its envelope. A mail program on Windows wants
+the parts instead: subject, body, recipients by kind, attachments as files. ``parse_mail`` takes them out of
+the rendered RFC 5322 bytes (so what goes out is exactly what was queued and checked), and
+``attachment_files`` writes the attachments, which are the queue's own copy, into a private folder for the
+duration of one call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from opos_tui.services.addresses import AddressError, ascii_addr_spec
+from opos_tui.services.errors import AddressNotSupported, TransportUnavailable
+from opos_tui.services.transports.base import Envelope
+
+
+@runtime_checkable
+class LocalProgram(Protocol):
+    """A transport that hands mails to a program on this computer, with a check for the connection test."""
+
+    async def check(self) -> tuple[str, ...]:
+        """Check, without sending anything, that the mail program is there and what it would use (its profile
+        or account); one line each in the current language. Raises the error sending would raise."""
+        ...
+
+
+@dataclass(frozen=True)
+class Recipient:
+    name: str
+    address: str
+    """ASCII form (the domain in IDNA form), as a mail program's address book and any relay take it."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    subject: str
+    body: str
+    to: tuple[Recipient, ...]
+    cc: tuple[Recipient, ...]
+    bcc: tuple[Recipient, ...]
+    """The envelope's recipients that are in neither To nor Cc (the archive copy, ``sender.bcc``)."""
+    attachments: tuple[Attachment, ...]
+
+
+def envelope_address(address: str) -> str:
+    """An address as it goes to a mail program or relay: ASCII, its domain in IDNA form. One queued by an
+    older version that cannot be written so fails here, before anything is handed over."""
+    try:
+        return ascii_addr_spec(address)
+    except AddressError as exc:
+        raise AddressNotSupported(address, exc) from None
+
+
+def parse_mail(message: bytes, envelope: Envelope) -> ParsedMail:
+    """The parts of a rendered mail: subject, plain-text body, To/Cc from its headers, Bcc from the envelope,
+    and its attachments with their file names."""
+    parsed = message_from_bytes(message, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+
+    def listed(name: str) -> tuple[Recipient, ...]:
+        header = parsed[name]
+        if header is None:
+            return ()
+        assert isinstance(header, AddressHeader)
+        return tuple(Recipient(a.display_name, envelope_address(a.addr_spec)) for a in header.addresses)
+
+    to, cc = listed("To"), listed("Cc")
+    shown = {r.address.lower() for r in (*to, *cc)}
+    bcc = tuple(
+        Recipient("", address)
+        for address in dict.fromkeys(envelope_address(r) for r in envelope.recipients)
+        if address.lower() not in shown
+    )
+    body_part = parsed.get_body(preferencelist=("plain",))
+    body = body_part.get_content() if isinstance(body_part, EmailMessage) else ""
+    attachments: list[Attachment] = []
+    for number, part in enumerate(parsed.iter_attachments(), 1):
+        data = part.get_content()
+        if not isinstance(data, bytes):
+            data = str(data).encode("utf-8")
+        attachments.append(Attachment(part.get_filename() or f"attachment-{number}", data))
+    return ParsedMail(str(parsed.get("Subject", "")), body, to, cc, bcc, tuple(attachments))
+
+
+def _safe_name(filename: str, number: int, fits: Callable[[str], bool]) -> str:
+    """The attachment's own file name where the file system and the mail program can take it, else a plain one:
+    the recipient sees the name of the file, so it is kept whenever possible."""
+    name = filename.replace("/", "_").replace("\\", "_").strip(". ")
+    if name and not any(c in name for c in '<>:"|?*') and all(ord(c) >= 32 for c in name) and fits(name):
+        return name
+    suffix = Path(filename).suffix
+    return f"attachment-{number}{suffix if suffix[1:].isascii() and suffix[1:].isalnum() else ''}"
+
+
+@contextmanager
+def attachment_files(
+    attachments: Sequence[Attachment], fits: Callable[[str], bool] = lambda _name: True
+) -> Iterator[list[Path]]:
+    """Write the attachments into a new private folder (0700, files 0600), one sub-folder each so equal
+    names cannot collide, and yield their full paths; everything is removed afterwards, whatever happened.
+    ``fits``: whether a file name can be passed to the mail program (the ANSI code page of old MAPI)."""
+    folder = Path(tempfile.mkdtemp(prefix="opos-tui-"))  # mkdtemp: owner-only, whatever the umask
+    try:
+        paths: list[Path] = []
+        for number, attachment in enumerate(attachments, 1):
+            slot = folder / str(number)
+            slot.mkdir(mode=0o700)
+            path = slot / _safe_name(attachment.filename, number, fits)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            with open(descriptor, "wb") as out:
+                out.write(attachment.data)
+            paths.append(path)
+        yield paths
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def windows_only(connection: str, label: str) -> TransportUnavailable:
+    """The plain message for a Windows connection type chosen on another system."""
+    return TransportUnavailable(
+        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
+        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
+        "the local mail program of a Unix server).",
+        f"Die Verbindungsart {connection} ({label}) funktioniert nur unter Windows: sie übergibt die Mails an "
+        f"ein Windows-Mailprogramm wie Outlook, und dieser Rechner läuft unter {sys.platform}. Bitte connection "
+        "auf smtp stellen (oder sendmail, das lokale Mailprogramm eines Unix-Servers).",
+    )
