@@ -20,6 +20,7 @@ from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.transports.base import Envelope
 from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.mailprogram import LocalProgram
 from opos_tui.services.transports.smtp import HandshakeEvent, SmtpTransport, Stage, TokenProvider
 from opos_tui.services.transports.tls import CertificateInfo
 from opos_tui.settings import Settings
@@ -67,11 +68,20 @@ def connection_test_mail(settings: Settings, recipient: str) -> bytes:
     message["Date"] = format_datetime(localtime())
     message["Message-ID"] = new_message_id(address)
     message.set_content(
-        "Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand per SMTP funktioniert.\n\n"
-        "This mail was sent by opos-tui as a connection test. Sending over SMTP works.\n\n"
-        f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}), {socket.gethostname()}\n"
+        f"Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand ({settings.connection}) "
+        "funktioniert.\n\n"
+        f"This mail was sent by opos-tui as a connection test. Sending ({settings.connection}) works.\n\n"
+        f"{_route(settings)}, {socket.gethostname()}\n"
     )
     return message.as_bytes(policy=SMTP)
+
+
+def _route(settings: Settings) -> str:
+    if settings.connection == "smtp":
+        return f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security})"
+    if settings.connection == "sendmail":
+        return f"sendmail {settings.sendmail.path}"
+    return settings.connection
 
 
 async def run_connection_test(
@@ -109,6 +119,8 @@ async def run_connection_test(
     except OposError as exc:
         record(HandshakeEvent("connect", "failed", exc.message()))
         return ConnectionTestResult(False, "connect", False, exc.message(), transcript)
+    if isinstance(transport, LocalProgram):
+        return await _test_local_program(transport, settings, send_test_to, record, transcript)
     assert isinstance(transport, SmtpTransport)
     try:
         await transport.connect()
@@ -130,5 +142,33 @@ async def run_connection_test(
     except OposError as exc:
         record(HandshakeEvent(transport.stage, "failed", exc.message(), transport.failed_exchange))
         return ConnectionTestResult(False, transport.stage, transport.tls is not None, exc.message(), transcript)
+    finally:
+        await transport.close()
+
+
+async def _test_local_program(
+    transport: LocalProgram,
+    settings: Settings,
+    send_test_to: str | None,
+    record: Callable[[HandshakeEvent], None],
+    transcript: list[HandshakeEvent],
+) -> ConnectionTestResult:
+    """A local mail program (Simple MAPI, Outlook, sendmail): is it there, what would it use; with
+    ``send_test_to`` a test mail through it. There is no network connection and no TLS of our own to report."""
+    stage: Stage = "connect"
+    try:
+        for line in await transport.check():
+            record(HandshakeEvent("connect", "ok", line))
+        if send_test_to is not None:
+            stage = "send"
+            await transport.connect()
+            envelope = Envelope(settings.sender.address, (send_test_to,))
+            result = await transport.send(connection_test_mail(settings, send_test_to), envelope)
+            record(HandshakeEvent("send", "ok", result.reply))
+        record(HandshakeEvent("done", "ok", tr("The mail program is ready.", "Das Mailprogramm ist bereit.")))
+        return ConnectionTestResult(True, "done", False, None, transcript)
+    except OposError as exc:
+        record(HandshakeEvent(stage, "failed", exc.message()))
+        return ConnectionTestResult(False, stage, False, exc.message(), transcript)
     finally:
         await transport.close()

@@ -24,11 +24,11 @@ from typing import Protocol, runtime_checkable
 
 from opos_tui.services.addresses import AddressError, ascii_addr_spec
 from opos_tui.services.errors import AddressNotSupported, TransportUnavailable
-from opos_tui.services.transports.base import Envelope
+from opos_tui.services.transports.base import Envelope, Transport
 
 
 @runtime_checkable
-class LocalProgram(Protocol):
+class LocalProgram(Transport, Protocol):
     """A transport that hands mails to a program on this computer, with a check for the connection test."""
 
     async def check(self) -> tuple[str, ...]:
