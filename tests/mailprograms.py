@@ -1,4 +1,4 @@
-"""A queued mail rendered as `send` renders it, for the transports that hand mails to a local mail program:
+"""A queued mail rendered as `send` renders it (and left pending), for the transports that hand mails to a local mail program:
 To with an umlaut name, Cc, the archive Bcc of the settings, and two PDFs whose names have umlauts."""
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ def rendered_mail(home: Home, tmp_path: Path) -> Rendered:
         vars={"customer_name": "Jörg Ärger & Söhne", "document_number": "M-2024-0001"},
     )
     with open_queue(home) as queue:
-        item = queue.enqueue(prepare(settings, request))
+        queued = queue.enqueue(prepare(settings, request))
+        item = queue.claim([queued.id])  # as `send` does: this fixes its Date header
+        assert item is not None
         message = build_message(item, queue.attachments(item.id))
+        queue.unclaim(item.id, "rendered for a test")
         envelope = Envelope(parseaddr(item.sender)[1], item.envelope_recipients)
     return Rendered(message, envelope, pdfs, item.id)
