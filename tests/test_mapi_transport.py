@@ -95,7 +95,8 @@ async def test_mapisendmailw_gets_every_field_in_utf16(
     start = SUBJECT.index("Ärger")
     assert message["subject"][start : start + 5] == [0xC4, 0x72, 0x67, 0x65, 0x72]
     assert {0xF6, 0x2013} <= set(message["subject"])
-    assert "1.234,56 €" in utf16(message["note"]) and 0x20AC in message["note"]
+    assert utf16(message["note"]) == "Sehr geehrter Herr Ärger,\r\nbitte überweisen Sie 1.234,56 € bis zum 31.12.\r\n"
+    assert 0x20AC in message["note"]
     assert (message["message_type"], message["date_received"], message["conversation_id"]) == (None, None, None)
     assert (message["ulReserved"], message["flFlags"], message["originator_null"]) == (0, 0, True)
     assert (message["nRecipCount"], message["nFileCount"]) == (3, 2)

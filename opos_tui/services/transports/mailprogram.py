@@ -54,6 +54,7 @@ class Attachment:
 class ParsedMail:
     subject: str
     body: str
+    """The plain-text body with Windows line ends (CRLF)."""
     to: tuple[Recipient, ...]
     cc: tuple[Recipient, ...]
     bcc: tuple[Recipient, ...]
@@ -92,6 +93,7 @@ def parse_mail(message: bytes, envelope: Envelope) -> ParsedMail:
     )
     body_part = parsed.get_body(preferencelist=("plain",))
     body = body_part.get_content() if isinstance(body_part, EmailMessage) else ""
+    body = body.replace("\r\n", "\n").replace("\n", "\r\n")  # Windows line ends, whatever the wire had
     attachments: list[Attachment] = []
     for number, part in enumerate(parsed.iter_attachments(), 1):
         data = part.get_content()
