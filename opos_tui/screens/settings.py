@@ -7,6 +7,7 @@ where it was typed. Saving is refused while anything is invalid; leaving with un
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +26,8 @@ from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
+from opos_tui.services.transports import outlook
+from opos_tui.services.transports.mailprogram import windows_only
 from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
 
 
@@ -33,11 +36,23 @@ def widget_id(key: str) -> str:
 
 
 def connection_labels() -> dict[str, str]:
-    return {
+    labels = {
         "windows": "Windows-Standard (Simple MAPI)",
         "outlook": "Outlook (Extended MAPI)",
         "smtp": "SMTP",
     }
+    if sys.platform != "win32":  # the local mail program of a Unix server
+        labels["sendmail"] = tr("sendmail (local mail program)", "sendmail (lokales Mailprogramm)")
+    return labels
+
+
+def connection_note(connection: str) -> str:
+    """What the form says under the connection type: Windows only, or Outlook's security prompt."""
+    if connection in ("windows", "outlook") and sys.platform != "win32":
+        return "⚠ " + windows_only(connection, connection_labels()[connection]).message()
+    if connection == "outlook":
+        return tr(outlook.PROMPT_EN, outlook.PROMPT_DE)
+    return ""
 
 
 def auth_labels() -> dict[str, str]:
@@ -176,6 +191,11 @@ class SettingsScreen(Screen[None]):
                 tr("Connection type (Verbindungsart)", "Verbindungsart"),
                 radio_set("connection", connection_labels(), s.connection),
             )
+            yield Static("", id="connection-note", classes="note")
+            with Vertical(id="section-sendmail", classes="section"):
+                yield self.text_field(
+                    "sendmail.path", tr("sendmail program", "sendmail-Programm"), "/usr/sbin/sendmail"
+                )
             with Vertical(id="section-auth", classes="section"):
                 yield FormField(
                     "auth.method",
@@ -333,7 +353,11 @@ class SettingsScreen(Screen[None]):
             asyncio.get_running_loop().call_soon(setattr, none, "value", True)
             method = "none"
         is_smtp = connection == "smtp"
-        self.query_one("#section-auth").display = connection != "windows"
+        note = connection_note(connection)
+        self.query_one("#connection-note", Static).update(note)
+        self.query_one("#connection-note").display = bool(note)
+        self.query_one("#section-sendmail").display = connection == "sendmail"
+        self.query_one("#section-auth").display = connection not in ("windows", "sendmail")
         self.query_one(f"#field-{widget_id('auth.profile')}").display = method != "none"
         self.query_one(f"#field-{widget_id(secrets.PASSWORD)}").display = method == "password"
         self.query_one("#section-smtp").display = is_smtp
