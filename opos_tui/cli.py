@@ -16,15 +16,15 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 from opos_tui import __version__, settings
 from opos_tui.i18n import LANGS, set_lang, tr
 from opos_tui.services import compose, secrets, spool
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
-from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, iso, open_queue
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -39,8 +39,21 @@ Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad input on the command line: one clear line on stderr, exit 2."""
+
+
+def exit_code(category: Category) -> int:
+    """The exit code of a command that an error of this category ended: the one place that decides it."""
+    match category:
+        case Category.INPUT:
+            return EXIT_USAGE
+        case (
+            Category.TRANSIENT | Category.PERMANENT | Category.UNCERTAIN | Category.CONFIGURATION | Category.INTERACTION
+        ):
+            return EXIT_FAILED
+        case _:
+            assert_never(category)
 
 
 def print_json(data: Any) -> None:
@@ -48,7 +61,16 @@ def print_json(data: Any) -> None:
 
 
 def home_of(args: argparse.Namespace) -> Home:
-    return Home.resolve(getattr(args, "home", None))
+    """The installation folder; a path that cannot be one (it, or a folder above it, is a file) is bad input."""
+    home = Home.resolve(getattr(args, "home", None))
+    found = next(p for p in (home.root, *home.root.parents) if p.exists())
+    if not found.is_dir():
+        raise UsageError(
+            f"{home.root} cannot be the installation folder: {found} is a file (check --home or OPOS_TUI_HOME)",
+            f"{home.root} kann nicht der Installationsordner sein: {found} ist eine Datei"
+            " (--home oder OPOS_TUI_HOME prüfen)",
+        )
+    return home
 
 
 # --- config -------------------------------------------------------------------------------------------
@@ -122,10 +144,10 @@ def read_secret(args: argparse.Namespace, label: str) -> str:
         value = getpass.getpass(f"{label}: ")
     else:
         raise UsageError(
-            tr("standard input is not a terminal: use --stdin", "Eingabe ist kein Terminal: --stdin verwenden")
+            "standard input is not a terminal: use --stdin", "Eingabe ist kein Terminal: --stdin verwenden"
         )
     if not value:
-        raise UsageError(tr(f"no {label} given; nothing changed", f"kein {label} angegeben; nichts geändert"))
+        raise UsageError(f"no {label} given; nothing changed", f"kein {label} angegeben; nichts geändert")
     return value
 
 
@@ -141,15 +163,20 @@ def cmd_config_set_password(args: argparse.Namespace) -> int:
     return store_secret(args, secrets.PASSWORD, tr("password", "Passwort"))
 
 
+def unknown_secret(name: str) -> UsageError:
+    text = f"unknown secret '{name}'; known: {', '.join(secrets.SECRET_NAMES)}"
+    return UsageError(text, text)
+
+
 def cmd_config_set_secret(args: argparse.Namespace) -> int:
     if args.name not in secrets.SECRET_NAMES:
-        raise UsageError(f"unknown secret '{args.name}'; known: {', '.join(secrets.SECRET_NAMES)}")
+        raise unknown_secret(args.name)
     return store_secret(args, args.name, args.name)
 
 
 def cmd_config_delete_secret(args: argparse.Namespace) -> int:
     if args.name not in secrets.SECRET_NAMES:
-        raise UsageError(f"unknown secret '{args.name}'; known: {', '.join(secrets.SECRET_NAMES)}")
+        raise unknown_secret(args.name)
     secrets.open_store(home_of(args)).delete(args.name)
     print(tr(f"{args.name} removed", f"{args.name} entfernt"))
     return EXIT_OK
@@ -186,7 +213,7 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(tr(f"--var takes KEY=VALUE, not {pair!r}", f"--var erwartet KEY=WERT, nicht {pair!r}"))
+            raise UsageError(f"--var takes KEY=VALUE, not {pair!r}", f"--var erwartet KEY=WERT, nicht {pair!r}")
         values[key] = value
     return values
 
@@ -328,7 +355,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     if bool(args.all) == bool(args.ids):
-        raise UsageError(tr("give item numbers or --all", "Nummern oder --all angeben"))
+        raise UsageError("give item numbers or --all", "Nummern oder --all angeben")
     with open_queue(home_of(args)) as q:
         result = q.retry(None if args.all else args.ids)
     if args.all and not result.changed and not args.json:
@@ -348,7 +375,7 @@ def confirm(question: str) -> bool:
     sys.stderr.flush()
     answer = sys.stdin.readline()
     if not answer:
-        raise UsageError(tr("no answer on standard input: confirm with --yes", "keine Antwort: mit --yes bestätigen"))
+        raise UsageError("no answer on standard input: confirm with --yes", "keine Antwort: mit --yes bestätigen")
     return answer.strip().lower() in ("y", "yes", "j", "ja")
 
 
@@ -415,15 +442,13 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
 def cmd_send(args: argparse.Namespace) -> int:
     if args.all and args.ids:
-        raise UsageError(tr("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides"))
+        raise UsageError("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides")
     confirmed: list[int] = args.skip_check or []
     if args.ids and (strangers := [i for i in confirmed if i not in args.ids]):
         listed = " ".join(f"#{i}" for i in strangers)
         raise UsageError(
-            tr(
-                f"--skip-check {listed}: not among the items to send",
-                f"--skip-check {listed}: nicht unter den zu sendenden Einträgen",
-            )
+            f"--skip-check {listed}: not among the items to send",
+            f"--skip-check {listed}: nicht unter den zu sendenden Einträgen",
         )
     home = home_of(args)
     current = settings.load(home)
@@ -524,7 +549,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    return run_tui(args, "settings")
+    pages: dict[str, StartScreen] = {"email": "settings", "letters": "letters", "reports": "reports"}
+    return run_tui(args, pages[args.page])
 
 
 # --- demo, doctor, unattended operation ------------------------------------------------------------------
@@ -543,7 +569,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.received:
         if not explicit:
             raise UsageError(
-                tr("--received needs the --home DIR of a kept demo", "--received braucht --home DIR einer Demo")
+                "--received needs the --home DIR of a kept demo", "--received braucht --home DIR einer Demo"
             )
         return show_received(Home.resolve(explicit), args.json)
     os.environ[secrets.SECRETS_ENV] = "file"  # this home's file store, never the user's keyring
@@ -574,7 +600,7 @@ def show_received(home: Home, as_json: bool) -> int:
     from opos_tui.services import demo
 
     if not demo.demo_dir(home).is_dir():
-        raise UsageError(tr(f"{home.root} is not a demo home", f"{home.root} ist kein Demo-Ordner"))
+        raise UsageError(f"{home.root} is not a demo home", f"{home.root} ist kein Demo-Ordner")
     events = list(demo.received(home))
     if as_json:
         print_json([asdict(e) for e in events])
@@ -609,7 +635,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from opos_tui.services.unattended import run_unattended
 
     if not 1 <= args.interval <= 86400:
-        raise UsageError(tr("--interval takes 1 to 86400 seconds", "--interval: 1 bis 86400 Sekunden"))
+        raise UsageError("--interval takes 1 to 86400 seconds", "--interval: 1 bis 86400 Sekunden")
     return asyncio.run(run_unattended(home_of(args), args.interval, once=args.once))
 
 
@@ -650,6 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("settings", parents=[common], help="open the TUI on the settings form")
+    p.add_argument(
+        "--page",
+        choices=["email", "letters", "reports"],
+        default="email",
+        help="email: the E-Mail form (default); letters: global letter report settings; reports: per report",
+    )
     p.set_defaults(handler=cmd_settings)
 
     p = sub.add_parser(
@@ -799,9 +831,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(tr("terminated", "beendet"), file=sys.stderr)
         return EXIT_TERMINATED
-    except (UsageError, ConfigError, UnknownItems) as exc:
-        print(f"opos-tui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except OposError as exc:
         print(f"opos-tui: {exc}", file=sys.stderr)
+        return exit_code(exc.category)
+    except OSError as exc:  # the last resort for the environment (permissions, a full disk): one line
+        print(f"opos-tui: {os_error_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def os_error_text(exc: OSError) -> str:
+    """``Permission denied: /path`` rather than ``[Errno 13] Permission denied: '/path'``."""
+    names = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {names}" if names else reason

@@ -26,6 +26,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in ("TEXTUAL_THEME", "NO_COLOR", "OPOS_TUI_LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LANG", "C.UTF-8")
+    # A 256-colour terminal, whatever the one running the tests: with 16 colours the app takes the ANSI theme.
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("COLORTERM", raising=False)
     monkeypatch.setenv("OPOS_TUI_SECRETS", "file")
     set_lang(None)
     yield

@@ -1,5 +1,5 @@
-"""A queued mail rendered as `send` renders it (and left pending), for the transports that hand mails to a local mail program:
-To with an umlaut name, Cc, the archive Bcc of the settings, and two PDFs whose names have umlauts."""
+"""A queued mail rendered as `send` renders it (and left pending), for the transports that hand mails to a
+local mail program: To with an umlaut name, Cc, the archive Bcc of the settings, two PDFs with umlaut names."""
 
 from __future__ import annotations
 

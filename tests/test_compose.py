@@ -10,8 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from opos_tui.services.compose import BadLetter, build_message
+from opos_tui import settings
+from opos_tui.services.compose import (
+    REPORT_SECTIONS,
+    SAMPLE_VALUES,
+    BadLetter,
+    LetterRequest,
+    build_message,
+    prepare,
+    preview,
+    report_of,
+)
 from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient
+from tests.pdfs import write_letter
 
 
 def test_several_attachments_of_any_size_arrive_intact(tmp_path: Path) -> None:
@@ -68,3 +79,39 @@ def test_a_mail_queued_unchecked_by_an_older_version_fails_with_a_reason(tmp_pat
             build_message(queued, q.attachments(queued.id))
     assert str(caught.value).startswith("this mail cannot be written as an e-mail: ")
     assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("section", REPORT_SECTIONS)
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_the_preview_is_the_mail_a_queued_item_gets(tmp_path: Path, section: str, language: str) -> None:
+    every = " ".join("${" + name + "}" for name in settings.LETTER_VALUES)
+    level = "" if section == "payment_advice" else " ${level}"
+    current = settings.Settings()
+    for key, value in [
+        ("letters.language", language),
+        ("sender.address", "buchhaltung@mueller.example"),
+        ("letters.signature", "Müller GmbH\n${customer_number}"),
+        ("letters.attachment_name", "${stem}_${customer_number}.${ext}"),
+        ("dunning_3.subject", f"Mahnung{level}: {every}"),
+        ("payment_advice.body", f"Avis\n{every}"),
+    ]:
+        current = settings.with_value(current, key, value)
+    shown = preview(current, section)
+    letter_type, level_number = report_of(section)
+    stem = "Zahlungsavis" if level_number is None else f"Mahnung_{level_number}"
+    pdf = write_letter(tmp_path / f"{stem}_RE-2025-0815.pdf", "RE-2025-0815")
+    request = LetterRequest(
+        type=letter_type.value, level=level_number, to=[shown.to], attachments=[pdf], vars=SAMPLE_VALUES[language]
+    )
+    item = prepare(current, request)
+    assert (shown.subject, shown.body, shown.sender) == (item.subject, item.body, item.sender)
+    assert [shown.attachment] == [a.filename for a in item.attachments]
+    assert "${" not in shown.subject + shown.body + shown.attachment
+
+
+def test_a_template_no_sample_can_fill_is_named_in_the_preview() -> None:
+    # ${level} in the global subject is fine for dunning letters, but a payment advice has no level.
+    current = settings.with_value(settings.Settings(), "letters.subject", "Stufe ${level}")
+    assert preview(current, "dunning_4").subject == "Stufe 4"
+    with pytest.raises(BadLetter, match=r"letters\.subject uses \$\{level\}"):
+        preview(current, "payment_advice")

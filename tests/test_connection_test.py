@@ -13,7 +13,7 @@ from opos_tui import settings as settings_module
 from opos_tui.services import secrets
 from opos_tui.services.connection_test import run_connection_test
 from opos_tui.services.home import Home
-from opos_tui.services.transports.smtp import HandshakeEvent
+from opos_tui.services.transports.base import HandshakeEvent
 from tests.servers.smtp import PASSWORD, USER, SmtpServer
 
 JSON_KEYS = {"ok", "stage", "tls", "error", "transcript"}

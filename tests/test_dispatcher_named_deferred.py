@@ -10,7 +10,7 @@ from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.secrets import open_store
-from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.registry import build_transport
 from tests.pdfs import write_letter
 from tests.servers.smtp import StartServer
 

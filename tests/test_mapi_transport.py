@@ -22,10 +22,11 @@ from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.secrets import open_store
 from opos_tui.services.transports import mapi
-from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.base import HandshakeEvent, Stage
 from opos_tui.services.transports.mailprogram import Attachment, attachment_files
 from opos_tui.services.transports.mapi import CODES, MapiDeclined, MapiTransport, load_mapi
 from opos_tui.services.transports.mapi_structs import MapiFileDesc, MapiMessage, MapiRecipDesc
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import Settings
 from tests.mailprograms import BCC, CC, SUBJECT, rendered_mail
 
@@ -183,20 +184,23 @@ async def test_the_operators_no_stops_the_run_and_the_mail_stays_pending(
     assert "declined" in result.stopped.en and "abgelehnt" in result.stopped.de
 
 
-async def test_check_logs_on_to_the_default_profile_without_a_prompt_and_sends_nothing(
+async def test_connect_logs_on_to_the_default_profile_without_a_prompt_and_sends_nothing(
     stubs: dict[str, Path], log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    transport = MapiTransport(str(stubs["unicode"]), lookup=lambda: ("Microsoft Outlook", "Outlook"))
-    lines = await transport.check()
-    assert "MAPISendMailW (Unicode)" in lines[0]
-    assert "Microsoft Outlook" in lines[1] and "Outlook profile: Outlook" in lines[2]
+    events: list[HandshakeEvent] = []
+    lookup = lambda: ("Microsoft Outlook", "Outlook")  # noqa: E731 (the registry, read on Windows)
+    transport = MapiTransport(str(stubs["unicode"]), lookup=lookup, observer=events.append)
+    await transport.connect()
+    assert [(e.stage, e.status) for e in events] == [(Stage.CONNECT, "ok"), (Stage.SIGN_IN, "ok")]
+    assert "MAPISendMailW (Unicode)" in events[0].summary and "Microsoft Outlook" in events[0].summary
+    assert "Outlook profile: Outlook" in events[1].summary
     logon, logoff = calls(log)
     assert logon["function"] == "MAPILogon" and logon["flags"] == 0  # no MAPI_LOGON_UI: never a dialog
     assert (logon["profile_null"], logon["password_null"]) == (True, True)
     assert logoff == {"function": "MAPILogoff", "session": 0x5E55, "ui_param": 0, "flags": 0, "reserved": 0}
     monkeypatch.setenv("MAPI_STUB_LOGON_RC", "3")
     with pytest.raises(mapi.OposError, match="MAPI_E_LOGIN_FAILURE") as raised:
-        await transport.check()
+        await MapiTransport(str(stubs["unicode"]), lookup=lookup).connect()
     assert raised.value.category is Category.CONFIGURATION
     assert not any(c["function"].startswith("MAPISendMail") for c in calls(log))
 

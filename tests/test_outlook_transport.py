@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from opos_tui.services import secrets
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, TransientError, TransportUnavailable
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import open_store
-from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.base import HandshakeEvent, Stage
 from opos_tui.services.transports.outlook import (
     CO_E_CLASSSTRING,
     CO_E_SERVER_EXEC_FAILURE,
@@ -23,6 +24,7 @@ from opos_tui.services.transports.outlook import (
     RPC_E_CALL_REJECTED,
     OutlookDeclined,
     OutlookTransport,
+    build,
 )
 from opos_tui.settings import Settings
 from tests.conftest import Cli
@@ -109,12 +111,15 @@ async def test_the_mail_goes_through_the_outlook_object_model(home: Home, tmp_pa
         result = await transport.send(mail.message, mail.envelope)
     assert "accepted by Outlook" in result.reply and "delivery is not confirmed" in result.reply
     item = "app.CreateItem(0)"
-    added = [c for c in recorder.calls if c[0] == f"{item}.Attachments.Add"]
-    assert [c for c in recorder.calls if c not in added] == [
+    namespace = "app.GetNamespace('MAPI')"
+    assert recorder.calls[:4] == [
         ("CoInitialize", "call", None),
         ("Dispatch", "call", ("Outlook.Application",)),
-        ("app.GetNamespace", "call", ("MAPI",)),  # no Anmelden: no Logon, the running Outlook or its default
-        ("app.CreateItem", "call", (0,)),
+        ("app.Version", "get", None),
+        ("app.GetNamespace", "call", ("MAPI",)),
+    ]
+    assert not any(c[0] == f"{namespace}.Logon" for c in recorder.calls)  # no Anmelden: the running Outlook
+    assert [c for c in recorder.calls if c[0].startswith(item) and not c[0].endswith("Attachments.Add")] == [
         (f"{item}.To", "set", "joerg@kunde.example"),
         (f"{item}.CC", "set", CC),
         (f"{item}.BCC", "set", BCC),
@@ -128,16 +133,19 @@ async def test_the_mail_goes_through_the_outlook_object_model(home: Home, tmp_pa
     assert len(recorder.threads) == 1  # every COM call from the one thread that made the objects
 
 
-async def test_anmelden_logs_on_to_the_profile_with_its_password(home: Home) -> None:
+async def test_anmelden_logs_on_to_the_profile_and_connect_says_what_it_would_use(home: Home) -> None:
     recorder = Recorder()
-    async with session(recorder, profile="Buchhaltung", password="Sehr-geheim#4711") as transport:
-        lines = await transport.check()
-    assert ("app.GetNamespace('MAPI').Logon", "call", ("Buchhaltung", "Sehr-geheim#4711", False, True)) in [
-        (c[0].replace('"', "'"), c[1], c[2]) for c in recorder.calls
-    ]
-    assert "Outlook 16.0.0.17928" in lines[0] and "Buchhaltung" in lines[0]
-    assert "Profile Outlook" in lines[1] and "account1@mueller.example, account2@mueller.example" in lines[1]
-    assert not any(c[0].endswith((".Send", "CreateItem")) for c in recorder.calls)  # the check sends nothing
+    events: list[HandshakeEvent] = []
+    async with session(recorder, profile="Buchhaltung", password="Sehr-geheim#4711", observer=events.append):
+        pass
+    logon = ("Buchhaltung", "Sehr-geheim#4711", False, True)
+    assert ("app.GetNamespace('MAPI').Logon", "call", logon) in recorder.calls
+    assert [(e.stage, e.status) for e in events] == [(Stage.CONNECT, "ok"), (Stage.SIGN_IN, "ok")]
+    assert "Outlook 16.0.0.17928" in events[0].summary
+    assert "profile Outlook" in events[1].summary
+    assert "account1@mueller.example, account2@mueller.example" in events[1].summary
+    assert all("Sehr-geheim" not in e.summary for e in events)
+    assert not any(c[0].endswith(("Send", "CreateItem")) for c in recorder.calls)  # connecting sends nothing
 
 
 @pytest.mark.parametrize(
@@ -182,13 +190,16 @@ async def test_a_refused_logon_stops_with_the_profile_named() -> None:
     assert "y" not in raised.value.en.split()  # the password is never in a message
 
 
-def test_outlook_anmelden_needs_a_stored_password(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.platform", "win32")
-    settings = Settings.model_validate({"connection": "outlook", "auth": {"method": "password", "profile": "P"}})
+def test_outlook_anmelden_needs_its_profile_and_a_password(home: Home) -> None:
+    store = open_store(home)
+    anmelden = Settings.model_validate({"connection": "outlook", "auth": {"method": "password", "profile": "P"}})
     with pytest.raises(OposError, match="no password"):
-        build_transport(settings, open_store(home))
-    monkeypatch.setattr("opos_tui.services.transports.outlook._pywin32", lambda: pytest.fail("COM touched"))
-    assert isinstance(build_transport(Settings(connection="outlook"), open_store(home)), OutlookTransport)
+        build(anmelden, store)
+    typed = build(anmelden, store, password="typed-in-the-form")  # the form tests what is typed, unsaved
+    assert (typed.profile, typed._password) == ("P", "typed-in-the-form")
+    store.set(secrets.PASSWORD, "stored")
+    assert build(anmelden, store)._password == "stored"
+    assert build(Settings(connection="outlook"), store).profile == ""  # no Anmelden: the running Outlook
 
 
 # --- off Windows --------------------------------------------------------------------------------------------

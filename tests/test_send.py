@@ -20,7 +20,7 @@ from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
 from opos_tui.services.errors import InteractionNeeded
 from opos_tui.services.home import Home
 from opos_tui.services.queue import NewItem, Queue, Recipient, Status, open_queue
-from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import RetrySettings
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter

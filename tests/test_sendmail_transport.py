@@ -123,9 +123,11 @@ async def test_a_missing_or_unusable_program_is_a_configuration_fault(tmp_path: 
         ("", "is empty"),
     ):
         transport = SendmailTransport(str(path))
-        for attempt in (transport.connect(), transport.check()):
-            with pytest.raises(ConfigurationFault, match=why):
-                await attempt
+        with pytest.raises(ConfigurationFault, match=why):
+            await transport.connect()
+        with pytest.raises(ConfigurationFault, match=why):
+            await transport.send(b"Subject: x\r\n\r\nx\r\n", Envelope(SENDER, (CC,)))
+        assert transport.state.stage == "send"
 
 
 def configure_sendmail(cli: Cli, path: Path | str) -> None:

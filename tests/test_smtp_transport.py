@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from opos_tui.services import errors
-from opos_tui.services.errors import Category, ConfigError, OposError
+from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, SendResult
-from opos_tui.services.transports.factory import build_transport
-from opos_tui.services.transports.smtp import (
+from opos_tui.services.transports.base import Envelope, SendResult
+from opos_tui.services.transports.registry import build_transport
+from opos_tui.services.transports.smtp import errors
+from opos_tui.services.transports.smtp.transport import (
     OAuthLogin,
     PasswordLogin,
     SmtpConfig,
@@ -407,8 +407,8 @@ def test_factory_refuses_what_cannot_work_here(tmp_path: Any) -> None:
     store = FileSecretStore(tmp_path / "secrets.toml")
     with pytest.raises(ConfigError, match=r"smtp\.host"):
         build_transport(Settings(), store)
-    with pytest.raises(errors.TransportUnavailable, match="works on Windows only"):
+    with pytest.raises(TransportUnavailable, match="works on Windows only"):
         build_transport(Settings(connection="windows"), store)
     oauth = Settings.model_validate({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth", "profile": USER}})
-    with pytest.raises(errors.TransportUnavailable, match="OAuth"):
+    with pytest.raises(TransportUnavailable, match="OAuth"):
         build_transport(oauth, store)

@@ -2,54 +2,36 @@
 
 The form holds a draft; every change is validated against the settings model at once and shown inline
 where it was typed. Saving is refused while anything is invalid; leaving with unsaved changes asks first.
+
+A broken config.toml does not keep the form shut: it opens with what can be read, says what is wrong (file,
+line, key), shows each invalid value in its field to be corrected, and replaces a file that is not TOML at
+all only once the admin agreed. Saving reads, merges and writes under config.toml's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
 
-from pydantic import ValidationError
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioSet, Static
 
-from opos_tui import settings
 from opos_tui.i18n import tr
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
-from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
 from opos_tui.services import secrets
-from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.transports import outlook
-from opos_tui.services.transports.mailprogram import windows_only
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
-
-
-def widget_id(key: str) -> str:
-    return key.replace(".", "-").replace("_", "-")
-
-
-def connection_labels() -> dict[str, str]:
-    labels = {
-        "windows": "Windows-Standard (Simple MAPI)",
-        "outlook": "Outlook (Extended MAPI)",
-        "smtp": "SMTP",
-    }
-    if sys.platform != "win32":  # the local mail program of a Unix server
-        labels["sendmail"] = tr("sendmail (local mail program)", "sendmail (lokales Mailprogramm)")
-    return labels
+from opos_tui.services.transports.registry import offered_here, windows_only
+from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
 
 
 def connection_note(connection: str) -> str:
     """What the form says under the connection type: Windows only, or Outlook's security prompt."""
     if connection in ("windows", "outlook") and sys.platform != "win32":
-        return "⚠ " + windows_only(connection, connection_labels()[connection]).message()
+        return "⚠ " + windows_only(connection).message()  # type: ignore[arg-type]
     if connection == "outlook":
         return tr(outlook.PROMPT_EN, outlook.PROMPT_DE)
     return ""
@@ -96,74 +78,24 @@ def provider_labels() -> dict[str, str]:
     }
 
 
-class FormField(Vertical):
-    """A label, the widget that edits one key, and the place its error is shown."""
-
-    DEFAULT_CSS = """
-    FormField { height: auto; margin: 0 0 1 0; }
-    FormField > .field-error { color: $error; display: none; }
-    FormField.-invalid > .field-error { display: block; }
-    """
-
-    def __init__(self, key: str, label: str, editor: Widget) -> None:
-        super().__init__(id=f"field-{widget_id(key)}")
-        self.key = key
-        self.label = label
-        self.editor = editor
-
-    def compose(self) -> ComposeResult:
-        yield Label(self.label, classes="field-label")
-        yield self.editor
-        yield Static("", classes="field-error")
-
-    # A class, not :focus-within: Textual does not restyle the label when focus moves on.
-    def on_descendant_focus(self) -> None:
-        self.add_class("-focused")
-
-    def on_descendant_blur(self) -> None:
-        self.remove_class("-focused")
-
-    def show_error(self, message: str | None) -> None:
-        self.set_class(bool(message), "-invalid")
-        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
-
-
-def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
-    return RadioSet(
-        *(
-            Choice(label, value=(value == current), name=value, id=f"{widget_id(key)}-{value}")
-            for value, label in labels.items()
-        ),
-        id=widget_id(key),
-        compact=True,
-    )
-
-
-class SettingsScreen(Screen[None]):
+class SettingsScreen(SettingsForm):
     """Verbindungsart, Anmelden, SMTP connection data, OAuth 2.0 and the sender, as one scrolling form."""
 
     BINDINGS = [
-        Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
-        Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+        *SettingsForm.BINDINGS,
         Binding("ctrl+t", "test_connection", tr("Test connection", "Verbindung testen"), id="settings.test"),
+        *LETTER_PAGE_KEYS,
     ]
     COMMANDS = {ConnectionTestCommands}
 
     def __init__(self, home: Home) -> None:
-        super().__init__()
-        self.home = home
+        super().__init__(home)
         self.store = secrets.open_store(home)
-        self.saved = settings.load(home)
-        self.dirty = False
-        self.valid: Settings | None = self.saved
+
+    def heading(self) -> str:
+        return tr("E-mail settings", "E-Mail-Einstellungen")
 
     # --- building the form ----------------------------------------------------------------------------
-
-    def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
-        value = settings.format_value(settings.get_value(self.saved, key))
-        # A compact field has no border: an empty one would be invisible without a placeholder.
-        hint = placeholder or tr("(empty)", "(leer)")
-        return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
 
     def secret_field(self, name: str, label: str) -> FormField:
         stored = self.store.get(name) is not None
@@ -186,10 +118,12 @@ class SettingsScreen(Screen[None]):
                 classes="form-title",
             )
             yield Static("", id="form-error", classes="form-error")
+            yield Static(self.file_problem_text(), id="file-problem", classes="form-error")
+            yield Vertical(id="section-fix", classes="section")
             yield FormField(
                 "connection",
                 tr("Connection type (Verbindungsart)", "Verbindungsart"),
-                radio_set("connection", connection_labels(), s.connection),
+                radio_set("connection", offered_here(), s.connection),
             )
             yield Static("", id="connection-note", classes="note")
             with Vertical(id="section-sendmail", classes="section"):
@@ -298,41 +232,90 @@ class SettingsScreen(Screen[None]):
             )
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.title = "opos-tui"
-        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
-        for radio in self.query(RadioSet):
-            # Put the keyboard cursor on the saved choice, not on the first one.
-            for _ in range(max(radio.pressed_index, 0)):
-                radio.action_next_button()
+    async def on_mount(self) -> None:
+        self.prepare_form()
+        await self.show_file_problems()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
+        if self.found.problems:
+            self.changed()
+
+    # --- a broken config.toml -------------------------------------------------------------------------
+
+    def file_problem_text(self) -> str:
+        """What is wrong with config.toml, for the banner at the top of the form ("" if nothing)."""
+        if self.found.unreadable is not None:
+            return tr(
+                f"⚠ {self.found.unreadable.en}\nThe form shows the defaults. Saving replaces the whole file"
+                " (you are asked first); Esc leaves it as it is.",
+                f"⚠ {self.found.unreadable.de}\nDas Formular zeigt die Vorgaben. Speichern ersetzt die ganze"
+                " Datei (nach Rückfrage); Esc lässt sie, wie sie ist.",
+            )
+        if not self.found.problems:
+            return ""
+        lines = []
+        for problem in self.found.problems:
+            where = tr(f" (line {problem.line})", f" (Zeile {problem.line})") if problem.line else ""
+            what = problem.message
+            if problem.raw is None:
+                what = tr(f"{what}: dropped when saved", f"{what}: wird beim Speichern entfernt")
+            elif problem.key in self.file_errors:
+                what = tr(f"{problem.raw!r}: {what}; shown: the default", f"{problem.raw!r}: {what}; gezeigt: Vorgabe")
+            lines.append(f"  {problem.key}{where}: {what}")
+        return "\n".join(
+            [
+                tr(
+                    f"⚠ {self.home.config_file} has invalid settings: correct the fields marked ⚠ and save"
+                    " (Ctrl+S), or leave with Esc.",
+                    f"⚠ {self.home.config_file} enthält ungültige Einstellungen: die mit ⚠ markierten Felder"
+                    " korrigieren und speichern (Strg+S) oder mit Esc verlassen.",
+                ),
+                *lines,
+            ]
+        )
+
+    async def show_file_problems(self) -> None:
+        """Put each invalid value of config.toml where the admin can correct it."""
+        fix = self.query_one("#section-fix", Vertical)
+        for problem in self.found.problems:
+            if problem.raw is None:
+                continue
+            found = self.query(f"#{widget_id(problem.key)}")
+            if not found:  # a key this form does not show otherwise (retry, letters): a field of its own
+                editor = Input(problem.raw, id=widget_id(problem.key), compact=True)
+                await fix.mount(FormField(problem.key, problem.key, editor))
+            elif not isinstance(found.first(), Input):
+                self.file_errors[problem.key] = tr(
+                    f"{problem.raw!r} in config.toml: {problem.message}",
+                    f"{problem.raw!r} in config.toml: {problem.message}",
+                )
+        fix.display = bool(fix.children)
+        banner = self.query_one("#file-problem", Static)
+        banner.update(self.file_problem_text())
+        banner.display = bool(self.found.unreadable or self.found.problems)
+
+    def file_problems_solved(self) -> None:
+        self.query_one("#file-problem", Static).display = False
 
     # --- reading the form -----------------------------------------------------------------------------
-
-    def pressed(self, key: str) -> str:
-        button = self.query_one(f"#{widget_id(key)}", RadioSet).pressed_button
-        return str(button.name) if button is not None else ""
-
-    def draft(self) -> dict[str, Any]:
-        """The form's values as a nested dict, in the shape of config.toml."""
-        data: dict[str, Any] = self.saved.model_dump(mode="json")
-        for key in settings.KEYS:
-            section, _, name = key.rpartition(".")
-            target = data[section] if section else data
-            found = self.query(f"#{widget_id(key)}")
-            if not found:
-                continue  # a key this form does not show (letter templates, retry): kept as saved
-            editor = found.first()
-            if isinstance(editor, RadioSet):
-                target[name] = self.pressed(key)
-            elif isinstance(editor, (Checkbox, Input)):
-                target[name] = editor.value
-        return data
 
     def typed_secrets(self) -> dict[str, str]:
         typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in secrets.SECRET_NAMES}
         return {name: value for name, value in typed.items() if value}
+
+    def unsaved_extra(self) -> bool:
+        return bool(self.typed_secrets())
+
+    def save_extra(self) -> None:
+        for name, value in self.typed_secrets().items():
+            self.store.set(name, value)
+        for name in secrets.SECRET_NAMES:
+            secret_input = self.query_one(f"#{widget_id(name)}", Input)
+            secret_input.value = ""
+            if self.store.get(name) is not None:
+                secret_input.placeholder = tr(
+                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
+                )
 
     # --- reacting -------------------------------------------------------------------------------------
 
@@ -370,135 +353,11 @@ class SettingsScreen(Screen[None]):
             method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
         )
 
-    def revalidate(self) -> None:
-        errors: dict[str, str] = {}
-        try:
-            self.valid = Settings.model_validate(self.draft(), context={"check_files": True})
-        except ValidationError as exc:
-            self.valid = None
-            errors = settings.field_errors(exc)
-        for form_field in self.query(FormField):
-            form_field.show_error(errors.get(form_field.key))
-        form_error = self.query_one("#form-error", Static)
-        form_error.update(f"⚠ {errors['']}" if "" in errors else "")
-        form_error.display = "" in errors
-
     def changed(self) -> None:
         self.apply_visibility()
-        self.revalidate()
-        self.dirty = self.valid != self.saved or bool(self.typed_secrets())
-        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen") + (" *" if self.dirty else "")
-
-    @on(Input.Changed)
-    @on(RadioSet.Changed)
-    @on(Checkbox.Changed)
-    def on_edit(self) -> None:
-        self.changed()
+        super().changed()
 
     # --- actions --------------------------------------------------------------------------------------
-
-    def action_save(self) -> None:
-        self.save()
-
-    def save(self, then_close: bool = False) -> None:
-        """Save what the form holds, merged with what someone else saved since the form was opened."""
-        self.changed()
-        if self.valid is None:
-            self.notify(
-                tr(
-                    "Not saved: fix the fields marked ⚠ first.",
-                    "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
-                ),
-                severity="error",
-            )
-            return
-        mine = self.valid
-        try:
-            theirs = settings.load(self.home)
-        except OposError:
-            theirs = self.saved  # an unreadable file is replaced by this form's valid values
-        data, both = settings.merge(self.saved, mine, theirs)
-        try:
-            merged = Settings.model_validate(data, context={"check_files": True})
-        except ValidationError as exc:
-            problem = next(iter(settings.field_errors(exc).values()))
-            self.notify(
-                tr(
-                    f"Not saved: config.toml was changed elsewhere meanwhile, and together with this form: {problem}",
-                    f"Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit diesem"
-                    f" Formular gilt: {problem}",
-                ),
-                severity="error",
-            )
-            return
-        if not both:
-            self.write(merged, mine, then_close)
-            return
-        keys = ", ".join(both)
-
-        def decided(choice: str | None) -> None:
-            if choice == "mine":
-                self.write(merged, mine, then_close)
-
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    f"Someone else changed {keys} in config.toml since this form was opened. Save your values"
-                    " for these over theirs? (Their other changes are kept either way.)",
-                    f"Jemand anderes hat {keys} in config.toml geändert, seit dieses Formular offen ist. Ihre"
-                    " Werte darüber speichern? (Die übrigen Änderungen bleiben so oder so erhalten.)",
-                ),
-                {"mine": tr("Save mine", "Meine speichern"), "cancel": tr("Cancel", "Abbrechen")},
-            ),
-            decided,
-        )
-
-    def write(self, new: Settings, mine: Settings, then_close: bool) -> None:
-        try:
-            settings.save(self.home, new)
-            for name, value in self.typed_secrets().items():
-                self.store.set(name, value)
-        except (OSError, OposError) as exc:
-            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
-            return
-        for name in secrets.SECRET_NAMES:
-            secret_input = self.query_one(f"#{widget_id(name)}", Input)
-            secret_input.value = ""
-            if self.store.get(name) is not None:
-                secret_input.placeholder = tr(
-                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
-                )
-        theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
-        self.saved = new
-        self.show_values(new, theirs)
-        self.changed()
-        note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")
-        self.notify(
-            tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
-            + (note if theirs else "")
-        )
-        if then_close:
-            self.close()
-
-    def show_values(self, values: Settings, keys: list[str]) -> None:
-        """Put saved values into the form's fields (those someone else changed meanwhile)."""
-        for key in keys:
-            found = self.query(f"#{widget_id(key)}")
-            if not found:
-                continue
-            editor, value = found.first(), settings.get_value(values, key)
-            if isinstance(editor, RadioSet):
-                self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
-            elif isinstance(editor, Checkbox):
-                editor.value = bool(value)
-            elif isinstance(editor, Input):
-                editor.value = settings.format_value(value)
-
-    def close(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.dismiss()
-        else:
-            self.app.exit()
 
     async def action_test_connection(self) -> None:
         """Test the settings as typed (saved or not), in a panel under the form."""
@@ -527,27 +386,9 @@ class SettingsScreen(Screen[None]):
             else:
                 panel.remove()
             return
-        if not self.dirty:
-            self.close()
-            return
+        super().action_leave()
 
-        def decided(choice: str | None) -> None:
-            if choice == "save":
-                self.save(then_close=True)
-            elif choice == "discard":
-                self.close()
+    def action_letter_page(self, page: str) -> None:
+        from opos_tui.screens.letters import LettersScreen, page_of
 
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    "Unsaved changes. Save them before leaving?",
-                    "Ungespeicherte Änderungen. Vor dem Verlassen speichern?",
-                ),
-                {
-                    "save": tr("Save", "Speichern"),
-                    "discard": tr("Discard", "Verwerfen"),
-                    "cancel": tr("Cancel", "Abbrechen"),
-                },
-            ),
-            decided,
-        )
+        self.app.push_screen(LettersScreen(self.home, page_of(page)))

@@ -23,7 +23,7 @@ from email.utils import getaddresses, make_msgid
 
 import idna
 
-from opos_tui.services.errors import OposError
+from opos_tui.services.errors import BadInput
 
 MAX_LOCAL = 64
 MAX_LABEL = 63
@@ -36,7 +36,7 @@ _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _NOT_IN_HEADER = ("Cc", "Zl", "Zp", "Cs")
 
 
-class AddressError(OposError, ValueError):
+class AddressError(BadInput, ValueError):
     """Why a text is not a usable e-mail address (or one-line header value), in English and German."""
 
 

@@ -24,11 +24,11 @@ from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
-from pathlib import Path
+from pathlib import Path, PurePath
 from string import Template
 
 from opos_tui.services.addresses import AddressError, check_one_line, header_address, new_message_id, parse_mailbox
-from opos_tui.services.errors import ConfigError, ConfigurationFault, OposError
+from opos_tui.services.errors import BadInput, ConfigurationFault, OposError
 from opos_tui.services.files import FileProblem, FileTooLarge, Snapshot, StillWriting, read_regular
 from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
 from opos_tui.settings import ReportTemplate, Settings
@@ -73,7 +73,18 @@ def report_section(letter_type: LetterType, level: int | None) -> str:
     return "payment_advice" if letter_type is LetterType.PAYMENT_ADVICE else f"dunning_{level}"
 
 
-class BadLetter(ConfigError):
+REPORT_SECTIONS: tuple[str, ...] = ("payment_advice", *(f"dunning_{level}" for level in range(1, MAX_LEVEL + 1)))
+"""The settings section of every report: payment advices, then dunning letters by level."""
+
+
+def report_of(section: str) -> tuple[LetterType, int | None]:
+    """The letter type and level of a report section (the reverse of ``report_section``)."""
+    if section == "payment_advice":
+        return LetterType.PAYMENT_ADVICE, None
+    return LetterType.DUNNING, int(section.removeprefix("dunning_"))
+
+
+class BadLetter(BadInput):
     """A mail that cannot be queued as given (exit 2 on the command line; ``rejected/`` in the spool)."""
 
 
@@ -244,6 +255,44 @@ def _values(raw: Mapping[str, object]) -> dict[str, str]:
     return values
 
 
+def template_values(letter_type: LetterType, level: int | None, raw: Mapping[str, object]) -> dict[str, str]:
+    """The values a mail's templates are filled with: its own, and for a dunning letter its level."""
+    values = _values(raw)
+    if letter_type is LetterType.DUNNING:
+        values.setdefault("level", str(level))
+    return values
+
+
+def letter_texts(
+    settings: Settings,
+    letter_type: LetterType,
+    level: int | None,
+    values: Mapping[str, str],
+    subject: str | None = None,
+    body: str | None = None,
+) -> tuple[str, str]:
+    """Subject and body exactly as the mail carries them: its own texts as given, else from the templates;
+    the signature below the body. ``BadLetter`` if a template cannot be filled or the subject cannot go."""
+    texts = render_texts(settings, letter_type, level, values) if None in (subject, body) else None
+    subject = subject if subject is not None else texts[0] if texts else ""
+    body = body if body is not None else texts[1] if texts else ""
+    _check_text(body, "the body", "der Text")
+    _check_header(subject, "the subject", "der Betreff")
+    if not subject.strip():
+        raise _bad("the subject is empty", "der Betreff ist leer")
+    if settings.letters.signature:
+        body = f"{body.rstrip()}\n\n-- \n{fill(settings.letters.signature, values, 'letters.signature')}\n"
+    return subject, body
+
+
+def attachment_name(settings: Settings, filename: str, values: Mapping[str, str]) -> str:
+    """The name the recipient sees for an attachment file (``letters.attachment_name`` filled)."""
+    path = PurePath(filename)
+    name_values = {**values, "filename": path.name, "stem": path.stem, "ext": path.suffix.lstrip(".")}
+    name = fill(settings.letters.attachment_name, name_values, "letters.attachment_name")
+    return _check_header(name, f"the attachment name {name!r}", f"der Anhangsname {name!r}")
+
+
 def prepare(settings: Settings, request: LetterRequest) -> NewItem:
     """Check everything about a requested mail and turn it into a queue item; ``BadLetter`` if anything is
     wrong (nothing is queued then)."""
@@ -280,24 +329,12 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
     if not request.attachments:
         raise _bad("no attachment (--attach)", "kein Anhang (--attach)")
 
-    values = _values(request.vars)
-    if letter_type is LetterType.DUNNING:
-        values.setdefault("level", str(level))
-    texts = render_texts(settings, letter_type, level, values) if None in (request.subject, request.body) else None
-    subject = request.subject if request.subject is not None else texts[0] if texts else ""
-    body = request.body if request.body is not None else texts[1] if texts else ""
-    _check_text(body, "the body", "der Text")
-    _check_header(subject, "the subject", "der Betreff")
-    if not subject.strip():
-        raise _bad("the subject is empty", "der Betreff ist leer")
-    if settings.letters.signature:
-        body = f"{body.rstrip()}\n\n-- \n{fill(settings.letters.signature, values, 'letters.signature')}\n"
+    values = template_values(letter_type, level, request.vars)
+    subject, body = letter_texts(settings, letter_type, level, values, request.subject, request.body)
 
     attachments: list[NewAttachment] = []
     for path, data in _read_attachments(settings, request):
-        name_values = {**values, "filename": path.name, "stem": path.stem, "ext": path.suffix.lstrip(".")}
-        name = fill(settings.letters.attachment_name, name_values, "letters.attachment_name")
-        _check_header(name, f"the attachment name {name!r}", f"der Anhangsname {name!r}")
+        name = attachment_name(settings, path.name, values)
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if data.startswith(PDF_MAGIC):
             content_type = "application/pdf"
@@ -329,6 +366,51 @@ def default_sender(settings: Settings) -> str:
         return ""
     local, _, domain = settings.sender.address.rpartition("@")
     return str(Address(display_name=settings.sender.name, username=local, domain=domain))
+
+
+# A plausible item for the preview of the templates, with values as the accounting system sends them.
+SAMPLE_VALUES: dict[str, dict[str, str]] = {
+    "de": {
+        "customer_name": "Hartmann Stahlbau GmbH",
+        "customer_number": "K10042",
+        "document_number": "RE-2025-0815",
+        "amount": "1.234,56",
+        "currency": "EUR",
+        "due_date": "31.03.2025",
+    },
+    "en": {
+        "customer_name": "Hartmann Steel Ltd",
+        "customer_number": "K10042",
+        "document_number": "RE-2025-0815",
+        "amount": "1,234.56",
+        "currency": "EUR",
+        "due_date": "2025-03-31",
+    },
+}
+SAMPLE_RECIPIENT = "buchhaltung@hartmann-stahlbau.example"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One report's mail for a sample item, filled exactly as a queued mail is."""
+
+    sender: str
+    to: str
+    subject: str
+    body: str
+    attachment: str
+
+
+def preview(settings: Settings, section: str) -> Preview:
+    """The mail a report's templates make for a sample item; ``BadLetter`` names a template that cannot be
+    filled, as it would when such a mail is queued."""
+    letter_type, level = report_of(section)
+    values = template_values(letter_type, level, SAMPLE_VALUES["de" if settings.letters.language == "de" else "en"])
+    subject, body = letter_texts(settings, letter_type, level, values)
+    stem = "Zahlungsavis" if level is None else f"Mahnung_{level}"
+    name = attachment_name(settings, f"{stem}_{values['document_number']}.pdf", values)
+    to = f"{values['customer_name']} <{SAMPLE_RECIPIENT}>"
+    return Preview(default_sender(settings), to, subject, body, name)
 
 
 class NoSender(ConfigurationFault):

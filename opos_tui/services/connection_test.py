@@ -1,8 +1,10 @@
 """The connection test: the real handshake with the configured server, reported stage by stage.
 
-It runs the transport's own code (``SmtpTransport.connect`` and ``send``), so what it shows is what sending
-will do. Each stage arrives at ``on_event`` as it happens; the command line prints one line per event, the
-settings screen fills a transcript panel. Nothing secret appears: AUTH payloads are shown as ``***``.
+It runs the transport's own code (its ``connect`` and ``send``), so what it shows is what sending will do.
+It knows a transport only by its interface: the events it reports and its ``state`` (the stage it failed at,
+whether it was encrypted). Each stage arrives at ``on_event`` as it happens; the command line prints one line
+per event, the settings screen fills a transcript panel. Nothing secret appears: AUTH payloads are shown as
+``***``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.transports.base import Envelope
-from opos_tui.services.transports.factory import build_transport
-from opos_tui.services.transports.mailprogram import LocalProgram
-from opos_tui.services.transports.smtp import HandshakeEvent, SmtpTransport, Stage, TokenProvider
-from opos_tui.services.transports.tls import CertificateInfo
+from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import Settings
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
@@ -77,6 +76,7 @@ def connection_test_mail(settings: Settings, recipient: str) -> bytes:
 
 
 def _route(settings: Settings) -> str:
+    """Which way the test mail went, for its text."""
     if settings.connection == "smtp":
         return f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security})"
     if settings.connection == "sendmail":
@@ -117,58 +117,26 @@ async def run_connection_test(
     except ConfigError:
         raise
     except OposError as exc:
-        record(HandshakeEvent("connect", "failed", exc.message()))
-        return ConnectionTestResult(False, "connect", False, exc.message(), transcript)
-    if isinstance(transport, LocalProgram):
-        return await _test_local_program(transport, settings, send_test_to, record, transcript)
-    assert isinstance(transport, SmtpTransport)
+        record(HandshakeEvent(Stage.CONNECT, "failed", exc.message()))
+        return ConnectionTestResult(False, Stage.CONNECT, False, exc.message(), transcript)
     try:
         await transport.connect()
         if send_test_to is not None:
-            transport.stage = "send"
             envelope = Envelope(settings.sender.address, (send_test_to,))
             await transport.send(connection_test_mail(settings, send_test_to), envelope)
-        encrypted = transport.encrypted
+        encrypted = transport.state.encrypted
         how = tr("encrypted", "verschlüsselt") if encrypted else tr("NOT encrypted", "NICHT verschlüsselt")
         record(
             HandshakeEvent(
-                "done",
+                Stage.DONE,
                 "ok" if encrypted else "warning",
                 tr(f"The connection works ({how}).", f"Die Verbindung funktioniert ({how})."),
             )
         )
-        certificate = transport.tls.certificate if transport.tls else None
-        return ConnectionTestResult(True, "done", encrypted, None, transcript, certificate)
+        return ConnectionTestResult(True, Stage.DONE, encrypted, None, transcript, transport.state.certificate)
     except OposError as exc:
-        record(HandshakeEvent(transport.stage, "failed", exc.message(), transport.failed_exchange))
-        return ConnectionTestResult(False, transport.stage, transport.tls is not None, exc.message(), transcript)
-    finally:
-        await transport.close()
-
-
-async def _test_local_program(
-    transport: LocalProgram,
-    settings: Settings,
-    send_test_to: str | None,
-    record: Callable[[HandshakeEvent], None],
-    transcript: list[HandshakeEvent],
-) -> ConnectionTestResult:
-    """A local mail program (Simple MAPI, Outlook, sendmail): is it there, what would it use; with
-    ``send_test_to`` a test mail through it. There is no network connection and no TLS of our own to report."""
-    stage: Stage = "connect"
-    try:
-        for line in await transport.check():
-            record(HandshakeEvent("connect", "ok", line))
-        if send_test_to is not None:
-            stage = "send"
-            await transport.connect()
-            envelope = Envelope(settings.sender.address, (send_test_to,))
-            result = await transport.send(connection_test_mail(settings, send_test_to), envelope)
-            record(HandshakeEvent("send", "ok", result.reply))
-        record(HandshakeEvent("done", "ok", tr("The mail program is ready.", "Das Mailprogramm ist bereit.")))
-        return ConnectionTestResult(True, "done", False, None, transcript)
-    except OposError as exc:
-        record(HandshakeEvent(stage, "failed", exc.message()))
-        return ConnectionTestResult(False, stage, False, exc.message(), transcript)
+        state = transport.state
+        record(HandshakeEvent(state.stage, "failed", exc.message(), state.failed_exchange))
+        return ConnectionTestResult(False, state.stage, state.encrypted, exc.message(), transcript)
     finally:
         await transport.close()

@@ -10,8 +10,8 @@ said. What happens after a failure depends on the error's category only, never o
 - configuration (login refused, TLS impossible) or interaction needed (an OAuth sign-in): the run stops, the
   claimed item goes back to ``pending`` and so does everything else: nothing is burnt through as failed.
   With an ``on_interaction`` callback the run pauses instead, and goes on if the callback says so;
-- the data went out but no reply came (``DeliveryUncertain``, or the run was cancelled mid-mail):
-  ``uncertain``, never resent by itself.
+- uncertain (the data went out but no reply came), or the run was cancelled mid-mail: ``uncertain``, never
+  resent by itself.
 
 Before anything goes out, each claimed item must pass the plausibility check (``services.plausibility``): one
 that fails it is ``held`` with the reason, unless the operator confirmed it (``skip_check``). An item that
@@ -41,7 +41,8 @@ from opos_tui.services.errors import Category, InteractionNeeded, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, QueueItem, Status
 from opos_tui.services.secrets import open_store
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, Transport
+from opos_tui.services.transports.base import Envelope, Transport
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import RetrySettings, Settings
 
 TransportFactory = Callable[[], Transport]
@@ -112,12 +113,6 @@ class RunResult:
     def finished(self) -> int:
         """Items this run is done with."""
         return len(self.sent) + len(self.deferred) + len(self.failed) + len(self.uncertain) + len(self.held)
-
-
-def server_reply(exc: OposError) -> str:
-    """The server's reply (code and text) if the error is one, else the error's own message."""
-    reply = getattr(exc, "reply", None)
-    return reply if isinstance(reply, str) and reply else exc.en
 
 
 def backoff(retry: RetrySettings, attempts: int) -> timedelta:
@@ -196,9 +191,6 @@ class Dispatcher:
     ) -> Dispatcher:
         """The dispatcher as this installation is configured: its transport, retry policy, connections, rate
         limit and sender. The command line's ``send`` and the queue screen both start here."""
-        # aiosmtplib is imported only once something is sent.
-        from opos_tui.services.transports.factory import build_transport
-
         store = open_store(home)
         return cls(
             queue,
@@ -409,10 +401,6 @@ class Dispatcher:
         """Send one claimed item and record the outcome; False if the session should be renewed."""
         try:
             result = await transport.send(message, envelope)
-        except DeliveryUncertain as exc:
-            self.queue.record_uncertain(item.id, exc.en)
-            self._done(item, Outcome.UNCERTAIN, exc.en, self.result.uncertain)
-            return False
         except OposError as exc:
             self._record_failure(item, exc)
             return False
@@ -433,9 +421,8 @@ class Dispatcher:
         return True
 
     def _record_failure(self, item: QueueItem, exc: OposError) -> None:
-        reply = server_reply(exc)
-        refused = getattr(exc, "refused", None)
-        refused = refused if isinstance(refused, dict) else None
+        reply = exc.reply or exc.en  # the server's reply (code and text) if the error is one
+        refused = dict(exc.refused) or None
         if exc.category is Category.TRANSIENT:
             first = item.first_attempt_at or datetime.now(UTC)
             if datetime.now(UTC) - first >= timedelta(days=self.retry.give_up_days):
@@ -449,6 +436,9 @@ class Dispatcher:
         elif exc.category is Category.PERMANENT:
             self.queue.record_failed(item.id, reply, refused)
             self._done(item, Outcome.FAILED, reply, self.result.failed)
+        elif exc.category is Category.UNCERTAIN:
+            self.queue.record_uncertain(item.id, reply)
+            self._done(item, Outcome.UNCERTAIN, reply, self.result.uncertain)
         else:
             # Configuration or sign-in trouble surfacing mid-session: not this mail's fault.
             self._unclaim(item, exc.en)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,21 +19,50 @@ from email import message_from_bytes, policy
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Self
 
 from opos_tui.services.addresses import AddressError, ascii_addr_spec
-from opos_tui.services.errors import AddressNotSupported, TransportUnavailable
-from opos_tui.services.transports.base import Envelope, Transport
+from opos_tui.services.transports.base import Envelope, HandshakeEvent, Observer, SessionState, Stage
+from opos_tui.services.transports.smtp.errors import AddressNotSupported  # the same refusal as SMTP's
 
 
-@runtime_checkable
-class LocalProgram(Transport, Protocol):
-    """A transport that hands mails to a program on this computer, with a check for the connection test."""
+class LocalSession:
+    """What the transports that hand mails to a program on this computer share: a session state (there is no
+    channel of their own to encrypt, so ``encrypted`` is True, as the interface asks) and the steps reported
+    to the observer. Subclasses implement ``connect``, ``send`` and ``close``."""
 
-    async def check(self) -> tuple[str, ...]:
-        """Check, without sending anything, that the mail program is there and what it would use (its profile
-        or account); one line each in the current language. Raises the error sending would raise."""
-        ...
+    def __init__(self, observer: Observer | None) -> None:
+        self.observer = observer
+        self._state = SessionState(encrypted=True)
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    def _at(self, stage: Stage) -> None:
+        """The step now in progress (the one reported as failed if an error follows)."""
+        self._state = SessionState(stage, encrypted=True)
+
+    def _report(self, stage: Stage, summary: str) -> None:
+        self._at(stage)
+        if self.observer is not None:
+            self.observer(HandshakeEvent(stage, "ok", summary))
+
+    async def connect(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
 
 @dataclass(frozen=True)
@@ -134,15 +162,3 @@ def attachment_files(
         yield paths
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def windows_only(connection: str, label: str) -> TransportUnavailable:
-    """The plain message for a Windows connection type chosen on another system."""
-    return TransportUnavailable(
-        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
-        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
-        "the local mail program of a Unix server).",
-        f"Die Verbindungsart {connection} ({label}) funktioniert nur unter Windows: sie übergibt die Mails an "
-        f"ein Windows-Mailprogramm wie Outlook, und dieser Rechner läuft unter {sys.platform}. Bitte connection "
-        "auf smtp stellen (oder sendmail, das lokale Mailprogramm eines Unix-Servers).",
-    )

@@ -16,13 +16,18 @@ import ctypes
 import sys
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, PermanentError, TransientError
-from opos_tui.services.transports.base import Envelope, SendResult
-from opos_tui.services.transports.mailprogram import ParsedMail, Recipient, attachment_files, parse_mail, windows_only
+from opos_tui.services.secrets import SecretStore
+from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.mailprogram import (
+    LocalSession,
+    ParsedMail,
+    Recipient,
+    attachment_files,
+    parse_mail,
+)
 from opos_tui.services.transports.mapi_structs import (
     MAPI_BCC,
     MAPI_CC,
@@ -166,7 +171,9 @@ def load_mapi(path: str | None = None) -> ctypes.CDLL:
     if sys.platform == "win32":
         return ctypes.WinDLL(path or LIBRARY)  # FAR PASCAL: stdcall on 32-bit Windows
     if path is None:
-        raise windows_only("windows", LABEL)
+        from opos_tui.services.transports.registry import windows_only
+
+        raise windows_only("windows")
     return ctypes.CDLL(path)
 
 
@@ -201,7 +208,20 @@ _ONE_AT_A_TIME = threading.Lock()
 """A mail program shows one prompt at a time: parallel connections take turns."""
 
 
-class MapiTransport:
+def build(
+    settings: Settings,
+    store: SecretStore,
+    *,
+    password: str | None = None,
+    token_provider: TokenProvider | None = None,
+    observer: Observer | None = None,
+) -> MapiTransport:
+    """The registry's builder. No setting applies: Simple MAPI uses the default mail program with its default
+    profile (no Anmelden)."""
+    return MapiTransport(observer=observer)
+
+
+class MapiTransport(LocalSession):
     """Hands each mail to the default mail program through Simple MAPI; implements ``Transport``."""
 
     def __init__(
@@ -210,30 +230,15 @@ class MapiTransport:
         *,
         ansi_codec: str = "mbcs" if sys.platform == "win32" else "cp1252",
         lookup: Callable[[], tuple[str | None, str | None]] = default_mail_program,
+        observer: Observer | None = None,
     ) -> None:
+        super().__init__(observer)
         self.library = library
         """Path of the library to load; None = the system's ``mapi32.dll``."""
         self.ansi_codec = ansi_codec
         """The code page of the old ANSI ``MAPISendMail`` (the system's, ``mbcs``)."""
         self.lookup = lookup
         self._dll: ctypes.CDLL | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> MapiTransport:
-        """The system's Simple MAPI; TransportUnavailable off Windows. No setting applies: Simple MAPI uses the
-        default mail program with its default profile (no Anmelden)."""
-        if sys.platform != "win32":
-            raise windows_only(settings.connection, LABEL)
-        return cls()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def _library(self) -> ctypes.CDLL:
         if self._dll is None:
@@ -250,49 +255,54 @@ class MapiTransport:
         return self._dll
 
     async def connect(self) -> None:
-        """Load Simple MAPI; nothing is shown or sent. The mail program logs on when the first mail goes."""
-        await asyncio.to_thread(lambda: declare(self._library()))
+        """Load Simple MAPI and check that the default profile logs on without a prompt (then log off again);
+        nothing is shown or sent. Each mail then goes with the mail program's own session."""
+        self._at(Stage.CONNECT)
+        unicode = await asyncio.to_thread(lambda: declare(self._library())[0])
+        program, profile = self.lookup()
+        function = "MAPISendMailW (Unicode)" if unicode else f"MAPISendMail (ANSI, {self.ansi_codec})"
+        unknown = tr("unknown", "unbekannt")
+        where = self.library or LIBRARY
+        self._report(
+            Stage.CONNECT,
+            tr(f"Simple MAPI loaded ({where}): {function}; default mail program: {program or unknown}",
+               f"Simple MAPI geladen ({where}): {function}; Standard-Mailprogramm: {program or unknown}"),
+        )  # fmt: skip
+        self._at(Stage.SIGN_IN)
+        await asyncio.to_thread(self._logon)
+        self._report(
+            Stage.SIGN_IN,
+            tr(f"The default profile logs on without a prompt (Outlook profile: {profile or unknown}). Each mail "
+               "may still need Allow in the mail program's security prompt.",
+               f"Das Standardprofil meldet sich ohne Rückfrage an (Outlook-Profil: {profile or unknown}). Jede "
+               "Mail kann trotzdem ein Zulassen in der Sicherheitsabfrage des Mailprogramms brauchen."),
+        )  # fmt: skip
+
+    def _logon(self) -> None:
+        logon, logoff = declare_logon(self._library())
+        session = ctypes.c_size_t(0)
+        with _ONE_AT_A_TIME:
+            code = logon(0, None, None, 0, 0, ctypes.byref(session))  # no MAPI_LOGON_UI: never a dialog here
+            if code != SUCCESS_SUCCESS:
+                raise mapi_error(code, "MAPILogon")
+            logoff(session, 0, 0, 0)
 
     async def close(self) -> None:
         """Nothing stays open: each mail is one call, with the mail program's own session."""
 
-    async def check(self) -> tuple[str, ...]:
-        return await asyncio.to_thread(self._check)
-
-    def _check(self) -> tuple[str, ...]:
-        library = self._library()
-        unicode, _send = declare(library)
-        program, profile = self.lookup()
-        logon, logoff = declare_logon(library)
-        session = ctypes.c_size_t(0)
-        with _ONE_AT_A_TIME:
-            code = logon(0, None, None, 0, 0, ctypes.byref(session))
-            if code != SUCCESS_SUCCESS:
-                raise mapi_error(code, "MAPILogon")
-            logoff(session, 0, 0, 0)
-        function = "MAPISendMailW (Unicode)" if unicode else f"MAPISendMail (ANSI, {self.ansi_codec})"
-        unknown = tr("unknown", "unbekannt")
-        return (
-            tr(f"Simple MAPI loaded ({self.library or LIBRARY}): {function}",
-               f"Simple MAPI geladen ({self.library or LIBRARY}): {function}"),
-            tr(f"Default mail program: {program or unknown}", f"Standard-Mailprogramm: {program or unknown}"),
-            tr(f"Its default profile logs on without a prompt (Outlook profile: {profile or unknown}); nothing "
-               "was sent. Each mail may still need Allow in the mail program's security prompt.",
-               f"Sein Standardprofil meldet sich ohne Rückfrage an (Outlook-Profil: {profile or unknown}); "
-               "gesendet wurde nichts. Jede Mail kann trotzdem ein Zulassen in der Sicherheitsabfrage des "
-               "Mailprogramms brauchen."),
-        )  # fmt: skip
-
     async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+        self._at(Stage.SEND)
         mail = parse_mail(message, envelope)
         # The call blocks while the mail program asks the operator: in a worker thread, the screen stays alive.
         function, code = await asyncio.to_thread(self._send, mail)
         if code != SUCCESS_SUCCESS:
             raise mapi_error(code, function)
-        return SendResult(
-            reply=f"accepted by the mail program through Simple MAPI ({function} returned 0 SUCCESS_SUCCESS); "
-            "it sends the mail from its outbox, delivery is not confirmed"
+        reply = (
+            f"accepted by the mail program through Simple MAPI ({function} returned 0 SUCCESS_SUCCESS); it sends "
+            "the mail from its outbox, delivery is not confirmed"
         )
+        self._report(Stage.SEND, reply)
+        return SendResult(reply)
 
     def _send(self, mail: ParsedMail) -> tuple[str, int]:
         """Write the attachments, make the call, remove the attachments: all in this worker thread, so the

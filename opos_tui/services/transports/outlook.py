@@ -14,12 +14,10 @@ meanwhile, so they run in a worker thread of their own: COM objects belong to th
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import (
@@ -32,8 +30,8 @@ from opos_tui.services.errors import (
     TransportUnavailable,
 )
 from opos_tui.services.secrets import PASSWORD, SecretStore
-from opos_tui.services.transports.base import Envelope, SendResult
-from opos_tui.services.transports.mailprogram import ParsedMail, attachment_files, parse_mail, windows_only
+from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.mailprogram import LocalSession, ParsedMail, attachment_files, parse_mail
 from opos_tui.settings import Settings
 
 LABEL = "Outlook (Extended MAPI)"
@@ -177,7 +175,33 @@ _ONE_AT_A_TIME = threading.Lock()
 """Outlook shows one prompt at a time: parallel connections take turns."""
 
 
-class OutlookTransport:
+def build(
+    settings: Settings,
+    store: SecretStore,
+    *,
+    password: str | None = None,
+    token_provider: TokenProvider | None = None,
+    observer: Observer | None = None,
+) -> OutlookTransport:
+    """The registry's builder: Outlook with Anmelden as set (``password`` overrides the stored Passwort, for the
+    form's test of what is typed); ConfigError when Anmelden lacks its profile or password."""
+    if settings.auth.method != "password":
+        return OutlookTransport(observer=observer)
+    if not settings.auth.profile:
+        raise ConfigError(
+            "auth.method is password, but auth.profile (Profil, the Outlook profile name) is empty",
+            "auth.method ist password, aber auth.profile (Profil, der Name des Outlook-Profils) ist leer",
+        )
+    secret = password or store.get(PASSWORD)
+    if secret is None:
+        raise ConfigError(
+            "auth.method is password, but no password (Passwort) is stored: opos-tui config set-password",
+            "auth.method ist password, aber kein Passwort gespeichert: opos-tui config set-password",
+        )
+    return OutlookTransport(settings.auth.profile, secret, observer=observer)
+
+
+class OutlookTransport(LocalSession):
     """Hands each mail to classic Outlook; implements ``transports.base.Transport``."""
 
     def __init__(
@@ -187,7 +211,9 @@ class OutlookTransport:
         *,
         dispatch: Dispatch | None = None,
         com_init: Callable[[], None] | None = None,
+        observer: Observer | None = None,
     ) -> None:
+        super().__init__(observer)
         self.profile = profile
         self._password = password
         self._dispatch = dispatch
@@ -195,35 +221,6 @@ class OutlookTransport:
         self._thread: ThreadPoolExecutor | None = None
         self._initialized = False
         self._outlook: Any = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, store: SecretStore) -> OutlookTransport:
-        """Outlook with Anmelden as set; TransportUnavailable off Windows, ConfigError without a password."""
-        if sys.platform != "win32":
-            raise windows_only(settings.connection, LABEL)
-        if settings.auth.method != "password":
-            return cls()
-        if not settings.auth.profile:
-            raise ConfigError(
-                "auth.method is password, but auth.profile (Profil, the Outlook profile name) is empty",
-                "auth.method ist password, aber auth.profile (Profil, der Name des Outlook-Profils) ist leer",
-            )
-        password = store.get(PASSWORD)
-        if password is None:
-            raise ConfigError(
-                "auth.method is password, but no password (Passwort) is stored: opos-tui config set-password",
-                "auth.method ist password, aber kein Passwort gespeichert: opos-tui config set-password",
-            )
-        return cls(settings.auth.profile, password)
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         """Run ``work`` in this session's one COM thread (COM objects belong to the thread that made them)."""
@@ -243,40 +240,34 @@ class OutlookTransport:
         if self._outlook is None:
             assert self._dispatch is not None
             try:
-                outlook = self._dispatch("Outlook.Application")
+                self._outlook = self._dispatch("Outlook.Application")
             except Exception as exc:
                 raise com_error(exc, STARTING) from exc
-            try:
-                namespace = outlook.GetNamespace("MAPI")
-                if self.profile:
-                    namespace.Logon(self.profile, self._password, False, True)
-            except Exception as exc:
-                raise com_error(exc, LOGON) from exc
-            self._outlook = outlook
         return self._outlook
 
-    def _found(self) -> tuple[str, ...]:
+    def _version(self) -> str:
+        try:
+            return str(self._application().Version)
+        except OposError:
+            raise
+        except Exception as exc:
+            raise com_error(exc, STARTING) from exc
+
+    def _logon(self) -> tuple[str, list[str]]:
+        """Log on (with Anmelden) and read the profile's name and its accounts."""
         outlook = self._application()
         try:
             namespace = outlook.GetNamespace("MAPI")
-            version = str(outlook.Version)
-            profile = str(namespace.CurrentProfileName)
+            if self.profile:
+                namespace.Logon(self.profile, self._password, False, True)
+        except Exception as exc:
+            raise com_error(exc, LOGON) from exc
+        try:
             accounts = namespace.Accounts
             names = [str(accounts.Item(i).DisplayName) for i in range(1, int(accounts.Count) + 1)]
+            return str(namespace.CurrentProfileName), names
         except Exception as exc:
             raise com_error(exc, READING) from exc
-        listed = ", ".join(names) or tr("none", "keine")
-        if self.profile:
-            logon = tr(f"logged on to profile {self.profile}", f"am Profil {self.profile} angemeldet")
-        else:
-            logon = tr("the running Outlook or its default profile", "das laufende Outlook oder sein Standardprofil")
-        return (
-            tr(f"Outlook {version} is there ({logon})", f"Outlook {version} ist vorhanden ({logon})"),
-            tr(
-                f"Profile {profile}; accounts: {listed}. The profile's default account sends; nothing was sent.",
-                f"Profil {profile}; Konten: {listed}. Es sendet das Standardkonto des Profils; gesendet wurde nichts.",
-            ),
-        )
 
     def _send(self, mail: ParsedMail) -> None:
         outlook = self._application()
@@ -297,18 +288,32 @@ class OutlookTransport:
     # --- the Transport interface ----------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Start (or reach) Outlook and log on as set; nothing is sent."""
-        await self._in_thread(self._application)
-
-    async def check(self) -> tuple[str, ...]:
-        return await self._in_thread(self._found)
+        """Start (or reach) Outlook, log on as set and read the profile and its accounts; nothing is sent."""
+        self._at(Stage.CONNECT)
+        version = await self._in_thread(self._version)
+        self._report(Stage.CONNECT, tr(f"Outlook {version} is there", f"Outlook {version} ist vorhanden"))
+        self._at(Stage.SIGN_IN)
+        profile, accounts = await self._in_thread(self._logon)
+        listed = ", ".join(accounts) or tr("none", "keine")
+        if self.profile:
+            how = tr(f"logged on to profile {profile}", f"am Profil {profile} angemeldet")
+        else:
+            how = tr(f"the running Outlook's profile {profile}", f"Profil {profile} des laufenden Outlook")
+        self._report(
+            Stage.SIGN_IN,
+            tr(
+                f"{how}; accounts: {listed}. The profile's default account sends.",
+                f"{how}; Konten: {listed}. Es sendet das Standardkonto des Profils.",
+            ),
+        )
 
     async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+        self._at(Stage.SEND)
         mail = parse_mail(message, envelope)
         await self._in_thread(lambda: self._send(mail))
-        return SendResult(
-            reply="accepted by Outlook (MailItem.Send): it sends the mail from its outbox, delivery is not confirmed"
-        )
+        reply = "accepted by Outlook (MailItem.Send): it sends the mail from its outbox, delivery is not confirmed"
+        self._report(Stage.SEND, reply)
+        return SendResult(reply)
 
     async def close(self) -> None:
         thread, self._thread = self._thread, None

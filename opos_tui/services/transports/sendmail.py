@@ -13,13 +13,18 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from opos_tui.i18n import tr
-from opos_tui.services.errors import ConfigurationFault, OposError, PermanentError, TransientError
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, SendResult
-from opos_tui.services.transports.mailprogram import envelope_address
+from opos_tui.services.errors import (
+    ConfigurationFault,
+    DeliveryUncertain,
+    OposError,
+    PermanentError,
+    TransientError,
+)
+from opos_tui.services.secrets import SecretStore
+from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.mailprogram import LocalSession, envelope_address
 from opos_tui.settings import Settings
 
 # sysexits.h: the status -> (name, category class, English meaning, German meaning).
@@ -96,25 +101,25 @@ def _unusable(path: str, reason_en: str, reason_de: str) -> ConfigurationFault:
     )
 
 
-class SendmailTransport:
+def build(
+    settings: Settings,
+    store: SecretStore,
+    *,
+    password: str | None = None,
+    token_provider: TokenProvider | None = None,
+    observer: Observer | None = None,
+) -> SendmailTransport:
+    """The registry's builder: ``sendmail.path``, waiting at most ``smtp.timeout`` for it. No login applies."""
+    return SendmailTransport(settings.sendmail.path, timeout=settings.smtp.timeout, observer=observer)
+
+
+class SendmailTransport(LocalSession):
     """Hands each mail to the local sendmail program; implements ``transports.base.Transport``."""
 
-    def __init__(self, path: str, *, timeout: float = 30) -> None:
+    def __init__(self, path: str, *, timeout: float = 30, observer: Observer | None = None) -> None:
+        super().__init__(observer)
         self.path = path
         self.timeout = timeout
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SendmailTransport:
-        return cls(settings.sendmail.path, timeout=settings.smtp.timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def program(self) -> str:
         """The program's full path; ConfigurationFault if it is missing or cannot be run."""
@@ -131,14 +136,13 @@ class SendmailTransport:
         return found
 
     async def connect(self) -> None:
-        """Check that the program exists and may be run; nothing is started."""
-        self.program()
-
-    async def check(self) -> tuple[str, ...]:
+        """Check that the program exists and may be run; nothing is started, nothing is sent."""
+        self._at(Stage.CONNECT)
         program = self.program()
         real = os.path.realpath(program)
         where = f" (= {real})" if real != program else ""
-        return (
+        self._report(
+            Stage.CONNECT,
             tr(
                 f"Mail program {program}{where} is there and executable; it gets each mail on its input "
                 f"({program} -i -f SENDER -- RECIPIENTS).",
@@ -151,6 +155,7 @@ class SendmailTransport:
         """Nothing stays open between two mails."""
 
     async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+        self._at(Stage.SEND)
         program = self.program()
         sender = envelope_address(envelope.sender)
         recipients = [envelope_address(r) for r in envelope.recipients]
@@ -192,10 +197,11 @@ class SendmailTransport:
         if status != 0:
             raise exit_error(program, status, stderr)
         said = _stderr_text(stdout + stderr)
-        return SendResult(
-            reply=f"accepted by the local mail program {program} (exit 0); it delivers from its queue"
-            + (f": {said}" if said else "")
+        reply = f"accepted by the local mail program {program} (exit 0); it delivers from its queue" + (
+            f": {said}" if said else ""
         )
+        self._report(Stage.SEND, reply)
+        return SendResult(reply)
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

@@ -16,10 +16,9 @@ import asyncio
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import aiosmtplib
 from aiosmtplib.errors import (
@@ -39,12 +38,24 @@ from aiosmtplib.protocol import normalize_message_line_endings
 
 from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, ascii_addr_spec
-from opos_tui.services.errors import (
+from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
+from opos_tui.services.secrets import PASSWORD, SecretStore
+from opos_tui.services.transports.base import (
+    CertificateInfo,
+    Envelope,
+    EventStatus,
+    HandshakeEvent,
+    Observer,
+    SendResult,
+    SessionState,
+    Stage,
+    TokenProvider,
+)
+from opos_tui.services.transports.smtp.errors import (
     AddressNotSupported,
     AuthenticationFailed,
     AuthenticationRequired,
     AuthNotOffered,
-    ConfigError,
     ConnectionLost,
     ConnectionRefused,
     ConnectionTimedOut,
@@ -52,9 +63,9 @@ from opos_tui.services.errors import (
     MessageRejected,
     MessageTooLarge,
     NotSmtp,
-    OposError,
     PlainAuthRefused,
     RecipientsRefused,
+    ReplyLost,
     ServerDeferred,
     ServerRefused,
     ServerUnreachable,
@@ -64,42 +75,15 @@ from opos_tui.services.errors import (
     TlsFailed,
     TlsFault,
     TlsMismatch,
-    TransportUnavailable,
     reply_text,
 )
-from opos_tui.services.secrets import PASSWORD, SecretStore
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, SendResult
-from opos_tui.services.transports.tls import (
-    CertificateInfo,
+from opos_tui.services.transports.smtp.tls import (
     TlsSession,
     certificate_error,
     client_context,
     unverified_context,
 )
 from opos_tui.settings import SecurityMode, Settings
-
-Stage = Literal["connect", "tls", "ehlo", "auth", "send", "done"]
-EventStatus = Literal["ok", "warning", "failed"]
-TokenProvider = Callable[[], Awaitable[str]]
-"""An async callable returning a current OAuth 2.0 access token (the OAuth service provides it)."""
-
-
-@dataclass(frozen=True)
-class HandshakeEvent:
-    """One step of the conversation with the server, as it happens."""
-
-    stage: Stage
-    status: EventStatus
-    summary: str
-    """One line for a person, in the current language."""
-    exchange: tuple[str, ...] = ()
-    """The protocol lines of this step, ``C: EHLO …`` / ``S: 250 …``; secrets appear as ``***``."""
-
-    def to_json(self) -> dict[str, object]:
-        return {"stage": self.stage, "status": self.status, "summary": self.summary, "exchange": list(self.exchange)}
-
-
-Observer = Callable[[HandshakeEvent], None]
 
 
 @dataclass(frozen=True)
@@ -173,11 +157,10 @@ class SmtpTransport:
         self.config = config
         self.mode = effective_mode(config.security, config.port)
         self.observer = observer
-        self.stage: Stage = "connect"
-        """The stage in progress, or the one that failed."""
+        self._stage = Stage.CONNECT
         self.tls: TlsSession | None = None
         """The TLS in use, once encrypted."""
-        self.failed_exchange: tuple[str, ...] = ()
+        self._failed_exchange: tuple[str, ...] = ()
         """The protocol lines of the step that failed last (AUTH, MAIL, RCPT, DATA), secrets as ``***``."""
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
@@ -198,8 +181,11 @@ class SmtpTransport:
         return self._client is not None and self._client.is_connected
 
     @property
-    def encrypted(self) -> bool:
-        return self.tls is not None and self.connected
+    def state(self) -> SessionState:
+        """The stage in progress (or the one that failed), whether TLS was set up (and the server's certificate),
+        the exchange that failed."""
+        certificate = self.tls.certificate if self.tls else None
+        return SessionState(self._stage, self.tls is not None, self._failed_exchange, certificate)
 
     async def connect(self) -> None:
         """Connect, greet, encrypt as ``smtp.security`` says and log in; on any failure nothing stays open."""
@@ -246,9 +232,9 @@ class SmtpTransport:
 
     async def _handshake(self) -> None:
         cfg = self.config
-        self.stage = "connect"
+        self._stage = Stage.CONNECT
         self.tls = None
-        self.failed_exchange = ()
+        self._failed_exchange = ()
         context = await client_context(cfg.ca_file) if self.mode is not SecurityMode.NONE else None
         implicit = self.mode is SecurityMode.SSL_ON_CONNECT
         client = aiosmtplib.SMTP(
@@ -266,13 +252,13 @@ class SmtpTransport:
         except (SMTPException, OSError) as exc:
             error = await self._connect_error(exc, implicit)
             if isinstance(error, TlsFault):
-                self.stage = "tls"
+                self._stage = Stage.SECURE
             raise error from exc
         peer = client.get_transport_info("peername")
         local = client.get_transport_info("sockname")
         client.local_hostname = ehlo_name(local[0] if local else None)
         self._report(
-            "connect",
+            Stage.CONNECT,
             "ok",
             tr(
                 f"Connected to {cfg.host} port {cfg.port} ({peer[0] if peer else '?'}); security {cfg.security}"
@@ -283,11 +269,11 @@ class SmtpTransport:
             _server_lines(greeting.code, greeting.message),
         )
         if implicit:
-            self.stage = "tls"
+            self._stage = Stage.SECURE
             self._tls_established(tr("TLS from the first byte", "TLS ab dem ersten Byte"), ())
         await self._ehlo()
         if self.mode in (SecurityMode.START_TLS, SecurityMode.START_TLS_WHEN_AVAILABLE):
-            self.stage = "tls"
+            self._stage = Stage.SECURE
             if client.supports_extension("starttls"):
                 assert context is not None
                 await self._starttls(context)
@@ -296,7 +282,7 @@ class SmtpTransport:
                 raise StartTlsNotOffered(cfg.host, cfg.port)
             else:
                 self._report(
-                    "tls",
+                    Stage.SECURE,
                     "warning",
                     tr(
                         "The server does not offer STARTTLS: continuing unencrypted (StartTlsWhenAvailable)",
@@ -305,23 +291,23 @@ class SmtpTransport:
                 )
         elif self.mode is SecurityMode.NONE:
             self._report(
-                "tls",
+                Stage.SECURE,
                 "warning",
                 tr("Not encrypted (security None)", "Nicht verschlüsselt (Sicherheit None)"),
             )
-        self.stage = "auth"
+        self._stage = Stage.SIGN_IN
         await self._login()
 
     def _tls_established(self, how: str, exchange: tuple[str, ...]) -> None:
         assert self._client is not None
         ssl_object = self._client.get_transport_info("ssl_object")
         self.tls = TlsSession.of(ssl_object)
-        self._report("tls", "ok", f"{how}: {self.tls.describe()}", exchange)
+        self._report(Stage.SECURE, "ok", f"{how}: {self.tls.describe()}", exchange)
 
     async def _ehlo(self) -> None:
         client = self._client
         assert client is not None
-        self.stage = "ehlo"
+        self._stage = Stage.INTRODUCE
         name = client.local_hostname or "localhost"
         try:
             try:
@@ -339,7 +325,7 @@ class SmtpTransport:
             raise ConnectionLost(self.config.host, self.config.port, str(exc)) from exc
         extensions = response.message.splitlines()[1:]
         self._report(
-            "ehlo",
+            Stage.INTRODUCE,
             "ok",
             tr(f"{command} accepted; offered: ", f"{command} angenommen; angeboten: ")
             + (", ".join(extensions) or tr("no extensions", "keine Erweiterungen")),
@@ -350,7 +336,7 @@ class SmtpTransport:
         client = self._client
         assert client is not None
         cfg = self.config
-        self.stage = "tls"
+        self._stage = Stage.SECURE
         try:
             response = await client.starttls(server_hostname=cfg.host, tls_context=context)
         except ssl.SSLCertVerificationError as exc:
@@ -421,7 +407,7 @@ class SmtpTransport:
 
     def _session_refused(self, code: int, message: str) -> OposError:
         if 400 <= code < 500:
-            return ServerDeferred(code, message, self.stage)
+            return ServerDeferred(code, message, self._stage.value)
         if code >= 500:
             return ServerRefused(code, message, self.config.host)
         return NotSmtp(self.config.host, self.config.port, reply_text(code, message))
@@ -437,7 +423,7 @@ class SmtpTransport:
         shown = " ".join(offered) or tr("none", "keine")
         if login is None:
             self._report(
-                "auth",
+                Stage.SIGN_IN,
                 "ok",
                 tr(f"No login configured (offered: {shown})", f"Keine Anmeldung eingestellt (angeboten: {shown})"),
             )
@@ -460,12 +446,12 @@ class SmtpTransport:
         try:
             response = await authenticate(login.user, secret)
         except SMTPAuthenticationError as exc:
-            self.failed_exchange = exchange + _server_lines(exc.code, exc.message)
+            self._failed_exchange = exchange + _server_lines(exc.code, exc.message)
             raise self._auth_error(exc.code, exc.message, login.user, mechanism) from exc
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
         self._report(
-            "auth",
+            Stage.SIGN_IN,
             "ok",
             tr(
                 f"Logged in as {login.user} with {mechanism} (offered: {shown})",
@@ -504,8 +490,8 @@ class SmtpTransport:
         client = self._client
         assert client is not None
         cfg = self.config
-        self.stage = "send"
-        self.failed_exchange = ()
+        self._stage = Stage.SEND
+        self._failed_exchange = ()
         data = normalize_message_line_endings(message)
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
         if limit and len(data) > limit:
@@ -521,7 +507,7 @@ class SmtpTransport:
             try:
                 await client.mail(sender, options=options, encoding="ascii")
             except SMTPSenderRefused as exc:
-                self.failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
+                self._failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
                 await self._reset()
                 raise self._reply_error(exc.code, exc.message, "mail") from exc
             refused: dict[str, str] = {}
@@ -533,7 +519,7 @@ class SmtpTransport:
                     refused[original] = reply_text(exc.code, exc.message)
                     exchange.extend(_server_lines(exc.code, exc.message))
             if len(refused) == len(recipients):
-                self.failed_exchange = tuple(exchange)
+                self._failed_exchange = tuple(exchange)
                 await self._reset()
                 if all(r.startswith("5") for r in refused.values()):
                     raise RecipientsRefused(refused)
@@ -543,7 +529,7 @@ class SmtpTransport:
             exchange.append("C: DATA")
             start = await client.execute_command(b"DATA")
             if start.code != 354:
-                self.failed_exchange = (*exchange, *_server_lines(start.code, start.message))
+                self._failed_exchange = (*exchange, *_server_lines(start.code, start.message))
                 await self._reset()
                 raise self._reply_error(start.code, start.message, "data")
             protocol = client.protocol
@@ -559,20 +545,13 @@ class SmtpTransport:
             final = await protocol.read_response(timeout=cfg.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
-            raise DeliveryUncertain(
-                f"The connection to {cfg.host} broke after the mail was sent, before the server confirmed it: it "
-                "may have arrived. It is not sent again by itself; check with the recipient first.",
-                f"Die Verbindung zu {cfg.host} brach ab, nachdem die Mail gesendet war, aber bevor der Server sie "
-                "bestätigte: sie kann angekommen sein. Sie wird nicht von selbst erneut gesendet; bitte zuerst "
-                "beim Empfänger nachfragen.",
-                str(exc),
-            ) from exc
+            raise ReplyLost(cfg.host, str(exc)) from exc
         if final.code != 250:
-            self.failed_exchange = (*exchange, *_server_lines(final.code, final.message))
+            self._failed_exchange = (*exchange, *_server_lines(final.code, final.message))
             raise self._reply_error(final.code, final.message, "data")
         result = SendResult(reply=_reply(final), refused=refused)
         self._report(
-            "send",
+            Stage.SEND,
             "warning" if refused else "ok",
             tr(
                 f"Accepted for {len(recipients) - len(refused)} of {len(recipients)} recipients: {result.reply}",
@@ -640,4 +619,18 @@ def smtp_config(
         ca_file=smtp.ca_file,
         allow_plain_auth=smtp.allow_plain_auth,
         login=login,
+    )
+
+
+def build(
+    settings: Settings,
+    store: SecretStore,
+    *,
+    password: str | None = None,
+    token_provider: TokenProvider | None = None,
+    observer: Observer | None = None,
+) -> SmtpTransport:
+    """The transport for ``connection = smtp`` (the registry's builder), not yet connected."""
+    return SmtpTransport(
+        smtp_config(settings, store, password=password, token_provider=token_provider), observer=observer
     )
