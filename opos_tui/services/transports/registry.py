@@ -47,6 +47,9 @@ class ConnectionType:
     windows_only: bool = False
     unix_only: bool = False
     """Offered only off Windows (the local sendmail of a Unix server)."""
+    may_ask: bool = False
+    """The mail program may stop each mail with a security prompt on its own screen (Simple MAPI, Outlook):
+    a face says so while sending, or the operator waits without knowing why."""
 
 
 def _smtp() -> Builder:
@@ -74,8 +77,8 @@ def _sendmail() -> Builder:
 
 
 CONNECTIONS: dict[Connection, ConnectionType] = {
-    "windows": ConnectionType("Windows-Standard (Simple MAPI)", _mapi, windows_only=True),
-    "outlook": ConnectionType("Outlook (Extended MAPI)", _outlook, windows_only=True),
+    "windows": ConnectionType("Windows-Standard (Simple MAPI)", _mapi, windows_only=True, may_ask=True),
+    "outlook": ConnectionType("Outlook (Extended MAPI)", _outlook, windows_only=True, may_ask=True),
     "smtp": ConnectionType("SMTP", _smtp),
     "sendmail": ConnectionType("sendmail (Unix)", _sendmail, unix_only=True),
 }
