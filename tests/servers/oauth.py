@@ -257,7 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
             with authority.lock:
                 grant = authority.grants.get(form.get("device_code", ""))
             if grant is None:
-                return _error("expired_token", "AADSTS70020", "The provided value for the input parameter 'device_code'")
+                return _error(
+                    "expired_token", "AADSTS70020", "The provided value for the input parameter 'device_code'"
+                )
             if grant.denied == "consent":
                 return _error(
                     "invalid_grant",
@@ -267,7 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
             if grant.denied:
                 return _error("authorization_declined", "AADSTS70000", "The user denied the authorization request.")
             if not grant.approved:
-                return _error("authorization_pending", "AADSTS70016", "OAuth 2.0 device flow error. Authorization is pending.")
+                return _error(
+                    "authorization_pending", "AADSTS70016", "OAuth 2.0 device flow error. Authorization is pending."
+                )
             with authority.lock:
                 del authority.grants[form["device_code"]]
             return 200, authority.issue(client_id, form.get("scope", ""))
@@ -411,5 +415,3 @@ def connect_proxy() -> Iterator[Proxy]:
     yield server.proxy
     server.shutdown()
     server.server_close()
-
-

@@ -18,9 +18,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.home import Home
 from opos_tui.services.signin.cache import TokenCacheFile
-from opos_tui.services.signin.errors import SignInRefused, SignInRequired
+from opos_tui.services.signin.errors import NotConfigured, SignInRefused, SignInRequired
 from opos_tui.services.signin.http import describe_proxy
 from opos_tui.services.signin.microsoft import DeviceCode, MicrosoftSignIn, Token
 from opos_tui.services.transports.base import TokenProvider
@@ -39,6 +40,15 @@ def uses_oauth(settings: Settings) -> bool:
 
 def sign_in_for(settings: Settings, home: Home) -> SignIn:
     """The configured provider's sign-in; NotConfigured (exit 2) when oauth.client_id is empty."""
+    if settings.oauth.provider == "google":
+        if not settings.oauth.client_id:
+            raise NotConfigured("google")
+        raise TransportUnavailable(
+            "signing in with Google is not available in this version yet: use a Google app password with "
+            "auth.method password for now",
+            "die Anmeldung bei Google ist in dieser Version noch nicht verfügbar: vorerst ein Google-App-Passwort "
+            "mit auth.method password verwenden",
+        )
     return MicrosoftSignIn(settings.oauth, TokenCacheFile(home))
 
 

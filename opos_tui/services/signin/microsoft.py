@@ -75,8 +75,9 @@ class MicrosoftSignIn:
                     http_client=SignInSession(self.oauth),
                     instance_discovery=False,  # ask the configured authority itself, never a world-wide host
                 )
-            except ValueError as exc:
-                raise self._error({"error_description": str(exc)}) from None
+            except ValueError as exc:  # msal wraps the authority's answer (AADSTS90002) in its own words
+                chain = " ".join(str(e) for e in (exc.__cause__ or exc.__context__, exc) if e is not None)
+                raise self._error({"error_description": chain}) from None
             except requests.RequestException as exc:
                 raise self._unreachable(exc) from None
             self._token_cache = token_cache
@@ -99,9 +100,7 @@ class MicrosoftSignIn:
     def _error(self, result: dict[str, Any]) -> OposError:
         """An msal error answer as the admin's error, saying what to change."""
         error = str(result.get("error", ""))
-        text = (
-            str(result.get("error_description", "")).splitlines()[0][:300] if result.get("error_description") else error
-        )
+        text = " ".join(str(result.get("error_description") or error).split())
         client, tenant = self.oauth.client_id, self.tenant
         if "AADSTS7000218" in text:
             return SignInRefused(
@@ -180,7 +179,7 @@ class MicrosoftSignIn:
 
         token_cache = msal.SerializableTokenCache()
         token_cache.deserialize(state)
-        accounts = token_cache.find(msal.TokenCache.CredentialType.ACCOUNT)
+        accounts = list(token_cache.search(msal.TokenCache.CredentialType.ACCOUNT))
         return str(accounts[0].get("username", "")) if accounts else ""
 
     def expires_at(self) -> float | None:
@@ -193,7 +192,7 @@ class MicrosoftSignIn:
 
         token_cache = msal.SerializableTokenCache()
         token_cache.deserialize(state)
-        found = [int(t.get("expires_on", 0)) for t in token_cache.find(msal.TokenCache.CredentialType.ACCESS_TOKEN)]
+        found = [int(t.get("expires_on", 0)) for t in token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)]
         return float(max(found)) if found else None
 
     def silent(self) -> Token | None:
