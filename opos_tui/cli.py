@@ -196,13 +196,8 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
     home = home_of(args)
     current = settings.load(home)
     store = secrets.open_store(home)
-    token_provider = None
-    if current.auth.method in ("oauth", "oauth-dialog"):
-        from opos_tui.services import signin
-
-        if dialog_allowed(current):
-            sign_in_if_needed(current, home)
-        current, token_provider = signin.for_transport(current, home)
+    if dialog_allowed(current):
+        sign_in_if_needed(current, home)
 
     def show(event: HandshakeEvent) -> None:
         print(f"{event.stage:<8}{EVENT_MARKS[event.status]:<5}{event.summary}", flush=True)
@@ -212,7 +207,7 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
             current,
             store,
             send_test_to=args.send_test_to,
-            token_provider=token_provider,
+            home=home,
             on_event=None if args.json else show,
         )
     )
@@ -666,11 +661,19 @@ def cmd_oauth_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     if found.signed_in:
         expires = iso_time(found.expires_at)
-        print(tr(f"{found.provider}: signed in as {found.account} (token valid until {expires})",
-                 f"{found.provider}: angemeldet als {found.account} (Token gültig bis {expires})"))
+        print(
+            tr(
+                f"{found.provider}: signed in as {found.account} (token valid until {expires})",
+                f"{found.provider}: angemeldet als {found.account} (Token gültig bis {expires})",
+            )
+        )
     else:
-        print(tr(f"{found.provider}: not signed in (opos-tui oauth login)",
-                 f"{found.provider}: nicht angemeldet (opos-tui oauth login)"))
+        print(
+            tr(
+                f"{found.provider}: not signed in (opos-tui oauth login)",
+                f"{found.provider}: nicht angemeldet (opos-tui oauth login)",
+            )
+        )
     print(tr(f"token cache: {found.cache}", f"Token-Cache: {found.cache}"))
     print(tr(f"proxy: {found.proxy}", f"Proxy: {found.proxy}"))
     return EXIT_OK

@@ -358,3 +358,17 @@ def test_no_token_in_config_queue_log_or_output(
             assert token not in text
         for path in files:
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_connection_test_signs_in_with_the_cached_token(
+    cli: Cli, home: Home, oauth_smtp: SmtpServer, oauth_authority: Authority
+) -> None:
+    configure(home, oauth_smtp, oauth_authority)
+    result = cli("test-connection", "--json")
+    assert result.code == 1
+    shown = json.loads(result.out)
+    assert shown["stage"] == "connect" and "opos-tui oauth login" in shown["error"]
+    login(home, oauth_authority)
+    result = cli("test-connection")
+    assert result.code == 0, result.out
+    assert f"Logged in as {ACCOUNT} with XOAUTH2" in result.out
