@@ -577,16 +577,11 @@ def sign_in_on_stderr(signin: SignIn, stop: threading.Event | None = None) -> To
 
 
 def sign_in_if_needed(current: settings.Settings, home: Home) -> None:
-    from opos_tui.services.signin import sign_in_for
-    from opos_tui.services.signin.errors import SignInRequired
+    from opos_tui.services.signin import has_usable_token, sign_in_for
 
     signin = sign_in_for(current, home)
-    try:
-        if signin.silent() is not None:
-            return
-    except SignInRequired:
-        pass
-    sign_in_on_stderr(signin)
+    if not has_usable_token(signin):
+        sign_in_on_stderr(signin)
 
 
 def sign_in_on_terminal(current: settings.Settings, home: Home) -> InteractionHandler | None:

@@ -6,6 +6,8 @@ same service the command line uses (``services.connection_test``); this module o
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,6 +18,7 @@ from textual.widgets import RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from opos_tui.i18n import tr
+from opos_tui.screens.signin import ask_sign_in
 from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, run_connection_test
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
@@ -101,6 +104,12 @@ class ConnectionTestPanel(Vertical):
         def report(event: HandshakeEvent) -> None:
             self.post_message(self.Progress(event))
 
+        if home is not None and settings.auth.method == "oauth-dialog" and settings.connection == "smtp":
+            from opos_tui.services.signin import has_usable_token, sign_in_for
+
+            signin = sign_in_for(settings, home)
+            if not await asyncio.to_thread(has_usable_token, signin):
+                await ask_sign_in(self.app, signin)  # cancelled: the test says "sign-in required"
         return await run_connection_test(settings, store, password=password, home=home, on_event=report)
 
     @on(Progress)

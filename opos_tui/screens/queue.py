@@ -36,6 +36,7 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichL
 
 from opos_tui import settings
 from opos_tui.i18n import tr
+from opos_tui.screens.signin import sign_in_from_worker
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
@@ -1171,7 +1172,13 @@ class QueueScreen(Screen[None]):
             self.post_message(SendDone(0, 0, 0, 0, tr(f"stopped: {exc}", f"abgebrochen: {exc}")))
             return
         with queue as q:
-            engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
+            engine = Dispatcher.for_installation(
+                q,
+                self.home,
+                current,
+                on_progress=progress,
+                on_interaction=sign_in_from_worker(self.app, current, self.home),
+            )
             self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
             if not self._stop.is_set():
                 try:

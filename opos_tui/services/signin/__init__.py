@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opos_tui.services.errors import TransportUnavailable
@@ -27,7 +28,19 @@ from opos_tui.services.signin.microsoft import DeviceCode, MicrosoftSignIn, Toke
 from opos_tui.services.transports.base import TokenProvider
 from opos_tui.settings import Settings
 
-__all__ = ["DeviceCode", "MicrosoftSignIn", "SignInStatus", "Token", "for_transport", "sign_in_for", "status"]
+__all__ = [
+    "Cancelled",
+    "DeviceCode",
+    "MicrosoftSignIn",
+    "SignIn",
+    "SignInStatus",
+    "Token",
+    "for_transport",
+    "has_usable_token",
+    "sign_in_for",
+    "status",
+    "wait_for_sign_in",
+]
 
 OAUTH_METHODS = ("oauth", "oauth-dialog")
 
@@ -87,19 +100,32 @@ def has_terminal() -> bool:
     return True
 
 
+def has_usable_token(signin: SignIn) -> bool:
+    """A cached or silently refreshed token is there (no person needed); a refused refresh counts as none."""
+    try:
+        return signin.silent() is not None
+    except SignInRequired:
+        return False
+
+
 class Cancelled(Exception):
     """The person cancelled the sign-in (Esc)."""
 
 
-def wait_for_sign_in(signin: SignIn, code: DeviceCode, cancelled: threading.Event | None = None) -> Token:
+def wait_for_sign_in(
+    signin: SignIn,
+    code: DeviceCode,
+    cancelled: threading.Event | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Token:
     """Poll at the authority's interval until the person has signed in. Raises Cancelled, or SignInRefused
-    when the code expires; whatever the authority refuses is raised as its admin's error."""
+    when the code expires (by ``clock``); whatever the authority refuses is raised as its admin's error."""
     stop = cancelled or threading.Event()
     while True:
         token = signin.poll(code)
         if token is not None:
             return token
-        if time.time() >= code.expires_at:
+        if clock() >= code.expires_at:
             raise SignInRefused(
                 "the code expired before the sign-in was completed: sign in again",
                 "der Code ist abgelaufen, bevor die Anmeldung abgeschlossen war: erneut anmelden",

@@ -1,0 +1,208 @@
+"""The sign-in modal: when sending or the connection test needs a person to sign in (``auth.method =
+oauth-dialog``), it shows on the screen the operator is on, waits for the sign-in in a worker, and answers
+whether the interrupted action may go on.
+
+Microsoft's device code: the verification address and the code, large and easy to copy (``c``/``u`` put them
+on the clipboard, also over SSH where the terminal allows it), with the time left counting down. The admin
+opens the address on any device. Esc cancels: nothing has failed, every mail stays pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+from textual.worker import Worker, WorkerState
+
+from opos_tui.i18n import tr
+from opos_tui.services.dispatcher import InteractionHandler
+from opos_tui.services.errors import InteractionNeeded, OposError
+from opos_tui.services.home import Home
+from opos_tui.settings import Settings
+
+if TYPE_CHECKING:  # requests and msal are imported only where OAuth is used
+    from opos_tui.services.signin import DeviceCode, SignIn
+
+Clock = Callable[[], float]
+
+
+def time_left(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class SignInScreen(ModalScreen[bool]):
+    """Sign in with a device code; ``answered`` hears once whether the person signed in (True) or not."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", tr("Cancel", "Abbrechen")),
+        Binding("c", "copy('code')", tr("Copy code", "Code kopieren")),
+        Binding("u", "copy('address')", tr("Copy address", "Adresse kopieren")),
+    ]
+
+    DEFAULT_CSS = """
+    SignInScreen { align: center middle; }
+    SignInScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $accent; background: $surface; padding: 0 2;
+    }
+    SignInScreen .signin-title { text-style: bold; margin-bottom: 1; }
+    SignInScreen #signin-address { text-style: bold; color: $accent; margin: 0 0 1 2; }
+    SignInScreen #signin-code {
+        width: auto; min-width: 20; height: 3; margin: 0 0 0 2; padding: 0 3;
+        border: round $accent; text-style: bold; content-align: center middle;
+    }
+    SignInScreen #signin-left { margin-top: 1; }
+    SignInScreen #signin-status.-failed { color: $error; text-style: bold; }
+    SignInScreen .signin-keys { color: $text-muted; margin-top: 1; }
+    """
+
+    def __init__(self, signin: SignIn, answered: Callable[[bool], None], clock: Clock = time.time) -> None:
+        super().__init__()
+        self.signin = signin
+        self.answered = answered
+        self.clock = clock
+        self.cancelled = threading.Event()
+        self.code: DeviceCode | None = None
+        self._answer_given = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                tr("Sign in to send (Microsoft 365)", "Zum Senden anmelden (Microsoft 365)"), classes="signin-title"
+            )
+            yield Static(
+                tr(
+                    "Sending waits for a sign-in. On any device (phone, laptop), open",
+                    "Der Versand wartet auf eine Anmeldung. Auf einem beliebigen Gerät (Handy, Laptop) öffnen:",
+                ),
+                id="signin-open",
+            )
+            yield Static("…", id="signin-address")
+            yield Static(tr("and enter the code", "und den Code eingeben"))
+            yield Static("…", id="signin-code")
+            yield Static("", id="signin-left")
+            yield Static(tr("Asking for a code…", "Frage nach einem Code…"), id="signin-status")
+            yield Static(
+                tr(
+                    "c copy code · u copy address · Esc cancel (every mail stays pending)",
+                    "c Code kopieren · u Adresse kopieren · Esc Abbruch (alle Mails warten weiter)",
+                ),
+                classes="signin-keys",
+            )
+
+    def on_mount(self) -> None:
+        self.wait_for_person()
+        self.set_interval(1.0, self.show_time_left)
+
+    def on_unmount(self) -> None:
+        self.cancelled.set()  # the polling thread ends too
+        self.answer(False)
+
+    def answer(self, signed_in: bool) -> None:
+        if not self._answer_given:
+            self._answer_given = True
+            self.answered(signed_in)
+
+    @work(thread=True, exit_on_error=False, group="sign-in")
+    def wait_for_person(self) -> object:
+        from opos_tui.services.signin import wait_for_sign_in
+
+        code = self.signin.start()
+        self.app.call_from_thread(self.show_code, code)
+        return wait_for_sign_in(self.signin, code, self.cancelled, self.clock)
+
+    def show_code(self, code: DeviceCode) -> None:
+        self.code = code
+        self.query_one("#signin-address", Static).update(code.verification_uri)
+        self.query_one("#signin-code", Static).update(code.user_code)
+        self.query_one("#signin-status", Static).update(tr("Waiting for the sign-in…", "Warte auf die Anmeldung…"))
+        self.show_time_left()
+
+    def show_time_left(self) -> None:
+        if self.code is None:
+            return
+        left = time_left(self.code.expires_at - self.clock())
+        self.query_one("#signin-left", Static).update(tr(f"Time left: {left}", f"Verbleibende Zeit: {left}"))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.SUCCESS:
+            account = str(getattr(event.worker.result, "account", ""))
+            self.notify(tr(f"Signed in as {account}.", f"Angemeldet als {account}."))
+            self.answer(True)
+            self.dismiss(True)
+        elif event.state is WorkerState.ERROR and not self.cancelled.is_set():
+            error = event.worker.error
+            text = error.message() if isinstance(error, OposError) else f"{type(error).__name__}: {error}"
+            status = self.query_one("#signin-status", Static)
+            status.update(tr(f"✗ {text} · Esc closes", f"✗ {text} · Esc schließt"))
+            status.add_class("-failed")
+
+    def action_copy(self, what: str) -> None:
+        if self.code is None:
+            return
+        self.app.copy_to_clipboard(self.code.user_code if what == "code" else self.code.verification_uri)
+        self.notify(tr("Copied.", "Kopiert."))
+
+    def action_cancel(self) -> None:
+        self.cancelled.set()
+        self.answer(False)
+        self.dismiss(False)
+
+
+async def ask_sign_in(app: App[Any], signin: SignIn, clock: Clock = time.time) -> bool:
+    """From the app's own event loop: the modal over whatever screen is showing; True once signed in."""
+    future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def answered(signed_in: bool) -> None:
+        if not future.done():
+            future.set_result(signed_in)
+
+    await app.push_screen(SignInScreen(signin, answered, clock))
+    return await future
+
+
+def sign_in_from_worker(app: App[Any], current: Settings, home: Home) -> InteractionHandler | None:
+    """For a send run in a worker thread (its own event loop): with ``oauth-dialog`` a run that needs a person
+    pauses, the modal asks, and the run retries the connection once signed in. With ``oauth`` None: the run
+    stops with "sign-in required" and never waits for anyone."""
+    if current.auth.method != "oauth-dialog":
+        return None
+    one_at_a_time = asyncio.Lock()
+
+    async def handler(needed: InteractionNeeded) -> bool:
+        from opos_tui.services.signin import has_usable_token, sign_in_for
+        from opos_tui.services.signin.errors import SignInRequired
+
+        if not isinstance(needed, SignInRequired):
+            return False
+        async with one_at_a_time:  # parallel connections: one modal; the others find the fresh token
+            try:
+                signin = sign_in_for(current, home)
+                if await asyncio.to_thread(has_usable_token, signin):
+                    return True
+            except OposError:
+                return False
+            answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+
+            def answered(signed_in: bool) -> None:
+                if not answer.done():
+                    answer.set_result(signed_in)
+
+            def show() -> None:
+                app.push_screen(SignInScreen(signin, answered))
+
+            app.call_from_thread(show)
+            return await asyncio.wrap_future(answer)
+
+    return handler
