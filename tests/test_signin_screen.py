@@ -133,3 +133,21 @@ def test_sign_in_modal_snapshot(snap_compare: Any, home: Home) -> None:
         await pilot.pause()
 
     assert snap_compare(OposApp(home), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_settings_form_shows_who_is_signed_in_and_signs_in_and_out(
+    home: Home, oauth_smtp: SmtpServer, oauth_authority: Authority
+) -> None:
+    configure(home, oauth_smtp, oauth_authority, auth__method="oauth-dialog")
+    app = OposApp(home, "settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.screen
+        assert text_of(form, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
+        await pilot.press("ctrl+o")
+        oauth_authority.approve(await code_shown(pilot))
+        await until(pilot, lambda: app.screen is form and "Signed in as" in text_of(form, "#oauth-signed-in"), 30)
+        assert text_of(form, "#oauth-signed-in") == f"Signed in as {ACCOUNT} · Ctrl+G signs out"
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert text_of(form, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
+    assert "microsoft" not in (home.root / "oauth-tokens.json").read_text("utf-8")

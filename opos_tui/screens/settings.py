@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -21,11 +22,13 @@ from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioS
 from opos_tui.i18n import tr
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
+from opos_tui.screens.signin import ask_sign_in
 from opos_tui.services import secrets
+from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.transports import outlook
 from opos_tui.services.transports.registry import offered_here, windows_only
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
+from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
 
 
 def connection_note(connection: str) -> str:
@@ -84,6 +87,8 @@ class SettingsScreen(SettingsForm):
     BINDINGS = [
         *SettingsForm.BINDINGS,
         Binding("ctrl+t", "test_connection", tr("Test connection", "Verbindung testen"), id="settings.test"),
+        Binding("ctrl+o", "oauth_sign_in", tr("Sign in", "Anmelden"), id="settings.oauth_sign_in"),
+        Binding("ctrl+g", "oauth_sign_out", tr("Sign out", "Abmelden"), id="settings.oauth_sign_out"),
         *LETTER_PAGE_KEYS,
     ]
     COMMANDS = {ConnectionTestCommands}
@@ -217,6 +222,7 @@ class SettingsScreen(SettingsForm):
                     secrets.GOOGLE_CLIENT_SECRET,
                     tr("Client secret (Google desktop app)", "Client-Geheimnis (Google-Desktop-App)"),
                 )
+                yield Static("", id="oauth-signed-in", classes="note")
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
                 yield self.text_field(
@@ -352,6 +358,8 @@ class SettingsScreen(SettingsForm):
         self.query_one("#plain-auth-warning").display = (
             method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
         )
+        self.show_signed_in()
+        self.refresh_bindings()
 
     def changed(self) -> None:
         self.apply_visibility()
@@ -377,6 +385,76 @@ class SettingsScreen(SettingsForm):
         if not panels:
             await self.mount(panel, after=self.query_one("#form"))
         panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD), self.home)
+
+    def oauth_shown(self) -> bool:
+        return bool(self.query_one("#section-oauth").display)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("oauth_sign_in", "oauth_sign_out"):
+            return self.oauth_shown()
+        return super().check_action(action, parameters)
+
+    def show_signed_in(self) -> None:
+        """Who is signed in with the settings as typed (from the token cache, no network)."""
+        from opos_tui.services import signin
+
+        current = self.valid or self.saved
+        if not signin.uses_oauth(current):
+            return
+        try:
+            found = signin.status(current, self.home)
+        except OposError as exc:
+            text = exc.message()
+        else:
+            text = (
+                tr(
+                    f"Signed in as {found.account} · Ctrl+G signs out",
+                    f"Angemeldet als {found.account} · Strg+G meldet ab",
+                )
+                if found.signed_in
+                else tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
+            )
+        self.query_one("#oauth-signed-in", Static).update(text)
+
+    def oauth_settings(self) -> Settings | None:
+        if self.valid is None:
+            self.notify(
+                tr("The settings must be valid first.", "Die Einstellungen müssen erst gültig sein."), severity="error"
+            )
+        return self.valid
+
+    def action_oauth_sign_in(self) -> None:
+        current = self.oauth_settings()
+        if current is not None:
+            self.sign_in(current)
+
+    @work(exclusive=True, group="oauth-sign-in", exit_on_error=False)
+    async def sign_in(self, current: Settings) -> None:
+        from opos_tui.services.signin import sign_in_for
+
+        try:
+            await ask_sign_in(self.app, sign_in_for(current, self.home))
+        except OposError as exc:
+            self.notify(exc.message(), severity="error")
+        self.show_signed_in()
+
+    def action_oauth_sign_out(self) -> None:
+        from opos_tui.services.signin import sign_in_for
+
+        current = self.oauth_settings()
+        if current is None:
+            return
+        try:
+            was = sign_in_for(current, self.home).sign_out()
+        except OposError as exc:
+            self.notify(exc.message(), severity="error")
+            return
+        self.notify(
+            tr("Signed out; the cached tokens are deleted.", "Abgemeldet; die gespeicherten Tokens sind gelöscht.")
+            if was
+            else tr("Nobody was signed in.", "Niemand war angemeldet.")
+        )
+        self.show_signed_in()
 
     def action_leave(self) -> None:
         # Esc first cancels a running connection test, then closes its panel, then leaves the form.
