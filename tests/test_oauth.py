@@ -337,6 +337,8 @@ def test_sign_in_and_refresh_through_a_connect_proxy(
     assert "direct" in json.loads(cli("oauth", "status", "--json").out)["proxy"]
     configure(home, oauth_smtp, oauth_authority, oauth__proxy=connect_proxy.url)
     assert "oauth.proxy" in json.loads(cli("oauth", "status", "--json").out)["proxy"]
+    # The connection test names the proxy its sign-in goes through.
+    assert f"proxy: {connect_proxy.url} (oauth.proxy)" in cli("test-connection").out
 
 
 def test_no_token_in_config_queue_log_or_output(

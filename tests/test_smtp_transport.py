@@ -21,7 +21,7 @@ from opos_tui.services.transports.smtp.transport import (
     effective_mode,
 )
 from opos_tui.settings import SecurityMode, Settings
-from tests.servers.smtp import DISABLED_USER, PASSWORD, TOKEN, USER, SmtpServer
+from tests.servers.smtp import BASIC_OFF_USER, DISABLED_USER, PASSWORD, TOKEN, USER, SmtpServer
 
 MESSAGE = b"From: buchhaltung@example.test\r\nTo: kunde@example.test\r\nSubject: Zahlungsavis\r\n\r\nHallo\r\n"
 ENVELOPE = Envelope("buchhaltung@example.test", ("kunde@example.test",))
@@ -176,6 +176,24 @@ async def test_exchange_smtp_auth_disabled_says_what_to_enable(smtp_server: Any)
     assert "Authenticated SMTP" in caught.value.en and "Authentifiziertes SMTP" in caught.value.de
 
 
+async def test_basic_auth_refused_says_to_switch_to_oauth(smtp_server: Any) -> None:
+    server = smtp_server("starttls")
+    with pytest.raises(errors.BasicAuthRefused) as caught:
+        await send_one(config(server, login=PasswordLogin(BASIC_OFF_USER, PASSWORD)))
+    assert "5.7.30" in caught.value.reply
+    assert caught.value.category is Category.CONFIGURATION  # the run stops; no mail is marked failed
+    assert "auth.method" in caught.value.en and "oauth-dialog" in caught.value.en
+    assert "auth.method" in caught.value.de
+    assert server.received == []
+
+
+def test_basic_auth_refused_after_a_password_login_stops_instead_of_failing_the_mail() -> None:
+    transport = SmtpTransport(SmtpConfig("127.0.0.1", 587, SecurityMode.START_TLS, login=PasswordLogin(USER, "x")))
+    error = transport._reply_error(550, "5.7.30 Basic authentication is not supported for Client Submission", "mail")
+    assert type(error) is errors.BasicAuthRefused
+    assert error.category is Category.CONFIGURATION and "oauth-dialog" in error.en
+
+
 @pytest.mark.parametrize(
     ("reply", "kind"),
     [
@@ -184,7 +202,7 @@ async def test_exchange_smtp_auth_disabled_says_what_to_enable(smtp_server: Any)
             "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox",
             errors.SmtpAuthDisabled,
         ),
-        ("5.7.30 something else", errors.AuthenticationFailed),
+        ("550 5.7.30 Basic authentication is not supported for Client Submission", errors.BasicAuthRefused),
         ("5.7.8 Error: authentication failed", errors.AuthenticationFailed),
     ],
 )

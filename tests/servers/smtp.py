@@ -10,7 +10,8 @@ RCPT, ``drop`` hangs up at RCPT, ``data-busy`` 451 and ``data-reject`` 554 after
 after the message data arrived, without a reply, ``slow`` holds its reply until ``server.gate`` is set (the
 fixture sets it when the test ends, so nothing waits forever; ``server.holding`` says a reply is held).
 Sender ``blocked@…`` gets 550 at MAIL FROM.
-Logins: ``USER``/``PASSWORD`` accepted, ``DISABLED_USER`` gets Exchange Online's 5.7.139, ``TOKEN``
+Logins: ``USER``/``PASSWORD`` accepted, ``DISABLED_USER`` gets Exchange Online's 5.7.139,
+``BASIC_OFF_USER`` its 550 5.7.30 (Basic authentication refused), ``TOKEN``
 accepted for XOAUTH2 (as long as a real one, so the raised line limits matter), or whatever
 ``accept_token(user, token)`` accepts (the local OAuth authority's tokens, tests/servers/oauth.py).
 """
@@ -41,6 +42,8 @@ SERVER_NAME = "mail.example.test"
 USER = "opos@example.test"
 PASSWORD = "Sehr-geheim#4711"
 DISABLED_USER = "disabled@example.test"
+BASIC_OFF_USER = "basic-off@example.test"
+BASIC_AUTH_REFUSED = "550 5.7.30 Basic authentication is not supported for Client Submission"
 TOKEN = "ya29." + base64.urlsafe_b64encode(bytes(range(256)) * 8).decode("ascii")  # ~2.7 KB, like Microsoft's
 EXCHANGE_AUTH_DISABLED = (
     "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. "
@@ -117,6 +120,8 @@ class _RecordingHandler:
         self.logins.append(login)
         if login == DISABLED_USER:
             return AuthResult(success=False, handled=False, message=EXCHANGE_AUTH_DISABLED)
+        if login == BASIC_OFF_USER:
+            return AuthResult(success=False, handled=False, message=BASIC_AUTH_REFUSED)
         if login == USER and data.password.decode() == PASSWORD:
             return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")

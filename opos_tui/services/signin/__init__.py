@@ -37,6 +37,7 @@ __all__ = [
     "Token",
     "for_transport",
     "has_usable_token",
+    "proxy_in_use",
     "sign_in_for",
     "status",
     "wait_for_sign_in",
@@ -86,6 +87,13 @@ def for_transport(settings: Settings, home: Home) -> tuple[Settings, TokenProvid
             raise SignInRequired()
         settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"profile": account})})
     return settings, token
+
+
+def proxy_in_use(settings: Settings) -> str:
+    """The proxy the sign-in requests go through, as ``oauth status`` and the connection test name it."""
+    oauth = settings.oauth
+    address = oauth.google_token_url if oauth.provider == "google" else oauth.authority_url
+    return describe_proxy(address, oauth.proxy)
 
 
 def has_terminal() -> bool:
@@ -164,5 +172,5 @@ def status(settings: Settings, home: Home) -> SignInStatus:
         account,
         signin.expires_at() if account else None,
         signin.cache.describe(),
-        describe_proxy(signin.authority, settings.oauth.proxy),
+        proxy_in_use(settings),
     )

@@ -404,6 +404,23 @@ class SmtpAuthDisabled(AuthenticationFailed):
         )
 
 
+class BasicAuthRefused(AuthenticationFailed):
+    """Exchange Online 5.7.30: password (Basic) logins are refused for client submission; only OAuth works.
+
+    The same advice whenever it comes back to a password login, at AUTH or after it (MAIL FROM)."""
+
+    def _messages(self) -> tuple[str, str]:
+        return (
+            f"The server refuses password logins for {self.user} ({self.reply}): Basic authentication is "
+            "switched off (Exchange Online no longer accepts it). Switch auth.method to oauth-dialog (or oauth) "
+            "and sign in with `opos-tui oauth login` (README: OAuth 2.0 set-up); the password is not the problem.",
+            f"Der Server lehnt Anmeldungen mit Passwort für {self.user} ab ({self.reply}): die Standard-"
+            "authentifizierung (Basic) ist abgeschaltet (Exchange Online akzeptiert sie nicht mehr). Bitte "
+            "auth.method auf oauth-dialog (oder oauth) stellen und mit `opos-tui oauth login` anmelden (README: "
+            "Einrichtung OAuth 2.0); am Passwort liegt es nicht.",
+        )
+
+
 class AuthenticationRequired(ServerReply, AuthFault):
     """530: the server accepts mail only after login, and ``auth.method`` is ``none`` (or login came too late)."""
 

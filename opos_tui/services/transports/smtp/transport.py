@@ -56,6 +56,7 @@ from opos_tui.services.transports.smtp.errors import (
     AuthenticationFailed,
     AuthenticationRequired,
     AuthNotOffered,
+    BasicAuthRefused,
     ConnectionLost,
     ConnectionRefused,
     ConnectionTimedOut,
@@ -123,6 +124,8 @@ def effective_mode(security: SecurityMode, port: int) -> SecurityMode:
 _FQDN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 # Enhanced status codes with which Exchange Online says "SMTP AUTH is disabled for this mailbox/tenant".
 _AUTH_DISABLED = re.compile(r"\b5\.7\.(139|3)\b")
+# Exchange Online's "Basic authentication is not supported for Client Submission": only OAuth is accepted.
+_BASIC_AUTH_REFUSED = re.compile(r"\b5\.7\.30\b")
 # OpenSSL's reasons when a TLS client reads plain SMTP ("220 …") where a TLS record should be.
 _PLAIN_NOT_TLS = frozenset(
     {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
@@ -461,6 +464,8 @@ class SmtpTransport:
         )
 
     def _auth_error(self, code: int, message: str, user: str, mechanism: str) -> OposError:
+        if mechanism != "XOAUTH2" and _BASIC_AUTH_REFUSED.search(message):
+            return BasicAuthRefused(code, message, user, mechanism)
         if _AUTH_DISABLED.search(message):
             return SmtpAuthDisabled(code, message, user, mechanism)
         if code == 530:
@@ -472,6 +477,9 @@ class SmtpTransport:
     # --- sending --------------------------------------------------------------------------------------
 
     def _reply_error(self, code: int, message: str, stage: str) -> OposError:
+        login = self.config.login
+        if isinstance(login, PasswordLogin) and _BASIC_AUTH_REFUSED.search(message):
+            return BasicAuthRefused(code, message, login.user, "password")  # not this mail's fault: stop the run
         if code == 530:
             return AuthenticationRequired(code, message, self.config.host)
         if code >= 500:
