@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, i
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
-    from opos_tui.services.signin import DeviceCode, SignIn, Token
+    from opos_tui.services.signin import Authorization, DeviceCode, SignIn, Token
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -565,13 +566,51 @@ def device_code_text(code: DeviceCode) -> str:
     )
 
 
-def sign_in_on_stderr(signin: SignIn, stop: threading.Event | None = None) -> Token:
-    """The device code on stderr, then wait until the person has signed in."""
-    from opos_tui.services.signin import wait_for_sign_in
+def authorize_text(authorization: Authorization) -> str:
+    return tr(
+        f"Sign in to send: open this address in a browser:\n{authorization.url}\nOn this machine the sign-in"
+        " completes by itself; over SSH paste the address the browser ends on (its page will not load) and press"
+        " Enter. Ctrl+C cancels.",
+        f"Zum Senden anmelden: diese Adresse im Browser öffnen:\n{authorization.url}\nAuf diesem Rechner schließt"
+        " die Anmeldung von selbst ab; über SSH die Adresse einfügen, auf der der Browser endet (ihre Seite lädt"
+        " nicht), und Enter drücken. Strg+C bricht ab.",
+    )
 
-    code = signin.start()
-    print(device_code_text(code), file=sys.stderr, flush=True)
-    token = wait_for_sign_in(signin, code, stop)
+
+def read_pasted(authorization: Authorization) -> None:
+    """Hand every line typed or piped on stdin to the sign-in as a pasted address, in a daemon thread that
+    reads the descriptor itself (no buffered lock held), so the process still exits with stdin left open."""
+
+    def read() -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(0, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                authorization.paste(line.decode("utf-8", "replace"))
+
+    threading.Thread(target=read, name="pasted-address", daemon=True).start()
+
+
+def sign_in_on_stderr(signin: SignIn, stop: threading.Event | None = None) -> Token:
+    """The device code (Microsoft) or the authorization address (Google) on stderr, then wait until the
+    person has signed in."""
+    from opos_tui.services.signin import GoogleSignIn, wait_for_sign_in
+
+    if isinstance(signin, GoogleSignIn):
+        authorization = signin.begin()
+        print(authorize_text(authorization), file=sys.stderr, flush=True)
+        read_pasted(authorization)
+        token = signin.wait(authorization, stop)
+    else:
+        code = signin.start()
+        print(device_code_text(code), file=sys.stderr, flush=True)
+        token = wait_for_sign_in(signin, code, stop)
     print(tr(f"signed in as {token.account}", f"angemeldet als {token.account}"), file=sys.stderr, flush=True)
     return token
 
@@ -605,23 +644,32 @@ def sign_in_on_terminal(current: settings.Settings, home: Home) -> InteractionHa
 
 
 def cmd_oauth_login(args: argparse.Namespace) -> int:
-    from opos_tui.services.signin import sign_in_for, wait_for_sign_in
+    from opos_tui.services.signin import GoogleSignIn, sign_in_for, wait_for_sign_in
 
     home = home_of(args)
     signin = sign_in_for(settings.load(home), home)
-    code = signin.start()
-    if args.json:
-        emit(
-            {
-                "event": "device_code",
-                "verification_uri": code.verification_uri,
-                "user_code": code.user_code,
-                "expires_in": max(int(code.expires_at - time.time()), 0),
-            }
-        )
+    if isinstance(signin, GoogleSignIn):
+        authorization = signin.begin()
+        if args.json:
+            emit({"event": "authorize_url", "url": authorization.url})
+        else:
+            print(authorize_text(authorization), flush=True)
+        read_pasted(authorization)
+        token = signin.wait(authorization)
     else:
-        print(device_code_text(code), flush=True)
-    token = wait_for_sign_in(signin, code)
+        code = signin.start()
+        if args.json:
+            emit(
+                {
+                    "event": "device_code",
+                    "verification_uri": code.verification_uri,
+                    "user_code": code.user_code,
+                    "expires_in": max(int(code.expires_at - time.time()), 0),
+                }
+            )
+        else:
+            print(device_code_text(code), flush=True)
+        token = wait_for_sign_in(signin, code)
     if args.json:
         emit({"event": "signed_in", "account": token.account, "expires_at": int(token.expires_at)})
     else:

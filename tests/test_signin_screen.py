@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from opos_tui.app import OposApp
 from opos_tui.screens.connection_test import ConnectionTestPanel
@@ -20,7 +21,10 @@ from tests.clock import HandClock
 from tests.servers.oauth import ACCOUNT, Authority
 from tests.servers.smtp import SmtpServer
 from tests.test_oauth import configure, queue_mails, statuses
+from tests.test_oauth_google import browser_ends_on, google
 from tests.test_queue_screen import answer, queue_screen, text_of, until
+
+__all__ = ["google"]  # the fixture: Google set up against the local authority
 
 
 async def code_shown(pilot: Pilot[None]) -> str:
@@ -151,3 +155,23 @@ async def test_settings_form_shows_who_is_signed_in_and_signs_in_and_out(
         await pilot.pause()
         assert text_of(form, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
     assert "microsoft" not in (home.root / "oauth-tokens.json").read_text("utf-8")
+
+
+async def test_google_modal_takes_the_pasted_address(home: Home, google: Authority) -> None:
+    app = OposApp(home, "settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.screen
+        assert text_of(form, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, SignInScreen), 30)
+        modal = app.screen
+        await until(pilot, lambda: text_of(modal, "#signin-address").startswith("https://"), 30)
+        url = text_of(modal, "#signin-address")
+        assert "code_challenge=" in url and "access_type=offline" in url
+        pasted = modal.query_one("#signin-pasted", Input)
+        assert pasted.has_focus
+        pasted.value = browser_ends_on(google, url)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is form, 30)
+        await until(pilot, lambda: "Signed in as" in text_of(form, "#oauth-signed-in"), 30)
+        assert text_of(form, "#oauth-signed-in") == f"Signed in as {ACCOUNT} · Ctrl+G signs out"

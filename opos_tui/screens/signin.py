@@ -21,7 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from opos_tui.i18n import tr
@@ -31,7 +31,7 @@ from opos_tui.services.home import Home
 from opos_tui.settings import Settings
 
 if TYPE_CHECKING:  # requests and msal are imported only where OAuth is used
-    from opos_tui.services.signin import DeviceCode, SignIn
+    from opos_tui.services.signin import Authorization, DeviceCode, SignIn
 
 Clock = Callable[[], float]
 
@@ -48,6 +48,7 @@ class SignInScreen(ModalScreen[bool]):
         Binding("escape", "cancel", tr("Cancel", "Abbrechen")),
         Binding("c", "copy('code')", tr("Copy code", "Code kopieren")),
         Binding("u", "copy('address')", tr("Copy address", "Adresse kopieren")),
+        Binding("ctrl+y", "copy('address')", tr("Copy address", "Adresse kopieren"), show=False),
     ]
 
     DEFAULT_CSS = """
@@ -74,9 +75,14 @@ class SignInScreen(ModalScreen[bool]):
         self.clock = clock
         self.cancelled = threading.Event()
         self.code: DeviceCode | None = None
+        self.authorization: Authorization | None = None
+        self.google = signin.provider == "google"
         self._answer_given = False
 
     def compose(self) -> ComposeResult:
+        if self.google:
+            yield from self.compose_google()
+            return
         with Vertical():
             yield Static(
                 tr("Sign in to send (Microsoft 365)", "Zum Senden anmelden (Microsoft 365)"), classes="signin-title"
@@ -101,6 +107,45 @@ class SignInScreen(ModalScreen[bool]):
                 classes="signin-keys",
             )
 
+    def compose_google(self) -> ComposeResult:
+        with Vertical():
+            yield Static(tr("Sign in to send (Google)", "Zum Senden anmelden (Google)"), classes="signin-title")
+            yield Static(
+                tr(
+                    "Sending waits for a sign-in. Open this address in a browser (Ctrl+Y copies it):",
+                    "Der Versand wartet auf eine Anmeldung. Diese Adresse im Browser öffnen (Strg+Y kopiert sie):",
+                )
+            )
+            yield Static("…", id="signin-address")
+            yield Static(
+                tr(
+                    "On this machine the sign-in completes by itself. Over SSH the browser ends on a page that "
+                    "does not load: paste its address here and press Enter.",
+                    "Auf diesem Rechner schließt die Anmeldung von selbst ab. Über SSH endet der Browser auf einer "
+                    "Seite, die nicht lädt: ihre Adresse hier einfügen und Enter drücken.",
+                )
+            )
+            yield Input(placeholder="http://localhost:…/?state=…&code=…", id="signin-pasted")
+            yield Static(tr("Starting…", "Starte…"), id="signin-status")
+            yield Static(
+                tr(
+                    "Enter use the pasted address · Esc cancel (every mail stays pending)",
+                    "Enter eingefügte Adresse verwenden · Esc Abbruch (alle Mails warten weiter)",
+                ),
+                classes="signin-keys",
+            )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.authorization is not None:
+            self.authorization.paste(event.value)
+            event.input.value = ""
+            self.set_status(tr("Checking the address…", "Prüfe die Adresse…"))
+
+    def set_status(self, text: str, failed: bool = False) -> None:
+        status = self.query_one("#signin-status", Static)
+        status.update(text)
+        status.set_class(failed, "-failed")
+
     def on_mount(self) -> None:
         self.wait_for_person()
         self.set_interval(1.0, self.show_time_left)
@@ -116,11 +161,21 @@ class SignInScreen(ModalScreen[bool]):
 
     @work(thread=True, exit_on_error=False, group="sign-in")
     def wait_for_person(self) -> object:
-        from opos_tui.services.signin import wait_for_sign_in
+        from opos_tui.services.signin import GoogleSignIn, wait_for_sign_in
 
+        if isinstance(self.signin, GoogleSignIn):
+            authorization = self.signin.begin()
+            self.app.call_from_thread(self.show_authorization, authorization)
+            return self.signin.wait(authorization, self.cancelled)
         code = self.signin.start()
         self.app.call_from_thread(self.show_code, code)
         return wait_for_sign_in(self.signin, code, self.cancelled, self.clock)
+
+    def show_authorization(self, authorization: Authorization) -> None:
+        self.authorization = authorization
+        self.query_one("#signin-address", Static).update(authorization.url)
+        self.set_status(tr("Waiting for the sign-in…", "Warte auf die Anmeldung…"))
+        self.query_one("#signin-pasted", Input).focus()
 
     def show_code(self, code: DeviceCode) -> None:
         self.code = code
@@ -144,14 +199,16 @@ class SignInScreen(ModalScreen[bool]):
         elif event.state is WorkerState.ERROR and not self.cancelled.is_set():
             error = event.worker.error
             text = error.message() if isinstance(error, OposError) else f"{type(error).__name__}: {error}"
-            status = self.query_one("#signin-status", Static)
-            status.update(tr(f"✗ {text} · Esc closes", f"✗ {text} · Esc schließt"))
-            status.add_class("-failed")
+            self.set_status(tr(f"✗ {text} · Esc closes", f"✗ {text} · Esc schließt"), failed=True)
 
     def action_copy(self, what: str) -> None:
-        if self.code is None:
+        if self.authorization is not None:
+            shown = self.authorization.url
+        elif self.code is not None:
+            shown = self.code.user_code if what == "code" else self.code.verification_uri
+        else:
             return
-        self.app.copy_to_clipboard(self.code.user_code if what == "code" else self.code.verification_uri)
+        self.app.copy_to_clipboard(shown)
         self.notify(tr("Copied.", "Kopiert."))
 
     def action_cancel(self) -> None:

@@ -19,18 +19,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.home import Home
 from opos_tui.services.signin.cache import TokenCacheFile
-from opos_tui.services.signin.errors import NotConfigured, SignInRefused, SignInRequired
+from opos_tui.services.signin.errors import Cancelled, NotConfigured, SignInRefused, SignInRequired
+from opos_tui.services.signin.google import Authorization, GoogleSignIn
 from opos_tui.services.signin.http import describe_proxy
 from opos_tui.services.signin.microsoft import DeviceCode, MicrosoftSignIn, Token
 from opos_tui.services.transports.base import TokenProvider
 from opos_tui.settings import Settings
 
 __all__ = [
+    "Authorization",
     "Cancelled",
     "DeviceCode",
+    "GoogleSignIn",
     "MicrosoftSignIn",
     "SignIn",
     "SignInStatus",
@@ -45,7 +47,7 @@ __all__ = [
 
 OAUTH_METHODS = ("oauth", "oauth-dialog")
 
-SignIn = MicrosoftSignIn
+SignIn = MicrosoftSignIn | GoogleSignIn
 
 
 def uses_oauth(settings: Settings) -> bool:
@@ -57,12 +59,10 @@ def sign_in_for(settings: Settings, home: Home) -> SignIn:
     if settings.oauth.provider == "google":
         if not settings.oauth.client_id:
             raise NotConfigured("google")
-        raise TransportUnavailable(
-            "signing in with Google is not available in this version yet: use a Google app password with "
-            "auth.method password for now",
-            "die Anmeldung bei Google ist in dieser Version noch nicht verfügbar: vorerst ein Google-App-Passwort "
-            "mit auth.method password verwenden",
-        )
+        from opos_tui.services.secrets import GOOGLE_CLIENT_SECRET, open_store
+
+        secret = open_store(home).get(GOOGLE_CLIENT_SECRET)
+        return GoogleSignIn(settings.oauth, settings.auth.profile, secret, TokenCacheFile(home))
     return MicrosoftSignIn(settings.oauth, TokenCacheFile(home))
 
 
@@ -116,12 +116,8 @@ def has_usable_token(signin: SignIn) -> bool:
         return False
 
 
-class Cancelled(Exception):
-    """The person cancelled the sign-in (Esc)."""
-
-
 def wait_for_sign_in(
-    signin: SignIn,
+    signin: MicrosoftSignIn,
     code: DeviceCode,
     cancelled: threading.Event | None = None,
     clock: Callable[[], float] = time.time,

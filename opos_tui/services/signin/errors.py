@@ -41,6 +41,10 @@ class SignInExpired(SignInRequired):
         )
 
 
+class Cancelled(Exception):
+    """The person cancelled the sign-in (Esc, Ctrl+C)."""
+
+
 class SignInRefused(ConfigurationFault):
     """The authority refused the sign-in or the app registration (exit 1); the text says what to change."""
 

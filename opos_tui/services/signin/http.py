@@ -65,6 +65,14 @@ class _TrustAdapter(HTTPAdapter):
         conn.ca_cert_dir = None
 
 
+def confine(session: requests.Session, oauth: OAuthSettings, url: str) -> None:
+    """Give a session made elsewhere (google-auth-oauthlib's) the configured trust and the proxy for ``url``."""
+    session.trust_env = False
+    session.mount("https://", _TrustAdapter(trust_context(oauth.ca_file)))
+    proxy = proxy_for(url, oauth.proxy)
+    session.proxies = {"https": proxy, "http": proxy} if proxy else {}
+
+
 class SignInSession(requests.Session):
     """A requests session with the configured trust and proxy, whatever the environment says about trust."""
 
