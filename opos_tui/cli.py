@@ -18,13 +18,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
-from opos_tui import __version__, settings
+from opos_tui import __version__
 from opos_tui.i18n import LANGS, set_lang, tr
-from opos_tui.services import compose, secrets, spool
-from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
+from opos_tui.services import compose, secrets, settings, spool
+from opos_tui.services.dispatcher import Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
+from opos_tui.services.send_run import RunEvent, SendRun
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -455,8 +456,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     on_terminal = sys.stderr.isatty()
     width = 0
 
-    def show(event: Progress) -> None:
+    def show(event: RunEvent) -> None:
         nonlocal width
+        if not isinstance(event, Progress):
+            return
         if on_terminal:
             line = progress_line(event)[:200]
             sys.stderr.write("\r" + line.ljust(width))
@@ -467,12 +470,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
-        q.statuses(confirmed)  # unknown numbers are refused before anything is sent
-        engine = Dispatcher.for_installation(q, home, current, on_progress=show)
+        run = SendRun(q, home, settings=current, on_event=show)
         try:
-            result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
+            result = run_stoppable(run.run(args.ids or None, skip_check=confirmed))
         except (KeyboardInterrupt, Terminated) as exc:
-            interrupted, result = exc, engine.result
+            interrupted, result = exc, run.result
         finally:
             if on_terminal and width:
                 sys.stderr.write("\n")  # the summary below starts on a line of its own
@@ -579,7 +581,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
         with demo.start(home):
-            from opos_tui.screens.demo import DemoApp
+            from opos_tui.demo_app import DemoApp
 
             app = DemoApp(home)
             app.run()

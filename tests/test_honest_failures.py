@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from opos_tui import settings
 from opos_tui.services import queue as queue_module
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
 from tests.conftest import Cli

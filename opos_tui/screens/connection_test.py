@@ -19,7 +19,7 @@ from opos_tui.i18n import tr
 from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, run_connection_test
 from opos_tui.services.errors import OposError
 from opos_tui.services.secrets import SecretStore
-from opos_tui.settings import Settings
+from opos_tui.services.settings import Settings
 
 MARKS = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "failed": ("✗", "red")}
 

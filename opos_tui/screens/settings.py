@@ -22,8 +22,8 @@ from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionT
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
+from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode
 from opos_tui.services.transports.registry import connection_labels
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
 
 
 def auth_labels() -> dict[str, str]:

@@ -20,9 +20,9 @@ from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.secrets import SecretStore
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
 from opos_tui.services.transports.registry import build_transport
-from opos_tui.settings import Settings
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
 

@@ -14,8 +14,8 @@ from typing import Protocol
 
 from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.secrets import SecretStore
+from opos_tui.services.settings import Connection, Settings
 from opos_tui.services.transports.base import Observer, TokenProvider, Transport
-from opos_tui.settings import Connection, Settings
 
 
 class Builder(Protocol):
