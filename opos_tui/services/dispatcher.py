@@ -293,6 +293,7 @@ class Dispatcher:
 
     async def _worker(self) -> None:
         transport: Transport | None = None
+        session = 0
         try:
             while not self.stop_requested.is_set():
                 await self.rate_limit.wait()
@@ -303,11 +304,12 @@ class Dispatcher:
                     break
                 item, message, envelope = ready
                 if transport is None:
-                    transport = await self._connect(item)
+                    session = self._signed_in  # the sign-ins this session's login may know of
+                    transport = await self._connect(item, session)
                     if transport is None:
                         continue  # sign-in done: claim again
                 self._emit(Outcome.SENDING, item, "")
-                if not await self._send(transport, item, message, envelope):
+                if not await self._send(transport, item, message, envelope, session):
                     await self._close(transport)
                     transport = None
         finally:
@@ -348,7 +350,7 @@ class Dispatcher:
         self._done(item, Outcome.HELD, reason, self.result.held)
         return True
 
-    async def _connect(self, item: QueueItem) -> Transport | None:
+    async def _connect(self, item: QueueItem, session: int) -> Transport | None:
         transport: Transport | None = None
         try:
             transport = self.transport_factory()
@@ -356,7 +358,7 @@ class Dispatcher:
         except InteractionNeeded as exc:
             self._unclaim(item, exc.en)
             await self._close(transport)
-            await self._interaction(exc)
+            await self._interaction(exc, session)
             return None
         except OposError as exc:
             # Cannot connect or log in: not this mail's fault. Stop; everything stays pending.
@@ -369,14 +371,14 @@ class Dispatcher:
             raise
         return transport
 
-    async def _interaction(self, needed: InteractionNeeded) -> None:
+    async def _interaction(self, needed: InteractionNeeded, session: int) -> None:
         """Pause for a sign-in (``on_interaction``), one question at a time however many connections need it;
-        stop the run if there is no one to ask or the answer is no. The item at hand is pending again."""
-        seen = self._signed_in
+        stop the run if there is no one to ask or the answer is no. The item at hand is pending again.
+        ``session``: the sign-ins done when the failed login began."""
         async with self._asking:
             if self.stop_requested.is_set():
                 self._stop(needed)
-            if self._signed_in != seen:
+            if self._signed_in != session:
                 return  # another connection's sign-in was done meanwhile: try again with it
             if self.on_interaction is None or not await self.on_interaction(needed):
                 self._stop(needed)
@@ -387,13 +389,15 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await transport.close()
 
-    async def _send(self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope) -> bool:
+    async def _send(
+        self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope, session: int
+    ) -> bool:
         """Send one claimed item and record the outcome; False if the session should be renewed."""
         try:
             result = await transport.send(message, envelope)
         except InteractionNeeded as exc:  # a sign-in expired mid-session: nothing went out
             self._unclaim(item, exc.en)
-            await self._interaction(exc)
+            await self._interaction(exc, session)
             return False
         except OposError as exc:
             self._record_failure(item, exc)
