@@ -25,7 +25,7 @@ from opos_tui.services.dispatcher import Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
-from opos_tui.services.send_run import RunEvent, SendRun
+from opos_tui.services.send_run import RunEvent, SendRun, progress_text
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -395,20 +395,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def progress_line(event: Progress) -> str:
-    """sent / failed / (held) / left, and the rate and ETA once the run has measured them."""
-    en = [f"sent {event.sent}", f"failed {event.failed}"]
-    de = [f"gesendet {event.sent}", f"fehlgeschlagen {event.failed}"]
-    if event.held:
-        en.append(f"held {event.held}")
-        de.append(f"zurückgehalten {event.held}")
-    en.append(f"left {event.left}")
-    de.append(f"offen {event.left}")
-    if event.rate is not None:
-        eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
-        en.append(f"{event.rate * 60:.0f}/min{eta}")
-        de.append(f"{event.rate * 60:.0f}/min{eta}")
+    """The run's counts, and the mail at hand."""
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
-    return tr(", ".join(en), ", ".join(de)) + current
+    return progress_text(event, ", ") + current
 
 
 class Terminated(Exception):

@@ -57,7 +57,7 @@ from opos_tui.services.queue import (
     UnknownItems,
     open_queue,
 )
-from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun
+from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun, progress_text
 
 
 def check_text(plausible: bool | None) -> Text:
@@ -1126,18 +1126,7 @@ class QueueScreen(Screen[None]):
         self.show_progress(label, event.done, event.total)
 
     def show_run_progress(self, p: Progress) -> None:
-        en = [f"sent {p.sent:,}", f"failed {p.failed:,}"]
-        de = [f"gesendet {p.sent:,}", f"fehlgeschl. {p.failed:,}"]
-        if p.held:
-            en.append(f"held {p.held:,}")
-            de.append(f"angehalten {p.held:,}")
-        en.append(f"left {p.left:,}")
-        de.append(f"offen {p.left:,}")
-        if p.rate is not None:  # none until measured over a few mails
-            eta = f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}" if p.eta is not None else ""
-            en.append(f"{p.rate * 60:.0f}/min{eta}")
-            de.append(f"{p.rate * 60:.0f}/min{eta}")
-        label = tr(" · ".join([*en, "Esc stop · t log"]), " · ".join([*de, "Esc Stopp · t Log"]))
+        label = progress_text(p, " · ") + tr(" · Esc stop · t log", " · Esc Stopp · t Log")
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
         self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from opos_tui.i18n import tr
 from opos_tui.services import plausibility
 from opos_tui.services.compose import default_sender
 from opos_tui.services.dispatcher import Dispatcher, InteractionHandler, Progress, RunResult
@@ -72,6 +73,23 @@ class Finished:
 
 
 RunEvent = Checking | Progress | Paused | Resumed | Finished
+
+
+def progress_text(p: Progress, sep: str) -> str:
+    """The run's counts in one line, for a progress bar or a terminal: sent, failed, (held,) left, and the
+    rate and ETA once the run has measured them."""
+    en = [f"sent {p.sent:,}", f"failed {p.failed:,}"]
+    de = [f"gesendet {p.sent:,}", f"fehlgeschl. {p.failed:,}"]
+    if p.held:
+        en.append(f"held {p.held:,}")
+        de.append(f"angehalten {p.held:,}")
+    en.append(f"left {p.left:,}")
+    de.append(f"offen {p.left:,}")
+    if p.rate is not None:  # none until measured over a few mails
+        eta = f" ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}" if p.eta is not None else ""
+        en.append(f"{p.rate * 60:.0f}/min{eta}")
+        de.append(f"{p.rate * 60:.0f}/min{eta}")
+    return tr(sep.join(en), sep.join(de))
 
 
 @dataclass(frozen=True)
