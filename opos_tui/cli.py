@@ -678,9 +678,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "test-connection",
         parents=[common],
-        help="run the SMTP handshake stage by stage with the saved settings",
-        description="Connect, greet, EHLO, TLS and AUTH with the saved settings and report each stage; "
-        "exit 0 if the connection works, 1 if not.",
+        help="run the SMTP handshake stage by stage with the saved settings (or check the local mail program)",
+        description="Connect, greet, EHLO, TLS and AUTH with the saved settings and report each stage; for "
+        "windows, outlook and sendmail check that the mail program is there and what it would use, without "
+        "sending. Exit 0 if the connection works, 1 if not.",
     )
     p.add_argument("--send-test-to", metavar="ADDR", help="also send a small test mail to this address")
     add_json(p)

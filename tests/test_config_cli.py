@@ -15,7 +15,8 @@ from opos_tui.services.home import Home
 from tests.conftest import Cli, file_bytes, mode_of
 
 GOOD_VALUES = {
-    "connection": ["windows", "outlook", "smtp"],
+    "connection": ["windows", "outlook", "smtp", "sendmail"],
+    "sendmail.path": ["/usr/sbin/sendmail", "/usr/local/sbin/sendmail"],
     "auth.method": ["none", "password", "oauth", "oauth-dialog"],
     "auth.profile": ["buchhaltung@example.com"],
     "oauth.provider": ["google", "microsoft"],
@@ -62,6 +63,7 @@ BAD_VALUES = [
     ("smtp.timeout", "soon"),
     ("smtp.allow_plain_auth", "maybe"),
     ("smtp.host", "mail server.example.com"),
+    ("sendmail.path", "/usr/sbin/sendmail\n-t"),
     ("smtp.ca_file", "/nonexistent/ca.pem"),
     ("sender.address", "not-an-address"),
     ("sender.reply_to", "a@b"),
@@ -163,6 +165,7 @@ def test_oauth_only_with_smtp(cli: Cli, home: Home) -> None:
     assert "smtp" in result.err
     assert cli("config", "set", "auth.method", "password").code == 0
     assert cli("config", "set", "connection", "windows").code == 2
+    assert cli("config", "set", "connection", "sendmail").code == 2  # the local mail program has no login
     assert json.loads(cli("config", "show", "--json").out)["connection"] == "outlook"
 
 

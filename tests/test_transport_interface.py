@@ -211,6 +211,7 @@ def test_the_registry_knows_every_connection_type_and_the_form_shows_its_labels(
         "windows": "Windows-Standard (Simple MAPI)",
         "outlook": "Outlook (Extended MAPI)",
         "smtp": "SMTP",
+        "sendmail": "sendmail (Unix)",
     }
 
 
@@ -222,8 +223,9 @@ def test_windows_connection_types_are_unavailable_elsewhere(home: Home, connecti
         registry.build_transport(current, secrets.open_store(home))
     label = registry.CONNECTIONS[connection].label
     assert caught.value.en == (
-        f"Connection type {connection} ({label}) needs Windows with a MAPI mail program such as Outlook; this "
-        f"computer runs {sys.platform}. Set connection to smtp."
+        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
+        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
+        "the local mail program of a Unix server)."
     )
 
 

@@ -51,7 +51,6 @@ from opos_tui.services.queue import (
     ActionResult,
     ItemRow,
     LetterType,
-    Queue,
     QueueError,
     Status,
     UnknownItems,
@@ -556,7 +555,7 @@ class QueueScreen(Screen[None]):
         """While lost: open the queue file now at the path once it is complete (there, not empty, unchanged since
         the last poll). Never makes a new queue."""
         try:
-            stat = os.stat(self.queue.path)
+            stat = os.stat(self.home.queue_db)
         except OSError:
             self._found = None
             return
@@ -565,7 +564,7 @@ class QueueScreen(Screen[None]):
             self._found = found
             return
         try:
-            queue = Queue(self.queue.path, create=False)
+            queue = open_queue(self.home, create=False)
         except QueueError as exc:
             if str(exc) != self.unopenable:
                 self.unopenable = str(exc)
@@ -574,7 +573,9 @@ class QueueScreen(Screen[None]):
         self.queue, self.lost, self._found, self.unopenable = queue, None, None, None
         self.remove_class("-lost")
         self.refresh_bindings()
-        self.notify(tr(f"Reopened the queue {queue.path}.", f"Warteschlange {queue.path} wieder geöffnet."))
+        self.notify(
+            tr(f"Reopened the queue {self.home.queue_db}.", f"Warteschlange {self.home.queue_db} wieder geöffnet.")
+        )
         self.reload(keep_item=False)
 
     def show(self, cursor: int, force: bool = False) -> None:

@@ -11,6 +11,7 @@ all only once the admin agreed. Saving reads, merges and writes under config.tom
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,7 +24,18 @@ from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, rad
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
 from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode
-from opos_tui.services.transports.registry import connection_labels
+from opos_tui.services.transports import outlook
+from opos_tui.services.transports.kinds import windows_only
+from opos_tui.services.transports.registry import offered_here
+
+
+def connection_note(connection: str) -> str:
+    """What the form says under the connection type: Windows only, or Outlook's security prompt."""
+    if connection in ("windows", "outlook") and sys.platform != "win32":
+        return "⚠ " + windows_only(connection).message()  # type: ignore[arg-type]
+    if connection == "outlook":
+        return tr(outlook.PROMPT_EN, outlook.PROMPT_DE)
+    return ""
 
 
 def auth_labels() -> dict[str, str]:
@@ -112,8 +124,13 @@ class SettingsScreen(SettingsForm):
             yield FormField(
                 "connection",
                 tr("Connection type (Verbindungsart)", "Verbindungsart"),
-                radio_set("connection", connection_labels(), s.connection),
+                radio_set("connection", offered_here(), s.connection),
             )
+            yield Static("", id="connection-note", classes="note")
+            with Vertical(id="section-sendmail", classes="section"):
+                yield self.text_field(
+                    "sendmail.path", tr("sendmail program", "sendmail-Programm"), "/usr/sbin/sendmail"
+                )
             with Vertical(id="section-auth", classes="section"):
                 yield FormField(
                     "auth.method",
@@ -320,7 +337,11 @@ class SettingsScreen(SettingsForm):
             asyncio.get_running_loop().call_soon(setattr, none, "value", True)
             method = "none"
         is_smtp = connection == "smtp"
-        self.query_one("#section-auth").display = connection != "windows"
+        note = connection_note(connection)
+        self.query_one("#connection-note", Static).update(note)
+        self.query_one("#connection-note").display = bool(note)
+        self.query_one("#section-sendmail").display = connection == "sendmail"
+        self.query_one("#section-auth").display = connection not in ("windows", "sendmail")
         self.query_one(f"#field-{widget_id('auth.profile')}").display = method != "none"
         self.query_one(f"#field-{widget_id(secrets.PASSWORD)}").display = method == "password"
         self.query_one("#section-smtp").display = is_smtp

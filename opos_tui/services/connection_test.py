@@ -67,11 +67,21 @@ def connection_test_mail(settings: Settings, recipient: str) -> bytes:
     message["Date"] = format_datetime(localtime())
     message["Message-ID"] = new_message_id(address)
     message.set_content(
-        "Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand per SMTP funktioniert.\n\n"
-        "This mail was sent by opos-tui as a connection test. Sending over SMTP works.\n\n"
-        f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}), {socket.gethostname()}\n"
+        f"Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand ({settings.connection}) "
+        "funktioniert.\n\n"
+        f"This mail was sent by opos-tui as a connection test. Sending ({settings.connection}) works.\n\n"
+        f"{_route(settings)}, {socket.gethostname()}\n"
     )
     return message.as_bytes(policy=SMTP)
+
+
+def _route(settings: Settings) -> str:
+    """Which way the test mail went, for its text."""
+    if settings.connection == "smtp":
+        return f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security})"
+    if settings.connection == "sendmail":
+        return f"sendmail {settings.sendmail.path}"
+    return settings.connection
 
 
 async def run_connection_test(

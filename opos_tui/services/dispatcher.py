@@ -189,7 +189,7 @@ class Dispatcher:
         """Send every sendable item (``ids=None``), or just the given ones, oldest first, each at most once.
         ``skip_check``: items the operator confirmed although they fail the plausibility check."""
         self.result = RunResult()
-        self._since = time.time()  # the queue's clock: deferrals after this are this run's
+        self._since = self.queue.clock()  # deferrals after this are this run's
         self._started = time.monotonic()
         self._counted_at = -1e9
         self._on_hand = set()

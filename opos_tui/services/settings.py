@@ -40,7 +40,7 @@ from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.files import make_file, write_atomic
 from opos_tui.services.home import Home
 
-Connection = Literal["windows", "outlook", "smtp"]
+Connection = Literal["windows", "outlook", "smtp", "sendmail"]
 AuthMethod = Literal["none", "password", "oauth", "oauth-dialog"]
 OAuthProvider = Literal["microsoft", "google"]
 
@@ -61,6 +61,7 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
     "windows": ("none",),
     "outlook": ("none", "password"),
     "smtp": AUTH_METHODS,
+    "sendmail": ("none",),
 }
 
 
@@ -147,6 +148,12 @@ class SmtpSettings(_Section):
             except OSError as exc:
                 raise ValueError(f"cannot read {value}: {exc.strerror}") from None
         return value
+
+
+class SendmailSettings(_Section):
+    path: Text = "/usr/sbin/sendmail"
+    """The local mail program for connection `sendmail` (Unix): it gets each mail on its standard input, as
+    `PATH -i -f SENDER -- RECIPIENTS`, never through a shell. Postfix, Exim and OpenSMTPD all install one here."""
 
 
 class RetrySettings(_Section):
@@ -275,10 +282,12 @@ class SenderSettings(_Section):
 
 class Settings(_Section):
     connection: Connection = "smtp"
-    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI) or `smtp`."""
+    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI), `smtp`, or on
+    Unix `sendmail` (the local mail program, see sendmail.path)."""
     auth: AuthSettings = Field(default_factory=AuthSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sendmail: SendmailSettings = Field(default_factory=SendmailSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)
