@@ -79,7 +79,7 @@ async def test_a_run_pauses_once_for_a_sign_in_and_resumes_where_it_stopped(
     assert sorted(r.rcpt_tos[0] for r in server.received) == [f"kunde{n}@example.test" for n in (1, 2, 3, 4)]
     assert {r.user for r in server.received} == {USER}
     kinds = [type(e).__name__ for e in events if not isinstance(e, Progress)]
-    assert kinds == ["Paused", "Resumed", "Finished"]
+    assert kinds == ["Started", "Paused", "Resumed", "Finished"]
     paused = next(i for i, e in enumerate(events) if isinstance(e, Paused))
     assert not any(isinstance(e, Progress) and e.outcome == "sent" for e in events[:paused])
     with open_queue(home) as queue:
@@ -124,7 +124,7 @@ async def test_a_run_without_a_sign_in_stops_and_leaves_everything_pending(
     assert server.received == []
     assert statuses(home) == dict.fromkeys(ids, Status.PENDING)
     kinds = [type(e).__name__ for e in events if not isinstance(e, Progress)]
-    assert kinds == (["Finished"] if how == "no-one-to-ask" else ["Paused", "Finished"])
+    assert kinds == (["Started", "Finished"] if how == "no-one-to-ask" else ["Started", "Paused", "Finished"])
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.stop_requested is (how == "stopped-while-asking")
 
@@ -197,7 +197,7 @@ def test_the_command_line_and_the_queue_screen_present_the_same_run(
     by_screen = comparable(events)
 
     assert by_cli == by_screen
-    assert [e[0] for e in by_cli] == ["progress"] * 4 + ["finished"]
+    assert [e[0] for e in by_cli] == ["Started", *["progress"] * 4, "finished"]
     assert by_cli[-1][1:3] == ([1], [2])  # sent, failed
     assert statuses(home) == statuses(screen_home) == {1: Status.SENT, 2: Status.FAILED}
     assert {r.rcpt_tos[0] for r in server.received} == {"kunde1@example.test"}

@@ -56,7 +56,7 @@ from opos_tui.services.queue import (
     UnknownItems,
     open_queue,
 )
-from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun, progress_text
+from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun, Started, progress_text
 
 
 def check_text(plausible: bool | None) -> Text:
@@ -446,6 +446,8 @@ class QueueScreen(Screen[None]):
         """The file seen at the queue's path on the last poll while lost: reopened once it stops changing."""
         self.unopenable: str | None = None
         """Why the file now at the queue's path cannot be opened instead, while lost."""
+        self.ask_hint = ""
+        """While sending through a mail program that may prompt: saying so; else empty."""
         self.table_layout: tuple[int, int] | None = None
         """The terminal width and number width the table's columns were made for."""
         self.widths: dict[str, int] = {}
@@ -1080,6 +1082,7 @@ class QueueScreen(Screen[None]):
         self.query_one("#transcript", RichLog).write(
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )
+        self.ask_hint = ""
         self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
         self.dispatch(ids, list(confirmed))
 
@@ -1112,6 +1115,8 @@ class QueueScreen(Screen[None]):
         event = update.event
         if isinstance(event, Checking):
             self.show_checking(event)
+        elif isinstance(event, Started):
+            self.show_started(event)
         elif isinstance(event, Progress):
             self.show_run_progress(event)
         elif isinstance(event, Finished):
@@ -1126,8 +1131,20 @@ class QueueScreen(Screen[None]):
         )
         self.show_progress(label, event.done, event.total)
 
+    def show_started(self, event: Started) -> None:
+        # Simple MAPI and Outlook may hold each mail for a security prompt in the mail program's own window.
+        self.ask_hint = (
+            tr("the mail program may be asking for confirmation", "das Mailprogramm fragt evtl. nach")
+            if event.may_ask
+            else ""
+        )
+        if self.ask_hint and not self._stop.is_set():
+            self.query_one("#progress-label", Static).update(f"{tr('Connecting…', 'Verbinde…')} · {self.ask_hint}")
+
     def show_run_progress(self, p: Progress) -> None:
         label = progress_text(p, " · ") + tr(" · Esc stop · t log", " · Esc Stopp · t Log")
+        if self.ask_hint:
+            label = f"{self.ask_hint} · {label}"
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
         self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)

@@ -6,9 +6,9 @@ own. A run has two steps:
 - :meth:`SendRun.plan` (the queue screen, before it asks the operator): which of the chosen items can be
   sent, the plausibility check of those not checked yet (:class:`Checking` events), which are flagged and to
   how many customers they go;
-- :meth:`SendRun.run`: claim -> check -> send -> record, through the :class:`~.dispatcher.Dispatcher`, one
-  :class:`~.dispatcher.Progress` event per mail claimed or finished, with the run's counts, rate and ETA;
-  then :class:`Finished`.
+- :meth:`SendRun.run`: :class:`Started` once the settings are read, then claim -> check -> send -> record
+  through the :class:`~.dispatcher.Dispatcher`, one :class:`~.dispatcher.Progress` event per mail claimed or
+  finished, with the run's counts, rate and ETA; then :class:`Finished`.
 
 :meth:`SendRun.stop` may be called from any thread (the screen's Esc, a signal handler): the run ends after
 the mails on the wire, and everything else stays as it was.
@@ -37,7 +37,7 @@ from opos_tui.services.queue import Queue, Status
 from opos_tui.services.secrets import open_store
 from opos_tui.services.settings import Settings, load
 from opos_tui.services.transports.base import TokenProvider
-from opos_tui.services.transports.registry import build_transport
+from opos_tui.services.transports.registry import CONNECTIONS, build_transport
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,14 @@ class Checking:
 
     done: int
     total: int
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run read its settings and starts sending."""
+
+    may_ask: bool
+    """The mail program (Simple MAPI, Outlook) may hold each mail for a security prompt in its own window."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ class Finished:
     :meth:`SendRun.run` raises it after this event."""
 
 
-RunEvent = Checking | Progress | Paused | Resumed | Finished
+RunEvent = Checking | Started | Progress | Paused | Resumed | Finished
 
 
 def progress_text(p: Progress, sep: str) -> str:
@@ -192,6 +200,7 @@ class SendRun:
             self._loop = asyncio.get_running_loop()
             if self._stop.is_set():
                 self._dispatcher.request_stop()
+            self.emit(Started(may_ask=CONNECTIONS[current.connection].may_ask))
             result = await self._dispatcher.run(ids, skip_check=confirmed)
         except OposError as exc:
             self.emit(Finished(self.result, self.stop_requested, exc))

@@ -48,6 +48,9 @@ class ConnectionType:
     windows_only: bool = False
     unix_only: bool = False
     """Offered only off Windows (the local sendmail of a Unix server)."""
+    may_ask: bool = False
+    """The mail program may stop each mail with a security prompt on its own screen (Simple MAPI, Outlook):
+    a face says so while sending, or the operator waits without knowing why."""
 
 
 def _smtp() -> Builder:
@@ -75,8 +78,8 @@ def _sendmail() -> Builder:
 
 
 CONNECTIONS: dict[Connection, ConnectionType] = {
-    "windows": ConnectionType(LABELS["windows"], _mapi, windows_only=True),
-    "outlook": ConnectionType(LABELS["outlook"], _outlook, windows_only=True),
+    "windows": ConnectionType(LABELS["windows"], _mapi, windows_only=True, may_ask=True),
+    "outlook": ConnectionType(LABELS["outlook"], _outlook, windows_only=True, may_ask=True),
     "smtp": ConnectionType(LABELS["smtp"], _smtp),
     "sendmail": ConnectionType(LABELS["sendmail"], _sendmail, unix_only=True),
 }
