@@ -185,6 +185,11 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         "smtp.max_per_minute": "30",
         "sendmail.path": "/usr/local/sbin/sendmail",
         # Not on this form: kept as saved when the form saves.
+        "oauth.authority_url": "https://login.microsoftonline.us",
+        "oauth.google_auth_url": "https://accounts.example.com/auth",
+        "oauth.google_token_url": "https://oauth2.example.com/token",
+        "oauth.ca_file": str(ca),
+        "oauth.proxy": "http://proxy.example.com:3128",
         "retry.backoff_minutes": "10",
         "retry.max_backoff_minutes": "120",
         "retry.give_up_days": "3",

@@ -377,7 +377,7 @@ class SettingsScreen(SettingsForm):
         panel = panels.first() if panels else ConnectionTestPanel()
         if not panels:
             await self.mount(panel, after=self.query_one("#form"))
-        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD))
+        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD), self.home)
 
     def action_leave(self) -> None:
         # Esc first cancels a running connection test, then closes its panel, then leaves the form.

@@ -19,6 +19,7 @@ from email.utils import format_datetime, localtime
 from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
@@ -91,12 +92,14 @@ async def run_connection_test(
     send_test_to: str | None = None,
     password: str | None = None,
     token_provider: TokenProvider | None = None,
+    home: Home | None = None,
     on_event: Callable[[HandshakeEvent], None] | None = None,
 ) -> ConnectionTestResult:
     """Run the handshake (and with ``send_test_to`` a test mail) and report each stage to ``on_event``.
 
     Raises ConfigError before connecting when the settings cannot be tested (no host, no password, bad
-    address); every failure after that is part of the result, not raised.
+    address); every failure after that is part of the result, not raised. With ``home`` and an OAuth
+    ``auth.method``, the installation's sign-in supplies the tokens (a missing sign-in is a failed result).
     """
     transcript: list[HandshakeEvent] = []
 
@@ -113,6 +116,10 @@ async def run_connection_test(
                 "sender.address ist nicht gesetzt: die Testmail braucht eine Absenderadresse",
             )
     try:
+        if token_provider is None and home is not None:
+            from opos_tui.services import signin  # requests and msal only where OAuth is used
+
+            settings, token_provider = signin.for_transport(settings, home)
         transport = build_transport(settings, store, password=password, token_provider=token_provider, observer=record)
     except ConfigError:
         raise

@@ -36,7 +36,7 @@ from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status
 from opos_tui.services.secrets import open_store
 from opos_tui.services.settings import Settings, load
-from opos_tui.services.transports.base import TokenProvider
+from opos_tui.services.transports.base import TokenProvider, Transport
 from opos_tui.services.transports.registry import CONNECTIONS, build_transport
 
 
@@ -118,7 +118,8 @@ class SendRun:
     ``settings``: the settings to send with; read from ``home`` when the run starts if not given (in the
     thread that runs it, never on a screen's). ``on_event`` gets every :data:`RunEvent`, in the thread that
     runs the step. ``on_interaction`` asks a person to act when a sign-in is needed; ``token_provider``
-    supplies the transports' OAuth 2.0 access tokens.
+    supplies the transports' OAuth 2.0 access tokens (by default the installation's sign-in,
+    ``services.signin``).
     """
 
     def __init__(
@@ -187,9 +188,18 @@ class SendRun:
                 self.queue.statuses(confirmed)
             current = self.settings if self.settings is not None else load(self.home)
             store = open_store(self.home)
+
+            def transport() -> Transport:
+                effective, tokens = current, self.token_provider
+                if tokens is None:
+                    from opos_tui.services import signin  # requests and msal only where OAuth is used
+
+                    effective, tokens = signin.for_transport(current, self.home)  # OAuth: SignInRequired if none
+                return build_transport(effective, store, token_provider=tokens)
+
             self._dispatcher = Dispatcher(
                 self.queue,
-                lambda: build_transport(current, store, token_provider=self.token_provider),
+                transport,
                 retry=current.retry,
                 connections=current.smtp.connections,
                 max_per_minute=current.smtp.max_per_minute,
