@@ -21,13 +21,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
-from opos_tui import __version__, settings
+from opos_tui import __version__
 from opos_tui.i18n import LANGS, set_lang, tr
-from opos_tui.services import compose, secrets, spool
-from opos_tui.services.dispatcher import Dispatcher, InteractionHandler, Outcome, Progress
+from opos_tui.services import compose, secrets, settings, spool
+from opos_tui.services.dispatcher import InteractionHandler, Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
+from opos_tui.services.send_run import RunEvent, SendRun, progress_text
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -406,20 +407,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def progress_line(event: Progress) -> str:
-    """sent / failed / (held) / left, and the rate and ETA once the run has measured them."""
-    en = [f"sent {event.sent}", f"failed {event.failed}"]
-    de = [f"gesendet {event.sent}", f"fehlgeschlagen {event.failed}"]
-    if event.held:
-        en.append(f"held {event.held}")
-        de.append(f"zurückgehalten {event.held}")
-    en.append(f"left {event.left}")
-    de.append(f"offen {event.left}")
-    if event.rate is not None:
-        eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
-        en.append(f"{event.rate * 60:.0f}/min{eta}")
-        de.append(f"{event.rate * 60:.0f}/min{eta}")
+    """The run's counts, and the mail at hand."""
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
-    return tr(", ".join(en), ", ".join(de)) + current
+    return progress_text(event, ", ") + current
 
 
 class Terminated(Exception):
@@ -467,8 +457,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     on_terminal = sys.stderr.isatty()
     width = 0
 
-    def show(event: Progress) -> None:
+    def show(event: RunEvent) -> None:
         nonlocal width
+        if not isinstance(event, Progress):
+            return
         if on_terminal:
             line = progress_line(event)[:200]
             sys.stderr.write("\r" + line.ljust(width))
@@ -479,14 +471,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
-        q.statuses(confirmed)  # unknown numbers are refused before anything is sent
-        engine = Dispatcher.for_installation(
-            q, home, current, on_progress=show, on_interaction=sign_in_on_terminal(current, home)
-        )
+        run = SendRun(q, home, settings=current, on_event=show, on_interaction=sign_in_on_terminal(current, home))
         try:
-            result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
+            result = run_stoppable(run.run(args.ids or None, skip_check=confirmed))
         except (KeyboardInterrupt, Terminated) as exc:
-            interrupted, result = exc, engine.result
+            interrupted, result = exc, run.result
         finally:
             if on_terminal and width:
                 sys.stderr.write("\n")  # the summary below starts on a line of its own
@@ -776,7 +765,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
         with demo.start(home):
-            from opos_tui.screens.demo import DemoApp
+            from opos_tui.demo_app import DemoApp
 
             app = DemoApp(home)
             app.run()

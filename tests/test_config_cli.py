@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opos_tui import settings
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from tests.conftest import Cli, file_bytes, mode_of
 

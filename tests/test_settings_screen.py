@@ -10,11 +10,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet, Static
 
-from opos_tui import settings
 from opos_tui.app import OposApp
 from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
 from opos_tui.screens.widgets import Choice, ConfirmScreen
-from opos_tui.services import secrets
+from opos_tui.services import secrets, settings
 from opos_tui.services.home import Home
 from tests.conftest import file_bytes
 

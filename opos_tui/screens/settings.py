@@ -26,9 +26,10 @@ from opos_tui.screens.signin import ask_sign_in
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
+from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode, Settings
 from opos_tui.services.transports import outlook
-from opos_tui.services.transports.registry import offered_here, windows_only
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
+from opos_tui.services.transports.kinds import windows_only
+from opos_tui.services.transports.registry import offered_here
 
 
 def connection_note(connection: str) -> str:

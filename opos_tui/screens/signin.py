@@ -28,7 +28,7 @@ from opos_tui.i18n import tr
 from opos_tui.services.dispatcher import InteractionHandler
 from opos_tui.services.errors import InteractionNeeded, OposError
 from opos_tui.services.home import Home
-from opos_tui.settings import Settings
+from opos_tui.services.settings import load
 
 if TYPE_CHECKING:  # requests and msal are imported only where OAuth is used
     from opos_tui.services.signin import Authorization, DeviceCode, SignIn
@@ -229,13 +229,11 @@ async def ask_sign_in(app: App[Any], signin: SignIn, clock: Clock = time.time) -
     return await future
 
 
-def sign_in_from_worker(app: App[Any], current: Settings, home: Home) -> InteractionHandler | None:
-    """For a send run in a worker thread (its own event loop): with ``oauth-dialog`` a run that needs a person
-    pauses, the modal asks, and the run retries the connection once signed in. With ``oauth`` None: the run
-    stops with "sign-in required" and never waits for anyone."""
-    if current.auth.method != "oauth-dialog":
-        return None
-    one_at_a_time = asyncio.Lock()
+def sign_in_from_worker(app: App[Any], home: Home) -> InteractionHandler:
+    """For a send run in a worker thread (its own event loop): with ``auth.method = oauth-dialog`` the run
+    pauses, the modal asks, and the run retries the connection once signed in. With ``oauth`` the answer is
+    no at once: the run stops with "sign-in required" and never waits for anyone. (The run asks one question
+    at a time, however many connections need the sign-in.)"""
 
     async def handler(needed: InteractionNeeded) -> bool:
         from opos_tui.services.signin import has_usable_token, sign_in_for
@@ -243,23 +241,30 @@ def sign_in_from_worker(app: App[Any], current: Settings, home: Home) -> Interac
 
         if not isinstance(needed, SignInRequired):
             return False
-        async with one_at_a_time:  # parallel connections: one modal; the others find the fresh token
-            try:
-                signin = sign_in_for(current, home)
-                if await asyncio.to_thread(has_usable_token, signin):
-                    return True
-            except OposError:
+        try:
+            current = await asyncio.to_thread(load, home)
+            if current.auth.method != "oauth-dialog":
                 return False
-            answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+            signin = sign_in_for(current, home)
+            if await asyncio.to_thread(has_usable_token, signin):
+                return True  # another connection's sign-in just finished
+        except OposError:
+            return False
+        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
 
-            def answered(signed_in: bool) -> None:
-                if not answer.done():
-                    answer.set_result(signed_in)
+        def answered(signed_in: bool) -> None:
+            if not answer.done():
+                answer.set_result(signed_in)
 
-            def show() -> None:
-                app.push_screen(SignInScreen(signin, answered))
+        modal = SignInScreen(signin, answered)
 
-            app.call_from_thread(show)
+        def show() -> None:
+            app.push_screen(modal)
+
+        app.call_from_thread(show)
+        try:
             return await asyncio.wrap_future(answer)
+        finally:
+            modal.cancelled.set()  # the run stopped meanwhile: the polling thread ends too
 
     return handler

@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from opos_tui.services.home import Home
+from opos_tui.services.settings import Settings
 from opos_tui.services.signin.cache import TokenCacheFile
 from opos_tui.services.signin.errors import Cancelled, NotConfigured, SignInRefused, SignInRequired
 from opos_tui.services.signin.google import Authorization, GoogleSignIn
 from opos_tui.services.signin.http import describe_proxy
 from opos_tui.services.signin.microsoft import DeviceCode, MicrosoftSignIn, Token
 from opos_tui.services.transports.base import TokenProvider
-from opos_tui.settings import Settings
 
 __all__ = [
     "Authorization",

@@ -25,6 +25,7 @@ import requests
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services.settings import OAuthSettings
 from opos_tui.services.signin.cache import TokenCacheFile
 from opos_tui.services.signin.errors import (
     Cancelled,
@@ -35,7 +36,6 @@ from opos_tui.services.signin.errors import (
 )
 from opos_tui.services.signin.http import SignInSession, confine
 from opos_tui.services.signin.microsoft import Token
-from opos_tui.settings import OAuthSettings
 
 SCOPES = ["https://mail.google.com/"]
 CACHE_KEY = "google"

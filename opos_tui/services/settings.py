@@ -1,8 +1,12 @@
 """Every setting of the original E-Mail dialog, as one pydantic model, and its file ``config.toml``.
 
-The model *is* the documentation: each field's docstring says what it does, and the command line and the
-settings screen show it. Keys are dotted paths (``smtp.port``); they are the contract of ``config set``.
-Secrets (the password, the Google client secret, tokens) are not here: they live in the secret store.
+The model *is* the documentation: each field's docstring says what it does, and the command line's
+messages say what each key takes (:func:`allowed_values`). Keys are dotted paths (``smtp.port``); they are
+the contract of ``config set``. Secrets (the password, the Google client secret, tokens) are not here: they
+live in the secret store.
+
+In the layers (docs/ARCHITECTURE.md) the settings sit just above the domain modules (errors, addresses,
+files, home, i18n), which they use; they import nothing else of opos_tui.
 """
 
 from __future__ import annotations
@@ -400,10 +404,6 @@ def allowed_values(key: str) -> str:
         high = getattr(bounds.get("Le"), "le", None)
         return f"a whole number from {low} to {high}"
     return "text on one line"
-
-
-def describe(key: str) -> str:
-    return " ".join((KEYS[key].description or "").split())
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
