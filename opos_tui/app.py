@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Literal
 
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.screen import Screen
 
 from opos_tui.i18n import tr
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
+from opos_tui.screens.typeahead import TypeAheadApp
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
@@ -19,7 +20,7 @@ from opos_tui.services.home import Home
 StartScreen = Literal["main", "settings"]
 
 
-class OposApp(App[None]):
+class OposApp(TypeAheadApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
 

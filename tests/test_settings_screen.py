@@ -17,6 +17,7 @@ from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
 from tests.conftest import file_bytes
+from tests.keys import burst
 
 
 def shown(screen: SettingsScreen, selector: str) -> bool:
@@ -337,3 +338,48 @@ def test_merge_keeps_both_sides_and_names_the_clashes() -> None:
     merged = settings.Settings.model_validate(data)
     assert (merged.smtp.host, merged.smtp.port, merged.sender.name) == ("a.example.com", 465, "Müller")
     assert both == ["smtp.host"]  # the port was changed to the same value on both sides: no clash
+
+
+# --- typed ahead: keys that arrive in one burst (a paste, a laggy SSH link) ---------------------------
+
+
+def value(screen: SettingsScreen, key: str) -> str:
+    return screen.query_one(f"#{widget_id(key)}", Input).value
+
+
+async def test_burst_typed_profile_and_password_land_in_their_own_fields(home: Home) -> None:
+    settings.set_value(home, "auth.method", "password")
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#auth-profile", Input).focus()
+        await pilot.pause()
+        await burst(pilot, *"buchhaltung", "tab", *"geheim123")
+        assert value(screen, "auth.profile") == "buchhaltung"
+        assert value(screen, secrets.PASSWORD) == "geheim123"
+        assert "geheim123" not in app.export_screenshot()
+
+
+async def test_burst_typed_host_and_port_land_in_their_own_fields(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#smtp-host", Input).focus()
+        await pilot.pause()
+        await burst(pilot, *"localhost", "tab", *"2526", "shift+tab", "end", *".lan")
+        assert (value(screen, "smtp.host"), value(screen, "smtp.port")) == ("localhost.lan", "2526")
+
+
+async def test_burst_right_after_choosing_password_login(home: Home) -> None:
+    # The choice shows Profil and Passwort: the Tab right after it must already find them.
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await burst(pilot, "tab", "down", "enter", "tab", *"buchhaltung", "tab", *"geheim123", "tab", *"localhost")
+        assert screen.pressed("auth.method") == "password"
+        assert value(screen, "auth.profile") == "buchhaltung"
+        assert value(screen, secrets.PASSWORD) == "geheim123"
+        assert value(screen, "smtp.host") == "localhost"
