@@ -285,12 +285,15 @@ class TlsMismatch(TlsFault):
         self.suggested = suggested
         if server_wants_tls:
             en = (
-                f"{host} port {port} did not greet in plain text: it probably expects TLS from the first byte. "
-                f"Set smtp.security to {suggested}."
+                f"{host} port {port} took the connection but sent no greeting. Either it is a TLS port that "
+                f"expects encryption from the first byte (then set smtp.security to {suggested}), or the mail "
+                "server there is not answering (hung or overloaded: ask its admin)."
             )
             de = (
-                f"{host} Port {port} hat nicht im Klartext gegrüßt: er erwartet wahrscheinlich TLS ab dem ersten "
-                f"Byte. Bitte smtp.security auf {suggested} stellen."
+                f"{host} Port {port} hat die Verbindung angenommen, aber nicht gegrüßt. Entweder ist es ein "
+                f"TLS-Port, der Verschlüsselung ab dem ersten Byte erwartet (dann smtp.security auf {suggested} "
+                "stellen), oder der Mailserver dort antwortet nicht (hängt oder ist überlastet: bitte seinen "
+                "Admin fragen)."
             )
         else:
             en = (
