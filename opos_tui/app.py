@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Literal
 
-from textual.app import SystemCommand
+from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.screen import Screen
 
 from opos_tui.i18n import tr
@@ -23,6 +24,17 @@ StartScreen = Literal["main", "settings"]
 class OposApp(TypeAheadApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
+    # Textual's own palette key, named in the user's language in the footer.
+    BINDINGS = [
+        Binding(
+            App.COMMAND_PALETTE_BINDING,
+            "command_palette",
+            tr("palette", "Befehle"),
+            show=False,
+            priority=True,
+            tooltip=tr("Open the command palette", "Liste aller Befehle öffnen"),
+        )
+    ]
 
     def __init__(self, home: Home, start: StartScreen = "main") -> None:
         super().__init__()

@@ -8,6 +8,7 @@ Secrets (the password, the Google client secret, tokens) are not here: they live
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from string import Template
@@ -25,8 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from opos_tui.services.addresses import AddressError, check_addr_spec, has_line_break
-from opos_tui.services.errors import ConfigError
+from opos_tui.i18n import Lang, tr
+from opos_tui.services.addresses import check_addr_spec, has_line_break
+from opos_tui.services.errors import ConfigError, InvalidValue
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
 
@@ -56,24 +58,21 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
 
 def _single_line(value: str) -> str:
     if has_line_break(value):
-        raise ValueError("must be a single line (no line breaks)")
+        raise InvalidValue("must be a single line (no line breaks)", "muss einzeilig sein (keine Zeilenumbrüche)")
     return value.strip()
 
 
 def _optional_address(value: str) -> str:
     value = _single_line(value)
-    if not value:
-        return value
-    try:
-        return check_addr_spec(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
+    return check_addr_spec(value) if value else value
 
 
 def _host(value: str) -> str:
     value = _single_line(value)
     if value and (any(c.isspace() for c in value) or "/" in value or len(value) > 253):
-        raise ValueError(f"'{value}' is not a host name or IP address")
+        raise InvalidValue(
+            f"'{value}' is not a host name or IP address", f"'{value}' ist kein Hostname und keine IP-Adresse"
+        )
     return value
 
 
@@ -130,11 +129,13 @@ class SmtpSettings(_Section):
         if value and info.context and info.context.get("check_files"):
             path = Path(value).expanduser()
             if not path.is_file():
-                raise ValueError(f"file not found: {value}")
+                raise InvalidValue(f"file not found: {value}", f"Datei nicht gefunden: {value}")
             try:
                 path.read_bytes()
             except OSError as exc:
-                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+                raise InvalidValue(
+                    f"cannot read {value}: {exc.strerror}", f"{value} nicht lesbar: {exc.strerror}"
+                ) from None
         return value
 
 
@@ -155,7 +156,10 @@ def _template_line(value: str) -> str:
 def _template(value: str) -> str:
     # ${placeholder} with string.Template's rules; `$$` is a literal dollar sign. No code in templates.
     if not Template(value).is_valid():
-        raise ValueError("has a bad placeholder: write ${name}, and $$ for a dollar sign")
+        raise InvalidValue(
+            "has a bad placeholder: write ${name}, and $$ for a dollar sign",
+            "hat einen ungültigen Platzhalter: ${name} schreiben, und $$ für ein Dollarzeichen",
+        )
     return value
 
 
@@ -239,9 +243,12 @@ class Settings(_Section):
         allowed = AUTH_METHODS_FOR[self.connection]
         if self.auth.method not in allowed:
             where = [c for c, methods in AUTH_METHODS_FOR.items() if self.auth.method in methods]
-            raise ValueError(
-                f"auth.method '{self.auth.method}' needs connection {' or '.join(where)}, not"
-                f" '{self.connection}' (allowed with '{self.connection}': {', '.join(allowed)})"
+            method, connection, allowed_here = self.auth.method, self.connection, ", ".join(allowed)
+            raise InvalidValue(
+                f"auth.method '{method}' needs connection {' or '.join(where)}, not '{connection}' (allowed with"
+                f" '{connection}': {allowed_here})",
+                f"auth.method '{method}' braucht connection {' oder '.join(where)}, nicht '{connection}' (mit"
+                f" '{connection}' erlaubt: {allowed_here})",
             )
         return self
 
@@ -268,22 +275,24 @@ KEYS: dict[str, Any] = _collect_keys(Settings)
 """Every settable dotted key and its pydantic field."""
 
 
-def allowed_values(key: str) -> str:
-    """What a key takes, worded for an error message or a help line."""
+def allowed_values(key: str, lang: Lang | None = None) -> str:
+    """What a key takes, worded for an error message or a help line: ``must be`` / ``muss ... sein`` + this."""
     field = KEYS[key]
     annotation = field.annotation
     if annotation is SecurityMode:
-        return "one of " + ", ".join(m.value for m in SecurityMode)
+        choices = ", ".join(m.value for m in SecurityMode)
+        return tr(f"one of {choices}", f"eines von {choices}", lang)
     if getattr(annotation, "__origin__", None) is Literal:
-        return "one of " + ", ".join(str(a) for a in get_args(annotation))
+        choices = ", ".join(str(a) for a in get_args(annotation))
+        return tr(f"one of {choices}", f"eines von {choices}", lang)
     if annotation is bool:
-        return "true or false"
+        return tr("true or false", "true oder false", lang)
     if annotation is int:
         bounds = {type(m).__name__: m for m in field.metadata}
         low = getattr(bounds.get("Ge"), "ge", None)
         high = getattr(bounds.get("Le"), "le", None)
-        return f"a whole number from {low} to {high}"
-    return "text on one line"
+        return tr(f"a whole number from {low} to {high}", f"eine ganze Zahl von {low} bis {high}", lang)
+    return tr("text on one line", "Text in einer Zeile", lang)
 
 
 def describe(key: str) -> str:
@@ -294,18 +303,31 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def field_errors(exc: ValidationError) -> dict[str, str]:
-    """A pydantic error as {dotted key: message}; errors of the whole model go under ``""``."""
+def field_errors(exc: ValidationError, lang: Lang | None = None) -> dict[str, str]:
+    """A pydantic error as {dotted key: message} in the current language (or ``lang``); errors of the whole
+    model go under ``""``."""
     errors: dict[str, str] = {}
     for err in exc.errors():
         key = _key_of(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if key in KEYS and err["type"] not in ("value_error", "extra_forbidden"):
-            msg = f"must be {allowed_values(key)}"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidValue):
+            msg = cause.message(lang)
+        elif err["type"] == "extra_forbidden":
+            msg = tr("unknown key", "unbekannter Schlüssel", lang)
+        elif key in KEYS:
+            allowed = allowed_values(key, lang)
+            msg = tr(f"must be {allowed}", f"muss {allowed} sein", lang)
+        else:
+            msg = err["msg"]
         errors.setdefault(key, msg)
     return errors
+
+
+def _config_error(exc: ValidationError, explain: Callable[[dict[str, str], Lang], str]) -> ConfigError:
+    """A validation error as a ConfigError whose English and German texts are each made by ``explain``."""
+    en: Lang = "en"
+    de: Lang = "de"
+    return ConfigError(explain(field_errors(exc, en), en), explain(field_errors(exc, de), de), detail=str(exc))
 
 
 def validate(data: dict[str, Any], check_files: bool = False) -> Settings:
@@ -313,10 +335,12 @@ def validate(data: dict[str, Any], check_files: bool = False) -> Settings:
     try:
         return Settings.model_validate(data, context={"check_files": check_files})
     except ValidationError as exc:
-        errors = field_errors(exc)
-        key, msg = next(iter(errors.items()))
-        where = f"{key}: " if key else ""
-        raise ConfigError(f"{where}{msg}", f"{where}{msg}", detail=str(exc)) from None
+
+        def first(errors: dict[str, str], lang: Lang) -> str:
+            key, msg = next(iter(errors.items()))
+            return f"{key}: {msg}" if key else msg
+
+        raise _config_error(exc, first) from None
 
 
 def parse_key(key: str) -> str:
@@ -355,10 +379,12 @@ def with_value(settings: Settings, key: str, raw: str) -> Settings:
     try:
         return Settings.model_validate(data, context={"check_files": True})
     except ValidationError as exc:
-        errors = field_errors(exc)
-        msg = errors.get(key) or next(iter(errors.values()))
-        en = f"invalid value for {key}: {raw!r}: {msg}"
-        raise ConfigError(en, en.replace("invalid value for", "ungültiger Wert für"), detail=str(exc)) from None
+
+        def of_key(errors: dict[str, str], lang: Lang) -> str:
+            msg = errors.get(key) or next(iter(errors.values()))
+            return tr(f"invalid value for {key}: {raw!r}: {msg}", f"ungültiger Wert für {key}: {raw!r}: {msg}", lang)
+
+        raise _config_error(exc, of_key) from None
 
 
 def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, Any], list[str]]:

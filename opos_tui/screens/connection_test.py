@@ -6,6 +6,8 @@ same service the command line uses (``services.connection_test``); this module o
 
 from __future__ import annotations
 
+from typing import get_args
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,7 +18,7 @@ from textual.widgets import RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from opos_tui.i18n import tr
-from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, run_connection_test
+from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, Stage, run_connection_test
 from opos_tui.services.errors import OposError
 from opos_tui.services.secrets import SecretStore
 from opos_tui.settings import Settings
@@ -24,11 +26,23 @@ from opos_tui.settings import Settings
 MARKS = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "failed": ("✗", "red")}
 
 
+def stage_name(stage: str) -> str:
+    """A stage as the panel names it; ``--json`` keeps the English word."""
+    german = {"connect": "Verbinden", "auth": "Anmelden", "send": "Senden", "done": "fertig"}
+    return tr(stage, german.get(stage, stage))
+
+
+def stage_width() -> int:
+    return 1 + max(len(stage_name(stage)) for stage in get_args(Stage))
+
+
 def event_lines(event: HandshakeEvent) -> list[Text]:
     """One event as the panel shows it: a mark and the summary, then the protocol lines, dimmed."""
     mark, colour = MARKS[event.status]
     # Text, not markup: a server's reply may contain square brackets.
-    head = Text.assemble((f"{mark} ", f"bold {colour}"), (f"{event.stage:<8}", "bold"), event.summary)
+    head = Text.assemble(
+        (f"{mark} ", f"bold {colour}"), (stage_name(event.stage).ljust(stage_width()), "bold"), event.summary
+    )
     return [head, *(Text(f"    {line}", style="dim") for line in event.exchange)]
 
 
@@ -122,7 +136,7 @@ class ConnectionTestPanel(Vertical):
             self.set_status(
                 tr(
                     f"✗ Failed at stage {result.stage}. {closing}",
-                    f"✗ Fehlgeschlagen bei Schritt {result.stage}. {closing}",
+                    f"✗ Fehlgeschlagen beim Schritt {stage_name(result.stage)}. {closing}",
                 ),
                 "failed",
             )

@@ -152,7 +152,7 @@ def _recipients(kind: RecipientKind, values: Sequence[str]) -> list[Recipient]:
         except AddressError as exc:
             shown = value.strip()
             raise _bad(
-                f"invalid {kind} address {shown!r}: {exc}", f"ungültige {kind}-Adresse {shown!r}: {exc}"
+                f"invalid {kind} address {shown!r}: {exc.en}", f"ungültige {kind}-Adresse {shown!r}: {exc.de}"
             ) from None
         found.append(Recipient(kind, mailbox.addr_spec, mailbox.display_name))
     return found

@@ -24,7 +24,7 @@ from opos_tui.services.transports.factory import build_transport
 from opos_tui.services.transports.smtp import HandshakeEvent, SmtpTransport, Stage, TokenProvider
 from opos_tui.settings import Settings
 
-__all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
+__all__ = ["ConnectionTestResult", "HandshakeEvent", "Stage", "check_test_address", "run_connection_test"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,7 @@ def check_test_address(address: str) -> str:
     try:
         return check_addr_spec(address)
     except AddressError as exc:
-        raise ConfigError(
-            f"--send-test-to: {exc}", f"--send-test-to: keine gültige E-Mail-Adresse ({address.strip()!r})"
-        ) from None
+        raise ConfigError(f"--send-test-to: {exc.en}", f"--send-test-to: {exc.de}") from None
 
 
 def connection_test_mail(settings: Settings, recipient: str) -> bytes:

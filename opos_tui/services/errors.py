@@ -8,6 +8,7 @@ level it cares about: a dispatcher catches ``OposError`` and looks at ``category
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 from typing import ClassVar
 
@@ -25,7 +26,20 @@ class Category(StrEnum):
     """A person must act (sign in) before sending can go on."""
 
 
-class OposError(Exception):
+class Bilingual:
+    """A message in English and German; ``str()`` gives the one of the current language."""
+
+    en: str
+    de: str
+
+    def message(self, lang: Lang | None = None) -> str:
+        return self.de if (lang or current_lang()) == "de" else self.en
+
+    def __str__(self) -> str:
+        return self.message()
+
+
+class OposError(Bilingual, Exception):
     category: ClassVar[Category] = Category.PERMANENT
 
     def __init__(self, en: str, de: str, detail: str = "") -> None:
@@ -34,11 +48,15 @@ class OposError(Exception):
         self.de = de
         self.detail = detail
 
-    def message(self, lang: Lang | None = None) -> str:
-        return self.de if (lang or current_lang()) == "de" else self.en
 
-    def __str__(self) -> str:
-        return self.message()
+class InvalidValue(Bilingual, ValueError):
+    """A value that does not fit. A ValueError, so that a pydantic validator can raise it;
+    ``settings.field_errors`` finds it again in the validation error."""
+
+    def __init__(self, en: str, de: str) -> None:
+        super().__init__(en)
+        self.en = en
+        self.de = de
 
 
 class ConfigError(OposError):
@@ -109,14 +127,32 @@ class ServerUnreachable(TransientError):
         super().__init__(en, de, detail)
 
     @classmethod
-    def because(cls, host: str, port: int, reason: str, detail: str = "") -> ServerUnreachable:
+    def because(
+        cls, host: str, port: int, reason: str, detail: str = "", os_error: int | None = None
+    ) -> ServerUnreachable:
+        """``reason`` as the operating system said it (English); ``os_error``, its errno, says it in German."""
+        reason_de = _OS_REASONS_DE.get(os_error or 0, reason)
         return cls(
             host,
             port,
             f"Cannot connect to {host} port {port}: {reason}. Check smtp.host, smtp.port and the network.",
-            f"Keine Verbindung zu {host} Port {port}: {reason}. Bitte smtp.host, smtp.port und das Netz prüfen.",
+            f"Keine Verbindung zu {host} Port {port}: {reason_de}. Bitte smtp.host, smtp.port und das Netz prüfen.",
             detail,
         )
+
+
+# The operating system's reasons why a connection failed, for the German message.
+_OS_REASONS_DE = {
+    errno.ENETUNREACH: "das Netz ist nicht erreichbar",
+    errno.ENETDOWN: "das Netz ist ausgefallen",
+    errno.EHOSTUNREACH: "keine Route zum Host",
+    errno.EHOSTDOWN: "der Host ist ausgefallen",
+    errno.ECONNRESET: "die Verbindung wurde zurückgesetzt",
+    errno.ECONNABORTED: "die Verbindung wurde abgebrochen",
+    errno.ETIMEDOUT: "Zeitüberschreitung",
+    errno.EADDRNOTAVAIL: "die Adresse ist nicht verfügbar",
+    errno.EACCES: "keine Berechtigung",
+}
 
 
 class ConnectionRefused(ServerUnreachable):
@@ -421,12 +457,12 @@ class AuthNotOffered(AuthFault):
     def __init__(self, host: str, wanted: str, offered: list[str], encrypted: bool) -> None:
         self.host = host
         self.offered = list(offered)
-        shown = " ".join(offered) or "none"
+        shown = " ".join(offered)
         hint_en = "" if encrypted else " Many servers offer login only on an encrypted connection: try StartTls."
         hint_de = "" if encrypted else " Viele Server bieten die Anmeldung nur verschlüsselt an: StartTls versuchen."
         super().__init__(
-            f"{host} does not offer {wanted} login (offered: {shown}).{hint_en}",
-            f"{host} bietet keine Anmeldung mit {wanted} an (angeboten: {shown}).{hint_de}",
+            f"{host} does not offer {wanted} login (offered: {shown or 'none'}).{hint_en}",
+            f"{host} bietet keine Anmeldung mit {wanted} an (angeboten: {shown or 'keine'}).{hint_de}",
         )
 
 
