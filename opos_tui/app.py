@@ -42,6 +42,9 @@ class OposApp(TypeAheadApp[None]):
         self.start = start
 
     def on_mount(self) -> None:
+        # In 16 colours the theme's orange accent becomes bright red, the colour of errors: app.tcss then
+        # marks focus and headings in other colours.
+        self.set_class(self.console.color_system in ("standard", "windows"), "-ansi16")
         if self.start == "settings":
             self.push_screen(SettingsScreen(self.home))
             return

@@ -22,6 +22,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in ("TEXTUAL_THEME", "NO_COLOR", "OPOS_TUI_LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("COLORTERM", "truecolor")  # whatever terminal runs the tests; 16 colours only on purpose
     monkeypatch.setenv("OPOS_TUI_SECRETS", "file")
     set_lang(None)
     yield

@@ -16,6 +16,7 @@ from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
 from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
+from tests.colours import in_sixteen_colours
 from tests.conftest import file_bytes
 from tests.keys import burst
 
@@ -383,3 +384,23 @@ async def test_burst_right_after_choosing_password_login(home: Home) -> None:
         assert value(screen, "auth.profile") == "buchhaltung"
         assert value(screen, secrets.PASSWORD) == "geheim123"
         assert value(screen, "smtp.host") == "localhost"
+
+
+def test_settings_form_in_sixteen_colours_snapshot(
+    snap_compare: Callable[..., bool], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Red only for errors: the focused field's label and the footer keys are not red, the invalid port is,
+    # the warning is yellow, and the ticked checkbox says so by its mark.
+    home = Home(tmp_path / "home")
+    settings.set_value(home, "auth.method", "password")
+    settings.set_value(home, "smtp.allow_plain_auth", "true")
+    app = in_sixteen_colours(monkeypatch, lambda: OposApp(home, start="settings"))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.port", "0")
+        screen.query_one("#form").scroll_to_widget(screen.query_one("#field-smtp-port"), top=True, animate=False)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -59,6 +59,7 @@ class ConnectionTestPanel(Vertical):
     ConnectionTestPanel > #test-status { height: auto; text-style: bold; }
     ConnectionTestPanel > #test-status.-ok { color: $success; }
     ConnectionTestPanel > #test-status.-failed { color: $error; }
+    App.-ansi16 ConnectionTestPanel { border-top: solid $primary; }
     ConnectionTestPanel > RichLog {
         height: 1fr; background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; overflow-y: scroll;
     }

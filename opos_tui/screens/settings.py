@@ -21,7 +21,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton,
 from opos_tui import settings
 from opos_tui.i18n import tr
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
-from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.screens.widgets import Choice, ConfirmScreen, Tick
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
@@ -206,7 +206,7 @@ class SettingsScreen(Screen[None]):
                 yield FormField(
                     "smtp.allow_plain_auth",
                     "",
-                    Checkbox(
+                    Tick(
                         tr(
                             "Allow the password over an unencrypted connection",
                             "Passwort auch über unverschlüsselte Verbindung senden",

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, RadioButton, Static
+from textual.widgets import Button, Checkbox, RadioButton, Static
 
 
 class ConfirmScreen(ModalScreen[str | None]):
@@ -57,4 +57,15 @@ class Choice(RadioButton):
 
     def watch_value(self) -> None:
         self.BUTTON_INNER = "●" if self.value else "○"
+        super().watch_value()
+
+
+class Tick(Checkbox):
+    """A checkbox that shows ✓ when ticked and nothing when not: an X in both states told them apart by colour
+    only, which 16 colours lose."""
+
+    BUTTON_INNER = " "
+
+    def watch_value(self) -> None:
+        self.BUTTON_INNER = "✓" if self.value else " "
         super().watch_value()
