@@ -283,6 +283,7 @@ def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], 
         screen = pilot.app.screen
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")
+        screen.query_one("#smtp-port", Input).cursor_blink = False  # the same picture however long it takes
 
     assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)
 
@@ -400,7 +401,75 @@ def test_settings_form_in_sixteen_colours_snapshot(
         screen = pilot.app.screen
         assert isinstance(screen, SettingsScreen)
         await type_into(pilot, screen, "smtp.port", "0")
+        screen.query_one("#smtp-port", Input).cursor_blink = False
         screen.query_one("#form").scroll_to_widget(screen.query_one("#field-smtp-port"), top=True, animate=False)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+# --- at 80x24: what the cursor is on stays in view ----------------------------------------------------
+
+
+def in_view(screen: SettingsScreen, selector: str) -> bool:
+    """Whether a widget is on screen inside the scrolling form, not scrolled away or covered by something."""
+    widget = screen.query_one(selector)
+    region = widget.region
+    if not region or not screen.query_one("#form").region.contains_region(region):
+        return False
+    return all(screen.get_widget_at(x, region.y)[0] is widget for x in range(region.x, region.right))
+
+
+async def test_refused_save_takes_the_cursor_to_the_first_field_marked(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.max_per_minute", "many")
+        await type_into(pilot, screen, "sender.bcc", "archiv@")
+        screen.query_one("#connection").focus()  # top of the form: both fields scrolled out of view
+        await pilot.pause()
+        assert not in_view(screen, "#smtp-max-per-minute")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#smtp-max-per-minute")
+        assert in_view(screen, "#smtp-max-per-minute")
+        assert in_view(screen, "#field-smtp-max-per-minute > .field-error")
+        assert "Not saved: fix the fields marked ⚠ first" in str(screen.query_one("#form-status").render())
+        # what it says covers none of the form: no label hidden under it
+        for label in screen.query(".field-label"):
+            if label.region and screen.query_one("#form").region.contains_region(label.region):
+                assert in_view(screen, f"#{label.parent.id} > .field-label")  # type: ignore[union-attr]
+        await type_into(pilot, screen, "smtp.max_per_minute", "30")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#sender-bcc")
+        await type_into(pilot, screen, "sender.bcc", "archiv@example.com")
+        assert not screen.query_one("#form-status").display  # fixed: the refusal is gone
+
+
+async def test_tab_from_the_last_field_goes_to_the_first(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#sender-bcc").focus()
+        await pilot.press("tab")
+        assert app.focused is screen.query_one("#connection")
+        await pilot.press("shift+tab")
+        assert app.focused is screen.query_one("#sender-bcc")
+
+
+async def test_the_test_panel_does_not_hide_the_field_being_edited(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#sender-bcc").focus()  # the last field, at the bottom of the screen
+        await pilot.pause()
+        assert in_view(screen, "#sender-bcc")
+        await pilot.press("ctrl+t")  # no host yet: the panel opens and says so
+        await pilot.pause()
+        assert screen.query_one("#connection-test").region.height == 12
+        assert app.focused is screen.query_one("#sender-bcc")
+        assert in_view(screen, "#sender-bcc")

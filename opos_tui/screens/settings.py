@@ -104,6 +104,8 @@ class FormField(Vertical):
     # A class, not :focus-within: Textual does not restyle the label when focus moves on.
     def on_descendant_focus(self) -> None:
         self.add_class("-focused")
+        # The whole field in view, its label and its error too, not just the line being edited.
+        self.call_after_refresh(self.scroll_visible, animate=False)
 
     def on_descendant_blur(self) -> None:
         self.remove_class("-focused")
@@ -162,7 +164,8 @@ class SettingsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         s = self.saved
         yield Header()
-        with VerticalScroll(id="form"):
+        # Not a tab stop itself: Tab goes from the last field straight back to the first.
+        with VerticalScroll(id="form", can_focus=False):
             yield Static(
                 tr(
                     "E-mail dispatch of payment advices and dunning letters",
@@ -276,6 +279,8 @@ class SettingsScreen(Screen[None]):
                 id="secret-store",
                 classes="note",
             )
+        # Outcomes of saving and testing: a line above the footer, where a notification would cover the form.
+        yield Static("", id="form-status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -287,6 +292,8 @@ class SettingsScreen(Screen[None]):
                 radio.action_next_button()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
+        # After the choices have scrolled to their saved buttons: the form opens at its top, title and all.
+        self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
 
     # --- reading the form -----------------------------------------------------------------------------
 
@@ -362,6 +369,8 @@ class SettingsScreen(Screen[None]):
     def changed(self) -> None:
         self.apply_visibility()
         self.revalidate()
+        if self.valid is not None and self.query_one("#form-status").has_class("-refused"):
+            self.say("")  # the fields it asked for are fixed
         self.dirty = self.valid != self.saved or bool(self.typed_secrets())
         self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen") + (" *" if self.dirty else "")
 
@@ -370,6 +379,25 @@ class SettingsScreen(Screen[None]):
     @on(Checkbox.Changed)
     def on_edit(self) -> None:
         self.changed()
+
+    # --- telling the outcome ---------------------------------------------------------------------------
+
+    def say(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#form-status", Static)
+        status.update(text)
+        status.display = bool(text)
+        status.set_class(error, "-error")
+        status.remove_class("-refused")
+
+    def refuse(self, text: str) -> None:
+        """Say why the form cannot be saved or tested, and take the cursor to the first field marked ⚠."""
+        self.say(text, error=True)
+        self.query_one("#form-status").add_class("-refused")
+        reachable = self.focus_chain
+        for form_field in self.query(FormField).filter(".-invalid"):
+            if form_field.editor in reachable:
+                form_field.editor.focus()
+                return
 
     # --- actions --------------------------------------------------------------------------------------
 
@@ -380,12 +408,11 @@ class SettingsScreen(Screen[None]):
         """Save what the form holds, merged with what someone else saved since the form was opened."""
         self.changed()
         if self.valid is None:
-            self.notify(
+            self.refuse(
                 tr(
                     "Not saved: fix the fields marked ⚠ first.",
                     "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
-                ),
-                severity="error",
+                )
             )
             return
         mine = self.valid
@@ -398,13 +425,13 @@ class SettingsScreen(Screen[None]):
             merged = Settings.model_validate(data, context={"check_files": True})
         except ValidationError as exc:
             problem = next(iter(settings.field_errors(exc).values()))
-            self.notify(
+            self.say(
                 tr(
                     f"Not saved: config.toml was changed elsewhere meanwhile, and together with this form: {problem}",
                     f"Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit diesem"
                     f" Formular gilt: {problem}",
                 ),
-                severity="error",
+                error=True,
             )
             return
         if not both:
@@ -435,7 +462,7 @@ class SettingsScreen(Screen[None]):
             for name, value in self.typed_secrets().items():
                 self.store.set(name, value)
         except (OSError, OposError) as exc:
-            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
+            self.say(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), error=True)
             return
         for name in secrets.SECRET_NAMES:
             secret_input = self.query_one(f"#{widget_id(name)}", Input)
@@ -449,7 +476,7 @@ class SettingsScreen(Screen[None]):
         self.show_values(new, theirs)
         self.changed()
         note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")
-        self.notify(
+        self.say(
             tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
             + (note if theirs else "")
         )
@@ -480,19 +507,22 @@ class SettingsScreen(Screen[None]):
         """Test the settings as typed (saved or not), in a panel under the form."""
         self.changed()
         if self.valid is None:
-            self.notify(
+            self.refuse(
                 tr(
                     "Not tested: the settings must be valid first; fix the fields marked ⚠.",
                     "Nicht getestet: die Einstellungen müssen erst gültig sein; bitte die mit ⚠ markierten "
                     "Felder korrigieren.",
-                ),
-                severity="error",
+                )
             )
             return
         panels = self.query(ConnectionTestPanel)
         panel = panels.first() if panels else ConnectionTestPanel()
         if not panels:
             await self.mount(panel, after=self.query_one("#form"))
+            # The form got shorter: keep the field being edited in view.
+            focused = self.focused
+            if focused is not None:
+                self.call_after_refresh(focused.scroll_visible, animate=False)
         panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD))
 
     def action_leave(self) -> None:
