@@ -18,6 +18,7 @@ from textual.widgets import RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from opos_tui.i18n import tr
+from opos_tui.screens.labels import name_fields
 from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, Stage, run_connection_test
 from opos_tui.services.errors import OposError
 from opos_tui.services.secrets import SecretStore
@@ -41,7 +42,9 @@ def event_lines(event: HandshakeEvent) -> list[Text]:
     mark, colour = MARKS[event.status]
     # Text, not markup: a server's reply may contain square brackets.
     head = Text.assemble(
-        (f"{mark} ", f"bold {colour}"), (stage_name(event.stage).ljust(stage_width()), "bold"), event.summary
+        (f"{mark} ", f"bold {colour}"),
+        (stage_name(event.stage).ljust(stage_width()), "bold"),
+        name_fields(event.summary),
     )
     return [head, *(Text(f"    {line}", style="dim") for line in event.exchange)]
 
@@ -153,7 +156,7 @@ class ConnectionTestPanel(Vertical):
         elif event.state is WorkerState.ERROR:
             error = event.worker.error
             # Settings that cannot be tested at all (no host, no password): said in one line, no traceback.
-            text = error.message() if isinstance(error, OposError) else f"{type(error).__name__}: {error}"
+            text = name_fields(error.message()) if isinstance(error, OposError) else f"{type(error).__name__}: {error}"
             self.query_one(RichLog).write(Text(f"✗ {text}", style="bold red"))
             self.set_status(tr(f"✗ Not tested. {closing}", f"✗ Nicht getestet. {closing}"), "failed")
         elif event.state is WorkerState.CANCELLED:

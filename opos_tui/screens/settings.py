@@ -21,6 +21,7 @@ from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton,
 from opos_tui import settings
 from opos_tui.i18n import tr
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
+from opos_tui.screens.labels import field_labels, name_fields
 from opos_tui.screens.widgets import Choice, ConfirmScreen, Tick
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
@@ -146,20 +147,21 @@ class SettingsScreen(Screen[None]):
 
     # --- building the form ----------------------------------------------------------------------------
 
-    def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
+    def text_field(self, key: str, placeholder: str = "") -> FormField:
         value = settings.format_value(settings.get_value(self.saved, key))
         # A compact field has no border: an empty one would be invisible without a placeholder.
         hint = placeholder or tr("(empty)", "(leer)")
-        return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
+        return FormField(key, field_labels()[key], Input(value, placeholder=hint, id=widget_id(key), compact=True))
 
-    def secret_field(self, name: str, label: str) -> FormField:
+    def secret_field(self, name: str) -> FormField:
         stored = self.store.get(name) is not None
         hint = (
             tr("stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten")
             if stored
             else tr("not set", "nicht gesetzt")
         )
-        return FormField(name, label, Input("", placeholder=hint, password=True, id=widget_id(name), compact=True))
+        editor = Input("", placeholder=hint, password=True, id=widget_id(name), compact=True)
+        return FormField(name, field_labels()[name], editor)
 
     def compose(self) -> ComposeResult:
         s = self.saved
@@ -174,48 +176,32 @@ class SettingsScreen(Screen[None]):
                 classes="form-title",
             )
             yield Static("", id="form-error", classes="form-error")
+            label = field_labels()
             yield FormField(
-                "connection",
-                tr("Connection type (Verbindungsart)", "Verbindungsart"),
-                radio_set("connection", connection_labels(), s.connection),
+                "connection", label["connection"], radio_set("connection", connection_labels(), s.connection)
             )
             with Vertical(id="section-auth", classes="section"):
                 yield FormField(
-                    "auth.method",
-                    tr("Log in (Anmelden)", "Anmelden"),
-                    radio_set("auth.method", auth_labels(), s.auth.method),
+                    "auth.method", label["auth.method"], radio_set("auth.method", auth_labels(), s.auth.method)
                 )
-                yield self.text_field(
-                    "auth.profile",
-                    tr("Profile (Profil): user name or Outlook profile", "Profil: Benutzername oder Outlook-Profil"),
-                )
-                yield self.secret_field(secrets.PASSWORD, tr("Password (Passwort)", "Passwort"))
+                yield self.text_field("auth.profile")
+                yield self.secret_field(secrets.PASSWORD)
             with Vertical(id="section-smtp", classes="section"):
                 yield Static(tr("SMTP connection data", "SMTP-Verbindungsdaten"), classes="section-title")
-                yield self.text_field("smtp.host", tr("Server (host name)", "Server (Hostname)"), "smtp.example.com")
-                yield self.text_field("smtp.port", "Port")
+                yield self.text_field("smtp.host", "smtp.example.com")
+                yield self.text_field("smtp.port")
                 yield FormField(
                     "smtp.security",
-                    tr("Security (Sicherheit)", "Sicherheit"),
+                    label["smtp.security"],
                     radio_set("smtp.security", security_labels(), s.smtp.security.value),
                 )
-                yield self.text_field("smtp.timeout", tr("Timeout (seconds)", "Zeitlimit (Sekunden)"))
-                yield self.text_field(
-                    "smtp.ca_file",
-                    tr(
-                        "Extra CA file (PEM), empty = system store", "Zusätzliche CA-Datei (PEM), leer = Systemspeicher"
-                    ),
-                )
+                yield self.text_field("smtp.timeout")
+                yield self.text_field("smtp.ca_file")
                 yield FormField(
                     "smtp.allow_plain_auth",
                     "",
                     Tick(
-                        tr(
-                            "Allow the password over an unencrypted connection",
-                            "Passwort auch über unverschlüsselte Verbindung senden",
-                        ),
-                        s.smtp.allow_plain_auth,
-                        id=widget_id("smtp.allow_plain_auth"),
+                        label["smtp.allow_plain_auth"], s.smtp.allow_plain_auth, id=widget_id("smtp.allow_plain_auth")
                     ),
                 )
                 yield Static(
@@ -226,54 +212,25 @@ class SettingsScreen(Screen[None]):
                     id="plain-auth-warning",
                     classes="warning",
                 )
-                yield self.text_field(
-                    "smtp.max_message_mb",
-                    tr("Largest mail: attachments in MB", "Größte Mail: Anhänge in MB"),
-                )
-                yield self.text_field(
-                    "smtp.connections",
-                    tr("Parallel connections (Exchange Online: 3)", "Parallele Verbindungen (Exchange Online: 3)"),
-                )
-                yield self.text_field(
-                    "smtp.max_per_minute",
-                    tr(
-                        "Mails per minute, 0 = unlimited (Exchange Online: 30)",
-                        "Mails pro Minute, 0 = unbegrenzt (Exchange Online: 30)",
-                    ),
-                )
+                yield self.text_field("smtp.max_message_mb")
+                yield self.text_field("smtp.connections")
+                yield self.text_field("smtp.max_per_minute")
             with Vertical(id="section-oauth", classes="section"):
                 yield Static("OAuth 2.0", classes="section-title")
                 yield FormField(
                     "oauth.provider",
-                    tr("Authorization server (Authentifizierung)", "Authentifizierung"),
+                    label["oauth.provider"],
                     radio_set("oauth.provider", provider_labels(), s.oauth.provider),
                 )
-                yield self.text_field(
-                    "oauth.client_id",
-                    tr(
-                        "Application (client) ID; empty = vendor's app",
-                        "Anwendungs-ID (Client-ID); leer = Hersteller-App",
-                    ),
-                )
-                yield self.text_field(
-                    "oauth.tenant_id",
-                    tr(
-                        "Directory (tenant) ID; empty = organizations",
-                        "Verzeichnis-ID (Mandanten-ID); leer = organizations",
-                    ),
-                )
-                yield self.secret_field(
-                    secrets.GOOGLE_CLIENT_SECRET,
-                    tr("Client secret (Google desktop app)", "Client-Geheimnis (Google-Desktop-App)"),
-                )
+                yield self.text_field("oauth.client_id")
+                yield self.text_field("oauth.tenant_id")
+                yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
-                yield self.text_field(
-                    "sender.address", tr("From address", "Absenderadresse"), "buchhaltung@example.com"
-                )
-                yield self.text_field("sender.name", tr("Display name", "Anzeigename"))
-                yield self.text_field("sender.reply_to", tr("Reply-To (empty = From)", "Antwort an (leer = Absender)"))
-                yield self.text_field("sender.bcc", tr("Archive copy (Bcc)", "Archivkopie (Bcc)"))
+                yield self.text_field("sender.address", "buchhaltung@example.com")
+                yield self.text_field("sender.name")
+                yield self.text_field("sender.reply_to")
+                yield self.text_field("sender.bcc")
             yield Static(
                 tr(f"Secrets are kept in: {self.store.describe()}", f"Geheimnisse liegen in: {self.store.describe()}"),
                 id="secret-store",
@@ -363,7 +320,7 @@ class SettingsScreen(Screen[None]):
         for form_field in self.query(FormField):
             form_field.show_error(errors.get(form_field.key))
         form_error = self.query_one("#form-error", Static)
-        form_error.update(f"⚠ {errors['']}" if "" in errors else "")
+        form_error.update(f"⚠ {name_fields(errors[''])}" if "" in errors else "")
         form_error.display = "" in errors
 
     def changed(self) -> None:
@@ -437,7 +394,7 @@ class SettingsScreen(Screen[None]):
         if not both:
             self.write(merged, mine, then_close)
             return
-        keys = ", ".join(both)
+        keys = ", ".join(name_fields(key) for key in both)
 
         def decided(choice: str | None) -> None:
             if choice == "mine":
@@ -462,7 +419,8 @@ class SettingsScreen(Screen[None]):
             for name, value in self.typed_secrets().items():
                 self.store.set(name, value)
         except (OSError, OposError) as exc:
-            self.say(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), error=True)
+            problem = name_fields(str(exc))
+            self.say(tr(f"Not saved: {problem}", f"Nicht gespeichert: {problem}"), error=True)
             return
         for name in secrets.SECRET_NAMES:
             secret_input = self.query_one(f"#{widget_id(name)}", Input)
@@ -475,7 +433,8 @@ class SettingsScreen(Screen[None]):
         self.saved = new
         self.show_values(new, theirs)
         self.changed()
-        note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")
+        kept = ", ".join(name_fields(key) for key in theirs)
+        note = tr(f"; kept from elsewhere: {kept}", f"; von anderswo übernommen: {kept}")
         self.say(
             tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
             + (note if theirs else "")
