@@ -473,3 +473,17 @@ async def test_the_test_panel_does_not_hide_the_field_being_edited(home: Home) -
         assert screen.query_one("#connection-test").region.height == 12
         assert app.focused is screen.query_one("#sender-bcc")
         assert in_view(screen, "#sender-bcc")
+
+
+async def test_saved_is_said_until_the_next_change(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.host", "mail.example.com")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        status = screen.query_one("#form-status")
+        assert status.display and "Saved to" in str(status.render())
+        await type_into(pilot, screen, "smtp.host", "mail.example.org")
+        assert not status.display

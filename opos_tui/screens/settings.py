@@ -326,10 +326,11 @@ class SettingsScreen(Screen[None]):
     def changed(self) -> None:
         self.apply_visibility()
         self.revalidate()
-        if self.valid is not None and self.query_one("#form-status").has_class("-refused"):
-            self.say("")  # the fields it asked for are fixed
         self.dirty = self.valid != self.saved or bool(self.typed_secrets())
         self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen") + (" *" if self.dirty else "")
+        status = self.query_one("#form-status")
+        if (status.has_class("-refused") and self.valid is not None) or (self.dirty and not status.has_class("-error")):
+            self.say("")  # the fields it asked for are fixed, or "saved" no longer holds
 
     @on(Input.Changed)
     @on(RadioSet.Changed)
