@@ -6,7 +6,9 @@ memory the process grew by while doing so, and a 100k/1k ratio for both. The scr
 from SQL, so both ratios should stay near 1x. Nothing is asserted.
 
 ``python bench/queue_screen.py --fill DIR --items N`` only fills a home folder with N items (with real PDFs
-whose text names their document and customer) for driving the screen by hand: ``opos-tui --home DIR``.
+whose text names their document and customer) for driving the screen by hand: ``opos-tui --home DIR``;
+with ``--every-status`` some of them are held, sent, deferred, failed, uncertain and one has another customer's
+PDF, as after a month-end run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sqlite3
 import sys
 import tempfile
 import time
@@ -59,6 +62,38 @@ def fill(home: Home, count: int) -> None:
             queue.enqueue_many(item(n) for n in range(first, min(first + 1000, count)))
 
 
+# (status, attempts, last error) for every seventh item, in turn; the rest stay pending.
+EVERY_STATUS = [
+    ("held", 0, None),
+    ("sent", 1, None),
+    ("deferred", 1, "451 4.7.1 Greylisted, please try again in 300 seconds"),
+    ("failed", 1, "550 5.1.1 <kunde@example.test>: Recipient address rejected: User unknown in virtual mailbox"),
+    ("uncertain", 1, "the connection was lost after the data was sent: it may have arrived"),
+    ("failed", 2, "552 5.3.4 Message size exceeds fixed limit"),
+]
+
+
+def every_status(home: Home) -> None:
+    """Give the items of a filled home every status, and one of them another customer's PDF."""
+    db = sqlite3.connect(home.queue_db)
+    ids = [r[0] for r in db.execute("SELECT id FROM items ORDER BY id")]
+    for n, item_id in enumerate(ids[::7]):
+        status, attempts, error = EVERY_STATUS[n % len(EVERY_STATUS)]
+        db.execute(
+            "UPDATE items SET status = ?, attempts = ?, error = ?, sent_at = CASE WHEN ? = 'sent' THEN created_at END"
+            " WHERE id = ?",
+            (status, attempts, error, status, item_id),
+        )
+    if len(ids) > 3:  # the swapped PDF: the attachment of the item before
+        db.execute(
+            "UPDATE attachments SET data = (SELECT data FROM attachments WHERE item_id = ?) WHERE item_id = ?",
+            (ids[-4], ids[-3]),
+        )
+    db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
+    db.commit()
+    db.close()
+
+
 async def first_paint(home: Home) -> tuple[float, int]:
     """Seconds from starting the app until the table shows rows, and the bytes allocated meanwhile."""
     gc.collect()
@@ -78,9 +113,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--fill", type=Path, help="only fill this home folder with --items items")
+    parser.add_argument("--every-status", action="store_true", help="with --fill: items of every status")
     args = parser.parse_args()
     if args.fill:
         fill(Home(args.fill), args.items)
+        if args.every_status:
+            every_status(Home(args.fill))
         print(f"{args.items:,} items in {args.fill}")
         return
     with tempfile.TemporaryDirectory() as folder:

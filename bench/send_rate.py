@@ -103,8 +103,11 @@ async def dispatched(home: Home, current: Settings) -> tuple[float, int]:
         engine = Dispatcher(
             queue, lambda: build_transport(current, store), connections=current.smtp.connections, max_per_minute=0
         )
+        # The attachment is random bytes, not a letter: the items are confirmed as an operator would, so that
+        # the plausibility check (one PDF read per item, stored) does not hold them back.
+        confirmed = queue.ids()
         start = time.perf_counter()
-        result = await engine.run()
+        result = await engine.run(skip_check=confirmed)
         elapsed = time.perf_counter() - start
         assert queue.counts()[Status.SENT] == len(result.sent)
     return elapsed, len(result.sent)

@@ -2,51 +2,116 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import partial
 from typing import Literal
 
-from textual.app import App, SystemCommand
+from rich.terminal_theme import TerminalTheme
+from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.screen import Screen
 
 from opos_tui.i18n import tr
+from opos_tui.screens.form import SettingsForm
+from opos_tui.screens.letters import LettersScreen, page_of
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.typeahead import TypeAheadApp
-from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.screens.widgets import ConfirmScreen, KeysScreen, screen_keys, set_bindings
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 
-StartScreen = Literal["main", "settings"]
+StartScreen = Literal["main", "settings", "letters", "reports"]
+
+ANSI_COLOURS = TerminalTheme(
+    (12, 12, 12),
+    (217, 217, 217),
+    [
+        (26, 26, 26),
+        (244, 0, 95),
+        (152, 224, 36),
+        (253, 151, 31),
+        (157, 101, 255),
+        (214, 112, 214),
+        (88, 209, 235),
+        (196, 197, 181),
+    ],
+    [
+        (98, 94, 76),
+        (244, 0, 95),
+        (152, 224, 36),
+        (224, 213, 97),
+        (157, 101, 255),
+        (214, 112, 214),
+        (88, 209, 235),
+        (246, 246, 239),
+    ],
+)
+"""How the terminal's 16 colours look in 256 or more: Textual's Monokai, except that its magenta is the same red
+as its red, which made an uncertain mail look failed."""
+
+ANSI_THEME = "ansi-dark"
+"""The theme for terminals of 16 colours: the terminal's own colours. Textual's default theme, brought down to
+16 colours, turns its orange warning and accent colours, and yellow, into red: the colour of errors."""
+
+
+def app_keys() -> list[Binding]:
+    """The keys of every screen."""
+    return [
+        Binding(
+            "f1,question_mark",
+            "help",
+            tr("Help", "Hilfe"),
+            show=False,
+            tooltip=tr("Every key of this screen", "Alle Tasten dieses Bildschirms"),
+        ),
+        Binding(
+            "ctrl+p",
+            "command_palette",
+            tr("palette", "Befehle"),  # the word Textual's footer shows
+            show=False,
+            priority=True,
+            tooltip=tr("Find a command by its name", "Einen Befehl über seinen Namen finden"),
+        ),
+        Binding("ctrl+q", "quit", tr("Quit", "Beenden"), show=False, priority=True, tooltip=tr("Quit", "Beenden")),
+    ]
+
+
+def key_names() -> dict[str, str]:
+    """Key names as the keyboard labels them, in German on a German one (Textual's are lower case English)."""
+    return {
+        "space": tr("Space", "Leertaste"),
+        "delete": tr("Del", "Entf"),
+        "pageup": tr("PgUp", "Bild↑"),
+        "pagedown": tr("PgDn", "Bild↓"),
+        "home": tr("Home", "Pos1"),
+        "end": tr("End", "Ende"),
+        "enter": "Enter",
+    }
 
 
 class OposApp(TypeAheadApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
-    # Textual's own palette key, named in the user's language in the footer.
-    BINDINGS = [
-        Binding(
-            App.COMMAND_PALETTE_BINDING,
-            "command_palette",
-            tr("palette", "Befehle"),
-            show=False,
-            priority=True,
-            tooltip=tr("Open the command palette", "Liste aller Befehle öffnen"),
-        )
-    ]
 
     def __init__(self, home: Home, start: StartScreen = "main") -> None:
         super().__init__()
         self.home = home
         self.start = start
+        set_bindings(self, app_keys())
+        self.ansi_theme_dark = ANSI_COLOURS
 
     def on_mount(self) -> None:
-        # In 16 colours the theme's orange accent becomes bright red, the colour of errors: app.tcss then
-        # marks focus and headings in other colours.
-        self.set_class(self.console.color_system in ("standard", "windows"), "-ansi16")
+        # Also the legacy Windows console, which has 16 colours too.
+        if self.console.color_system in ("standard", "windows") and "TEXTUAL_THEME" not in os.environ:
+            self.theme = ANSI_THEME
         if self.start == "settings":
             self.push_screen(SettingsScreen(self.home))
+            return
+        if self.start in ("letters", "reports"):
+            self.push_screen(LettersScreen(self.home, page_of(self.start)))
             return
         try:
             screen = QueueScreen(self.home)
@@ -55,23 +120,45 @@ class OposApp(TypeAheadApp[None]):
             return
         self.push_screen(screen)
 
+    def get_key_display(self, binding: Binding) -> str:
+        if binding.key_display:
+            return binding.key_display
+        modifiers, key = binding.parse_key()
+        if key in key_names() and not modifiers:
+            return key_names()[key]
+        return super().get_key_display(binding)
+
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own commands (theme, screenshot, its keys panel) speak English only: help and quit here.
+        yield SystemCommand(
+            tr("Keys: help", "Tasten: Hilfe"),
+            tr("Every key of this screen", "Alle Tasten dieses Bildschirms"),
+            self.action_help,
+        )
+        yield SystemCommand(tr("Quit", "Beenden"), tr("Quit opos-tui", "opos-tui beenden"), self.action_quit)
         # Every key of the current screen is also a command: found by its name, run without knowing the key.
-        seen: set[str] = set()
-        for binding in screen.BINDINGS:
-            if isinstance(binding, tuple) or not binding.description or binding.action in seen:
+        for entry in screen_keys(screen):
+            if entry.node is self:  # help, the palette itself, quit: above
                 continue
-            seen.add(binding.action)
-            if screen.check_action(binding.action.partition("(")[0], ()) is False:
-                continue
-            key = binding.key_display or binding.key.split(",")[0]
-            title = binding.tooltip or binding.description  # the footer's word is short; the palette's is not
-            yield SystemCommand(title, tr(f"key: {key}", f"Taste: {key}"), partial(screen.run_action, binding.action))
+            keys = ", ".join(entry.keys)
+            yield SystemCommand(
+                entry.title, tr(f"key: {keys}", f"Taste: {keys}"), partial(self.run_action, entry.action, entry.node)
+            )
+
+    def action_command_palette(self) -> None:
+        if not isinstance(self.screen, CommandPalette):
+            self.push_screen(
+                CommandPalette(placeholder=tr("Search for a command…", "Befehl suchen…"), id="--command-palette")
+            )
+
+    def action_help(self) -> None:
+        screen = self.screen
+        title = tr(f"Keys: {screen.sub_title or screen.title}", f"Tasten: {screen.sub_title or screen.title}")
+        self.push_screen(KeysScreen(title, screen_keys(screen)))
 
     async def action_quit(self) -> None:
         screen = self.screen
-        if isinstance(screen, SettingsScreen) and screen.dirty:
+        if isinstance(screen, SettingsForm) and screen.dirty:
             screen.action_leave()
             return
         sending = next((s for s in self.screen_stack if isinstance(s, QueueScreen) and s.sending), None)

@@ -1,28 +1,30 @@
 """The command line: parse, call the services, print for a person or as ``--json``; exit codes.
 
 Exit codes everywhere: 0 success, 1 the operation failed (server said no, mail not sent), 2 bad usage or
-bad input, 130 interrupted. Textual is imported only by the commands that open the TUI, so ``--help`` and
-scripted commands start fast.
+bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` handles like Ctrl+C). Textual
+is imported only by the commands that open the TUI, so ``--help`` and scripted commands start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 from opos_tui import __version__, settings
 from opos_tui.i18n import LANGS, set_lang, tr
 from opos_tui.services import compose, secrets, spool
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
-from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, UnknownItems, iso, open_queue
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -31,12 +33,27 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 Handler = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad input on the command line: one clear line on stderr, exit 2."""
+
+
+def exit_code(category: Category) -> int:
+    """The exit code of a command that an error of this category ended: the one place that decides it."""
+    match category:
+        case Category.INPUT:
+            return EXIT_USAGE
+        case (
+            Category.TRANSIENT | Category.PERMANENT | Category.UNCERTAIN | Category.CONFIGURATION | Category.INTERACTION
+        ):
+            return EXIT_FAILED
+        case _:
+            assert_never(category)
 
 
 def print_json(data: Any) -> None:
@@ -44,7 +61,16 @@ def print_json(data: Any) -> None:
 
 
 def home_of(args: argparse.Namespace) -> Home:
-    return Home.resolve(getattr(args, "home", None))
+    """The installation folder; a path that cannot be one (it, or a folder above it, is a file) is bad input."""
+    home = Home.resolve(getattr(args, "home", None))
+    found = next(p for p in (home.root, *home.root.parents) if p.exists())
+    if not found.is_dir():
+        raise UsageError(
+            f"{home.root} cannot be the installation folder: {found} is a file (check --home or OPOS_TUI_HOME)",
+            f"{home.root} kann nicht der Installationsordner sein: {found} ist eine Datei"
+            " (--home oder OPOS_TUI_HOME prüfen)",
+        )
+    return home
 
 
 # --- config -------------------------------------------------------------------------------------------
@@ -118,10 +144,10 @@ def read_secret(args: argparse.Namespace, label: str) -> str:
         value = getpass.getpass(f"{label}: ")
     else:
         raise UsageError(
-            tr("standard input is not a terminal: use --stdin", "Eingabe ist kein Terminal: --stdin verwenden")
+            "standard input is not a terminal: use --stdin", "Eingabe ist kein Terminal: --stdin verwenden"
         )
     if not value:
-        raise UsageError(tr(f"no {label} given; nothing changed", f"kein {label} angegeben; nichts geändert"))
+        raise UsageError(f"no {label} given; nothing changed", f"kein {label} angegeben; nichts geändert")
     return value
 
 
@@ -137,15 +163,20 @@ def cmd_config_set_password(args: argparse.Namespace) -> int:
     return store_secret(args, secrets.PASSWORD, tr("password", "Passwort"))
 
 
+def unknown_secret(name: str) -> UsageError:
+    text = f"unknown secret '{name}'; known: {', '.join(secrets.SECRET_NAMES)}"
+    return UsageError(text, text)
+
+
 def cmd_config_set_secret(args: argparse.Namespace) -> int:
     if args.name not in secrets.SECRET_NAMES:
-        raise UsageError(f"unknown secret '{args.name}'; known: {', '.join(secrets.SECRET_NAMES)}")
+        raise unknown_secret(args.name)
     return store_secret(args, args.name, args.name)
 
 
 def cmd_config_delete_secret(args: argparse.Namespace) -> int:
     if args.name not in secrets.SECRET_NAMES:
-        raise UsageError(f"unknown secret '{args.name}'; known: {', '.join(secrets.SECRET_NAMES)}")
+        raise unknown_secret(args.name)
     secrets.open_store(home_of(args)).delete(args.name)
     print(tr(f"{args.name} removed", f"{args.name} entfernt"))
     return EXIT_OK
@@ -182,7 +213,7 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(tr(f"--var takes KEY=VALUE, not {pair!r}", f"--var erwartet KEY=WERT, nicht {pair!r}"))
+            raise UsageError(f"--var takes KEY=VALUE, not {pair!r}", f"--var erwartet KEY=WERT, nicht {pair!r}")
         values[key] = value
     return values
 
@@ -223,6 +254,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     {"manifest": i.manifest, "id": i.item_id, "duplicate": i.duplicate} for i in report.imported
                 ],
                 "rejected": [{"manifest": r.manifest, "error": r.reason} for r in report.rejected],
+                "waiting": report.waiting,
             }
         )
     else:
@@ -238,6 +270,13 @@ def cmd_import(args: argparse.Namespace) -> int:
                 print(tr(f"{done.manifest}: queued #{done.item_id}", f"{done.manifest}: eingereiht #{done.item_id}"))
         for bad in report.rejected:
             print(tr(f"{bad.manifest}: rejected: {bad.reason}", f"{bad.manifest}: abgewiesen: {bad.reason}"))
+        for name in report.waiting:
+            print(
+                tr(
+                    f"{name}: still being written, left for the next import",
+                    f"{name}: wird noch geschrieben, bleibt für den nächsten Import liegen",
+                )
+            )
         print(
             tr(
                 f"{len(report.imported)} imported, {len(report.rejected)} rejected (see {report.rejected_dir})",
@@ -316,7 +355,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     if bool(args.all) == bool(args.ids):
-        raise UsageError(tr("give item numbers or --all", "Nummern oder --all angeben"))
+        raise UsageError("give item numbers or --all", "Nummern oder --all angeben")
     with open_queue(home_of(args)) as q:
         result = q.retry(None if args.all else args.ids)
     if args.all and not result.changed and not args.json:
@@ -336,7 +375,7 @@ def confirm(question: str) -> bool:
     sys.stderr.flush()
     answer = sys.stdin.readline()
     if not answer:
-        raise UsageError(tr("no answer on standard input: confirm with --yes", "keine Antwort: mit --yes bestätigen"))
+        raise UsageError("no answer on standard input: confirm with --yes", "keine Antwort: mit --yes bestätigen")
     return answer.strip().lower() in ("y", "yes", "j", "ja")
 
 
@@ -355,20 +394,62 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def progress_line(event: Progress) -> str:
-    eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
+    """sent / failed / (held) / left, and the rate and ETA once the run has measured them."""
+    en = [f"sent {event.sent}", f"failed {event.failed}"]
+    de = [f"gesendet {event.sent}", f"fehlgeschlagen {event.failed}"]
+    if event.held:
+        en.append(f"held {event.held}")
+        de.append(f"zurückgehalten {event.held}")
+    en.append(f"left {event.left}")
+    de.append(f"offen {event.left}")
+    if event.rate is not None:
+        eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
+        en.append(f"{event.rate * 60:.0f}/min{eta}")
+        de.append(f"{event.rate * 60:.0f}/min{eta}")
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
-    return (
-        tr(
-            f"sent {event.sent}, failed {event.failed}, left {event.left}, {event.rate * 60:.0f}/min{eta}",
-            f"gesendet {event.sent}, fehlgeschlagen {event.failed}, offen {event.left}, {event.rate * 60:.0f}/min{eta}",
-        )
-        + current
-    )
+    return tr(", ".join(en), ", ".join(de)) + current
+
+
+class Terminated(Exception):
+    """The process got SIGTERM (a service manager stopping it, ``kill``): handled like Ctrl+C, exit 143."""
+
+
+def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, where SIGTERM cancels the coroutine just as Ctrl+C does (so the mail on the wire is
+    recorded honestly and the rest stays pending) and then raises :class:`Terminated`."""
+    terminated = False
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigterm() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError):  # Windows: no signal handlers in the event loop
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     if args.all and args.ids:
-        raise UsageError(tr("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides"))
+        raise UsageError("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides")
+    confirmed: list[int] = args.skip_check or []
+    if args.ids and (strangers := [i for i in confirmed if i not in args.ids]):
+        listed = " ".join(f"#{i}" for i in strangers)
+        raise UsageError(
+            f"--skip-check {listed}: not among the items to send",
+            f"--skip-check {listed}: nicht unter den zu sendenden Einträgen",
+        )
     home = home_of(args)
     current = settings.load(home)
     on_terminal = sys.stderr.isatty()
@@ -384,37 +465,69 @@ def cmd_send(args: argparse.Namespace) -> int:
         elif not args.json and event.outcome not in (Outcome.SENDING, Outcome.STOPPED):
             print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
 
+    interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
+        q.statuses(confirmed)  # unknown numbers are refused before anything is sent
         engine = Dispatcher.for_installation(q, home, current, on_progress=show)
-        result = asyncio.run(engine.run(args.ids or None))
-        if on_terminal and width:
-            sys.stderr.write("\n")
-        if args.json:
-            print_json(
-                {
-                    "ok": result.all_went,
-                    "sent": result.sent,
-                    "deferred": result.deferred,
-                    "failed": result.failed,
-                    "uncertain": result.uncertain,
-                    "not_sendable": result.not_sendable,
-                    "left": q.sendable_count(args.ids or None),
-                    "stopped": result.stopped.message() if result.stopped else None,
-                }
-            )
+        try:
+            result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
+        except (KeyboardInterrupt, Terminated) as exc:
+            interrupted, result = exc, engine.result
+        finally:
+            if on_terminal and width:
+                sys.stderr.write("\n")  # the summary below starts on a line of its own
+                sys.stderr.flush()
+    stopped = result.stopped.message() if result.stopped else None
+    if isinstance(interrupted, Terminated):
+        stopped = tr("terminated", "beendet")
+    elif interrupted is not None:
+        stopped = tr("interrupted", "abgebrochen")
+    if args.json:
+        print_json(
+            {
+                "ok": result.all_went and interrupted is None,
+                "sent": result.sent,
+                "deferred": result.deferred,
+                "failed": result.failed,
+                "uncertain": result.uncertain,
+                "held": result.held,
+                "not_sendable": result.not_sendable,
+                "left": result.left,
+                "stopped": stopped,
+            }
+        )
     if result.stopped is not None:
         print(f"opos-tui: {result.stopped}", file=sys.stderr)
     for item_id in result.not_sendable:
         print(tr(f"#{item_id} is not pending: not sent", f"#{item_id} wartet nicht: nicht gesendet"), file=sys.stderr)
-    if not args.json:
+    for item_id in result.held:
         print(
             tr(
-                f"{len(result.sent)} sent, {len(result.deferred)} deferred, {len(result.failed)} failed,"
-                f" {len(result.uncertain)} uncertain",
-                f"{len(result.sent)} gesendet, {len(result.deferred)} zurückgestellt, {len(result.failed)}"
-                f" fehlgeschlagen, {len(result.uncertain)} unsicher",
-            )
+                f"#{item_id} held back: it failed the plausibility check (see its history); if its attachment is"
+                f" right, release it and send it with --skip-check {item_id}",
+                f"#{item_id} zurückgehalten: Plausibilitätsprüfung nicht bestanden (siehe Verlauf); ist der Anhang"
+                f" richtig, freigeben und mit --skip-check {item_id} senden",
+            ),
+            file=sys.stderr,
         )
+    if not args.json:
+        en = (
+            f"{len(result.sent)} sent, {len(result.deferred)} deferred, {len(result.failed)} failed,"
+            f" {len(result.uncertain)} uncertain"
+        )
+        de = (
+            f"{len(result.sent)} gesendet, {len(result.deferred)} zurückgestellt, {len(result.failed)}"
+            f" fehlgeschlagen, {len(result.uncertain)} unsicher"
+        )
+        if result.held:
+            en += f", {len(result.held)} held"
+            de += f", {len(result.held)} zurückgehalten"
+        if interrupted is not None:
+            en += f", {result.left} left pending"
+            de += f", {result.left} weiter wartend"
+        print(tr(en, de), flush=True)
+    if interrupted is not None:
+        raise interrupted
     return EXIT_OK if result.all_went else EXIT_FAILED
 
 
@@ -436,7 +549,94 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    return run_tui(args, "settings")
+    pages: dict[str, StartScreen] = {"email": "settings", "letters": "letters", "reports": "reports"}
+    return run_tui(args, pages[args.page])
+
+
+# --- demo, doctor, unattended operation ------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A throw-away (or ``--home``) installation with its own mail server, opened in the TUI."""
+    import os
+    import tempfile
+    from contextlib import ExitStack
+
+    from opos_tui.services import demo
+
+    # Only an explicit --home: $OPOS_TUI_HOME may be the real installation, which the demo must not touch.
+    explicit = getattr(args, "home", None)
+    if args.received:
+        if not explicit:
+            raise UsageError(
+                "--received needs the --home DIR of a kept demo", "--received braucht --home DIR einer Demo"
+            )
+        return show_received(Home.resolve(explicit), args.json)
+    os.environ[secrets.SECRETS_ENV] = "file"  # this home's file store, never the user's keyring
+    with ExitStack() as stack:
+        if explicit:
+            home = Home.resolve(explicit)
+        else:
+            home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
+        with demo.start(home):
+            from opos_tui.screens.demo import DemoApp
+
+            app = DemoApp(home)
+            app.run()
+        print(demo.received_summary(list(demo.received(home))))
+        if explicit:
+            print(
+                tr(
+                    f"Kept in {home.root}: opos-tui demo --home {home.root} --received lists what arrived.",
+                    f"Behalten in {home.root}: opos-tui demo --home {home.root} --received zeigt, was ankam.",
+                )
+            )
+    return app.return_code or EXIT_OK
+
+
+def show_received(home: Home, as_json: bool) -> int:
+    from dataclasses import asdict
+
+    from opos_tui.services import demo
+
+    if not demo.demo_dir(home).is_dir():
+        raise UsageError(f"{home.root} is not a demo home", f"{home.root} ist kein Demo-Ordner")
+    events = list(demo.received(home))
+    if as_json:
+        print_json([asdict(e) for e in events])
+        return EXIT_OK
+    for e in events:
+        line = f"{e.at}  {e.reply}  {', '.join(e.recipients)}"
+        if e.accepted:
+            line += f"  {e.subject}  [{', '.join(e.attachments or ())}]  {demo.received_dir(home) / e.file}"
+        print(line)
+    print(demo.received_summary(events))
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check an admin needs when mail does not go out; exit 1 if any failed."""
+    from opos_tui.services.doctor import Level, run_checks
+
+    checks = asyncio.run(run_checks(home_of(args)))
+    ok = all(c.status is not Level.FAIL for c in checks)
+    if args.json:
+        print_json({"checks": [c.to_json() for c in checks], "ok": ok})
+    else:
+        for c in checks:
+            print(f"{c.status.value:<5}{c.name:<18}{c.detail}")
+            if c.fix and c.status is not Level.OK:
+                print(f"{'':<23}{tr('fix', 'Abhilfe')}: {c.fix}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Import the spool and send what is due, every --interval seconds, until SIGTERM or Ctrl+C."""
+    from opos_tui.services.unattended import run_unattended
+
+    if not 1 <= args.interval <= 86400:
+        raise UsageError("--interval takes 1 to 86400 seconds", "--interval: 1 bis 86400 Sekunden")
+    return asyncio.run(run_unattended(home_of(args), args.interval, once=args.once))
 
 
 # --- parser -------------------------------------------------------------------------------------------
@@ -476,6 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("settings", parents=[common], help="open the TUI on the settings form")
+    p.add_argument(
+        "--page",
+        choices=["email", "letters", "reports"],
+        default="email",
+        help="email: the E-Mail form (default); letters: global letter report settings; reports: per report",
+    )
     p.set_defaults(handler=cmd_settings)
 
     p = sub.add_parser(
@@ -559,8 +765,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", parents=[common], help="send pending items (all, or the given ones)")
     p.add_argument("ids", nargs="*", type=int, metavar="ID")
     p.add_argument("--all", action="store_true", help="every pending item (the default)")
+    p.add_argument(
+        "--skip-check",
+        nargs="+",
+        action="extend",
+        type=int,
+        metavar="ID",
+        help="send these items although they fail the plausibility check (after the item numbers)",
+    )
     add_json(p)
     p.set_defaults(handler=cmd_send)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="try it: a throw-away installation with its own mail server and a queue of letters",
+        description="Starts a mail server on 127.0.0.1 inside this process (STARTTLS, password login), configures "
+        "a throw-away home folder for it (or --home DIR, to keep it), fills the queue with a dozen letters and "
+        "opens the queue screen. Needs no network.",
+    )
+    p.add_argument("--received", action="store_true", help="list what the server of a kept demo (--home) received")
+    add_json(p)
+    p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check settings, secrets, the mail server, the queue and the spool; each with its fix",
+        description="Each check is OK, WARN or FAIL, with the fix in one line; exit 1 if any check fails.",
+    )
+    add_json(p)
+    p.set_defaults(handler=cmd_doctor)
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="unattended: import the spool and send what is due, again and again, until stopped",
+        description="Each round imports the spool inbox and sends the pending mails and the deferred ones whose "
+        "backoff is over; SIGTERM or Ctrl+C stop it after the mails on the wire. One run per home at a time. "
+        "Logs to logs/opos-tui.log in the home (and to stderr under systemd).",
+    )
+    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="time between rounds (60)")
+    p.add_argument("--once", action="store_true", help="one round, then exit (for cron and timers)")
+    p.set_defaults(handler=cmd_run)
     return parser
 
 
@@ -580,9 +827,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(tr("interrupted", "abgebrochen"), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, ConfigError, UnknownItems) as exc:
-        print(f"opos-tui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except Terminated:
+        print(tr("terminated", "beendet"), file=sys.stderr)
+        return EXIT_TERMINATED
     except OposError as exc:
         print(f"opos-tui: {exc}", file=sys.stderr)
+        return exit_code(exc.category)
+    except OSError as exc:  # the last resort for the environment (permissions, a full disk): one line
+        print(f"opos-tui: {os_error_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def os_error_text(exc: OSError) -> str:
+    """``Permission denied: /path`` rather than ``[Errno 13] Permission denied: '/path'``."""
+    names = " -> ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {names}" if names else reason

@@ -7,12 +7,16 @@ Secrets (the password, the Google client secret, tokens) are not here: they live
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -27,9 +31,9 @@ from pydantic import (
 )
 
 from opos_tui.i18n import Lang, tr
-from opos_tui.services.addresses import check_addr_spec, has_line_break
-from opos_tui.services.errors import ConfigError, InvalidValue
-from opos_tui.services.files import write_atomic
+from opos_tui.services.addresses import check_addr_spec, check_one_line
+from opos_tui.services.errors import Bilingual, ConfigError, InvalidValue, OposError
+from opos_tui.services.files import make_file, write_atomic
 from opos_tui.services.home import Home
 
 Connection = Literal["windows", "outlook", "smtp"]
@@ -57,9 +61,8 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
 
 
 def _single_line(value: str) -> str:
-    if has_line_break(value):
-        raise InvalidValue("must be a single line (no line breaks)", "muss einzeilig sein (keine Zeilenumbrüche)")
-    return value.strip()
+    # AddressError is bilingual and a ValueError: field_errors finds it again in either language.
+    return check_one_line(value).strip()
 
 
 def _optional_address(value: str) -> str:
@@ -155,16 +158,49 @@ def _template_line(value: str) -> str:
 
 def _template(value: str) -> str:
     # ${placeholder} with string.Template's rules; `$$` is a literal dollar sign. No code in templates.
-    if not Template(value).is_valid():
-        raise InvalidValue(
-            "has a bad placeholder: write ${name}, and $$ for a dollar sign",
-            "hat einen ungültigen Platzhalter: ${name} schreiben, und $$ für ein Dollarzeichen",
-        )
+    for match in Template.pattern.finditer(value):
+        if match.group("invalid") is not None:
+            rest = value[match.start() :].splitlines()[0]
+            end = rest.find("}") + 1 if rest.startswith("${") else 0
+            bad = rest[: end or len(rest.split(maxsplit=1)[0])][:30]
+            raise InvalidValue(
+                f"has a bad placeholder at '{bad}': write ${{name}}, and $$ for a dollar sign",
+                f"hat einen fehlerhaften Platzhalter bei '{bad}': ${{name}} schreiben, und $$ für ein Dollarzeichen",
+            )
     return value
 
 
 TemplateLine = Annotated[str, AfterValidator(_template_line)]
 TemplateText = Annotated[str, AfterValidator(_template)]
+
+LETTER_VALUES: tuple[str, ...] = (
+    "customer_name",
+    "customer_number",
+    "document_number",
+    "amount",
+    "currency",
+    "due_date",
+)
+"""The values a mail brings for its templates (the manifest's ``vars``, ``enqueue --var``)."""
+LEVEL_VALUE = "level"
+"""Filled in for dunning letters: their level, 1 to 9."""
+FILE_VALUES: tuple[str, ...] = ("filename", "stem", "ext")
+"""Filled in for the attachment name only: each file's own name, the name without and its extension."""
+
+
+def _known_placeholders(value: str, info: ValidationInfo, known: tuple[str, ...]) -> str:
+    """Refuse a placeholder no mail can fill (a typo such as ``${customr_name}``). Checked when an admin sets
+    a template (``check_files`` context), not on every load: an older template must not lock anyone out."""
+    if not (info.context and info.context.get("check_files")):
+        return value
+    unknown = [name for name in Template(value).get_identifiers() if name not in known]
+    if unknown:
+        names = ", ".join("${" + name + "}" for name in dict.fromkeys(unknown))
+        allowed = ", ".join("${" + name + "}" for name in known)
+        raise InvalidValue(
+            f"unknown placeholder {names}; known: {allowed}", f"unbekannter Platzhalter {names}; bekannt: {allowed}"
+        )
+    return value
 
 
 class LetterSettings(_Section):
@@ -182,6 +218,19 @@ class LetterSettings(_Section):
     attachment_name: TemplateLine = "${filename}"
     """File name of each attachment as the recipient sees it; ${filename} keeps the file's own name. Other
     placeholders: ${stem}, ${ext} and each mail's values, e.g. Mahnung_${document_number}.pdf."""
+    max_recipients: int = Field(10, ge=1, le=100)
+    """Most recipients (To and Cc together) of one mail: one letter goes to one customer. A mail with more is
+    refused when it is queued."""
+
+    @field_validator("subject", "body", "signature")
+    @classmethod
+    def _text_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _known_placeholders(value, info, (*LETTER_VALUES, LEVEL_VALUE))
+
+    @field_validator("attachment_name")
+    @classmethod
+    def _name_placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _known_placeholders(value, info, (*LETTER_VALUES, LEVEL_VALUE, *FILE_VALUES))
 
 
 class ReportTemplate(_Section):
@@ -189,6 +238,18 @@ class ReportTemplate(_Section):
     """Subject of this report's mails; empty = letters.subject, or the shipped text if that is empty too."""
     body: TemplateText = ""
     """Body of this report's mails; empty = letters.body, or the shipped text if that is empty too."""
+
+    placeholders: ClassVar[tuple[str, ...]] = (*LETTER_VALUES, LEVEL_VALUE)
+    """What this report's templates may use."""
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _placeholders(cls, value: str, info: ValidationInfo) -> str:
+        return _known_placeholders(value, info, cls.placeholders)
+
+
+class PaymentAdviceTemplate(ReportTemplate):
+    placeholders = LETTER_VALUES  # a payment advice has no level
 
 
 class SenderSettings(_Section):
@@ -211,7 +272,7 @@ class Settings(_Section):
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)
-    payment_advice: ReportTemplate = Field(default_factory=ReportTemplate)
+    payment_advice: PaymentAdviceTemplate = Field(default_factory=PaymentAdviceTemplate)
     """Zahlungsavis: subject and body of payment advices."""
     dunning_1: ReportTemplate = Field(default_factory=ReportTemplate)
     """Mahnung level 1: subject and body."""
@@ -310,7 +371,7 @@ def field_errors(exc: ValidationError, lang: Lang | None = None) -> dict[str, st
     for err in exc.errors():
         key = _key_of(err["loc"])
         cause = err.get("ctx", {}).get("error")
-        if isinstance(cause, InvalidValue):
+        if isinstance(cause, Bilingual):  # InvalidValue, AddressError
             msg = cause.message(lang)
         elif err["type"] == "extra_forbidden":
             msg = tr("unknown key", "unbekannter Schlüssel", lang)
@@ -408,34 +469,182 @@ def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, A
     return merged, both
 
 
-def load(home: Home) -> Settings:
-    """The saved settings, or the defaults when there is no config.toml yet."""
-    path = home.config_file
+def _parse(path: Path) -> tuple[str, dict[str, Any]] | None:
+    """The text of config.toml and its TOML data; None if there is no file yet; ConfigError if unreadable."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return Settings()
+        return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", f"{path} nicht lesbar: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        return text, tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", f"{path} ist kein gültiges TOML: {exc}") from None
+
+
+def load(home: Home) -> Settings:
+    """The saved settings, or the defaults when there is no config.toml yet."""
+    path = home.config_file
+    parsed = _parse(path)
+    if parsed is None:
+        return Settings()
     try:
-        return validate(data)
+        return validate(parsed[1])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.en}", f"{path}: {exc.de}", detail=exc.detail) from None
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    """One key of config.toml that cannot be used as it is."""
+
+    key: str
+    line: int | None
+    """Where it is in the file, if it can be found."""
+    message: str
+    raw: str | None
+    """The file's value as text, for a known key (to be corrected in a field); None for an unknown key."""
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """What can be read of a config.toml that :func:`load` refuses, for the form that lets an admin fix it."""
+
+    settings: Settings
+    """The valid keys of the file; the defaults for everything else."""
+    problems: tuple[FileProblem, ...] = ()
+    unreadable: ConfigError | None = None
+    """Why the file could not be read at all (not TOML, no permission); then ``settings`` are the defaults."""
+
+
+def salvage(home: Home) -> Salvaged:
+    """config.toml as far as it is valid: every invalid or unknown key is set aside as a :class:`FileProblem`."""
+    try:
+        parsed = _parse(home.config_file)
+    except ConfigError as exc:
+        return Salvaged(Settings(), unreadable=exc)
+    if parsed is None:
+        return Salvaged(Settings())
+    text, data = parsed
+    problems: list[FileProblem] = []
+    while True:
+        try:
+            return Salvaged(Settings.model_validate(data), tuple(problems))
+        except ValidationError as exc:
+            errors = field_errors(exc)
+        for key, message in errors.items():
+            # An error of the whole model is a combination that does not fit: auth.method for the connection.
+            key = key or "auth.method"
+            found, value = _pop(data, key)
+            if not found:
+                return Salvaged(Settings(), (*problems, FileProblem(key, None, message, None)))
+            raw = format_value(value) if key in KEYS else None
+            problems.append(FileProblem(key, _line_of(text, key), message, raw))
+
+
+def _pop(data: dict[str, Any], key: str) -> tuple[bool, Any]:
+    *sections, name = key.split(".")
+    target: Any = data
+    for section in sections:
+        target = target.get(section) if isinstance(target, dict) else None
+    if not isinstance(target, dict) or name not in target:
+        return False, None
+    return True, target.pop(name)
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line that sets ``key`` in a TOML text (``[section]`` then ``name = …``, or ``section.name = …``)."""
+    section, _, name = key.rpartition(".")
+    table = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            table = stripped.strip("[] \t")
+            continue
+        left, equals, _ = stripped.partition("=")
+        written = ".".join(part.strip().strip("\"'") for part in left.split("."))
+        if equals and (table, written) in ((section, name), ("", key)):
+            return number
+    return None
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:  # LK_LOCK gives up after about ten seconds; the other writer is still at it
+                continue
+
+    def _unlock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_file(home: Home) -> Path:
+    return home.config_file.with_name(home.config_file.name + ".lock")
+
+
+@contextlib.contextmanager
+def write_lock(home: Home) -> Iterator[None]:
+    """Hold config.toml's lock (``config.toml.lock`` beside it, made like config.toml) for a whole
+    read-modify-write.
+
+    Every writer of config.toml (``config set``, the settings form) reads, changes and saves under it, so
+    processes saving at once are serialised and none of them overwrites what another just saved. Not
+    re-entrant: take it once per write.
+    """
+    path = lock_file(home)
+    try:
+        home.ensure()
+        make_file(path)
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    try:
+        _lock_file(fd)
+        try:
+            yield
+        finally:
+            _unlock_file(fd)
+    finally:
+        os.close(fd)
+
+
 def save(home: Home, settings: Settings) -> None:
-    """Write config.toml atomically, owner-only (0600)."""
-    home.ensure()
+    """Write config.toml atomically, owner-only (0600). A read-modify-write holds :func:`write_lock`."""
     data = settings.model_dump(mode="json")
-    write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"), mode=0o600)
+    try:
+        home.ensure()
+        write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"))
+    except OSError as exc:
+        raise _cannot_write(home.config_file, exc) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> OposError:
+    return OposError(
+        f"cannot write {path}: {exc.strerror or exc} (check the permissions of its folder)",
+        f"{path} nicht schreibbar: {exc.strerror or exc} (Rechte des Ordners prüfen)",
+        str(exc),
+    )
 
 
 def set_value(home: Home, key: str, raw: str) -> Settings:
     """``config set``: validate against the saved settings, then save; on error the file is untouched."""
-    settings = with_value(load(home), key, raw)
-    save(home, settings)
+    with write_lock(home):
+        settings = with_value(load(home), key, raw)
+        save(home, settings)
     return settings

@@ -10,7 +10,6 @@ import pytest
 from rich.color import ColorSystem
 from rich.segment import Segment
 from rich.style import Style
-from textual import constants
 from textual.app import App
 from textual.color import Color
 from textual.filter import LineFilter
@@ -33,8 +32,9 @@ class SixteenColours(LineFilter):
 
 
 def in_sixteen_colours(monkeypatch: pytest.MonkeyPatch, make_app: Callable[[], AppType]) -> AppType:
-    """An app that writes to a 16-colour terminal as Textual detects one, rendered as that terminal shows it."""
-    monkeypatch.setattr(constants, "COLOR_SYSTEM", "standard")
+    """An app in a 16-colour terminal (``TERM=xterm``, as the user has it), rendered as that terminal shows it:
+    what the app does not put in the terminal's own colours comes out as the nearest of them."""
+    monkeypatch.setenv("TERM", "xterm")
     app = make_app()
     assert app.console.color_system == "standard"
     app._filters.append(SixteenColours())

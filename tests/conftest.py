@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -15,6 +17,8 @@ from opos_tui.services.home import Home
 # The real local servers (tests/servers/) as fixtures for every test.
 pytest_plugins = ["tests.servers.smtp"]
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -22,7 +26,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in ("TEXTUAL_THEME", "NO_COLOR", "OPOS_TUI_LANG", "LC_ALL", "LC_MESSAGES", "LANGUAGE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LANG", "C.UTF-8")
-    monkeypatch.setenv("COLORTERM", "truecolor")  # whatever terminal runs the tests; 16 colours only on purpose
+    # A 256-colour terminal, whatever the one running the tests: with 16 colours the app takes the ANSI theme.
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("COLORTERM", raising=False)
     monkeypatch.setenv("OPOS_TUI_SECRETS", "file")
     set_lang(None)
     yield
@@ -67,9 +73,30 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, hom
     return run
 
 
+def run_cli(*argv: str) -> CliResult:
+    """The command line in a process of its own (with this test's environment): a test of something that used
+    to hang cannot hang the suite."""
+    done = subprocess.run(
+        [sys.executable, "-m", "opos_tui", *argv], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
 def file_bytes(path: Path) -> bytes | None:
     return path.read_bytes() if path.exists() else None
 
 
 def mode_of(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+def send_process(home: Home, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """A real ``opos-tui send`` process on ``home``; its output in pipes unless ``popen`` says otherwise."""
+    env = {
+        **os.environ,
+        "OPOS_TUI_HOME": str(home.root),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([sys.executable, "-m", "opos_tui", "send", *args], text=True, env=env, cwd=ROOT, **options)

@@ -1,4 +1,5 @@
-"""Walk the settings form in one language and print every text it shows: ``python -m tests.language_walk de HOME``.
+"""Walk the settings form and the letter report pages in one language and print every text they show:
+``python -m tests.language_walk de HOME PORT``.
 
 A separate process per language, as the command line runs it: the language is chosen before the screens are
 imported, so that their key bindings are named in it too.
@@ -27,11 +28,12 @@ def screen_text(app: object) -> str:
     return console.export_text()
 
 
-async def walk(home_dir: Path, port: int) -> list[str]:
+async def walk(lang: str, home_dir: Path, port: int) -> list[str]:
     from textual.widgets import Checkbox, Input
     from textual.worker import WorkerCancelled
 
     from opos_tui.app import OposApp
+    from opos_tui.screens.letters import LettersScreen
     from opos_tui.screens.settings import SettingsScreen, widget_id
     from opos_tui.screens.widgets import Choice
     from opos_tui.services.home import Home
@@ -99,7 +101,34 @@ async def walk(home_dir: Path, port: int) -> list[str]:
             await app.workers.wait_for_complete()
         await pilot.pause()
         seen.append(screen_text(app))
-        await pilot.press("escape", "escape")  # close the panel, then leave: asks about the unsaved changes
+        await pilot.press("escape")  # close the panel
+        await pilot.pause()
+
+        # The letter report pages: the preview (in the walked language's shipped texts), an unknown
+        # placeholder refused, the page of each report, the question when leaving.
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        letters = app.screen
+        assert isinstance(letters, LettersScreen)
+        letters.query_one(f"#letters-language-{lang}", Choice).value = True
+        await pilot.pause()
+        seen.append(screen_text(app))
+        letters.query_one("#letters-subject", Input).value = "Beleg ${customr_name}"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        seen.append(screen_text(app))
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        seen.append(screen_text(app))
+        await pilot.press("escape")
+        await pilot.pause()
+        seen.append(screen_text(app))
+        await pilot.click("#answer-discard")
+        await pilot.pause()
+        assert app.screen is screen
+
+        await pilot.press("escape")  # leave the form: asks about the unsaved changes
         await pilot.pause()
         seen.append(screen_text(app))
     return seen
@@ -109,7 +138,7 @@ def main() -> None:
     lang, home_dir, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     assert lang in LANGS
     set_lang(lang)  # type: ignore[arg-type]
-    for text in asyncio.run(walk(home_dir, port)):
+    for text in asyncio.run(walk(lang, home_dir, port)):
         print(text)
         print("\f")
 

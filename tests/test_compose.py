@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from opos_tui.services.compose import build_message
+import pytest
+
+from opos_tui import settings
+from opos_tui.services.compose import (
+    REPORT_SECTIONS,
+    SAMPLE_VALUES,
+    BadLetter,
+    LetterRequest,
+    build_message,
+    prepare,
+    preview,
+    report_of,
+)
 from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient
+from tests.pdfs import write_letter
 
 
 def test_several_attachments_of_any_size_arrive_intact(tmp_path: Path) -> None:
@@ -35,3 +49,69 @@ def test_several_attachments_of_any_size_arrive_intact(tmp_path: Path) -> None:
     assert "Date" not in parsed  # not sent yet: the Date is fixed at the first send
     got = [(a.get_filename(), a.get_content()) for a in parsed.iter_attachments()]
     assert got == [(f"Anhang_{i}_ä.pdf", blob) for i, blob in enumerate(blobs)]
+
+
+OLD_CRASHERS = {
+    "non-ASCII local part": {"recipients": (Recipient("to", "jörg@aerger.example"),)},
+    "leading dot": {"recipients": (Recipient("to", ".joerg@aerger.example"),)},
+    "trailing dot": {"recipients": (Recipient("to", "joerg.@aerger.example"),)},
+    "two dots": {"recipients": (Recipient("to", "jo..erg@aerger.example"),)},
+    **{f"{ch!r} in the subject": {"subject": f"Zahlungsavis{ch}Z-1"} for ch in "\u2028\u2029\x85\v\f\x1c\x1d\x1e"},
+    "\\v in a file name": {"attachments": (NewAttachment("Avis\vZ-1.pdf", b"%PDF-1.4"),)},
+}
+
+
+@pytest.mark.parametrize("change", OLD_CRASHERS.values(), ids=OLD_CRASHERS.keys())
+def test_a_mail_queued_unchecked_by_an_older_version_fails_with_a_reason(tmp_path: Path, change: dict) -> None:
+    # Queued directly, as older versions did; `send` used to crash on it with the email package's error.
+    good = NewItem(
+        type=LetterType.PAYMENT_ADVICE,
+        level=None,
+        sender="Müller GmbH <a@mueller.example>",
+        recipients=(Recipient("to", "k@aerger.example"),),
+        subject="Zahlungsavis Z-1",
+        body="Guten Tag\n",
+        attachments=(NewAttachment("Avis_Z-1.pdf", b"%PDF-1.4"),),
+    )
+    with Queue(tmp_path / "queue.db") as q:
+        queued = q.enqueue(replace(good, **change))
+        with pytest.raises(BadLetter) as caught:
+            build_message(queued, q.attachments(queued.id))
+    assert str(caught.value).startswith("this mail cannot be written as an e-mail: ")
+    assert len(str(caught.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("section", REPORT_SECTIONS)
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_the_preview_is_the_mail_a_queued_item_gets(tmp_path: Path, section: str, language: str) -> None:
+    every = " ".join("${" + name + "}" for name in settings.LETTER_VALUES)
+    level = "" if section == "payment_advice" else " ${level}"
+    current = settings.Settings()
+    for key, value in [
+        ("letters.language", language),
+        ("sender.address", "buchhaltung@mueller.example"),
+        ("letters.signature", "Müller GmbH\n${customer_number}"),
+        ("letters.attachment_name", "${stem}_${customer_number}.${ext}"),
+        ("dunning_3.subject", f"Mahnung{level}: {every}"),
+        ("payment_advice.body", f"Avis\n{every}"),
+    ]:
+        current = settings.with_value(current, key, value)
+    shown = preview(current, section)
+    letter_type, level_number = report_of(section)
+    stem = "Zahlungsavis" if level_number is None else f"Mahnung_{level_number}"
+    pdf = write_letter(tmp_path / f"{stem}_RE-2025-0815.pdf", "RE-2025-0815")
+    request = LetterRequest(
+        type=letter_type.value, level=level_number, to=[shown.to], attachments=[pdf], vars=SAMPLE_VALUES[language]
+    )
+    item = prepare(current, request)
+    assert (shown.subject, shown.body, shown.sender) == (item.subject, item.body, item.sender)
+    assert [shown.attachment] == [a.filename for a in item.attachments]
+    assert "${" not in shown.subject + shown.body + shown.attachment
+
+
+def test_a_template_no_sample_can_fill_is_named_in_the_preview() -> None:
+    # ${level} in the global subject is fine for dunning letters, but a payment advice has no level.
+    current = settings.with_value(settings.Settings(), "letters.subject", "Stufe ${level}")
+    assert preview(current, "dunning_4").subject == "Stufe 4"
+    with pytest.raises(BadLetter, match=r"letters\.subject uses \$\{level\}"):
+        preview(current, "payment_advice")

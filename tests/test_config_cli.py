@@ -41,6 +41,7 @@ GOOD_VALUES = {
     "letters.body": ["Guten Tag ${customer_name},\n\nanbei Beleg ${document_number}.\nKosten: $$5"],
     "letters.signature": ["Müller GmbH\nBuchhaltung"],
     "letters.attachment_name": ["${filename}", "Mahnung_${document_number}.pdf"],
+    "letters.max_recipients": ["1", "10", "100"],
     **{
         f"{section}.{name}": ["${document_number} für ${customer_name}"]
         for section in ["payment_advice"] + [f"dunning_{level}" for level in range(1, 10)]
@@ -66,6 +67,13 @@ BAD_VALUES = [
     ("sender.reply_to", "a@b"),
     ("sender.bcc", "x@example.com\r\nBcc: victim@example.com"),
     ("sender.name", "Evil\nBcc: victim@example.com"),
+    ("sender.name", "Müller\u2028GmbH"),  # a line separator send could not write
+    ("sender.address", "jörg@mueller.example"),  # non-ASCII before the @
+    ("sender.address", ".buchhaltung@mueller.example"),
+    ("sender.reply_to", "opos.@mueller.example"),
+    ("sender.bcc", "archiv..kopie@mueller.example"),
+    ("sender.address", "a" * 65 + "@mueller.example"),
+    ("sender.address", "buchhaltung@☃.example"),  # not encodable in IDNA 2008
     ("nosuch.key", "1"),
     ("smtp.max_message_mb", "0"),
     ("smtp.connections", "0"),
@@ -74,8 +82,13 @@ BAD_VALUES = [
     ("letters.language", "fr"),
     ("letters.subject", "Mahnung\nBcc: victim@example.com"),
     ("letters.body", "Kosten: $5"),
+    ("letters.max_recipients", "0"),
+    ("letters.max_recipients", "101"),
     ("payment_advice.subject", "Avis ${document_number"),
     ("dunning_3.body", "${ kunde }"),
+    ("letters.subject", "Beleg ${customr_name}"),
+    ("letters.attachment_name", "${filenam}"),
+    ("payment_advice.body", "Avis, Stufe ${level}"),
     ("dunning_10.subject", "x"),
 ]
 
@@ -125,6 +138,22 @@ def test_bad_value_names_what_is_allowed(cli: Cli, home: Home) -> None:
     for mode in ("None", "Auto", "SslOnConnect", "StartTls", "StartTlsWhenAvailable"):
         assert mode in err
     assert "1 to 65535" in cli("config", "set", "smtp.port", "99999").err
+
+
+def test_a_template_names_its_bad_placeholder(cli: Cli, home: Home) -> None:
+    err = cli("config", "set", "dunning_2.subject", "Mahnung ${customr_name}").err
+    assert "unknown placeholder ${customr_name}" in err and "${customer_name}" in err
+    assert "bad placeholder at '${ kunde }'" in cli("config", "set", "dunning_3.body", "${ kunde } zahlt").err
+    assert "'$5'" in cli("config", "set", "letters.body", "Kosten: $5").err
+    assert cli("config", "set", "dunning_2.body", "Stufe ${level}").code == 0  # dunning letters have a level
+
+
+def test_an_older_template_with_an_unknown_placeholder_still_loads(cli: Cli, home: Home) -> None:
+    # Checked when set, not on load: nobody is locked out of a configuration written before the check.
+    home.ensure()
+    home.config_file.write_text('[dunning_5]\nsubject = "Mahnung ${kunde}"\n', "utf-8")
+    assert cli("config", "get", "dunning_5.subject").out.strip() == "Mahnung ${kunde}"
+    assert cli("config", "set", "dunning_5.subject", "Mahnung ${customer_name}").code == 0
 
 
 def test_oauth_only_with_smtp(cli: Cli, home: Home) -> None:
@@ -235,3 +264,40 @@ def test_real_process_help_and_usage_errors(tmp_path: Path) -> None:
     probe = "import sys, opos_tui.cli; print(sorted(m for m in ('textual', 'msal', 'google') if m in sys.modules))"
     mods = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert mods.stdout.strip() == "[]"
+
+
+def test_parallel_config_set_keeps_every_value(home: Home) -> None:
+    """Twelve admins (or scripts) run `config set` at once on different keys: every value reported saved
+    is in config.toml afterwards."""
+    values = {
+        "smtp.host": "mail.example.com",
+        "smtp.port": "2525",
+        "smtp.timeout": "45",
+        "smtp.max_message_mb": "20",
+        "smtp.connections": "3",
+        "smtp.max_per_minute": "30",
+        "sender.address": "opos@example.com",
+        "sender.name": "Buchhaltung",
+        "sender.reply_to": "antwort@example.com",
+        "sender.bcc": "archiv@example.com",
+        "retry.backoff_minutes": "7",
+        "retry.give_up_days": "3",
+    }
+    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "opos_tui", "config", "set", key, value],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for key, value in values.items()
+    ]
+    for process in runs:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert "saved" in out
+    saved = settings.load(home)
+    assert {key: settings.format_value(settings.get_value(saved, key)) for key in values} == values
+    assert mode_of(home.root / "config.toml.lock") == 0o600

@@ -13,7 +13,7 @@ from opos_tui import settings as settings_module
 from opos_tui.services import secrets
 from opos_tui.services.connection_test import run_connection_test
 from opos_tui.services.home import Home
-from opos_tui.services.transports.smtp import HandshakeEvent
+from opos_tui.services.transports.base import HandshakeEvent
 from tests.servers.smtp import PASSWORD, USER, SmtpServer
 
 JSON_KEYS = {"ok", "stage", "tls", "error", "transcript"}
@@ -92,6 +92,22 @@ def test_send_test_to_delivers_a_test_mail(cli: Any, home: Home, smtp_server: An
     assert "connection test" in mail["Subject"] and mail["From"].addresses[0].display_name.startswith("Müller")
 
 
+def test_test_mail_to_and_from_international_domains(cli: Any, home: Home, smtp_server: Any) -> None:
+    server = smtp_server("plain")
+    configure(home, server, sender__address="buchhaltung@müller-gmbh.de", sender__name="Müller GmbH")
+    result = cli("test-connection", "--send-test-to", "admin@straße.example")
+    assert result.code == 0, result.out + result.err
+    [received] = server.received
+    assert (received.mail_from, received.rcpt_tos) == (
+        "buchhaltung@xn--mller-gmbh-9db.de",
+        ["admin@xn--strae-oqa.example"],
+    )
+    mail = message_from_bytes(received.content, policy=policy.default)
+    assert mail["From"] == "Müller GmbH <buchhaltung@xn--mller-gmbh-9db.de>"
+    assert mail["To"] == "admin@xn--strae-oqa.example"
+    assert mail["Message-ID"].endswith("@xn--mller-gmbh-9db.de>")
+
+
 def test_password_never_in_the_output(cli: Any, home: Home, smtp_server: Any) -> None:
     server = smtp_server("plain")
     with_password(home, server, smtp__allow_plain_auth=True)
@@ -125,7 +141,9 @@ def test_refused_login_is_exit_1_at_stage_auth(cli: Any, home: Home, smtp_server
     ]
 
 
-@pytest.mark.parametrize("address", ["not-an-address", "a@b", "x@example.test\r\nBcc: victim@example.test"])
+@pytest.mark.parametrize(
+    "address", ["not-an-address", "a@b", "x@example.test\r\nBcc: victim@example.test", "jörg@example.test"]
+)
 def test_bad_test_address_is_usage_error(cli: Any, home: Home, smtp_server: Any, address: str) -> None:
     server = smtp_server("plain")
     configure(home, server)

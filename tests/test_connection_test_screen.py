@@ -16,9 +16,9 @@ from opos_tui.screens.labels import name_fields
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.services import secrets
 from opos_tui.services.connection_test import ConnectionTestResult
-from opos_tui.services.errors import CertificateNotTrusted
 from opos_tui.services.home import Home
-from opos_tui.services.transports.smtp import HandshakeEvent
+from opos_tui.services.transports.base import HandshakeEvent
+from opos_tui.services.transports.smtp.errors import CertificateNotTrusted
 from tests.conftest import file_bytes
 from tests.servers.smtp import PASSWORD, USER, free_port
 

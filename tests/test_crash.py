@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
+import pty
 import signal
-import subprocess
-import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -20,39 +20,21 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue, Status
-from tests.conftest import Cli
+from opos_tui.services.queue import Queue, Recipient, Status
+from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
 from tests.servers.smtp import HOST, StartServer, free_port
 from tests.test_send import configure
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def send_process(home: Home, *args: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "OPOS_TUI_HOME": str(home.root),
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUNBUFFERED": "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "opos_tui", "send", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-
 
 def fill(cli: Cli, tmp_path: Path, count: int) -> list[int]:
-    pdf = write_letter(tmp_path / "Mahnung.pdf", "M-1")
+    """``count`` dunning letters that pass the plausibility check."""
     ids = []
     for n in range(count):
+        pdf = write_letter(tmp_path / f"Mahnung_{n}.pdf", f"M-{n}")
         result = cli(
             "enqueue", "--type", "dunning", "--level", "1", "--to", f"kunde{n}@aerger.example", "--attach", str(pdf),
-            "--subject", f"Mahnung {n}", "--body", "Bitte zahlen.", "--json",
+            "--subject", f"Mahnung {n}", "--body", "Bitte zahlen.", "--var", f"document_number=M-{n}", "--json",
         )  # fmt: skip
         assert result.code == 0, result.err
         ids.append(json.loads(result.out)["id"])
@@ -161,3 +143,70 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
     assert cli("send").code == 0
     with Queue(home.queue_db) as q:
         assert q.counts()[Status.SENT] == 30
+
+
+def test_two_senders_on_a_deferring_server_try_each_mail_once_per_run(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    busy, *good = fill(cli, tmp_path, 12)
+    with Queue(home.queue_db) as q:
+        q.set_recipients(busy, [Recipient("to", "data-busy@aerger.example")])  # 451 after every DATA
+    named = [str(i) for i in (busy, *good)]
+    first, second = send_process(home, *named, "--json"), send_process(home, *named, "--json")
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    assert first.returncode in (0, 1) and second.returncode in (0, 1), outs
+    reports = [json.loads(out) for out, _ in outs]
+    sent = [i for r in reports for i in r["sent"]]
+    assert sorted(sent) == sorted(good)  # each went once, by one of them
+    assert max(received_ids(server).values()) == 1
+    deferred = [i for r in reports for i in r["deferred"]]
+    assert deferred in ([busy], [busy, busy])  # at most once per run, never hammered
+    with Queue(home.queue_db) as q:
+        assert q.get(busy).attempts == len(deferred) and q.get(busy).status is Status.DEFERRED
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "said"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_sigterm_stops_send_as_cleanly_as_ctrl_c(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path, stop: signal.Signals, code: int, said: str
+) -> None:
+    server = smtp_server("plain")
+    configure(cli, home, server, **{"smtp.timeout": "60"})
+    first, slow, last = fill(cli, tmp_path, 3)
+    with Queue(home.queue_db) as q:
+        q.set_recipients(slow, [Recipient("to", "slow@aerger.example")])  # the server holds its reply
+    # On a terminal, as an operator runs it: the progress line is rewritten with \r.
+    leader, follower = pty.openpty()
+    process = send_process(
+        home, stdout=follower, stderr=follower, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    os.close(follower)
+    output = bytearray()
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO once the process is gone
+            while data := os.read(leader, 4096):
+                output.extend(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert server.holding.wait(60)  # the second mail's data is at the server, its reply held
+    process.send_signal(stop)
+    assert process.wait(timeout=60) == code
+    reader.join(timeout=60)
+    os.close(leader)
+
+    shown = output.decode().replace("\r\n", "\n")
+    assert "\n1 sent, 0 deferred, 0 failed, 1 uncertain, 1 left pending\n" in shown  # a line of its own
+    assert f"\n{said}\n" in shown and "Traceback" not in shown
+    assert "\rsent 1, failed 0, left 2" in shown and "/min" not in shown  # one mail is no measure of a rate
+    with Queue(home.queue_db) as q:
+        assert q.get(first).status is Status.SENT
+        doubt = q.get(slow)
+        assert doubt.status is Status.UNCERTAIN and "interrupted while this mail was being sent" in (doubt.error or "")
+        assert q.get(last).status is Status.PENDING and q.get(last).attempts == 0
+        assert q.counts()[Status.SENDING] == 0
+    assert len(server.received) == 2

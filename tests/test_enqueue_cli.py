@@ -14,7 +14,7 @@ import pytest
 from opos_tui.services.compose import build_message
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status
-from tests.conftest import Cli
+from tests.conftest import Cli, run_cli
 from tests.pdfs import write_letter
 
 QUEUE_FIELDS = {
@@ -153,6 +153,8 @@ def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
     unreadable = tmp_path / "secret.pdf"
     unreadable.write_bytes(b"%PDF-1.4\n")
     unreadable.chmod(0)
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
     good = dunning(letter=letter)
 
     def with_(flag: str, value: str) -> list[str]:
@@ -166,6 +168,10 @@ def bad_inputs(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
         *([("unreadable attachment", with_("--attach", str(unreadable)))] if os.geteuid() != 0 else []),
         ("not a PDF", with_("--attach", str(fake))),
         ("too large", [*good, "--attach", str(big)]),
+        ("empty attachment", with_("--attach", str(empty))),
+        ("the same file twice", [*good, "--attach", str(letter)]),
+        ("the same file twice by another path", [*good, "--attach", str(letter.parent / "." / letter.name)]),
+        ("11 recipients", [*good, *[a for n in range(10) for a in ("--cc", f"kopie{n}@aerger.example")]]),
         ("invalid address", with_("--to", "joerg@@aerger")),
         ("two addresses in one", with_("--to", "a@example.com, b@example.com")),
         ("CR/LF in a name", with_("--to", "Evil\r\nBcc: victim@example.com <a@example.com>")),
@@ -270,3 +276,122 @@ def test_a_dunning_letter_without_a_level_is_the_first_reminder(
     row = json.loads(cli("queue", "--json").out)[0]
     assert (row["type"], row["level"]) == ("dunning", 1)
     assert row["subject"].startswith("1. Mahnung")
+
+
+# Unicode line separators: every character str.splitlines() breaks on besides \r and \n.
+LINE_SEPARATORS = ("\u2028", "\u2029", "\x85", "\v", "\f", "\x1c", "\x1d", "\x1e")
+
+
+def send_crashers(tmp_path: Path, letter: Path) -> list[tuple[str, list[str]]]:
+    """Inputs that older versions queued and that `send` then could not write: it stopped the run."""
+    good = dunning(letter=letter)
+
+    def with_to(value: str) -> list[str]:
+        i = good.index("--to")
+        return [*good[: i + 1], value, *good[i + 2 :]]
+
+    vt_name = tmp_path / "Mahnung\vK1001.pdf"  # a real file whose name holds a vertical tab
+    vt_name.write_bytes(letter.read_bytes())
+    return [
+        ("non-ASCII local part", with_to("jörg@aerger.example")),
+        ("local part starts with a dot", with_to(".joerg@aerger.example")),
+        ("local part ends with a dot", with_to("Jörg <joerg.@aerger.example>")),
+        ("two dots in the local part", with_to("jo..erg@aerger.example")),
+        *((f"{ch!r} in the subject", [*good, "--subject", f"Mahnung{ch}R-2024-0815"]) for ch in LINE_SEPARATORS),
+        ("U+2028 in a value used in the subject", [*good, "--var", "document_number=R-1\u2028x"]),
+        (
+            "\\v in a file name",
+            [*good[: good.index("--attach") + 1], str(vt_name), *good[good.index("--attach") + 2 :]],
+        ),
+    ]
+
+
+def door_inputs() -> list[tuple[str, list[str]]]:
+    """Inputs no mail can carry, refused with a reason of their own."""
+    return [
+        ("local part over 64 characters", ["--to", "a" * 65 + "@aerger.example"]),
+        ("domain label over 63 characters", ["--to", "joerg@" + "a" * 64 + ".example"]),
+        ("international label over 63 characters as IDNA", ["--to", "joerg@" + "äöüßéèêçñåøæœ" * 4 + ".example"]),
+        ("address over 254 characters", ["--to", "a" * 64 + "@" + ".".join(["b" * 63] * 3) + ".example"]),
+        ("domain that IDNA 2008 cannot encode", ["--to", "kunde@☃.example"]),
+        ("underscore in the domain", ["--to", "kunde@aerger_gmbh.example"]),
+        ("hyphen at the start of a label", ["--to", "kunde@-aerger.example"]),
+        ("U+2028 in a name", ["--to", "Jörg\u2028Ärger <joerg@aerger.example>"]),
+        ("NUL in the subject", ["--subject", "Mahnung\x00"]),
+        ("not UTF-8 in the body", ["--body", "Gr\udcfc\udcdfe"]),  # a Latin-1 argument decoded as by Python
+        ("not UTF-8 in an unused value", ["--var", "note=\udce4"]),
+    ]
+
+
+def test_what_send_cannot_write_is_refused_at_the_door(
+    cli: Cli, home: Home, sender: None, letter: Path, tmp_path: Path
+) -> None:
+    assert cli(*dunning(letter=letter)).code == 0
+    with Queue(home.queue_db) as q:
+        before = (q.version(), q.count())
+    cases = [
+        *send_crashers(tmp_path, letter),
+        *((why, [*dunning(letter=letter), *extra]) for why, extra in door_inputs()),
+    ]
+    for why, argv in cases:
+        result = cli(*argv)
+        assert result.code == 2, why
+        assert result.out == "", why
+        assert "Traceback" not in result.err, why
+        assert len(result.err.strip().splitlines()) == 1, (why, result.err)
+        with Queue(home.queue_db) as q:
+            assert (q.version(), q.count()) == before, why
+
+
+def test_address_errors_say_what_is_wrong(cli: Cli, home: Home, sender: None, letter: Path) -> None:
+    def error(to: str, *lang: str) -> str:
+        good = dunning(letter=letter)
+        i = good.index("--to")
+        return cli(*lang, *good[: i + 1], to, *good[i + 2 :]).err
+
+    assert "before the @ contains 'ö'" in error("jörg@aerger.example")
+    assert "must not start or end with a dot" in error("joerg.@aerger.example")
+    assert "65 characters, at most 64" in error("a" * 65 + "@aerger.example")
+    assert "at most 63" in error("joerg@" + "äöüßéèêçñåøæœ" * 4 + ".example")
+    assert "at most 254" in error("a" * 64 + "@" + ".".join(["b" * 63] * 3) + ".example")
+    assert "IDNA" in error("kunde@☃.example")
+    assert "U+2028" in error("Jörg\u2028Ärger <joerg@aerger.example>")
+    assert "der Teil vor dem @ enthält 'ö'" in error("jörg@aerger.example", "--lang", "de")
+
+
+def test_an_international_domain_is_queued_as_typed(cli: Cli, home: Home, sender: None, letter: Path) -> None:
+    good = dunning(letter=letter)
+    i = good.index("--to")
+    result = cli(*good[: i + 1], "Kunde <kunde@straße.example>", *good[i + 2 :], "--json")
+    assert result.code == 0, result.err
+    assert queue_json(cli)[0]["to"] == ["Kunde <kunde@straße.example>"]  # what the operator reads
+    with Queue(home.queue_db) as q:
+        item = q.get(json.loads(result.out)["id"])
+        raw = build_message(item, [])
+    assert b"To: Kunde <kunde@xn--strae-oqa.example>" in raw  # IDNA 2008 keeps the ß (not "strasse")
+
+
+def test_recipients_are_capped_by_a_setting(cli: Cli, home: Home, sender: None, letter: Path) -> None:
+    ten = [a for n in range(9) for a in ("--cc", f"kopie{n}@aerger.example")]
+    assert cli(*dunning(*ten, letter=letter)).code == 0  # To + 9 Cc = the default 10
+    eleven = cli(*dunning(*ten, "--to", "zweite@aerger.example", letter=letter))
+    assert eleven.code == 2
+    assert "11 recipients" in eleven.err and "letters.max_recipients (10)" in eleven.err
+    assert len(queue_json(cli)) == 1
+    assert cli("config", "set", "letters.max_recipients", "11").code == 0
+    assert cli(*dunning(*ten, "--to", "zweite@aerger.example", letter=letter)).code == 0
+
+
+def test_a_device_or_pipe_is_refused_before_it_is_read(
+    cli: Cli, home: Home, sender: None, letter: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "Mahnung.pdf"
+    os.mkfifo(fifo)
+    # A FIFO nobody writes to blocked the open; /dev/zero was read until memory ran out.
+    for special in (fifo, Path("/dev/zero")):
+        argv = [a if a != str(letter) else str(special) for a in dunning(letter=letter)]
+        result = run_cli(*argv)
+        assert result.code == 2, result.err
+        assert "not a regular file" in result.err
+        assert "Traceback" not in result.err
+    assert queue_json(cli) == []

@@ -1,5 +1,5 @@
-"""German mode speaks German, English mode English: the settings form, the connection test and the messages
-behind them, each walked in both languages and searched for words of the other."""
+"""German mode speaks German, English mode English: the settings form, the connection test, the letter report
+pages and the messages behind them, each walked in both languages and searched for words of the other."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from opos_tui.i18n import LANGS, Lang, set_lang
 from opos_tui.services import errors, secrets
 from opos_tui.services.addresses import AddressError, check_addr_spec, parse_mailbox
 from opos_tui.services.home import Home
+from opos_tui.services.transports.smtp import errors as smtp
 from tests.servers.smtp import free_port
 
 # Short words that give a language away. Not "mit": the original dialog's "OAuth mit Dialog" is a name.
@@ -56,8 +57,21 @@ def test_the_settings_form_and_connection_test_speak_one_language(lang: Lang, tm
     everything = walk.stdout
     # The walk did reach what it is meant to check: inline errors, the refused save, the failed test.
     expected = {
-        "en": ["must be a whole number from 1 to 65535", "is not an e-mail address", "Not saved", "refused"],
-        "de": ["muss eine ganze Zahl von 1 bis 65535 sein", "ist keine E-Mail-Adresse", "Nicht gespeichert"],
+        "en": [
+            "must be a whole number from 1 to 65535",
+            "is not an e-mail address",
+            "Not saved",
+            "refused",
+            "unknown placeholder ${customr_name}",
+            "Letter reports: per report",
+        ],
+        "de": [
+            "muss eine ganze Zahl von 1 bis 65535 sein",
+            "ist keine E-Mail-Adresse",
+            "Nicht gespeichert",
+            "unbekannter Platzhalter ${customr_name}",
+            "Brief-Reports: je Report",
+        ],
     }[lang]
     for text in expected:
         assert text in everything
@@ -68,39 +82,46 @@ def test_the_settings_form_and_connection_test_speak_one_language(lang: Lang, tm
         assert "^p Befehle" in everything
 
 
+def address_error(address: str) -> AddressError:
+    with pytest.raises(AddressError) as caught:
+        check_addr_spec(address)
+    return caught.value
+
+
 def sample_errors() -> list[errors.OposError]:
     reply = "5.7.8 Authentication credentials invalid"
     host, port = "mail.example.com", 587
     return [
-        errors.ServerUnreachable.because(host, port, "Network is unreachable", os_error=errno.ENETUNREACH),
-        errors.ConnectionRefused(host, port),
-        errors.ConnectionTimedOut(host, port, 30),
-        errors.ConnectionLost(host, port),
-        errors.ServerDeferred(451, "4.3.0 try again later", "rcpt"),
-        errors.MessageRejected(554, "5.6.0 rejected", "mail"),
-        errors.MessageRejected(554, "5.6.0 rejected", "data"),
-        errors.RecipientsRefused({"a@example.com": "550 5.1.1 unknown"}),
-        errors.MessageTooLarge(30_000_000, 25_000_000),
-        errors.AddressNotSupported("jürgen@example.de"),
-        errors.ServerRefused(554, "5.7.1 go away", host),
-        errors.HostNotFound(host),
-        errors.NotSmtp(host, port),
-        errors.TlsMismatch(host, 465, True, "SslOnConnect"),
-        errors.TlsMismatch(host, 587, False, "StartTls"),
-        errors.StartTlsNotOffered(host, port),
-        errors.StartTlsRefused(454, "4.7.0 TLS unavailable", host),
-        errors.TlsFailed(host, port, "WRONG_VERSION_NUMBER"),
-        errors.CertificateNotTrusted(host, "CN=mail", "CN=mail", "self-signed certificate"),
-        errors.CertificateNotTrusted(host, "CN=mail", "CN=Corp CA", "unable to get local issuer certificate"),
-        errors.CertificateProblem(host, "CN=other", "CN=CA", "Hostname mismatch"),
-        errors.CaFileUnusable("/etc/ca.pem", "no PEM certificate in it"),
-        errors.PlainAuthRefused(host),
-        errors.AuthNotOffered(host, "PLAIN", [], encrypted=False),
-        errors.AuthNotOffered(host, "PLAIN", ["XOAUTH2"], encrypted=True),
-        errors.AuthenticationFailed(535, reply, "opos@example.com", "PLAIN"),
-        errors.AuthenticationFailed(535, reply, "opos@example.com", "XOAUTH2"),
-        errors.SmtpAuthDisabled(535, "5.7.139 Authentication unsuccessful", "opos@example.com", "LOGIN"),
-        errors.AuthenticationRequired(530, "5.7.0 Authentication required", host),
+        smtp.ServerUnreachable.because(host, port, "Network is unreachable", os_error=errno.ENETUNREACH),
+        smtp.ConnectionRefused(host, port),
+        smtp.ConnectionTimedOut(host, port, 30),
+        smtp.ConnectionLost(host, port),
+        smtp.ServerDeferred(451, "4.3.0 try again later", "rcpt"),
+        smtp.MessageRejected(554, "5.6.0 rejected", "mail"),
+        smtp.MessageRejected(554, "5.6.0 rejected", "data"),
+        smtp.RecipientsRefused({"a@example.com": "550 5.1.1 unknown"}),
+        smtp.MessageTooLarge(30_000_000, 25_000_000),
+        smtp.AddressNotSupported("jürgen@example.de", address_error("jürgen@example.de")),
+        smtp.ServerRefused(554, "5.7.1 go away", host),
+        smtp.HostNotFound(host),
+        smtp.NotSmtp(host, port),
+        smtp.TlsMismatch(host, 465, True, "SslOnConnect"),
+        smtp.TlsMismatch(host, 587, False, "StartTls"),
+        smtp.StartTlsNotOffered(host, port),
+        smtp.StartTlsRefused(454, "4.7.0 TLS unavailable", host),
+        smtp.TlsFailed(host, port, "WRONG_VERSION_NUMBER"),
+        smtp.CertificateNotTrusted(host, "CN=mail", "CN=mail", "self-signed certificate"),
+        smtp.CertificateNotTrusted(host, "CN=mail", "CN=Corp CA", "unable to get local issuer certificate"),
+        smtp.CertificateProblem(host, "CN=other", "CN=CA", "Hostname mismatch"),
+        smtp.CaFileUnusable("/etc/ca.pem", "no PEM certificate in it"),
+        smtp.PlainAuthRefused(host),
+        smtp.AuthNotOffered(host, "PLAIN", [], encrypted=False),
+        smtp.AuthNotOffered(host, "PLAIN", ["XOAUTH2"], encrypted=True),
+        smtp.AuthenticationFailed(535, reply, "opos@example.com", "PLAIN"),
+        smtp.AuthenticationFailed(535, reply, "opos@example.com", "XOAUTH2"),
+        smtp.SmtpAuthDisabled(535, "5.7.139 Authentication unsuccessful", "opos@example.com", "LOGIN"),
+        smtp.AuthenticationRequired(530, "5.7.0 Authentication required", host),
+        smtp.ReplyLost(host),
     ]
 
 
@@ -111,11 +132,11 @@ def errors_classes() -> set[type]:
         cls = todo.pop()
         found.add(cls)
         todo.extend(cls.__subclasses__())
-    return {cls for cls in found if cls.__module__ == errors.__name__ and "__init__" in vars(cls)} - {errors.OposError}
+    return {cls for cls in found if cls.__module__ == smtp.__name__ and "__init__" in vars(cls)} - {errors.OposError}
 
 
 def test_every_error_of_the_sending_services_is_sampled() -> None:
-    assert errors_classes() <= {type(error) for error in sample_errors()} | {errors.ServerUnreachable}
+    assert errors_classes() <= {type(error) for error in sample_errors()} | {smtp.ServerUnreachable}
 
 
 def invalid_values() -> dict[str, str]:

@@ -4,21 +4,25 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opos_tui import settings
 from opos_tui.services import secrets
+from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
 from opos_tui.services.errors import InteractionNeeded
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue, Status, open_queue
-from opos_tui.services.transports.factory import build_transport
+from opos_tui.services.queue import NewItem, Queue, Recipient, Status, open_queue
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import RetrySettings
-from tests.conftest import Cli
+from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
 from tests.servers.smtp import PASSWORD, USER, StartServer
 
@@ -48,6 +52,13 @@ def enqueue(cli: Cli, tmp_path: Path, to: str, n: int = 1, *extra: str) -> int:
     )  # fmt: skip
     assert result.code == 0, result.err
     return int(json.loads(result.out)["id"])
+
+
+def advice(current: settings.Settings, tmp_path: Path, n: int, to: str) -> NewItem:
+    """Payment advice ``n`` whose PDF names its document, so that it passes the plausibility check."""
+    pdf = write_letter(tmp_path / f"Avis_{n}.pdf", f"Z-{n}")
+    vars = {"customer_name": "Ärger", "document_number": f"Z-{n}"}
+    return prepare(current, LetterRequest("payment-advice", to=[to], attachments=[pdf], vars=vars))
 
 
 def rows(cli: Cli) -> dict[int, dict[str, Any]]:
@@ -239,19 +250,10 @@ async def test_dispatcher_progress_parallel_connections_and_rate(
             "sender": {"address": "buchhaltung@mueller.example"},
         }
     )
-    from opos_tui.services.compose import LetterRequest, prepare
-
-    pdf = write_letter(tmp_path / "Avis.pdf", "Z-1")
     events: list[Progress] = []
     with open_queue(home) as q:
         for n in range(12):
-            request = LetterRequest(
-                type="payment-advice",
-                to=[f"kunde{n}@aerger.example"],
-                attachments=[pdf],
-                vars={"customer_name": "Ärger", "document_number": f"Z-{n}"},
-            )
-            q.enqueue(prepare(current, request))
+            q.enqueue(advice(current, tmp_path, n, f"kunde{n}@aerger.example"))
         store = secrets.open_store(home)
         made: list[object] = []
 
@@ -275,19 +277,9 @@ async def test_dispatcher_progress_parallel_connections_and_rate(
 async def test_stop_request_ends_after_the_current_mail(home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     server = smtp_server("plain")
     current = server.settings()
-    from opos_tui.services.compose import LetterRequest, prepare
-
-    pdf = write_letter(tmp_path / "Avis.pdf", "Z-1")
     with open_queue(home) as q:
         for n in range(5):
-            q.enqueue(
-                prepare(
-                    current,
-                    LetterRequest(
-                        "payment-advice", to=[f"k{n}@aerger.example"], attachments=[pdf], subject="A", body="B"
-                    ),
-                )
-            )
+            q.enqueue(advice(current, tmp_path, n, f"k{n}@aerger.example"))
         store = secrets.open_store(home)
         engine: Dispatcher
 
@@ -331,19 +323,13 @@ class SignInFirst:
 
 
 async def test_sign_in_needed_stops_or_pauses_the_run(home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
-    from opos_tui.services.compose import LetterRequest, prepare
-
     server = smtp_server("plain")
     current = server.settings()
-    pdf = write_letter(tmp_path / "Avis.pdf", "Z-1")
     store = secrets.open_store(home)
     SignInFirst.signed_in = False
     with open_queue(home) as q:
         for n in range(3):
-            request = LetterRequest(
-                "payment-advice", to=[f"k{n}@aerger.example"], attachments=[pdf], subject="A", body="B"
-            )
-            q.enqueue(prepare(current, request))
+            q.enqueue(advice(current, tmp_path, n, f"k{n}@aerger.example"))
         # "oauth" (no dialog): the run stops, nothing is failed, everything stays pending
         stopped = await Dispatcher(q, lambda: SignInFirst(build_transport(current, store))).run()
         assert isinstance(stopped.stopped, InteractionNeeded) and stopped.failed == []
@@ -379,3 +365,196 @@ def test_no_sender_stops_the_run_until_one_is_set(
     assert rows(cli)[item]["status"] == "sent"
     assert parsed(server.received[0].content)["From"].addresses[0].addr_spec == "opos@mueller.example"
     assert server.received[0].mail_from == "opos@mueller.example"
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["ascii-server", "smtputf8-server"])
+def test_an_international_domain_goes_out_in_idna_form(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path, smtputf8: bool
+) -> None:
+    server = smtp_server("plain", smtputf8=smtputf8)
+    configure(
+        cli, home, server, **{"sender.address": "buchhaltung@müller-gmbh.de", "sender.reply_to": "opos@müller-gmbh.de"}
+    )
+    item = enqueue(cli, tmp_path, "Kunde Müller <kunde@müller-stahl.example>", 1, "--cc", "buero@straße.example")
+
+    result = cli("send")
+    assert result.code == 0, result.err
+    assert rows(cli)[item]["status"] == "sent"
+    first = server.received[0]
+    assert first.mail_from == "buchhaltung@xn--mller-gmbh-9db.de"
+    assert first.rcpt_tos == ["kunde@xn--mller-stahl-thb.example", "buero@xn--strae-oqa.example"]
+    headers = first.content.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    unfolded = headers.replace("\r\n ", " ")
+    to = next(line for line in unfolded.splitlines() if line.startswith("To: "))
+    assert to.endswith("<kunde@xn--mller-stahl-thb.example>")  # the name stays RFC 2047 encoded, the address not
+    assert "=?utf-8?" in to.partition("<")[0]
+    assert "=?utf-8?" not in to.partition("<")[2]
+    assert "Cc: buero@xn--strae-oqa.example" in unfolded.splitlines()
+    message = parsed(first.content)
+    assert message["To"] == "Kunde Müller <kunde@xn--mller-stahl-thb.example>"
+    assert message["From"].addresses[0].addr_spec == "buchhaltung@xn--mller-gmbh-9db.de"
+    assert message["Reply-To"] == "opos@xn--mller-gmbh-9db.de"
+    assert message["Message-ID"].endswith("@xn--mller-gmbh-9db.de>")
+
+
+# --- one try per mail per run -------------------------------------------------------------------------
+
+
+def test_a_deferred_mail_is_tried_once_and_the_run_goes_on(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    busy = enqueue(cli, tmp_path, "data-busy@aerger.example", 1)  # 451 after every DATA
+    others = [enqueue(cli, tmp_path, f"kunde{n}@aerger.example", n) for n in (2, 3)]
+    # A real process, so that a run hammering the 451 forever fails here instead of hanging the suite.
+    process = send_process(home, str(busy), *map(str, others), "--json")
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"send never ended: {process.communicate()[0][-300:]!r}") from None
+    assert process.returncode == 1, err
+    report = json.loads(out)
+    assert report["deferred"] == [busy] and report["sent"] == others
+    asked = [report[k] for k in ("sent", "deferred", "failed", "uncertain", "held", "not_sendable")]
+    assert sum(len(ids) for ids in asked) == 3 and report["left"] == 0  # the counts add up
+    assert sorted(r.rcpt_tos[0] for r in server.received) == ["kunde2@aerger.example", "kunde3@aerger.example"]
+    with Queue(home.queue_db) as q:
+        assert q.get(busy).attempts == 1
+        # Named again: tried once at once, then it waits for its backoff; unnamed, it waits.
+        assert cli("send", str(busy)).code == 1
+        assert q.get(busy).attempts == 2 and q.get(busy).status is Status.DEFERRED
+        assert cli("send").code == 0
+        assert q.get(busy).attempts == 2
+
+
+async def test_a_run_tries_a_mail_once_even_when_its_backoff_ends_during_the_run(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    current = server.settings()
+    with open_queue(home) as q:
+        busy = q.enqueue(advice(current, tmp_path, 1, "data-busy@aerger.example")).id
+        later = q.enqueue(advice(current, tmp_path, 2, "kunde@aerger.example")).id
+        store = secrets.open_store(home)
+        engine: Dispatcher
+
+        def backoff_over(event: Progress) -> None:
+            if event.outcome is Outcome.DEFERRED:  # as if the run had taken longer than the backoff
+                q._db.execute("UPDATE items SET next_attempt_at = 0 WHERE id = ?", (event.item_id,))
+                if event.failed > 1:
+                    engine.request_stop()  # tried twice in one run: that is the fault, stop it here
+
+        engine = Dispatcher(q, lambda: build_transport(current, store), on_progress=backoff_over)
+        result = await engine.run()
+        assert (result.deferred, result.sent) == ([busy], [later])
+        assert q.get(busy).attempts == 1
+        assert (await engine.run()).deferred == [busy]  # the next run tries it again
+        assert q.get(busy).attempts == 2
+
+
+# --- the plausibility check on every path that sends ---------------------------------------------------
+
+
+def test_send_holds_back_a_mail_that_fails_the_plausibility_check(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    good = enqueue(cli, tmp_path, "kunde1@aerger.example", 1)
+    swapped_pdf = write_letter(tmp_path / "Mahnung_Andere.pdf", "M-2024-0999", "K1999", "Andere Kundin")
+    result = cli(
+        "enqueue", "--type", "dunning", "--to", "kunde2@aerger.example", "--attach", str(swapped_pdf),
+        "--var", "customer_name=Jörg Ärger", "--var", "document_number=M-2024-0002", "--json",
+    )  # fmt: skip
+    swapped = int(json.loads(result.out)["id"])
+
+    result = cli("send", "--json")  # the cron path
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["sent"] == [good] and report["held"] == [swapped] and report["ok"] is False
+    assert [r.rcpt_tos for r in server.received] == [["kunde1@aerger.example"]]
+    with Queue(home.queue_db) as q:
+        item = q.get(swapped)
+        assert item.status is Status.HELD and item.attempts == 0
+        assert "document number M-2024-0002 is not in the attachment" in (item.error or "")
+        assert item.history[-1].outcome == "held" and "plausibility" in item.history[-1].reply
+
+    assert cli("release", str(swapped)).code == 0
+    again = cli("send")
+    assert again.code == 1 and f"--skip-check {swapped}" in again.err  # held once more, and told what to do
+    assert rows(cli)[swapped]["status"] == "held"
+    assert cli("release", str(swapped)).code == 0
+    assert cli("send", "--skip-check", str(swapped)).code == 0  # the operator confirmed it
+    assert rows(cli)[swapped]["status"] == "sent" and len(server.received) == 2
+
+
+def test_skip_check_takes_one_or_more_ids_and_refuses_strangers(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    pdf = write_letter(tmp_path / "Scan.pdf", "")  # names no document number: cannot be checked
+    ids = []
+    for n in range(4):
+        result = cli(
+            "enqueue", "--type", "dunning", "--to", f"kunde{n}@aerger.example", "--attach", str(pdf),
+            "--subject", "Mahnung", "--body", "Bitte zahlen.", "--json",
+        )  # fmt: skip
+        ids.append(int(json.loads(result.out)["id"]))
+    a, b, c, d = ids
+    assert cli("send", str(a), str(b), "--skip-check", str(c)).code == 2  # not among the items to send
+    assert cli("send", "--skip-check", "4711").code == 2
+    assert rows(cli)[a]["status"] == "pending" and server.received == []
+
+    result = cli("send", str(a), str(b), "--skip-check", str(b), "--json")
+    assert json.loads(result.out)["sent"] == [b] and json.loads(result.out)["held"] == [a]
+    result = cli("send", "--skip-check", str(c), str(d), "--json")
+    assert json.loads(result.out)["sent"] == [c, d] and result.code == 0
+
+
+# --- a mail that cannot be rendered --------------------------------------------------------------------
+
+
+def test_a_mail_that_cannot_be_rendered_fails_alone_and_is_never_uncertain(
+    cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    configure(cli, home, server)
+    first = enqueue(cli, tmp_path, "kunde1@aerger.example", 1)
+    # Queued past the door's checks (through the queue itself): a local part the renderer cannot encode.
+    current = settings.load(home)
+    with Queue(home.queue_db) as q:
+        broken = q.enqueue(advice(current, tmp_path, 2, "kunde2@aerger.example")).id
+        q.set_recipients(broken, [Recipient("to", "jörg@aerger.example")])
+    last = enqueue(cli, tmp_path, "kunde3@aerger.example", 3)
+
+    result = cli("send", "--json")
+    assert result.code == 1, result.err
+    report = json.loads(result.out)
+    assert report["sent"] == [first, last] and report["failed"] == [broken] and report["uncertain"] == []
+    assert len(server.received) == 2
+    row = rows(cli)[broken]
+    assert row["status"] == "failed" and "nothing was sent" in row["error"] and "before the @" in row["error"]
+
+
+# --- rate and ETA -------------------------------------------------------------------------------------
+
+
+async def test_rate_and_eta_only_once_measured_and_never_above_the_limit(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain")
+    current = server.settings()
+    events: list[Progress] = []
+    with open_queue(home) as q:
+        for n in range(6):
+            q.enqueue(advice(current, tmp_path, n, f"kunde{n}@aerger.example"))
+        store = secrets.open_store(home)
+        engine = Dispatcher(q, lambda: build_transport(current, store), max_per_minute=600, on_progress=events.append)
+        assert len((await engine.run()).sent) == 6
+    done = [e for e in events if e.outcome is Outcome.SENT]
+    assert [(e.rate, e.eta) for e in done[:2]] == [(None, None), (None, None)]  # one or two mails are no measure
+    assert all(e.rate is not None and 0 < e.rate * 60 <= 600 for e in done[2:])
+    assert [e.left for e in events] == sorted((e.left for e in events), reverse=True) and events[-1].left == 0

@@ -164,6 +164,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         "letters.body": "Guten Tag,\n\nanbei ${document_number}.",
         "letters.signature": "Müller GmbH",
         "letters.attachment_name": "Beleg_${document_number}.pdf",
+        "letters.max_recipients": "3",
         **{
             f"{section}.{name}": f"{section} {name} ${{document_number}}"
             for section in ["payment_advice"] + [f"dunning_{level}" for level in range(1, 10)]
@@ -283,7 +284,7 @@ def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], 
         screen = pilot.app.screen
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")
-        screen.query_one("#smtp-port", Input).cursor_blink = False  # the same picture however long it takes
+        screen.query_one("#smtp-port", Input).cursor_blink = False  # else caught on or off at random
 
     assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)
 
@@ -446,6 +447,26 @@ async def test_refused_save_takes_the_cursor_to_the_first_field_marked(home: Hom
         assert app.focused is screen.query_one("#sender-bcc")
         await type_into(pilot, screen, "sender.bcc", "archiv@example.com")
         assert not screen.query_one("#form-status").display  # fixed: the refusal is gone
+
+
+async def test_refused_save_shows_the_error_of_the_field_the_cursor_is_in(home: Home) -> None:
+    # The cursor is in the bad field already, at the bottom of the form: the line saying "not saved" takes a
+    # line from the form, and must not push the field's error out of view.
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await pilot.press("tab", "down", "enter")  # password login
+        await pilot.pause()
+        await pilot.press("tab", *"buchhaltung", "tab", *"geheim123", "tab", "tab", "ctrl+u", "0")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#smtp-port")
+        assert in_view(screen, "#field-smtp-port > .field-error")  # on the form's last line
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.query_one("#form-status").display
+        assert app.focused is screen.query_one("#smtp-port")
+        assert in_view(screen, "#field-smtp-port > .field-error")
 
 
 async def test_tab_from_the_last_field_goes_to_the_first(home: Home) -> None:

@@ -8,18 +8,17 @@ from typing import Any
 import pytest
 
 from opos_tui.i18n import LANGS
-from opos_tui.services import errors
-from opos_tui.services.errors import Category, ConfigError, OposError
+from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, SendResult
-from opos_tui.services.transports.factory import build_transport
-from opos_tui.services.transports.smtp import (
+from opos_tui.services.transports.base import Envelope, SendResult
+from opos_tui.services.transports.registry import build_transport
+from opos_tui.services.transports.smtp import errors
+from opos_tui.services.transports.smtp.transport import (
     OAuthLogin,
     PasswordLogin,
     SmtpConfig,
     SmtpTransport,
-    _smtp_address,
     effective_mode,
 )
 from opos_tui.settings import SecurityMode, Settings
@@ -386,11 +385,24 @@ async def test_cancelling_connect_closes_the_connection() -> None:
         assert not transport.connected
 
 
-def test_idn_domain_goes_out_as_punycode_without_smtputf8() -> None:
-    assert _smtp_address("buchhaltung@müller-gmbh.de", utf8=False) == "buchhaltung@xn--mller-gmbh-9db.de"
-    assert _smtp_address("buchhaltung@müller-gmbh.de", utf8=True) == "buchhaltung@müller-gmbh.de"
-    with pytest.raises(errors.AddressNotSupported):
-        _smtp_address("jürgen@example.de", utf8=False)
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["plain-ascii-server", "smtputf8-server"])
+async def test_idn_domains_go_into_the_envelope_as_idna(smtp_server: Any, smtputf8: bool) -> None:
+    # Also where the server offers SMTPUTF8: the next hop may not, and the headers carry the same form.
+    server = smtp_server("plain", smtputf8=smtputf8)
+    await send_one(config(server), Envelope("buchhaltung@müller-gmbh.de", ("kunde@straße.example",)))
+    (received,) = server.received
+    assert received.mail_from == "buchhaltung@xn--mller-gmbh-9db.de"
+    assert received.rcpt_tos == ["kunde@xn--strae-oqa.example"]  # IDNA 2008: ß stays ß, not "strasse"
+
+
+async def test_an_address_that_cannot_be_sent_is_refused_before_anything_goes_out(smtp_server: Any) -> None:
+    # Only an item queued by an older version can still hold one: it fails, and nothing reaches the server.
+    server = smtp_server("plain", smtputf8=True)
+    with pytest.raises(errors.AddressNotSupported) as caught:
+        await send_one(config(server), Envelope("buchhaltung@example.test", ("jürgen@example.test",)))
+    assert caught.value.category is Category.PERMANENT
+    assert "jürgen@example.test" in str(caught.value) and "before the @" in str(caught.value)
+    assert server.received == []
 
 
 # --- the factory --------------------------------------------------------------------------------------
@@ -415,8 +427,8 @@ def test_factory_refuses_what_cannot_work_here(tmp_path: Any) -> None:
     store = FileSecretStore(tmp_path / "secrets.toml")
     with pytest.raises(ConfigError, match=r"smtp\.host"):
         build_transport(Settings(), store)
-    with pytest.raises(errors.TransportUnavailable, match="needs Windows"):
+    with pytest.raises(TransportUnavailable, match="needs Windows"):
         build_transport(Settings(connection="windows"), store)
     oauth = Settings.model_validate({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth", "profile": USER}})
-    with pytest.raises(errors.TransportUnavailable, match="OAuth"):
+    with pytest.raises(TransportUnavailable, match="OAuth"):
         build_transport(oauth, store)

@@ -3,8 +3,13 @@ nothing deleted, nothing queued twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ import pytest
 
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue
-from tests.conftest import Cli
+from tests.conftest import Cli, run_cli
 from tests.pdfs import write_letter
 
 
@@ -135,3 +140,151 @@ def test_the_default_inbox_is_made_on_first_import(cli: Cli, home: Home) -> None
     assert result.code == 0, result.err
     assert (home.spool_dir / "inbox").is_dir()
     assert "0 imported" in result.out
+
+
+def test_what_send_cannot_write_is_rejected(cli: Cli, home: Home, inbox: Path) -> None:
+    # Each of these was queued by older versions and then stopped `send` when it tried to write the mail.
+    crashers = {
+        "local-non-ascii": manifest(to=["jörg@aerger.example"]),
+        "local-dots": manifest(to=["Jörg <jo..erg@aerger.example>"]),
+        "subject-line-separator": manifest(subject="2. Mahnung\u2028M-2024-17"),
+        "value-next-line": manifest(vars={**manifest()["vars"], "document_number": "M-2024\x8517"}),
+    }
+    for name, data in crashers.items():
+        drop(inbox, f"{name}.json", {**data, "attachments": [f"{name}.pdf"]}, f"{name}.pdf")
+    result = cli("import")
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert queued(home) == []
+    rejected = inbox / "rejected"
+    for name in crashers:
+        assert (rejected / f"{name}.json").is_file()
+        reason = (rejected / f"{name}.error.txt").read_text()
+        assert "before the @" in reason or "line break" in reason, reason
+
+
+def error_of(inbox: Path, manifest_name: str) -> str:
+    return (inbox / "rejected" / manifest_name.replace(".json", ".error.txt")).read_text()
+
+
+def test_links_in_the_inbox_are_rejected(cli: Cli, home: Home, inbox: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "shadow.txt"
+    secret.write_text("root:$6$geheim:19000:0:99999:7:::\n")
+    (inbox / "shadow.txt").symlink_to(secret)
+    drop(inbox, "shadow.json", manifest(attachments=["shadow.txt"]))
+    # Not even a real PDF: a link can point anywhere the service user may read.
+    elsewhere = write_letter(outside / "Mahnung.pdf", "M-2024-17", "K1001")
+    (inbox / "Mahnung_2_K1001.pdf").symlink_to(elsewhere)
+    drop(inbox, "pdf-link.json", manifest())
+    drop(outside, "K2.json", manifest(attachments=["Avis.pdf"]), "Avis.pdf")
+    (inbox / "K2.json").symlink_to(outside / "K2.json")
+    os.link(elsewhere, inbox / "hard.pdf")
+    drop(inbox, "hard.json", manifest(attachments=["hard.pdf"]))
+
+    result = cli("import")
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert queued(home) == []  # nothing queued, so nothing can be sent
+    for name in ("shadow.json", "pdf-link.json", "K2.json"):
+        assert "symbolic link" in error_of(inbox, name), name
+    assert "hard links" in error_of(inbox, "hard.json")
+    assert secret.read_text().startswith("root:") and elsewhere.is_file() and (outside / "K2.json").is_file()
+    assert (inbox / "rejected" / "shadow.txt").is_symlink()  # the link moved with its manifest, not its target
+
+
+def test_devices_pipes_empty_and_repeated_files_are_rejected(home: Home, inbox: Path) -> None:
+    drop(inbox, "K1001.json", manifest(), "Mahnung_2_K1001.pdf")
+    os.mkfifo(inbox / "pipe.pdf")
+    drop(inbox, "pipe.json", manifest(attachments=["pipe.pdf"]))
+    os.mkfifo(inbox / "fifo.json")  # a manifest nobody writes to
+    (inbox / "empty.pdf").write_bytes(b"")
+    drop(inbox, "empty.json", manifest(attachments=["empty.pdf"]))
+    drop(inbox, "twice.json", manifest(attachments=["Mahnung_2_K1001.pdf", "Mahnung_2_K1001.pdf"]))
+    text = json.dumps(manifest(), ensure_ascii=False)
+    drop(inbox, "repeated-key.json", text[:-1] + ', "to": ["jemand@anderes.example"]}')
+    drop(inbox, "crowd.json", manifest(to=[f"kunde{n}@example.com" for n in range(10_000)]))
+
+    result = run_cli("import")  # in a process of its own: reading a pipe used to hang
+    assert result.code == 1, result.err
+    assert "Traceback" not in result.err
+    assert [s for s, _ in queued(home)] == ["2. Mahnung M-2024-17"]
+    assert "not a regular file" in error_of(inbox, "pipe.json")
+    assert "not a regular file" in error_of(inbox, "fifo.json")
+    assert "empty" in error_of(inbox, "empty.json")
+    assert "twice" in error_of(inbox, "twice.json")
+    assert "'to' appears twice" in error_of(inbox, "repeated-key.json")
+    crowd = error_of(inbox, "crowd.json")
+    assert "10000 recipients" in crowd and "letters.max_recipients (10)" in crowd
+
+
+# A writer that keeps its file open: half of it written, the rest when told (a line on stdin).
+WRITER = """
+import sys
+target, source = sys.argv[1], sys.argv[2]
+data = open(source, "rb").read()
+with open(target, "wb") as out:
+    out.write(data[: len(data) // 2])
+    out.flush()
+    print("half", flush=True)
+    sys.stdin.readline()
+    out.write(data[len(data) // 2 :])
+"""
+
+
+@contextlib.contextmanager
+def writing(target: Path, data: bytes, tmp_path: Path) -> Iterator[Callable[[], None]]:
+    """``target`` half written by another process that keeps it open; call the result to let it finish."""
+    source = tmp_path / f"{target.name}.source"
+    source.write_bytes(data)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target), str(source)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    assert writer.stdout.readline() == b"half\n"
+
+    def finish() -> None:
+        assert writer.stdin is not None
+        writer.stdin.write(b"go\n")
+        writer.stdin.close()
+        assert writer.wait(timeout=60) == 0
+
+    try:
+        yield finish
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+
+def test_a_pdf_still_being_written_waits_for_the_next_import(cli: Cli, home: Home, inbox: Path, tmp_path: Path) -> None:
+    pdf = write_letter(tmp_path / "complete.pdf", "M-2024-17", "K1001").read_bytes()
+    with writing(inbox / "Mahnung_2_K1001.pdf", pdf, tmp_path) as finish:
+        drop(inbox, "K1001.json", manifest())
+        result = cli("import")
+        assert result.code == 0, result.err
+        assert "K1001.json: still being written" in result.out
+        assert queued(home) == []
+        assert sorted(p.name for p in inbox.iterdir()) == ["K1001.json", "Mahnung_2_K1001.pdf"]  # nothing moved
+        finish()
+    assert cli("import").code == 0
+    with Queue(home.queue_db) as q:
+        [row] = q.page()
+        assert q.attachments(row.id)[0].data == pdf  # all of it
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["K1001.json", "Mahnung_2_K1001.pdf"]
+
+
+def test_a_manifest_still_being_written_is_left_for_the_next_import(
+    cli: Cli, home: Home, inbox: Path, tmp_path: Path
+) -> None:
+    write_letter(inbox / "Mahnung_2_K1001.pdf", "M-2024-17", "K1001")
+    text = json.dumps(manifest(), ensure_ascii=False).encode()
+    with writing(inbox / "K1001.json", text, tmp_path) as finish:
+        result = cli("import", "--json")
+        assert result.code == 0, result.err
+        assert json.loads(result.out) == {"imported": [], "rejected": [], "waiting": ["K1001.json"]}
+        assert sorted(p.name for p in inbox.iterdir()) == ["K1001.json", "Mahnung_2_K1001.pdf"]  # not rejected
+        finish()
+    assert cli("import").code == 0
+    assert queued(home) == [("2. Mahnung M-2024-17", ("Mahnung_2_K1001.pdf",))]

@@ -6,8 +6,6 @@ same service the command line uses (``services.connection_test``); this module o
 
 from __future__ import annotations
 
-from typing import get_args
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -34,7 +32,7 @@ def stage_name(stage: str) -> str:
 
 
 def stage_width() -> int:
-    return 1 + max(len(stage_name(stage)) for stage in get_args(Stage))
+    return 1 + max(len(stage_name(stage)) for stage in Stage)
 
 
 def event_lines(event: HandshakeEvent) -> list[Text]:
@@ -62,7 +60,6 @@ class ConnectionTestPanel(Vertical):
     ConnectionTestPanel > #test-status { height: auto; text-style: bold; }
     ConnectionTestPanel > #test-status.-ok { color: $success; }
     ConnectionTestPanel > #test-status.-failed { color: $error; }
-    App.-ansi16 ConnectionTestPanel { border-top: solid $primary; }
     ConnectionTestPanel > RichLog {
         height: 1fr; background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; overflow-y: scroll;
     }

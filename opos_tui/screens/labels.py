@@ -7,6 +7,7 @@ there says "Port" too. ``name_fields`` turns the keys in a service's message int
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from opos_tui.i18n import tr
 from opos_tui.services import secrets
@@ -68,13 +69,16 @@ def quoted(label: str) -> str:
     return tr(f"“{short(label)}”", f"„{short(label)}“")
 
 
-def name_fields(text: str) -> str:
-    """``text`` with each settings key that is on the form named by the form's label instead.
+def name_fields(text: str, labels: Mapping[str, str] | None = None) -> str:
+    """``text`` with each settings key that is on the form named by the form's label instead: the E-Mail
+    form's, or ``labels`` (key: label) of another form.
 
     Keys inside a command line (``opos-tui config set smtp.ca_file …``) stay: that command is typed as it is.
     """
     # Dotted keys only: "connection" is a word too.
-    labels = {key: label for key, label in field_labels().items() if "." in key}
+    labels = {key: label for key, label in (field_labels() if labels is None else labels).items() if "." in key}
+    if not labels:
+        return text
     keys = "|".join(re.escape(key) for key in sorted(labels, key=len, reverse=True))
     pattern = rf"(?<![\w.-])(?<!config set )({keys})(?![\w-])"
     return re.sub(pattern, lambda match: quoted(labels[match.group(1)]), text)

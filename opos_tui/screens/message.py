@@ -18,17 +18,18 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from opos_tui.i18n import tr
-from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, status_text, status_word, type_label
-from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
+from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import AddressError, parse_mailbox
-from opos_tui.services.compose import build_message
+from opos_tui.services.compose import BadLetter, build_message
 from opos_tui.services.errors import OposError
 from opos_tui.services.queue import (
     EDITABLE,
     HOLDABLE,
     ActionResult,
     Queue,
+    QueueError,
     QueueItem,
     Recipient,
     RecipientKind,
@@ -49,8 +50,13 @@ def size_text(size: int) -> str:
 
 
 def headers_text(item: QueueItem) -> Text:
-    """The headers exactly as compose will write them, decoded for reading."""
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(build_message(item, []))
+    """The headers exactly as compose will write them, decoded for reading; or why they cannot be written (an
+    item queued by an older version, which did not check everything)."""
+    try:
+        raw = build_message(item, [])
+    except BadLetter as exc:
+        return Text(f"⚠ {exc}", style="red")
+    parsed = BytesHeaderParser(policy=policy.default).parsebytes(raw)
     text = Text()
     for name in SHOWN_HEADERS:
         value = parsed.get(name)
@@ -89,11 +95,16 @@ class AttachmentsRead(Message):
     verdict: plausibility.Verdict
 
 
-class MessageScreen(Screen[None]):
-    """The detail of one queued mail, with the actions that fit its status."""
-
-    BINDINGS = [
-        Binding("escape", "back", tr("Back", "Zurück"), id="message.back"),
+def message_keys() -> list[Binding]:
+    """The keys of one mail; those that do not fit its status are left out of the footer, help and palette."""
+    return [
+        Binding(
+            "escape,q",
+            "back",
+            tr("Back", "Zurück"),
+            id="message.back",
+            tooltip=tr("Back to the queue", "Zurück zur Warteschlange"),
+        ),
         Binding(
             "e",
             "edit_recipients",
@@ -102,7 +113,7 @@ class MessageScreen(Screen[None]):
             tooltip=tr("Edit the recipients of this mail", "Empfänger dieser Mail ändern"),
         ),
         Binding(
-            "h", "hold", tr("Hold", "Halten"), id="message.hold", tooltip=tr("Hold this mail", "Diese Mail anhalten")
+            "h", "hold", tr("Hold", "Anhalten"), id="message.hold", tooltip=tr("Hold this mail", "Diese Mail anhalten")
         ),
         Binding(
             "u",
@@ -138,7 +149,32 @@ class MessageScreen(Screen[None]):
                 "Diese unsichere Mail als gesendet markieren (sie kam an)",
             ),
         ),
+        Binding(
+            "question_mark",
+            "app.help",
+            tr("Help", "Hilfe"),
+            id="message.help",
+            tooltip=tr("Every key of this screen", "Alle Tasten dieses Bildschirms"),
+        ),
     ]
+
+
+def outcome_word(outcome: str) -> str:
+    """An entry of the history: what happened (stored as a word of the program, shown in the user's language)."""
+    words = {
+        "held": tr("held", "angehalten"),
+        "released": tr("released", "freigegeben"),
+        "retry": tr("retry", "wiederholt"),
+        "marked-sent": tr("marked sent", "als gesendet"),
+        "not-sent": tr("not sent", "nicht gesendet"),
+    }
+    if outcome in words:
+        return words[outcome]
+    return status_word(Status(outcome)) if outcome in set(Status) else outcome
+
+
+class MessageScreen(Screen[None]):
+    """The detail of one queued mail, with the actions that fit its status."""
 
     def __init__(self, queue: Queue, item_id: int, send: Callable[[Sequence[int]], None]) -> None:
         super().__init__()
@@ -147,6 +183,7 @@ class MessageScreen(Screen[None]):
         self.send = send
         self.item: QueueItem | None = None
         self.seen_version = -1
+        set_bindings(self, message_keys())
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -161,7 +198,7 @@ class MessageScreen(Screen[None]):
             yield Static(tr("Reading…", "Lese…"), id="attachments")
             yield Static(tr("History", "Verlauf"), classes="section-title")
             yield Static("", id="history")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # as on the queue: ^p is in the help (?)
 
     def on_mount(self) -> None:
         self.title = "opos-tui"
@@ -171,7 +208,13 @@ class MessageScreen(Screen[None]):
         self.set_interval(POLL_SECONDS, self.poll)
 
     def poll(self) -> None:
-        if self.queue.version() != self.seen_version:
+        try:
+            moved = self.queue.version() != self.seen_version
+        except QueueError as exc:  # the queue file is gone: the queue screen below says so
+            self.notify(str(exc), severity="error")
+            self.dismiss()
+            return
+        if moved:
             self.load()
 
     def load(self) -> None:
@@ -207,7 +250,7 @@ class MessageScreen(Screen[None]):
         history = Text()
         for attempt in item.history:
             history.append(f"{local_time(attempt.at)}  ", style="dim")
-            history.append(f"{attempt.outcome:<12}", style="bold")
+            history.append(f"{outcome_word(attempt.outcome):<14}", style="bold")
             history.append(f" {attempt.reply}\n")
         history.rstrip()
         self.query_one("#history", Static).update(
@@ -217,7 +260,7 @@ class MessageScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False)
     def read_attachments(self) -> None:
-        with Queue(self.queue.path) as q:
+        with self.queue.another() as q:
             verdict = plausibility.verdict(q, self.item_id)
             text = Text()
             for attachment in q.attachments(self.item_id):
@@ -295,10 +338,7 @@ class MessageScreen(Screen[None]):
 
         self.app.push_screen(
             ConfirmScreen(
-                tr(
-                    "This mail may have arrived already: sending it again may deliver it twice. Resend?",
-                    "Diese Mail kam vielleicht schon an: erneutes Senden kann sie doppelt zustellen. Neu senden?",
-                ),
+                arrive_twice([self.item_id]) + tr(" Resend?", " Neu senden?"),
                 {"cancel": tr("Cancel", "Abbrechen"), "resend": tr("Resend", "Neu senden")},
             ),
             decided,

@@ -4,7 +4,9 @@ The queue may hold 100,000 items after a month-end dunning run. A DataTable meas
 loop, so the table only ever holds the rows that fit on the screen: the cursor's position is an index into
 the filtered queue, and moving it reads the window around it from SQL (``Queue.page``). Filtering and search
 are SQL too. Every half second the screen asks the queue's change probe whether any process changed
-something, and re-reads the window, keeping the cursor on its item and the selection as it was.
+something, and re-reads the window, keeping the cursor on its item and the selection as it was. The probe
+also notices when queue.db was deleted or replaced: the screen then shows nothing stale, refuses every action,
+and reopens the queue once a complete queue file is at its place again.
 
 Sending runs in a thread with its own event loop and its own queue connection, so neither the SMTP dialogue
 nor SQLite's fsyncs ever block the screen; it reports back with messages.
@@ -13,12 +15,16 @@ nor SQLite's fsyncs ever block the screen; it reports back with messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from email.utils import parseaddr
 from functools import partial
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -30,16 +36,27 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichL
 
 from opos_tui import settings
 from opos_tui.i18n import tr
-from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Queue, Status, UnknownItems, open_queue
+from opos_tui.services.queue import (
+    DELETABLE,
+    HOLDABLE,
+    RELEASABLE,
+    RETRYABLE,
+    ActionResult,
+    ItemRow,
+    LetterType,
+    Queue,
+    QueueError,
+    Status,
+    UnknownItems,
+    open_queue,
+)
 
 POLL_SECONDS = 0.5
-SEND_CHUNK = 1000
-"""Ids handed to one dispatcher run: SQLite takes at most 32,766 parameters in one statement."""
 
 # Colour alone is lost on some SSH terminals: every status has its symbol and its word.
 STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
@@ -83,6 +100,11 @@ def check_text(plausible: bool | None) -> Text:
     return Text("✓", style="green") if plausible else Text("⚠", style="bold red")
 
 
+def addresses(row: ItemRow) -> str:
+    """The To addresses (the names are in the customer column and the detail), the first ones in full."""
+    return ", ".join(parseaddr(to)[1] or to for to in row.to)
+
+
 def clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -104,6 +126,56 @@ def filter_word(status: Status | None) -> str:
     return status_word(status) if status is not None else tr("all", "alle")
 
 
+# --- what the operator actions apply to, and how they are told ---------------------------------------------
+
+ACTIONS: dict[str, frozenset[Status]] = {
+    "hold": HOLDABLE,
+    "release": RELEASABLE,
+    "retry": RETRYABLE,
+    "delete": DELETABLE,
+}
+"""The statuses each operator action of the list can change."""
+
+
+def done_word(action: str) -> str:
+    return {
+        "hold": tr("held", "angehalten"),
+        "release": tr("released", "freigegeben"),
+        "retry": tr("back to pending", "wieder wartend"),
+        "delete": tr("deleted", "gelöscht"),
+    }[action]
+
+
+def nothing_to(action: str) -> str:
+    return {
+        "hold": tr("Nothing to hold", "Nichts anzuhalten"),
+        "release": tr("Nothing to release", "Nichts freizugeben"),
+        "retry": tr("Nothing to retry", "Nichts zu wiederholen"),
+        "delete": tr("Nothing to delete", "Nichts zu löschen"),
+    }[action]
+
+
+def summary(statuses: Mapping[int, Status]) -> str:
+    """What the items are: ``#33 sent`` for one, ``3 sent, 2 held`` for more."""
+    if len(statuses) == 1:
+        ((item, status),) = statuses.items()
+        return f"#{item} {status_word(status)}"
+    return ", ".join(f"{n:,} {status_word(s)}" for s, n in Counter(statuses.values()).items())
+
+
+def arrive_twice(uncertain: Sequence[int]) -> str:
+    """The warning before uncertain mails go out again, in their detail (r: resend) and in the list (r: retry)."""
+    if len(uncertain) == 1:
+        return tr(
+            f"#{uncertain[0]} may have arrived already: sending it again may deliver it twice.",
+            f"#{uncertain[0]} kam vielleicht schon an: erneutes Senden kann sie doppelt zustellen.",
+        )
+    return tr(
+        f"{len(uncertain):,} uncertain mails may have arrived already: sending them again may deliver them twice.",
+        f"{len(uncertain):,} unsichere Mails kamen vielleicht schon an: erneutes Senden kann sie doppelt zustellen.",
+    )
+
+
 # --- messages from the worker threads ---------------------------------------------------------------------
 
 
@@ -113,15 +185,13 @@ class SendPlan(Message):
 
     ids: list[int]
     flagged: list[int]
+    customers: int
+    """How many customers the mails go to."""
 
 
 @dataclass
 class SendUpdate(Message):
-    sent: int
-    failed: int
-    left: int
-    rate: float
-    eta: float | None
+    progress: Progress
     line: str
     """A transcript line, or "" for none."""
 
@@ -130,6 +200,8 @@ class SendUpdate(Message):
 class SendDone(Message):
     sent: int
     failed: int
+    held: int
+    """Held back by the plausibility check (flagged, and not confirmed)."""
     skipped: int
     stopped: str | None
     """Why the run ended early (configuration fault, Esc), else None."""
@@ -138,14 +210,33 @@ class SendDone(Message):
 # --- the table ----------------------------------------------------------------------------------------
 
 
-class QueueTable(DataTable[Text | str]):
+def table_keys() -> list[Binding]:
+    """The keys that move through the queue: the table's own, worded for the help screen."""
+
+    def key(keys: str, action: str, title: str) -> Binding:
+        return Binding(keys, action, title, show=False, tooltip=title)
+
+    return [
+        key("up", "cursor_up", tr("Previous mail", "Vorige Mail")),
+        key("down", "cursor_down", tr("Next mail", "Nächste Mail")),
+        key("pageup", "page_up", tr("One page up", "Eine Seite zurück")),
+        key("pagedown", "page_down", tr("One page down", "Eine Seite vor")),
+        key("home,ctrl+home", "scroll_home", tr("First mail", "Erste Mail")),
+        key("end,ctrl+end", "scroll_end", tr("Last mail", "Letzte Mail")),
+        key("left", "cursor_left", tr("Scroll the columns left", "Spalten nach links schieben")),
+        key("right", "cursor_right", tr("Scroll the columns right", "Spalten nach rechts schieben")),
+    ]
+
+
+class QueueTable(DataTable[Text | str], inherit_bindings=False):
     """Shows one window of the queue; the keys that move its cursor move the screen's cursor through the whole
-    filtered queue instead."""
+    filtered queue instead. Enter (open the mail) is the screen's key."""
 
     def __init__(self, move: Callable[[str], None], resized: Callable[[], None]) -> None:
         super().__init__(id="queue-table", cursor_type="row", zebra_stripes=False)
         self.move = move
         self.resized = resized
+        set_bindings(self, table_keys())
 
     def on_resize(self) -> None:
         # The terminal changed, or the progress or transcript panel took or gave back room: a new window size.
@@ -166,55 +257,110 @@ class QueueTable(DataTable[Text | str]):
     def action_scroll_home(self) -> None:
         self.move("home")
 
-    def action_scroll_top(self) -> None:
-        self.move("home")
-
     def action_scroll_end(self) -> None:
         self.move("end")
 
-    def action_scroll_bottom(self) -> None:
-        self.move("end")
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
 
 
-def columns() -> list[tuple[str, str, int]]:
-    """(key, label, width) of the table's columns, most important first: 80 columns show up to the subject."""
-    status_width = max(len(status_word(s)) for s in Status) + 2
+FIXED_COLUMNS = 3
+"""Selection mark, number and status stay at the left when the columns scroll."""
+
+
+def columns(width: int, number_width: int) -> list[Column]:
+    """The table's columns for a terminal ``width`` cells wide, most important first. Number and status (what
+    the dialogs and the counts name) come first; the recipient's address gets the most of the remaining room;
+    customer, subject and last error grow with the terminal (the last error of the mail under the cursor
+    always shows in the line under the table)."""
+    fixed = [
+        Column("sel", " ", 1),
+        Column("number", "#", number_width),
+        Column("status", tr("Status", "Status"), max(status_text(s).cell_len for s in Status)),
+        Column("check", "✓", 1),
+        Column("type", tr("Type", "Art"), max(len(type_label(t, 9)) for t in LetterType)),
+    ]
+    padding = 2  # DataTable's cell padding, one each side
+    scrollbar = 2
+    room = width - scrollbar - sum(c.width + padding for c in fixed) - 4 * padding
+    customer = max(12, min(room * 3 // 10, 30))
+    to = max(20, min(room // 2, 48))
+    subject = max(20, min(room - customer - to, 60))
+    error = max(30, min(room - customer - to - subject, 80))
     return [
-        ("sel", " ", 1),
-        ("status", tr("Status", "Status"), status_width),
-        ("check", "✓", 1),
-        ("type", tr("Type", "Art"), 10),
-        ("customer", tr("Customer", "Kunde"), 16),
-        ("to", tr("Recipient", "Empfänger"), 22),
-        ("subject", tr("Subject", "Betreff"), 28),
-        ("att", "📎", 2),
-        ("tries", tr("Tries", "Vers."), 5),
-        ("error", tr("Last error", "Letzter Fehler"), 40),
+        *fixed,
+        Column("customer", tr("Customer", "Kunde"), customer),
+        Column("to", tr("Recipient", "Empfänger"), to),
+        Column("subject", tr("Subject", "Betreff"), subject),
+        Column("error", tr("Last error", "Letzter Fehler"), error),
+        Column("att", "📎", 2),
+        Column("tries", tr("Tries", "Vers."), 5),
     ]
 
 
-def key(keys: str, action: str, word: str, title: str, *, show: bool = True, id: str | None = None) -> Binding:
-    """A key of the queue screen: ``word`` for the footer, ``title`` for the command palette."""
-    return Binding(keys, action, word, show=show, id=id or f"queue.{action}", tooltip=title)
-
-
 class SearchInput(Input):
-    """The incremental search; Enter or Esc go back to the table, keeping the search."""
+    """The incremental search: Enter goes back to the table keeping the search, Esc clears it."""
 
-    BINDINGS = [Binding("escape", "done", show=False)]
+    def __init__(self) -> None:
+        super().__init__(
+            placeholder=tr(
+                "/ search recipient, customer, document, subject", "/ Suche: Empfänger, Kunde, Beleg, Betreff"
+            ),
+            id="search",
+            compact=True,
+        )
+        set_bindings(
+            self,
+            [
+                Binding(
+                    "enter",
+                    "submit",
+                    tr("List", "Liste"),
+                    tooltip=tr("Back to the list, keeping the search", "Zurück zur Liste, Suche bleibt"),
+                ),
+                Binding(
+                    "escape",
+                    "clear",
+                    tr("Clear", "Leeren"),
+                    tooltip=tr("Clear the search, back to the list", "Suche leeren, zurück zur Liste"),
+                ),
+            ],
+        )
 
-    def action_done(self) -> None:
+    def action_clear(self) -> None:
+        self.value = ""
         self.screen.query_one(QueueTable).focus()
 
 
-class QueueScreen(Screen[None]):
-    """The send queue: table, filters, search, selection, actions and the sending progress."""
+def queue_keys(shown: Collection[str] = ()) -> list[Binding]:
+    """The keys of the queue screen, the actions in ``shown`` in the footer: its word is short, the title
+    (help screen, command palette) says what it does."""
 
-    BINDINGS = [
+    def key(keys: str, action: str, word: str, title: str, id: str | None = None) -> Binding:
+        return Binding(keys, action, word, show=action in shown, id=id or f"queue.{action}", tooltip=title)
+
+    return [
+        key("enter", "open", tr("Open", "Öffnen"), tr("Open the mail", "Mail öffnen")),
+        key(
+            "escape",
+            "stop",
+            tr("Stop", "Stopp"),
+            tr("Stop sending after the current mail", "Senden nach der laufenden Mail anhalten"),
+        ),
+        key(
+            "t",
+            "transcript",
+            tr("Log", "Protokoll"),
+            tr("Show or hide the sending transcript", "Sendeprotokoll zeigen oder verbergen"),
+        ),
         key(
             "space",
             "toggle_select",
-            tr("Select", "Wahl"),
+            tr("Select", "Wählen"),
             tr("Select or unselect the mail", "Mail aus- oder abwählen"),
         ),
         key(
@@ -223,17 +369,21 @@ class QueueScreen(Screen[None]):
             tr("All", "Alle"),
             tr("Select all shown mails (again: none)", "Alle gezeigten Mails wählen (nochmal: keine)"),
         ),
-        key("h", "hold", tr("Hold", "Halt"), tr("Hold the selected mails", "Gewählte Mails anhalten")),
+        key("s", "send_selected", tr("Send", "Senden"), tr("Send the selected mails", "Gewählte Mails senden")),
+        key(
+            "S", "send_all", tr("Send all", "Alle senden"), tr("Send all pending mails", "Alle wartenden Mails senden")
+        ),
+        key("h", "hold", tr("Hold", "Anhalten"), tr("Hold the selected mails", "Gewählte Mails anhalten")),
         key(
             "u",
             "release",
-            tr("Release", "Freig."),
+            tr("Release", "Freigeben"),
             tr("Release the selected held mails", "Gewählte angehaltene Mails freigeben"),
         ),
         key(
             "r",
             "retry",
-            tr("Retry", "Wdh."),
+            tr("Retry", "Wiederholen"),
             tr(
                 "Retry the selected failed, deferred or uncertain mails",
                 "Gewählte fehlerhafte, verschobene oder unsichere Mails wieder einreihen",
@@ -242,52 +392,96 @@ class QueueScreen(Screen[None]):
         key(
             "d,delete",
             "delete",
-            tr("Del", "Lösch."),
+            tr("Delete", "Löschen"),
             tr("Delete the selected unsent mails", "Gewählte ungesendete Mails löschen"),
         ),
-        key("s", "send_selected", tr("Send", "Senden"), tr("Send the selected mails", "Gewählte Mails senden")),
-        key("S", "send_all", tr("Send all", "Alle send."), tr("Send all pending mails", "Alle wartenden Mails senden")),
-        key(
-            "escape",
-            "stop",
-            tr("Stop", "Stopp"),
-            tr("Stop sending after the current mail", "Senden nach der laufenden Mail anhalten"),
-        ),
-        key("c", "settings", tr("Settings", "Einst."), tr("E-mail settings", "E-Mail-Einstellungen")),
-        # Shown elsewhere: "/" in the search field, "t" in the progress line; q is every TUI's quit.
         key(
             "slash",
             "search",
-            tr("Search", "Suche"),
+            tr("Search", "Suchen"),
             tr("Search recipient, customer, document, subject", "Suchen in Empfänger, Kunde, Beleg, Betreff"),
-            show=False,
         ),
-        key(
-            "t",
-            "transcript",
-            tr("Log", "Log"),
-            tr("Show or hide the sending transcript", "Sendeprotokoll zeigen oder verbergen"),
-            show=False,
-        ),
-        key("q", "app.quit", tr("Quit", "Ende"), tr("Quit", "Beenden"), show=False),
         *(
             key(
                 k,
                 f"filter('{k}')",
-                tr(f"Show {filter_word(s)}", f"Zeige {filter_word(s)}"),
-                "",
-                show=False,
+                filter_word(s),
+                tr(f"Show only {filter_word(s)} mails", f"Nur Mails mit Status „{filter_word(s)}“ zeigen")
+                if s is not None
+                else tr("Show all mails and clear the search", "Alle Mails zeigen und die Suche leeren"),
                 id=f"queue.filter.{s.value if s else 'all'}",
             )
             for k, s in FILTERS.items()
         ),
+        key("c", "settings", tr("Settings", "Einstellungen"), tr("E-mail settings", "E-Mail-Einstellungen")),
+        key(
+            "l",
+            "letters",
+            tr("Letters", "Briefe"),
+            tr(
+                "Letter reports: texts per report, preview, retry and send limits",
+                "Brief-Reports: Texte je Report, Vorschau, Wiederholung und Sendegrenzen",
+            ),
+        ),
+        key(
+            "question_mark",
+            "app.help",
+            tr("Help", "Hilfe"),
+            tr("Every key of this screen", "Alle Tasten dieses Bildschirms"),
+        ),
+        key("q", "app.quit", tr("Quit", "Beenden"), tr("Quit", "Beenden")),
     ]
+
+
+FOOTER_IDLE = (
+    "open",
+    "send_selected",
+    "send_all",
+    "app.help",
+    "app.quit",
+    "toggle_select",
+    "search",
+    "retry",
+    "delete",
+    "hold",
+    "release",
+    "settings",
+    "select_all",
+    "transcript",
+)
+"""The keys the footer shows while nothing is being sent, most important first: as many as fit the width."""
+
+FOOTER_SENDING = (
+    "stop",
+    "transcript",
+    "app.help",
+    "app.quit",
+    "open",
+    "toggle_select",
+    "search",
+    "hold",
+    "settings",
+)
+"""While sending: stop and the transcript first; sending again is not possible meanwhile."""
+
+
+def footer_fit(widths: Sequence[tuple[str, int]], room: int) -> list[str]:
+    """The actions, in their order of importance, whose footer entries (key, word and a gap) fit ``room``
+    cells; one that does not fit leaves room for a shorter one after it."""
+    shown: list[str] = []
+    for action, width in widths:
+        if width + 1 <= room:
+            shown.append(action)
+            room -= width + 1
+    return shown
+
+
+class QueueScreen(Screen[None]):
+    """The send queue: table, filters, search, selection, actions and the sending progress."""
 
     def __init__(self, home: Home) -> None:
         super().__init__()
         self.home = home
-        self.clock: Callable[[], float] = time.monotonic
-        """Where the sending rate and ETA take their time from (a snapshot of a run in progress fixes it)."""
         self.queue = open_queue(home)
         self.status_filter: Status | None = None
         self.search = ""
@@ -303,6 +497,16 @@ class QueueScreen(Screen[None]):
         self._stop = threading.Event()
         self._stop_dispatch: Callable[[], object] | None = None
         self._checking = False
+        self.lost: str | None = None
+        """Why the queue cannot be shown (its file was deleted or replaced); None while it can."""
+        self._found: tuple[int, int, int] | None = None
+        """The file seen at the queue's path on the last poll while lost: reopened once it stops changing."""
+        self.unopenable: str | None = None
+        """Why the file now at the queue's path cannot be opened instead, while lost."""
+        self.table_layout: tuple[int, int] | None = None
+        """The terminal width and number width the table's columns were made for."""
+        self.widths: dict[str, int] = {}
+        set_bindings(self, queue_keys())
 
     # --- building -----------------------------------------------------------------------------------------
 
@@ -310,31 +514,39 @@ class QueueScreen(Screen[None]):
         yield Header()
         yield Static("", id="counts")
         with Horizontal(id="search-bar"):
-            yield SearchInput(
-                placeholder=tr(
-                    "/ search recipient, customer, document, subject", "/ Suche: Empfänger, Kunde, Beleg, Betreff"
-                ),
-                id="search",
-                compact=True,
-            )
+            yield SearchInput()
             yield Static("", id="position")
         yield QueueTable(self.move, self.reload)
+        yield Static("", id="current")
         yield Static("", id="empty-hint")
         with Vertical(id="progress"):
             yield Static("", id="progress-label")
             yield ProgressBar(id="progress-bar", show_eta=False)
         yield RichLog(id="transcript", max_lines=2000, wrap=False, markup=False)
-        yield Footer(compact=True, show_command_palette=False)  # ^p still opens it; 80 columns are few
+        yield Footer(compact=True, show_command_palette=False)  # ^p is in the help (?); 80 columns are few
 
     def on_mount(self) -> None:
         self.title = "opos-tui"
         self.sub_title = tr("Send queue", "Sendewarteschlange")
-        table = self.query_one(QueueTable)
-        for key, label, width in columns():
-            table.add_column(label, key=key, width=width)
-        table.focus()
+        self.table.fixed_columns = FIXED_COLUMNS
+        self.table.focus()
+        self.update_keys()
         self.reload(keep_item=False)
         self.set_interval(POLL_SECONDS, self.poll)
+
+    def on_resize(self) -> None:
+        self.update_keys()
+
+    def update_keys(self) -> None:
+        """Which keys the footer shows: the most important ones of this state that fit the terminal's width."""
+        every = {b.action: b for b in queue_keys()}
+        widths = []
+        for action in FOOTER_SENDING if self.sending else FOOTER_IDLE:
+            binding = every[action]
+            shown_key = self.app.get_key_display(replace(binding, key=binding.key.split(",")[0]))
+            widths.append((action, cell_len(shown_key) + 1 + cell_len(binding.description)))
+        set_bindings(self, queue_keys(footer_fit(widths, self.app.size.width)))
+        self.refresh_bindings()
 
     def on_unmount(self) -> None:
         self.queue.close()
@@ -352,7 +564,13 @@ class QueueScreen(Screen[None]):
 
     def reload(self, keep_item: bool = True) -> None:
         """Re-read counts and the window around the cursor; the cursor stays on its item if it still shows."""
-        self.seen_version = self.queue.version()
+        if self.lost is not None:
+            return
+        try:
+            self.seen_version = self.queue.version()
+        except QueueError as exc:
+            self.lose(exc)
+            return
         self.total = self.queue.count(self.status_filter, self.search)
         if keep_item and self.cursor_id is not None:
             self.cursor = self.queue.position(self.cursor_id, self.status_filter, self.search)
@@ -363,8 +581,57 @@ class QueueScreen(Screen[None]):
 
     def poll(self) -> None:
         """Follow other processes: re-read when the queue's change probe moved."""
-        if self.queue.version() != self.seen_version:
+        if self.lost is not None:
+            self.reopen()
+            return
+        try:
+            moved = self.queue.version() != self.seen_version
+        except QueueError as exc:
+            self.lose(exc)
+            return
+        if moved:
             self.reload()
+
+    def lose(self, why: QueueError) -> None:
+        """The queue file was deleted or replaced: show nothing stale, and refuse every action until it is back."""
+        self.lost = str(why)
+        self.queue.close()
+        self.rows, self.selected = [], set()
+        self.total = self.top = self.cursor = 0
+        self.cursor_id = None
+        self.table.clear()
+        self.add_class("-lost")
+        self.query_one("#counts", Static).update(
+            Text(tr("⚠ the queue is gone", "⚠ die Warteschlange ist weg"), style="bold red")
+        )
+        self.update_position()
+        self.refresh_bindings()
+        self.notify(self.lost, severity="error")
+
+    def reopen(self) -> None:
+        """While lost: open the queue file now at the path once it is complete (there, not empty, unchanged since
+        the last poll). Never makes a new queue."""
+        try:
+            stat = os.stat(self.queue.path)
+        except OSError:
+            self._found = None
+            return
+        found = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if stat.st_size == 0 or found != self._found:
+            self._found = found
+            return
+        try:
+            queue = Queue(self.queue.path, create=False)
+        except QueueError as exc:
+            if str(exc) != self.unopenable:
+                self.unopenable = str(exc)
+                self.show_empty_hint()
+            return
+        self.queue, self.lost, self._found, self.unopenable = queue, None, None, None
+        self.remove_class("-lost")
+        self.refresh_bindings()
+        self.notify(tr(f"Reopened the queue {queue.path}.", f"Warteschlange {queue.path} wieder geöffnet."))
+        self.reload(keep_item=False)
 
     def show(self, cursor: int, force: bool = False) -> None:
         """Put the cursor on row ``cursor`` of the filtered queue, reading a new window if it leaves this one."""
@@ -392,28 +659,39 @@ class QueueScreen(Screen[None]):
 
     def fill(self) -> None:
         table = self.table
-        table.clear()
-        widths = {key: width for key, _, width in columns()}
+        # The number column grows with the numbers and never shrinks back: columns that change while paging
+        # would jump under the reader's eyes.
+        number_width = max([self.table_layout[1] if self.table_layout else 2, *(len(str(r.id)) for r in self.rows)])
+        layout = (self.app.size.width, number_width)
+        if layout != self.table_layout:
+            self.table_layout = layout
+            table.clear(columns=True)
+            for column in columns(*layout):
+                table.add_column(column.label, key=column.key, width=column.width)
+                self.widths[column.key] = column.width
+        else:
+            table.clear()
+        widths = self.widths
         for row in self.rows:
-            to = row.to[0] if row.to else ""
-            if len(row.to) > 1:
-                to += f" +{len(row.to) - 1}"
             customer = " ".join(x for x in (row.customer_number, row.customer_name) if x)
             table.add_row(
                 Text("●", style="bold") if row.id in self.selected else " ",
+                Text(str(row.id), justify="right"),
                 status_text(row.status),
                 check_text(row.plausible),
                 type_label(row.type, row.level),
                 clip(customer, widths["customer"]),
-                clip(to, widths["to"]),
+                clip(addresses(row), widths["to"]),
                 clip(row.subject, widths["subject"]),
+                Text(clip(row.error or "", widths["error"]), style="red" if row.error else ""),
                 str(len(row.attachments)),
                 str(row.attempts),
-                Text(clip(row.error or "", widths["error"]), style="red" if row.error else ""),
                 key=str(row.id),
             )
 
     def move(self, where: str) -> None:
+        if self.lost is not None:
+            return
         step = {"up": -1, "down": 1, "pageup": -self.window(), "pagedown": self.window()}
         if where == "home":
             self.show(0)
@@ -469,18 +747,48 @@ class QueueScreen(Screen[None]):
         if flagged:
             parts.append(tr(f"⚠ {flagged} here", f"⚠ {flagged} hier"))
         self.query_one("#position", Static).update(" · ".join(parts))
+        self.update_current()
+
+    def update_current(self) -> None:
+        """The mail under the cursor in one line: its number, every address in full and its last error, which
+        the columns cut or leave to the right at 80 columns."""
+        row = next((r for r in self.rows if r.id == self.cursor_id), None)
+        line = Text(no_wrap=True, overflow="ellipsis")
+        if row is not None:
+            line.append(f"#{row.id} ", style="bold")
+            line.append(addresses(row))
+            if row.error:
+                line.append(" · ")
+                line.append(" ".join(row.error.split()), style="red")
+            line.append(f" · {row.subject}", style="dim")
+        line.truncate(max(self.size.width - 2, 1), overflow="ellipsis")
+        self.query_one("#current", Static).update(line)
 
     def show_empty_hint(self) -> None:
         """What a newcomer can do when there is nothing to show, instead of an empty table."""
         hint = self.query_one("#empty-hint", Static)
         self.set_class(not self.total, "-empty")
+        if self.lost is not None:
+            text = tr(
+                f"⚠ {self.lost}.\nWhat this screen showed is no longer the queue, so it shows nothing and every"
+                " action is off. It reopens by itself once a queue file is there again.",
+                f"⚠ {self.lost}.\nWas hier stand, ist nicht mehr die Warteschlange: nichts wird gezeigt, keine"
+                " Aktion ist möglich. Sie öffnet sich von selbst, sobald wieder eine Datei da ist.",
+            )
+            if self.unopenable is not None:
+                text += tr(
+                    f"\nThe file there now is not opened: {self.unopenable}.",
+                    f"\nDie Datei, die jetzt dort liegt, wird nicht geöffnet: {self.unopenable}.",
+                )
+            hint.update(text)
+            return
         if self.total:
             return
         if self.status_filter is not None or self.search:
             hint.update(
                 tr(
-                    "Nothing matches. 0 shows all mails; Esc in the search field clears it.",
-                    "Keine Treffer. 0 zeigt alle Mails; Esc im Suchfeld leert es.",
+                    "Nothing matches. 0 shows all mails and clears the search; so does Esc in the search field.",
+                    "Keine Treffer. 0 zeigt alle Mails und leert die Suche; Esc im Suchfeld leert sie auch.",
                 )
             )
             return
@@ -510,8 +818,9 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, group="check", exit_on_error=False)
     def check_rows(self, ids: list[int]) -> None:
+        # A queue gone or busy meanwhile is not this worker's to report: the next poll says so.
         try:
-            with Queue(self.queue.path) as q:
+            with contextlib.suppress(QueueError), self.queue.another() as q:
                 plausibility.check_items(q, ids)
         finally:
             self._checking = False
@@ -545,6 +854,8 @@ class QueueScreen(Screen[None]):
 
     def action_filter(self, key: str) -> None:
         self.status_filter = FILTERS[key]
+        if self.status_filter is None and self.search:  # all mails: no search either
+            self.query_one("#search", Input).value = self.search = ""
         self.reload(keep_item=False)
 
     def action_search(self) -> None:
@@ -564,23 +875,51 @@ class QueueScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             return self.sending
+        if self.lost is not None:
+            return action in ("settings", "transcript")  # nothing on a queue that is not there
         return True
 
     # --- operator actions ---------------------------------------------------------------------------------
 
-    def act(self, action: str, done: str, ids: list[int] | None = None) -> None:
-        """Apply a queue action (hold, release, retry, delete) to the targets, in a worker: with a selection of
-        100,000 items it is one long write transaction."""
-        ids = ids if ids is not None else self.targets()
+    def statuses_of(self, ids: list[int]) -> dict[int, Status]:
+        """The status of each of ``ids`` still in the queue: another operator may have deleted some meanwhile."""
+        while ids:
+            try:
+                return self.queue.statuses(ids)
+            except UnknownItems as exc:
+                gone = set(exc.ids)
+                ids = [i for i in ids if i not in gone]
+        return {}
+
+    def applicable(self, action: str) -> tuple[list[int], dict[int, Status], list[int]] | None:
+        """The targets, their statuses and those the action can change; None (and why) when it can change
+        none of them."""
+        ids = self.targets()
         if not ids:
             self.notify(tr("Nothing selected.", "Nichts ausgewählt."), severity="warning")
-            return
-        self.apply(action, ids, done)
+            return None
+        found = self.statuses_of(ids)
+        will = [i for i in ids if found.get(i) in ACTIONS[action]]
+        if not will:
+            self.notify(f"{nothing_to(action)} ({summary(found)}).", severity="warning")
+            return None
+        return ids, found, will
+
+    def act(self, action: str) -> None:
+        """Hold, release: without asking, saying what changed and what could not."""
+        if checked := self.applicable(action):
+            self.apply(action, checked[0])
 
     @work(thread=True, group="act", exit_on_error=False)
-    def apply(self, action: str, ids: list[int], done: str) -> None:
+    def apply(self, action: str, ids: list[int]) -> None:
+        """Apply a queue action in a worker: with a selection of 100,000 items it is one long write transaction."""
         gone: set[int] = set()
-        with Queue(self.queue.path) as q:
+        try:
+            queue = self.queue.another()
+        except OposError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        with queue as q:
             method: Callable[[list[int]], ActionResult] = getattr(q, action)
             while True:
                 try:
@@ -596,49 +935,73 @@ class QueueScreen(Screen[None]):
                 except OposError as exc:
                     self.app.call_from_thread(self.notify, str(exc), severity="error")
                     return
-        self.app.call_from_thread(self.acted, result, gone, done)
+        self.app.call_from_thread(self.acted, action, result, gone)
 
-    def acted(self, result: ActionResult, gone: set[int], done: str) -> None:
+    def acted(self, action: str, result: ActionResult, gone: set[int]) -> None:
         """Say what an action did, and what it could not do and why."""
         self.selected -= set(result.changed) | gone
-        message = f"{len(result.changed):,} {done}"
+        message = f"{len(result.changed):,} {done_word(action)}"
         if result.skipped:
-            by_status: dict[Status, int] = {}
-            for status in result.skipped.values():
-                by_status[status] = by_status.get(status, 0) + 1
-            skipped = ", ".join(f"{n:,} {status_word(s)}" for s, n in by_status.items())
-            message += tr(f"; not changed: {skipped}", f"; nicht geändert: {skipped}")
+            message += tr(f"; not changed: {summary(result.skipped)}", f"; nicht geändert: {summary(result.skipped)}")
         self.notify(message, severity="warning" if result.skipped else "information")
         self.reload()
 
     def action_hold(self) -> None:
-        self.act("hold", tr("held", "angehalten"))
+        self.act("hold")
 
     def action_release(self) -> None:
-        self.act("release", tr("released", "freigegeben"))
+        self.act("release")
 
     def action_retry(self) -> None:
-        self.act("retry", tr("back to pending", "wieder wartend"))
+        """Back to pending; an uncertain mail only after the same warning as in its detail: it may arrive twice."""
+        checked = self.applicable("retry")
+        if checked is None:
+            return
+        ids, found, will = checked
+        uncertain = [i for i in will if found[i] is Status.UNCERTAIN]
+        if not uncertain:
+            self.apply("retry", ids)
+            return
+        others = [i for i in ids if i not in set(uncertain)]
+        answers = {"cancel": tr("Cancel", "Abbrechen")}
+        if len(will) > len(uncertain):
+            answers["others"] = tr(
+                f"Only the other {len(will) - len(uncertain):,}", f"Nur die anderen {len(will) - len(uncertain):,}"
+            )
+        answers["all"] = tr("Retry", "Wiederholen") if len(will) == 1 else tr("Retry all", "Alle wiederholen")
+
+        def decided(answer: str | None) -> None:
+            if answer == "all":
+                self.apply("retry", ids)
+            elif answer == "others":
+                self.apply("retry", others)
+
+        question = arrive_twice(uncertain) + tr(" Back to pending anyway?", " Trotzdem wieder einreihen?")
+        self.app.push_screen(ConfirmScreen(question, answers), decided)
 
     def action_delete(self) -> None:
-        ids = self.targets()
-        if not ids:
-            self.notify(tr("Nothing selected.", "Nichts ausgewählt."), severity="warning")
+        """Ask first, naming exactly what goes and what stays (sent mails are never deleted)."""
+        checked = self.applicable("delete")
+        if checked is None:
             return
-        what = f"#{ids[0]}" if len(ids) == 1 else tr(f"{len(ids):,} items", f"{len(ids):,} Einträge")
+        _, found, will = checked
+        if len(will) == 1:
+            what = f"#{will[0]} ({status_word(found[will[0]])})"
+            question = tr(f"Delete {what}?", f"{what} löschen?")
+        else:
+            question = tr(f"Delete {len(will):,} unsent mails?", f"{len(will):,} ungesendete Mails löschen?")
+        kept = {i: s for i, s in found.items() if s not in DELETABLE}
+        if kept:
+            question += tr(f" Not deleted: {summary(kept)}.", f" Nicht gelöscht: {summary(kept)}.")
+        question += tr(" This cannot be undone.", " Das ist nicht rückgängig zu machen.")
+        delete = tr("Delete", "Löschen") if len(will) == 1 else tr(f"Delete {len(will):,}", f"{len(will):,} löschen")
 
         def decided(answer: str | None) -> None:
             if answer == "delete":
-                self.act("delete", tr("deleted", "gelöscht"), ids)
+                self.apply("delete", will)
 
         self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    f"Delete {what}? Sent items are kept. This cannot be undone.",
-                    f"{what} löschen? Gesendete bleiben erhalten. Nicht rückgängig zu machen.",
-                ),
-                {"cancel": tr("Cancel", "Abbrechen"), "delete": tr("Delete", "Löschen")},
-            ),
+            ConfirmScreen(question, {"cancel": tr("Cancel", "Abbrechen"), "delete": delete}),
             decided,
         )
 
@@ -649,15 +1012,33 @@ class QueueScreen(Screen[None]):
     def action_settings(self) -> None:
         from opos_tui.screens.settings import SettingsScreen
 
-        self.app.push_screen(SettingsScreen(self.home))
+        try:
+            form = SettingsScreen(self.home)  # a broken config.toml opens too, to be fixed there
+        except OposError as exc:  # the secret store cannot be opened
+            self.notify(str(exc), severity="error")
+            return
+        self.app.push_screen(form)
+
+    def action_letters(self) -> None:
+        from opos_tui.screens.letters import LettersScreen
+
+        self.app.push_screen(LettersScreen(self.home))
+
+    def action_open(self) -> None:
+        if self.cursor_id is not None:
+            self.open_mail(self.cursor_id)
 
     @on(DataTable.RowSelected)
-    def open_item(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is None:
+    def clicked(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.open_mail(int(event.row_key.value))
+
+    def open_mail(self, item_id: int) -> None:
+        if self.lost is not None:
             return
         from opos_tui.screens.message import MessageScreen
 
-        self.app.push_screen(MessageScreen(self.queue, int(event.row_key.value), self.send))
+        self.app.push_screen(MessageScreen(self.queue, item_id, self.send))
 
     # --- sending ------------------------------------------------------------------------------------------
 
@@ -677,19 +1058,22 @@ class QueueScreen(Screen[None]):
             return
         self.sending = True
         self._stop.clear()
-        self.refresh_bindings()
+        self.update_keys()
         self.show_progress(tr("Checking the attachments…", "Prüfe die Anhänge…"), 0, len(ids))
         self.prepare(list(ids))
 
     @work(thread=True, group="send", exit_on_error=False)
     def prepare(self, ids: list[int]) -> None:
-        with Queue(self.queue.path) as q:
-            sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
-            wanted = [i for i in ids if i in sendable]
-            plausibility.check_unchecked(
-                q, wanted, keep_going=lambda: not self._stop.is_set(), on_batch=self.post_checking
-            )
-            self.post_message(SendPlan(wanted, q.flagged(wanted)))
+        try:
+            with self.queue.another() as q:
+                sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
+                wanted = [i for i in ids if i in sendable]
+                plausibility.check_unchecked(
+                    q, wanted, keep_going=lambda: not self._stop.is_set(), on_batch=self.post_checking
+                )
+                self.post_message(SendPlan(wanted, q.flagged(wanted), q.customers(wanted)))
+        except OposError as exc:
+            self.app.call_from_thread(self.finish, tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), True)
 
     def post_checking(self, done: int, total: int) -> None:
         """From the worker: how far the plausibility check before sending is."""
@@ -707,39 +1091,46 @@ class QueueScreen(Screen[None]):
         if not plan.ids:
             self.finish(tr("Nothing to send: none of them is pending.", "Nichts zu senden: keiner wartet."))
             return
-        if not plan.flagged:
+        if len(plan.ids) == 1 and not plan.flagged:
             self.start_sending(plan.ids)
             return
+        # More than one mail, or a flagged one: ask, with Cancel first (Enter and Esc send nothing).
         flagged = set(plan.flagged)
         rest = [i for i in plan.ids if i not in flagged]
-        first = ", ".join(f"#{i}" for i in plan.flagged[:5]) + (" …" if len(plan.flagged) > 5 else "")
+        question = ""
+        if len(plan.ids) > 1:
+            n, customers = len(plan.ids), plan.customers
+            question = tr(
+                f"Send {n:,} mails to {customers:,} customer{'s' if customers != 1 else ''}?",
+                f"{n:,} Mails an {customers:,} Kunden senden?",
+            )
+        answers = {"cancel": tr("Cancel", "Abbrechen")}
+        if flagged:
+            first = ", ".join(f"#{i}" for i in plan.flagged[:5]) + (" …" if len(plan.flagged) > 5 else "")
+            question += tr(
+                f"\n⚠ {len(flagged):,} of {len(plan.ids):,} mails failed the plausibility check ({first}): their "
+                "attachment does not name their document or customer. Skip them, or send them too?",
+                f"\n⚠ {len(flagged):,} von {len(plan.ids):,} Mails bestehen die Plausibilitätsprüfung nicht "
+                f"({first}): ihr Anhang nennt nicht ihren Beleg oder Kunden. Auslassen oder mitsenden?",
+            )
+            if rest:
+                answers["skip"] = tr(f"Skip flagged ({len(rest):,} go)", f"Auslassen ({len(rest):,} gehen)")
+            answers["all"] = tr("Send them too", "Mitsenden")
+        else:
+            answers["all"] = tr(f"Send {len(plan.ids):,}", f"{len(plan.ids):,} senden")
 
         def decided(answer: str | None) -> None:
-            if answer == "skip" and rest:
+            if answer == "skip":
                 self.start_sending(rest)
             elif answer == "all":
-                self.start_sending(plan.ids)
+                self.start_sending(plan.ids, confirmed=plan.flagged)
             else:
                 self.finish(tr("Not sent.", "Nicht gesendet."))
 
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    f"⚠ {len(flagged):,} of {len(plan.ids):,} mails failed the plausibility check ({first}): their "
-                    "attachment does not name their document or customer. Skip them, or send them too?",
-                    f"⚠ {len(flagged):,} von {len(plan.ids):,} Mails bestehen die Plausibilitätsprüfung nicht "
-                    f"({first}): ihr Anhang nennt nicht ihren Beleg oder Kunden. Auslassen oder mitsenden?",
-                ),
-                {
-                    "skip": tr(f"Skip flagged ({len(rest):,} go)", f"Auslassen ({len(rest):,} gehen)"),
-                    "all": tr("Send them too", "Mitsenden"),
-                    "cancel": tr("Cancel", "Abbrechen"),
-                },
-            ),
-            decided,
-        )
+        self.app.push_screen(ConfirmScreen(question.strip(), answers), decided)
 
-    def start_sending(self, ids: list[int]) -> None:
+    def start_sending(self, ids: list[int], confirmed: Sequence[int] = ()) -> None:
+        """Send ``ids`` in the background; ``confirmed``: flagged ones the operator chose to send anyway."""
         try:
             current = settings.load(self.home)
         except OposError as exc:
@@ -751,52 +1142,41 @@ class QueueScreen(Screen[None]):
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )
         self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
-        self.dispatch(ids, current)
+        self.dispatch(ids, list(confirmed), current)
 
     @work(thread=True, group="send", exit_on_error=False)
-    def dispatch(self, ids: list[int], current: settings.Settings) -> None:
-        asyncio.run(self._dispatch(ids, current))
+    def dispatch(self, ids: list[int], confirmed: list[int], current: settings.Settings) -> None:
+        asyncio.run(self._dispatch(ids, confirmed, current))
 
-    async def _dispatch(self, ids: list[int], current: settings.Settings) -> None:
+    async def _dispatch(self, ids: list[int], confirmed: list[int], current: settings.Settings) -> None:
         loop = asyncio.get_running_loop()
-        sent = failed = skipped = 0
-        started = self.clock()
         stopped: str | None = None
 
         def progress(event: Progress) -> None:
-            nonlocal sent, failed
-            if event.outcome is Outcome.SENT:
-                sent += 1
-            elif event.outcome in (Outcome.DEFERRED, Outcome.FAILED, Outcome.UNCERTAIN):
-                failed += 1
-            left = len(ids) - sent - failed - skipped
-            elapsed = max(self.clock() - started, 1e-9)
-            rate = (sent + failed) / elapsed
-            self.post_message(
-                SendUpdate(sent, failed, left, rate, left / rate if rate else None, transcript_line(event))
-            )
+            self.post_message(SendUpdate(event, transcript_line(event)))
 
-        with Queue(self.queue.path) as q:
-            for start in range(0, len(ids), SEND_CHUNK):
-                if self._stop.is_set():
-                    break
+        try:
+            queue = self.queue.another()
+        except OposError as exc:
+            self.post_message(SendDone(0, 0, 0, 0, tr(f"stopped: {exc}", f"abgebrochen: {exc}")))
+            return
+        with queue as q:
+            engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
+            self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
+            if not self._stop.is_set():
                 try:
-                    engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
-                    self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
-                    if self._stop.is_set():
-                        break
-                    result = await engine.run(ids[start : start + SEND_CHUNK])
+                    result = await engine.run(ids, skip_check=confirmed)
                 except OposError as exc:
                     stopped = tr(f"stopped: {exc}", f"abgebrochen: {exc}")
-                    break
-                skipped += len(result.not_sendable)
+                    result = engine.result
                 if result.stopped is not None:
                     stopped = tr(f"stopped: {result.stopped}", f"abgebrochen: {result.stopped}")
-                    break
         self._stop_dispatch = None
         if stopped is None and self._stop.is_set():
             stopped = tr("stopped by the operator", "vom Bediener angehalten")
-        self.post_message(SendDone(sent, failed, skipped, stopped))
+        r = engine.result
+        failed = len(r.deferred) + len(r.failed) + len(r.uncertain)
+        self.post_message(SendDone(len(r.sent), failed, len(r.held), len(r.not_sendable), stopped))
 
     def action_stop(self) -> None:
         if not self.sending:
@@ -810,17 +1190,22 @@ class QueueScreen(Screen[None]):
 
     @on(SendUpdate)
     def send_update(self, update: SendUpdate) -> None:
-        done = update.sent + update.failed
-        eta = f" · ETA {int(update.eta) // 60}:{int(update.eta) % 60:02d}" if update.eta is not None else ""
-        label = tr(
-            f"sent {update.sent:,} · failed {update.failed:,} · left {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta} · Esc stop · t log",
-            f"gesendet {update.sent:,} · fehlgeschl. {update.failed:,} · offen {update.left:,}"
-            f" · {update.rate * 60:.0f}/min{eta} · Esc Stopp · t Log",
-        )
+        p = update.progress
+        en = [f"sent {p.sent:,}", f"failed {p.failed:,}"]
+        de = [f"gesendet {p.sent:,}", f"fehlgeschl. {p.failed:,}"]
+        if p.held:
+            en.append(f"held {p.held:,}")
+            de.append(f"angehalten {p.held:,}")
+        en.append(f"left {p.left:,}")
+        de.append(f"offen {p.left:,}")
+        if p.rate is not None:  # none until measured over a few mails
+            eta = f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}" if p.eta is not None else ""
+            en.append(f"{p.rate * 60:.0f}/min{eta}")
+            de.append(f"{p.rate * 60:.0f}/min{eta}")
+        label = tr(" · ".join([*en, "Esc stop · t log"]), " · ".join([*de, "Esc Stopp · t Log"]))
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
-        self.query_one("#progress-bar", ProgressBar).update(progress=done)
+        self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)
         if update.line:
             self.query_one("#transcript", RichLog).write(update.line)
 
@@ -830,12 +1215,16 @@ class QueueScreen(Screen[None]):
             f"Done: sent {done.sent:,} · failed {done.failed:,}",
             f"Fertig: gesendet {done.sent:,} · fehlgeschl. {done.failed:,}",
         )
+        if done.held:
+            summary += tr(
+                f" · {done.held:,} held by the plausibility check", f" · {done.held:,} angehalten (Plausibilität)"
+            )
         if done.skipped:
             summary += tr(f" · {done.skipped:,} no longer pending", f" · {done.skipped:,} warteten nicht mehr")
         if done.stopped:
             summary += f" · {done.stopped}"
         self.query_one("#transcript", RichLog).write(summary)
-        self.finish(summary, error=bool(done.stopped) or bool(done.failed))
+        self.finish(summary, error=bool(done.stopped) or bool(done.failed) or bool(done.held))
 
     def show_progress(self, label: str, progress: int, total: int) -> None:
         self.query_one("#progress").display = True
@@ -844,7 +1233,7 @@ class QueueScreen(Screen[None]):
 
     def finish(self, summary: str, error: bool = False) -> None:
         self.sending = False
-        self.refresh_bindings()
+        self.update_keys()
         self.query_one("#progress-label", Static).update(summary)
         self.notify(summary, severity="warning" if error else "information")
         self.reload()

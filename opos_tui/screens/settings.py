@@ -2,43 +2,30 @@
 
 The form holds a draft; every change is validated against the settings model at once and shown inline
 where it was typed. Saving is refused while anything is invalid; leaving with unsaved changes asks first.
+
+A broken config.toml does not keep the form shut: it opens with what can be read, says what is wrong (file,
+line, key), shows each invalid value in its field to be corrected, and replaces a file that is not TOML at
+all only once the admin agreed. Saving reads, merges and writes under config.toml's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from pydantic import ValidationError
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Checkbox, Footer, Header, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioSet, Static
 
-from opos_tui import settings
 from opos_tui.i18n import tr
+from opos_tui.screens import labels
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
-from opos_tui.screens.labels import field_labels, name_fields
-from opos_tui.screens.widgets import Choice, ConfirmScreen, Tick
+from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
+from opos_tui.screens.widgets import Tick
 from opos_tui.services import secrets
-from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode, Settings
-
-
-def widget_id(key: str) -> str:
-    return key.replace(".", "-").replace("_", "-")
-
-
-def connection_labels() -> dict[str, str]:
-    return {
-        "windows": "Windows-Standard (Simple MAPI)",
-        "outlook": "Outlook (Extended MAPI)",
-        "smtp": "SMTP",
-    }
+from opos_tui.services.transports.registry import connection_labels
+from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
 
 
 def auth_labels() -> dict[str, str]:
@@ -82,76 +69,27 @@ def provider_labels() -> dict[str, str]:
     }
 
 
-class FormField(Vertical):
-    """A label, the widget that edits one key, and the place its error is shown."""
-
-    DEFAULT_CSS = """
-    FormField { height: auto; margin: 0 0 1 0; }
-    FormField > .field-error { color: $error; display: none; }
-    FormField.-invalid > .field-error { display: block; }
-    """
-
-    def __init__(self, key: str, label: str, editor: Widget) -> None:
-        super().__init__(id=f"field-{widget_id(key)}")
-        self.key = key
-        self.label = label
-        self.editor = editor
-
-    def compose(self) -> ComposeResult:
-        yield Label(self.label, classes="field-label")
-        yield self.editor
-        yield Static("", classes="field-error")
-
-    # A class, not :focus-within: Textual does not restyle the label when focus moves on.
-    def on_descendant_focus(self) -> None:
-        self.add_class("-focused")
-        # The whole field in view, its label and its error too, not just the line being edited.
-        self.call_after_refresh(self.scroll_visible, animate=False)
-
-    def on_descendant_blur(self) -> None:
-        self.remove_class("-focused")
-
-    def show_error(self, message: str | None) -> None:
-        self.set_class(bool(message), "-invalid")
-        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
-
-
-def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
-    return RadioSet(
-        *(
-            Choice(label, value=(value == current), name=value, id=f"{widget_id(key)}-{value}")
-            for value, label in labels.items()
-        ),
-        id=widget_id(key),
-        compact=True,
-    )
-
-
-class SettingsScreen(Screen[None]):
+class SettingsScreen(SettingsForm):
     """Verbindungsart, Anmelden, SMTP connection data, OAuth 2.0 and the sender, as one scrolling form."""
 
     BINDINGS = [
-        Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
-        Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+        *SettingsForm.BINDINGS,
         Binding("ctrl+t", "test_connection", tr("Test connection", "Verbindung testen"), id="settings.test"),
+        *LETTER_PAGE_KEYS,
     ]
     COMMANDS = {ConnectionTestCommands}
 
     def __init__(self, home: Home) -> None:
-        super().__init__()
-        self.home = home
+        super().__init__(home)
         self.store = secrets.open_store(home)
-        self.saved = settings.load(home)
-        self.dirty = False
-        self.valid: Settings | None = self.saved
+
+    def heading(self) -> str:
+        return tr("E-mail settings", "E-Mail-Einstellungen")
 
     # --- building the form ----------------------------------------------------------------------------
 
-    def text_field(self, key: str, placeholder: str = "") -> FormField:
-        value = settings.format_value(settings.get_value(self.saved, key))
-        # A compact field has no border: an empty one would be invisible without a placeholder.
-        hint = placeholder or tr("(empty)", "(leer)")
-        return FormField(key, field_labels()[key], Input(value, placeholder=hint, id=widget_id(key), compact=True))
+    def field_labels(self) -> dict[str, str]:
+        return labels.field_labels()
 
     def secret_field(self, name: str) -> FormField:
         stored = self.store.get(name) is not None
@@ -161,10 +99,11 @@ class SettingsScreen(Screen[None]):
             else tr("not set", "nicht gesetzt")
         )
         editor = Input("", placeholder=hint, password=True, id=widget_id(name), compact=True)
-        return FormField(name, field_labels()[name], editor)
+        return FormField(name, labels.field_labels()[name], editor)
 
     def compose(self) -> ComposeResult:
         s = self.saved
+        label = labels.field_labels()
         yield Header()
         # Not a tab stop itself: Tab goes from the last field straight back to the first.
         with VerticalScroll(id="form", can_focus=False):
@@ -176,7 +115,8 @@ class SettingsScreen(Screen[None]):
                 classes="form-title",
             )
             yield Static("", id="form-error", classes="form-error")
-            label = field_labels()
+            yield Static(self.file_problem_text(), id="file-problem", classes="form-error")
+            yield Vertical(id="section-fix", classes="section")
             yield FormField(
                 "connection", label["connection"], radio_set("connection", connection_labels(), s.connection)
             )
@@ -184,19 +124,19 @@ class SettingsScreen(Screen[None]):
                 yield FormField(
                     "auth.method", label["auth.method"], radio_set("auth.method", auth_labels(), s.auth.method)
                 )
-                yield self.text_field("auth.profile")
+                yield self.text_field("auth.profile", label["auth.profile"])
                 yield self.secret_field(secrets.PASSWORD)
             with Vertical(id="section-smtp", classes="section"):
                 yield Static(tr("SMTP connection data", "SMTP-Verbindungsdaten"), classes="section-title")
-                yield self.text_field("smtp.host", "smtp.example.com")
-                yield self.text_field("smtp.port")
+                yield self.text_field("smtp.host", label["smtp.host"], "smtp.example.com")
+                yield self.text_field("smtp.port", label["smtp.port"])
                 yield FormField(
                     "smtp.security",
                     label["smtp.security"],
                     radio_set("smtp.security", security_labels(), s.smtp.security.value),
                 )
-                yield self.text_field("smtp.timeout")
-                yield self.text_field("smtp.ca_file")
+                yield self.text_field("smtp.timeout", label["smtp.timeout"])
+                yield self.text_field("smtp.ca_file", label["smtp.ca_file"])
                 yield FormField(
                     "smtp.allow_plain_auth",
                     "",
@@ -212,9 +152,9 @@ class SettingsScreen(Screen[None]):
                     id="plain-auth-warning",
                     classes="warning",
                 )
-                yield self.text_field("smtp.max_message_mb")
-                yield self.text_field("smtp.connections")
-                yield self.text_field("smtp.max_per_minute")
+                yield self.text_field("smtp.max_message_mb", label["smtp.max_message_mb"])
+                yield self.text_field("smtp.connections", label["smtp.connections"])
+                yield self.text_field("smtp.max_per_minute", label["smtp.max_per_minute"])
             with Vertical(id="section-oauth", classes="section"):
                 yield Static("OAuth 2.0", classes="section-title")
                 yield FormField(
@@ -222,15 +162,15 @@ class SettingsScreen(Screen[None]):
                     label["oauth.provider"],
                     radio_set("oauth.provider", provider_labels(), s.oauth.provider),
                 )
-                yield self.text_field("oauth.client_id")
-                yield self.text_field("oauth.tenant_id")
+                yield self.text_field("oauth.client_id", label["oauth.client_id"])
+                yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
                 yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
-                yield self.text_field("sender.address", "buchhaltung@example.com")
-                yield self.text_field("sender.name")
-                yield self.text_field("sender.reply_to")
-                yield self.text_field("sender.bcc")
+                yield self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com")
+                yield self.text_field("sender.name", label["sender.name"])
+                yield self.text_field("sender.reply_to", label["sender.reply_to"])
+                yield self.text_field("sender.bcc", label["sender.bcc"])
             yield Static(
                 tr(f"Secrets are kept in: {self.store.describe()}", f"Geheimnisse liegen in: {self.store.describe()}"),
                 id="secret-store",
@@ -240,43 +180,92 @@ class SettingsScreen(Screen[None]):
         yield Static("", id="form-status")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.title = "opos-tui"
-        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen")
-        for radio in self.query(RadioSet):
-            # Put the keyboard cursor on the saved choice, not on the first one.
-            for _ in range(max(radio.pressed_index, 0)):
-                radio.action_next_button()
+    async def on_mount(self) -> None:
+        self.prepare_form()
+        await self.show_file_problems()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
+        if self.found.problems:
+            self.changed()
         # After the choices have scrolled to their saved buttons: the form opens at its top, title and all.
         self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
 
+    # --- a broken config.toml -------------------------------------------------------------------------
+
+    def file_problem_text(self) -> str:
+        """What is wrong with config.toml, for the banner at the top of the form ("" if nothing)."""
+        if self.found.unreadable is not None:
+            return tr(
+                f"⚠ {self.found.unreadable.en}\nThe form shows the defaults. Saving replaces the whole file"
+                " (you are asked first); Esc leaves it as it is.",
+                f"⚠ {self.found.unreadable.de}\nDas Formular zeigt die Vorgaben. Speichern ersetzt die ganze"
+                " Datei (nach Rückfrage); Esc lässt sie, wie sie ist.",
+            )
+        if not self.found.problems:
+            return ""
+        lines = []
+        for problem in self.found.problems:
+            where = tr(f" (line {problem.line})", f" (Zeile {problem.line})") if problem.line else ""
+            what = problem.message
+            if problem.raw is None:
+                what = tr(f"{what}: dropped when saved", f"{what}: wird beim Speichern entfernt")
+            elif problem.key in self.file_errors:
+                what = tr(f"{problem.raw!r}: {what}; shown: the default", f"{problem.raw!r}: {what}; gezeigt: Vorgabe")
+            lines.append(f"  {problem.key}{where}: {what}")
+        return "\n".join(
+            [
+                tr(
+                    f"⚠ {self.home.config_file} has invalid settings: correct the fields marked ⚠ and save"
+                    " (Ctrl+S), or leave with Esc.",
+                    f"⚠ {self.home.config_file} enthält ungültige Einstellungen: die mit ⚠ markierten Felder"
+                    " korrigieren und speichern (Strg+S) oder mit Esc verlassen.",
+                ),
+                *lines,
+            ]
+        )
+
+    async def show_file_problems(self) -> None:
+        """Put each invalid value of config.toml where the admin can correct it."""
+        fix = self.query_one("#section-fix", Vertical)
+        for problem in self.found.problems:
+            if problem.raw is None:
+                continue
+            found = self.query(f"#{widget_id(problem.key)}")
+            if not found:  # a key this form does not show otherwise (retry, letters): a field of its own
+                editor = Input(problem.raw, id=widget_id(problem.key), compact=True)
+                await fix.mount(FormField(problem.key, problem.key, editor))
+            elif not isinstance(found.first(), Input):
+                self.file_errors[problem.key] = tr(
+                    f"{problem.raw!r} in config.toml: {problem.message}",
+                    f"{problem.raw!r} in config.toml: {problem.message}",
+                )
+        fix.display = bool(fix.children)
+        banner = self.query_one("#file-problem", Static)
+        banner.update(self.file_problem_text())
+        banner.display = bool(self.found.unreadable or self.found.problems)
+
+    def file_problems_solved(self) -> None:
+        self.query_one("#file-problem", Static).display = False
+
     # --- reading the form -----------------------------------------------------------------------------
-
-    def pressed(self, key: str) -> str:
-        button = self.query_one(f"#{widget_id(key)}", RadioSet).pressed_button
-        return str(button.name) if button is not None else ""
-
-    def draft(self) -> dict[str, Any]:
-        """The form's values as a nested dict, in the shape of config.toml."""
-        data: dict[str, Any] = self.saved.model_dump(mode="json")
-        for key in settings.KEYS:
-            section, _, name = key.rpartition(".")
-            target = data[section] if section else data
-            found = self.query(f"#{widget_id(key)}")
-            if not found:
-                continue  # a key this form does not show (letter templates, retry): kept as saved
-            editor = found.first()
-            if isinstance(editor, RadioSet):
-                target[name] = self.pressed(key)
-            elif isinstance(editor, (Checkbox, Input)):
-                target[name] = editor.value
-        return data
 
     def typed_secrets(self) -> dict[str, str]:
         typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in secrets.SECRET_NAMES}
         return {name: value for name, value in typed.items() if value}
+
+    def unsaved_extra(self) -> bool:
+        return bool(self.typed_secrets())
+
+    def save_extra(self) -> None:
+        for name, value in self.typed_secrets().items():
+            self.store.set(name, value)
+        for name in secrets.SECRET_NAMES:
+            secret_input = self.query_one(f"#{widget_id(name)}", Input)
+            secret_input.value = ""
+            if self.store.get(name) is not None:
+                secret_input.placeholder = tr(
+                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
+                )
 
     # --- reacting -------------------------------------------------------------------------------------
 
@@ -310,158 +299,11 @@ class SettingsScreen(Screen[None]):
             method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
         )
 
-    def revalidate(self) -> None:
-        errors: dict[str, str] = {}
-        try:
-            self.valid = Settings.model_validate(self.draft(), context={"check_files": True})
-        except ValidationError as exc:
-            self.valid = None
-            errors = settings.field_errors(exc)
-        for form_field in self.query(FormField):
-            form_field.show_error(errors.get(form_field.key))
-        form_error = self.query_one("#form-error", Static)
-        form_error.update(f"⚠ {name_fields(errors[''])}" if "" in errors else "")
-        form_error.display = "" in errors
-
     def changed(self) -> None:
         self.apply_visibility()
-        self.revalidate()
-        self.dirty = self.valid != self.saved or bool(self.typed_secrets())
-        self.sub_title = tr("E-mail settings", "E-Mail-Einstellungen") + (" *" if self.dirty else "")
-        status = self.query_one("#form-status")
-        if (status.has_class("-refused") and self.valid is not None) or (self.dirty and not status.has_class("-error")):
-            self.say("")  # the fields it asked for are fixed, or "saved" no longer holds
-
-    @on(Input.Changed)
-    @on(RadioSet.Changed)
-    @on(Checkbox.Changed)
-    def on_edit(self) -> None:
-        self.changed()
-
-    # --- telling the outcome ---------------------------------------------------------------------------
-
-    def say(self, text: str, error: bool = False) -> None:
-        status = self.query_one("#form-status", Static)
-        status.update(text)
-        status.display = bool(text)
-        status.set_class(error, "-error")
-        status.remove_class("-refused")
-
-    def refuse(self, text: str) -> None:
-        """Say why the form cannot be saved or tested, and take the cursor to the first field marked ⚠."""
-        self.say(text, error=True)
-        self.query_one("#form-status").add_class("-refused")
-        reachable = self.focus_chain
-        for form_field in self.query(FormField).filter(".-invalid"):
-            if form_field.editor in reachable:
-                form_field.editor.focus()
-                return
+        super().changed()
 
     # --- actions --------------------------------------------------------------------------------------
-
-    def action_save(self) -> None:
-        self.save()
-
-    def save(self, then_close: bool = False) -> None:
-        """Save what the form holds, merged with what someone else saved since the form was opened."""
-        self.changed()
-        if self.valid is None:
-            self.refuse(
-                tr(
-                    "Not saved: fix the fields marked ⚠ first.",
-                    "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
-                )
-            )
-            return
-        mine = self.valid
-        try:
-            theirs = settings.load(self.home)
-        except OposError:
-            theirs = self.saved  # an unreadable file is replaced by this form's valid values
-        data, both = settings.merge(self.saved, mine, theirs)
-        try:
-            merged = Settings.model_validate(data, context={"check_files": True})
-        except ValidationError as exc:
-            problem = next(iter(settings.field_errors(exc).values()))
-            self.say(
-                tr(
-                    f"Not saved: config.toml was changed elsewhere meanwhile, and together with this form: {problem}",
-                    f"Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit diesem"
-                    f" Formular gilt: {problem}",
-                ),
-                error=True,
-            )
-            return
-        if not both:
-            self.write(merged, mine, then_close)
-            return
-        keys = ", ".join(name_fields(key) for key in both)
-
-        def decided(choice: str | None) -> None:
-            if choice == "mine":
-                self.write(merged, mine, then_close)
-
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    f"Someone else changed {keys} in config.toml since this form was opened. Save your values"
-                    " for these over theirs? (Their other changes are kept either way.)",
-                    f"Jemand anderes hat {keys} in config.toml geändert, seit dieses Formular offen ist. Ihre"
-                    " Werte darüber speichern? (Die übrigen Änderungen bleiben so oder so erhalten.)",
-                ),
-                {"mine": tr("Save mine", "Meine speichern"), "cancel": tr("Cancel", "Abbrechen")},
-            ),
-            decided,
-        )
-
-    def write(self, new: Settings, mine: Settings, then_close: bool) -> None:
-        try:
-            settings.save(self.home, new)
-            for name, value in self.typed_secrets().items():
-                self.store.set(name, value)
-        except (OSError, OposError) as exc:
-            problem = name_fields(str(exc))
-            self.say(tr(f"Not saved: {problem}", f"Nicht gespeichert: {problem}"), error=True)
-            return
-        for name in secrets.SECRET_NAMES:
-            secret_input = self.query_one(f"#{widget_id(name)}", Input)
-            secret_input.value = ""
-            if self.store.get(name) is not None:
-                secret_input.placeholder = tr(
-                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
-                )
-        theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
-        self.saved = new
-        self.show_values(new, theirs)
-        self.changed()
-        kept = ", ".join(name_fields(key) for key in theirs)
-        note = tr(f"; kept from elsewhere: {kept}", f"; von anderswo übernommen: {kept}")
-        self.say(
-            tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
-            + (note if theirs else "")
-        )
-        if then_close:
-            self.close()
-
-    def show_values(self, values: Settings, keys: list[str]) -> None:
-        """Put saved values into the form's fields (those someone else changed meanwhile)."""
-        for key in keys:
-            found = self.query(f"#{widget_id(key)}")
-            if not found:
-                continue
-            editor, value = found.first(), settings.get_value(values, key)
-            if isinstance(editor, RadioSet):
-                self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
-            elif isinstance(editor, Checkbox):
-                editor.value = bool(value)
-            elif isinstance(editor, Input):
-                editor.value = settings.format_value(value)
-
-    def close(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.dismiss()
-        else:
-            self.app.exit()
 
     async def action_test_connection(self) -> None:
         """Test the settings as typed (saved or not), in a panel under the form."""
@@ -493,27 +335,9 @@ class SettingsScreen(Screen[None]):
             else:
                 panel.remove()
             return
-        if not self.dirty:
-            self.close()
-            return
+        super().action_leave()
 
-        def decided(choice: str | None) -> None:
-            if choice == "save":
-                self.save(then_close=True)
-            elif choice == "discard":
-                self.close()
+    def action_letter_page(self, page: str) -> None:
+        from opos_tui.screens.letters import LettersScreen, page_of
 
-        self.app.push_screen(
-            ConfirmScreen(
-                tr(
-                    "Unsaved changes. Save them before leaving?",
-                    "Ungespeicherte Änderungen. Vor dem Verlassen speichern?",
-                ),
-                {
-                    "save": tr("Save", "Speichern"),
-                    "discard": tr("Discard", "Verwerfen"),
-                    "cancel": tr("Cancel", "Abbrechen"),
-                },
-            ),
-            decided,
-        )
+        self.app.push_screen(LettersScreen(self.home, page_of(page)))

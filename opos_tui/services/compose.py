@@ -1,11 +1,15 @@
 """From a request (type, recipients, files, values) to a queued item, and from a queued item to RFC 5322 bytes.
 
 Everything that can be wrong with a mail is found here, when it is queued ("at the door"), never when it is
-sent: unknown type or level, bad addresses, line breaks in header values (header injection), missing,
-unreadable or fake PDFs, too large attachments, and template placeholders without a value.
+sent: unknown type or level, bad addresses (``addresses``), more recipients than letters.max_recipients, line
+breaks and control characters in header values (header injection), missing, unreadable, empty or fake PDFs,
+attachments that are not regular files (a device or pipe is never read) or are given twice, too large
+attachments (by their size, before they are read), and template placeholders without a value. Last, the mail
+is written once as ``send`` will write it: what cannot be written is refused, whatever the reason.
 
 Headers follow RFC 5322 with RFC 2047 encoded words for names and subjects with umlauts, and RFC 2231 for
-attachment file names (``email.policy.SMTP``). Bcc recipients are only in the envelope, never in a header.
+attachment file names (``email.policy.SMTP``); international domains in IDNA form (``xn--…``). Bcc
+recipients are only in the envelope, never in a header.
 """
 
 from __future__ import annotations
@@ -13,16 +17,19 @@ from __future__ import annotations
 import base64
 import mimetypes
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from pathlib import Path
+from email.utils import formatdate
+from pathlib import Path, PurePath
 from string import Template
 
-from opos_tui.services.addresses import AddressError, has_line_break, parse_mailbox
-from opos_tui.services.errors import ConfigError, ConfigurationFault
+from opos_tui.services.addresses import AddressError, check_one_line, header_address, new_message_id, parse_mailbox
+from opos_tui.services.errors import BadInput, ConfigurationFault, OposError
+from opos_tui.services.files import FileProblem, FileTooLarge, Snapshot, StillWriting, read_regular
 from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
 from opos_tui.settings import ReportTemplate, Settings
 
@@ -66,12 +73,34 @@ def report_section(letter_type: LetterType, level: int | None) -> str:
     return "payment_advice" if letter_type is LetterType.PAYMENT_ADVICE else f"dunning_{level}"
 
 
-class BadLetter(ConfigError):
+REPORT_SECTIONS: tuple[str, ...] = ("payment_advice", *(f"dunning_{level}" for level in range(1, MAX_LEVEL + 1)))
+"""The settings section of every report: payment advices, then dunning letters by level."""
+
+
+def report_of(section: str) -> tuple[LetterType, int | None]:
+    """The letter type and level of a report section (the reverse of ``report_section``)."""
+    if section == "payment_advice":
+        return LetterType.PAYMENT_ADVICE, None
+    return LetterType.DUNNING, int(section.removeprefix("dunning_"))
+
+
+class BadLetter(BadInput):
     """A mail that cannot be queued as given (exit 2 on the command line; ``rejected/`` in the spool)."""
 
 
 def _bad(en: str, de: str) -> BadLetter:
     return BadLetter(en, de)
+
+
+ATTACHMENT = ("attachment", "Anhang")
+
+Reader = Callable[[Path, int], Snapshot]
+"""Reads one attachment of at most so many bytes (a FileProblem if it is not a file to send)."""
+
+
+def read_attachment(path: Path, limit: int) -> Snapshot:
+    """An attachment named on the command line: a link is followed (the operator chose it)."""
+    return read_regular(path, limit, ATTACHMENT)
 
 
 @dataclass
@@ -89,6 +118,8 @@ class LetterRequest:
     """Own body, used as given (no placeholders); None = from the templates."""
     vars: Mapping[str, object] = field(default_factory=dict)
     source_key: str | None = None
+    read: Reader = read_attachment
+    """How the attachments are read: the spool reads only regular files of its folder, without links."""
 
 
 def fill(template: str, values: Mapping[str, str], where: str, where_de: str = "") -> str:
@@ -135,13 +166,11 @@ def render_texts(
     return subject, body
 
 
-def _check_header(value: str, what: str) -> str:
-    if has_line_break(value):
-        raise _bad(
-            f"{what} contains a line break (not allowed in a mail header)",
-            f"{what} enthält einen Zeilenumbruch (in einer Kopfzeile nicht erlaubt)",
-        )
-    return value
+def _check_header(value: str, what: str, what_de: str) -> str:
+    try:
+        return check_one_line(value)
+    except AddressError as exc:
+        raise _bad(f"{what} {exc.en}", f"{what_de} {exc.de}") from None
 
 
 def _recipients(kind: RecipientKind, values: Sequence[str]) -> list[Recipient]:
@@ -158,23 +187,59 @@ def _recipients(kind: RecipientKind, values: Sequence[str]) -> list[Recipient]:
     return found
 
 
-def _read_attachment(path: Path) -> bytes:
+def _too_large(total: int, settings: Settings) -> BadLetter:
+    size, most = f"{total / 1048576:.1f} MB", settings.smtp.max_message_mb
+    return _bad(
+        f"attachments total {size}, more than smtp.max_message_mb ({most})",
+        f"Anhänge zusammen {size}, mehr als smtp.max_message_mb ({most})",
+    )
+
+
+def _read_attachments(settings: Settings, request: LetterRequest) -> list[tuple[Path, bytes]]:
+    """Every attachment's bytes: each a regular, non-empty file, none twice, all together within
+    smtp.max_message_mb (checked on each file's size before it is read)."""
+    limit = settings.smtp.max_message_mb * 1024 * 1024
+    found: list[tuple[Path, bytes]] = []
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in request.attachments:
+        _check_header(path.name, f"the file name {path.name!r}", f"der Dateiname {path.name!r}")
+        try:
+            snapshot = request.read(path, limit - total)
+        except FileTooLarge as exc:
+            raise _too_large(total + exc.size, settings) from None
+        except StillWriting:
+            raise
+        except FileProblem as exc:
+            raise _bad(exc.en, exc.de) from None
+        if snapshot.identity in seen:
+            raise _bad(
+                f"attachment {path.name} is given twice: each file goes once",
+                f"Anhang {path.name} ist zweimal angegeben: jede Datei geht einmal mit",
+            )
+        seen.add(snapshot.identity)
+        if path.suffix.lower() == ".pdf" and not snapshot.data.startswith(PDF_MAGIC):
+            raise _bad(
+                f"attachment {path.name} is not a PDF (it does not start with %PDF-)",
+                f"Anhang {path.name} ist kein PDF (beginnt nicht mit %PDF-)",
+            )
+        total += len(snapshot.data)
+        found.append((path, snapshot.data))
+    return found
+
+
+def _check_text(value: str, what: str, what_de: str) -> str:
+    """``value`` if it is text that can be stored and sent (UTF-8), e.g. no unpaired surrogate from a file name
+    or argument that was not UTF-8."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _bad(f"attachment not found: {path}", f"Anhang nicht gefunden: {path}") from None
-    except IsADirectoryError:
-        raise _bad(f"attachment is a folder: {path}", f"Anhang ist ein Ordner: {path}") from None
-    except OSError as exc:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = f"U+{ord(value[exc.start]):04X}"
         raise _bad(
-            f"cannot read attachment {path}: {exc.strerror}", f"Anhang {path} nicht lesbar: {exc.strerror}"
+            f"{what} is not valid text (it holds {code}, a byte that is not UTF-8)",
+            f"{what_de} ist kein gültiger Text (enthält {code}, ein Byte, das kein UTF-8 ist)",
         ) from None
-    if path.suffix.lower() == ".pdf" and not data.startswith(PDF_MAGIC):
-        raise _bad(
-            f"attachment {path.name} is not a PDF (it does not start with %PDF-)",
-            f"Anhang {path.name} ist kein PDF (beginnt nicht mit %PDF-)",
-        )
-    return data
+    return value
 
 
 def _values(raw: Mapping[str, object]) -> dict[str, str]:
@@ -186,8 +251,46 @@ def _values(raw: Mapping[str, object]) -> dict[str, str]:
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise _bad(f"value of {key} must be text or a number", f"Wert von {key} muss Text oder Zahl sein")
-        values[str(key)] = str(value)
+        values[str(key)] = _check_text(str(value), f"the value of {key}", f"der Wert von {key}")
     return values
+
+
+def template_values(letter_type: LetterType, level: int | None, raw: Mapping[str, object]) -> dict[str, str]:
+    """The values a mail's templates are filled with: its own, and for a dunning letter its level."""
+    values = _values(raw)
+    if letter_type is LetterType.DUNNING:
+        values.setdefault("level", str(level))
+    return values
+
+
+def letter_texts(
+    settings: Settings,
+    letter_type: LetterType,
+    level: int | None,
+    values: Mapping[str, str],
+    subject: str | None = None,
+    body: str | None = None,
+) -> tuple[str, str]:
+    """Subject and body exactly as the mail carries them: its own texts as given, else from the templates;
+    the signature below the body. ``BadLetter`` if a template cannot be filled or the subject cannot go."""
+    texts = render_texts(settings, letter_type, level, values) if None in (subject, body) else None
+    subject = subject if subject is not None else texts[0] if texts else ""
+    body = body if body is not None else texts[1] if texts else ""
+    _check_text(body, "the body", "der Text")
+    _check_header(subject, "the subject", "der Betreff")
+    if not subject.strip():
+        raise _bad("the subject is empty", "der Betreff ist leer")
+    if settings.letters.signature:
+        body = f"{body.rstrip()}\n\n-- \n{fill(settings.letters.signature, values, 'letters.signature')}\n"
+    return subject, body
+
+
+def attachment_name(settings: Settings, filename: str, values: Mapping[str, str]) -> str:
+    """The name the recipient sees for an attachment file (``letters.attachment_name`` filled)."""
+    path = PurePath(filename)
+    name_values = {**values, "filename": path.name, "stem": path.stem, "ext": path.suffix.lstrip(".")}
+    name = fill(settings.letters.attachment_name, name_values, "letters.attachment_name")
+    return _check_header(name, f"the attachment name {name!r}", f"der Anhangsname {name!r}")
 
 
 def prepare(settings: Settings, request: LetterRequest) -> NewItem:
@@ -211,6 +314,13 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
             )
     elif level is not None:
         raise _bad("a payment advice has no level", "ein Zahlungsavis hat keine Mahnstufe")
+    count, most = len(request.to) + len(request.cc), settings.letters.max_recipients
+    if count > most:
+        raise _bad(
+            f"{count} recipients (To and Cc), more than letters.max_recipients ({most}): one letter goes to one"
+            " customer",
+            f"{count} Empfänger (An und Cc), mehr als letters.max_recipients ({most}): ein Brief geht an einen Kunden",
+        )
     recipients = _recipients("to", request.to) + _recipients("cc", request.cc)
     if not any(r.kind == "to" for r in recipients):
         raise _bad("no recipient (--to)", "kein Empfänger (--to)")
@@ -219,39 +329,17 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
     if not request.attachments:
         raise _bad("no attachment (--attach)", "kein Anhang (--attach)")
 
-    values = _values(request.vars)
-    if letter_type is LetterType.DUNNING:
-        values.setdefault("level", str(level))
-    texts = render_texts(settings, letter_type, level, values) if None in (request.subject, request.body) else None
-    subject = request.subject if request.subject is not None else texts[0] if texts else ""
-    body = request.body if request.body is not None else texts[1] if texts else ""
-    _check_header(subject, "the subject")
-    if not subject.strip():
-        raise _bad("the subject is empty", "der Betreff ist leer")
-    if settings.letters.signature:
-        body = f"{body.rstrip()}\n\n-- \n{fill(settings.letters.signature, values, 'letters.signature')}\n"
+    values = template_values(letter_type, level, request.vars)
+    subject, body = letter_texts(settings, letter_type, level, values, request.subject, request.body)
 
     attachments: list[NewAttachment] = []
-    total = 0
-    for path in request.attachments:
-        _check_header(path.name, f"the file name {path.name!r}")
-        data = _read_attachment(path)
-        total += len(data)
-        name_values = {**values, "filename": path.name, "stem": path.stem, "ext": path.suffix.lstrip(".")}
-        name = fill(settings.letters.attachment_name, name_values, "letters.attachment_name")
-        _check_header(name, f"the attachment name {name!r}")
+    for path, data in _read_attachments(settings, request):
+        name = attachment_name(settings, path.name, values)
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if data.startswith(PDF_MAGIC):
             content_type = "application/pdf"
         attachments.append(NewAttachment(name, data, content_type))
-    limit = settings.smtp.max_message_mb * 1024 * 1024
-    if total > limit:
-        size, most = f"{total / 1048576:.1f} MB", settings.smtp.max_message_mb
-        raise _bad(
-            f"attachments total {size}, more than smtp.max_message_mb ({most})",
-            f"Anhänge zusammen {size}, mehr als smtp.max_message_mb ({most})",
-        )
-    return NewItem(
+    item = NewItem(
         type=letter_type,
         level=level,
         sender=default_sender(settings),
@@ -263,6 +351,9 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
         vars=values,
         source_key=request.source_key,
     )
+    # The checks above give the precise reasons; this makes sure that nothing send would fail on gets in.
+    _write_message(item, item.attachments, formatdate(localtime=True), new_message_id(item.sender))
+    return item
 
 
 def default_sender(settings: Settings) -> str:
@@ -277,6 +368,51 @@ def default_sender(settings: Settings) -> str:
     return str(Address(display_name=settings.sender.name, username=local, domain=domain))
 
 
+# A plausible item for the preview of the templates, with values as the accounting system sends them.
+SAMPLE_VALUES: dict[str, dict[str, str]] = {
+    "de": {
+        "customer_name": "Hartmann Stahlbau GmbH",
+        "customer_number": "K10042",
+        "document_number": "RE-2025-0815",
+        "amount": "1.234,56",
+        "currency": "EUR",
+        "due_date": "31.03.2025",
+    },
+    "en": {
+        "customer_name": "Hartmann Steel Ltd",
+        "customer_number": "K10042",
+        "document_number": "RE-2025-0815",
+        "amount": "1,234.56",
+        "currency": "EUR",
+        "due_date": "2025-03-31",
+    },
+}
+SAMPLE_RECIPIENT = "buchhaltung@hartmann-stahlbau.example"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One report's mail for a sample item, filled exactly as a queued mail is."""
+
+    sender: str
+    to: str
+    subject: str
+    body: str
+    attachment: str
+
+
+def preview(settings: Settings, section: str) -> Preview:
+    """The mail a report's templates make for a sample item; ``BadLetter`` names a template that cannot be
+    filled, as it would when such a mail is queued."""
+    letter_type, level = report_of(section)
+    values = template_values(letter_type, level, SAMPLE_VALUES["de" if settings.letters.language == "de" else "en"])
+    subject, body = letter_texts(settings, letter_type, level, values)
+    stem = "Zahlungsavis" if level is None else f"Mahnung_{level}"
+    name = attachment_name(settings, f"{stem}_{values['document_number']}.pdf", values)
+    to = f"{values['customer_name']} <{SAMPLE_RECIPIENT}>"
+    return Preview(default_sender(settings), to, subject, body, name)
+
+
 class NoSender(ConfigurationFault):
     def __init__(self) -> None:
         super().__init__(
@@ -286,19 +422,46 @@ class NoSender(ConfigurationFault):
 
 
 def build_message(item: QueueItem, attachments: Sequence[Attachment]) -> bytes:
-    """The mail as it goes on the wire: RFC 5322 with CRLF line ends, its stable Message-ID and Date."""
+    """The mail as it goes on the wire: RFC 5322 with CRLF line ends, its stable Message-ID and Date.
+    BadLetter if it cannot be written (only an item queued by an older version that did not check everything)."""
+    return _write_message(item, attachments, item.date, item.message_id)
+
+
+def _write_message(
+    item: QueueItem | NewItem,
+    attachments: Sequence[Attachment] | Sequence[NewAttachment],
+    date: str | None,
+    message_id: str,
+) -> bytes:
+    try:
+        return _message_bytes(item, attachments, date, message_id)
+    except (ValueError, MessageError) as exc:  # AddressError, the email package's defects, UnicodeEncodeError
+        en, de = (exc.en, exc.de) if isinstance(exc, OposError) else (str(exc), str(exc))
+        raise _bad(
+            f"this mail cannot be written as an e-mail: {en}", f"diese Mail lässt sich nicht als E-Mail schreiben: {de}"
+        ) from exc
+
+
+def _message_bytes(
+    item: QueueItem | NewItem,
+    attachments: Sequence[Attachment] | Sequence[NewAttachment],
+    date: str | None,
+    message_id: str,
+) -> bytes:
     message = EmailMessage(policy=policy.SMTP)
-    message["From"] = parse_mailbox(item.sender)
-    message["To"] = [Address(r.name, addr_spec=r.address) for r in item.recipients if r.kind == "to"]
-    cc = [Address(r.name, addr_spec=r.address) for r in item.recipients if r.kind == "cc"]
+    if item.sender:  # empty only in a preview or trial before a sender is set: send takes the one then in force
+        sender = parse_mailbox(item.sender)
+        message["From"] = header_address(sender.display_name, sender.addr_spec)
+    message["To"] = [header_address(r.name, r.address) for r in item.recipients if r.kind == "to"]
+    cc = [header_address(r.name, r.address) for r in item.recipients if r.kind == "cc"]
     if cc:
         message["Cc"] = cc
     if item.reply_to:
-        message["Reply-To"] = item.reply_to
+        message["Reply-To"] = header_address("", item.reply_to)
     message["Subject"] = item.subject
-    if item.date:  # fixed at the first send; a preview before that has none
-        message["Date"] = item.date
-    message["Message-ID"] = item.message_id
+    if date:  # fixed at the first send; a preview before that has none
+        message["Date"] = date
+    message["Message-ID"] = message_id
     # Quoted-printable keeps umlauts intact through relays without 8BITMIME.
     message.set_content(item.body, cte="quoted-printable")
     # The email package writes base64 bodies line by line, the bulk of the time for a PDF; the attachment

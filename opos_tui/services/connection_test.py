@@ -1,8 +1,10 @@
 """The connection test: the real handshake with the configured server, reported stage by stage.
 
-It runs the transport's own code (``SmtpTransport.connect`` and ``send``), so what it shows is what sending
-will do. Each stage arrives at ``on_event`` as it happens; the command line prints one line per event, the
-settings screen fills a transcript panel. Nothing secret appears: AUTH payloads are shown as ``***``.
+It runs the transport's own code (its ``connect`` and ``send``), so what it shows is what sending will do.
+It knows a transport only by its interface: the events it reports and its ``state`` (the stage it failed at,
+whether it was encrypted). Each stage arrives at ``on_event`` as it happens; the command line prints one line
+per event, the settings screen fills a transcript panel. Nothing secret appears: AUTH payloads are shown as
+``***``.
 """
 
 from __future__ import annotations
@@ -10,18 +12,16 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, localtime, make_msgid
+from email.utils import format_datetime, localtime
 
 from opos_tui.i18n import tr
-from opos_tui.services.addresses import AddressError, check_addr_spec
+from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.transports.base import Envelope
-from opos_tui.services.transports.factory import build_transport
-from opos_tui.services.transports.smtp import HandshakeEvent, SmtpTransport, Stage, TokenProvider
+from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import Settings
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "Stage", "check_test_address", "run_connection_test"]
@@ -36,6 +36,8 @@ class ConnectionTestResult:
     """Whether the connection was encrypted when the test ended."""
     error: str | None
     transcript: list[HandshakeEvent] = field(default_factory=list)
+    certificate: CertificateInfo | None = None
+    """The server's certificate, when the connection was encrypted."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -59,11 +61,11 @@ def connection_test_mail(settings: Settings, recipient: str) -> bytes:
     """A small plain-text mail that says what it is, in both languages."""
     message = EmailMessage()
     address = settings.sender.address
-    message["From"] = Address(display_name=settings.sender.name, addr_spec=address)
-    message["To"] = recipient
+    message["From"] = header_address(settings.sender.name, address)
+    message["To"] = header_address("", recipient)
     message["Subject"] = "opos-tui: Verbindungstest / connection test"
     message["Date"] = format_datetime(localtime())
-    message["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or None)
+    message["Message-ID"] = new_message_id(address)
     message.set_content(
         "Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand per SMTP funktioniert.\n\n"
         "This mail was sent by opos-tui as a connection test. Sending over SMTP works.\n\n"
@@ -105,27 +107,26 @@ async def run_connection_test(
     except ConfigError:
         raise
     except OposError as exc:
-        record(HandshakeEvent("connect", "failed", exc.message()))
-        return ConnectionTestResult(False, "connect", False, exc.message(), transcript)
-    assert isinstance(transport, SmtpTransport)
+        record(HandshakeEvent(Stage.CONNECT, "failed", exc.message()))
+        return ConnectionTestResult(False, Stage.CONNECT, False, exc.message(), transcript)
     try:
         await transport.connect()
         if send_test_to is not None:
-            transport.stage = "send"
             envelope = Envelope(settings.sender.address, (send_test_to,))
             await transport.send(connection_test_mail(settings, send_test_to), envelope)
-        encrypted = transport.encrypted
+        encrypted = transport.state.encrypted
         how = tr("encrypted", "verschlüsselt") if encrypted else tr("NOT encrypted", "NICHT verschlüsselt")
         record(
             HandshakeEvent(
-                "done",
+                Stage.DONE,
                 "ok" if encrypted else "warning",
                 tr(f"The connection works ({how}).", f"Die Verbindung funktioniert ({how})."),
             )
         )
-        return ConnectionTestResult(True, "done", encrypted, None, transcript)
+        return ConnectionTestResult(True, Stage.DONE, encrypted, None, transcript, transport.state.certificate)
     except OposError as exc:
-        record(HandshakeEvent(transport.stage, "failed", exc.message(), transport.failed_exchange))
-        return ConnectionTestResult(False, transport.stage, transport.tls is not None, exc.message(), transcript)
+        state = transport.state
+        record(HandshakeEvent(state.stage, "failed", exc.message(), state.failed_exchange))
+        return ConnectionTestResult(False, state.stage, state.encrypted, exc.message(), transcript)
     finally:
         await transport.close()

@@ -10,8 +10,16 @@ said. What happens after a failure depends on the error's category only, never o
 - configuration (login refused, TLS impossible) or interaction needed (an OAuth sign-in): the run stops, the
   claimed item goes back to ``pending`` and so does everything else: nothing is burnt through as failed.
   With an ``on_interaction`` callback the run pauses instead, and goes on if the callback says so;
-- the data went out but no reply came (``DeliveryUncertain``, or the run was cancelled mid-mail):
-  ``uncertain``, never resent by itself.
+- uncertain (the data went out but no reply came), or the run was cancelled mid-mail: ``uncertain``, never
+  resent by itself.
+
+Before anything goes out, each claimed item must pass the plausibility check (``services.plausibility``): one
+that fails it is ``held`` with the reason, unless the operator confirmed it (``skip_check``). An item that
+cannot even be written as a mail is ``failed`` with the reason: nothing went out, so it is never
+``uncertain``, and the run goes on with the others.
+
+A run tries each mail once: one deferred by this run (or by another sender meanwhile) waits for its backoff
+and the next run, even if the run was asked for it by number.
 
 Progress is reported as small :class:`Progress` events through a plain callback.
 """
@@ -21,22 +29,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
 from opos_tui.services.compose import NoSender, build_message, default_sender
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, QueueItem, Status
 from opos_tui.services.secrets import open_store
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, Transport
+from opos_tui.services.transports.base import Envelope, Transport
+from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import RetrySettings, Settings
 
 TransportFactory = Callable[[], Transport]
 InteractionHandler = Callable[[InteractionNeeded], Awaitable[bool]]
+
+CLAIM_CHUNK = 1000
+"""Ids named in one claim: SQLite takes at most 32,766 parameters in one statement."""
+MEASURED_AFTER = 3
+"""Mails a run must have finished before it states a rate and an ETA: one or two are no measure."""
 
 
 class Outcome(StrEnum):
@@ -45,6 +60,7 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     UNCERTAIN = "uncertain"
+    HELD = "held"
     STOPPED = "stopped"
 
 
@@ -61,13 +77,16 @@ class Progress:
     """The server's reply or the reason, e.g. ``250 2.0.0 Ok`` or ``451 4.3.0 try again later``."""
     sent: int
     failed: int
-    """Failed, deferred and uncertain in this run: everything that did not go."""
+    """Failed, deferred and uncertain in this run: everything that did not go, except ``held``."""
+    held: int
+    """Held back by the plausibility check in this run."""
     left: int
-    """Items still waiting to be sent by this run."""
-    rate: float
-    """Mails finished per second so far in this run."""
+    """Items still waiting to be sent by this run, the ones on the wire included: never negative."""
+    rate: float | None
+    """Mails finished per second so far in this run, never more than ``max_per_minute`` allows; None until
+    :data:`MEASURED_AFTER` mails are finished."""
     eta: float | None
-    """Seconds until ``left`` reaches 0 at the current rate; None before the first mail is done."""
+    """Seconds until ``left`` reaches 0 at that rate; None while the rate is."""
 
 
 @dataclass
@@ -76,20 +95,24 @@ class RunResult:
     deferred: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     uncertain: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    """Held back by the plausibility check (and not confirmed by the operator)."""
     not_sendable: list[int] = field(default_factory=list)
     """Requested ids that were not pending or deferred (held, sent, ...)."""
+    left: int = 0
+    """Items this run would still have sent when it ended: those it left pending when it stopped or was
+    interrupted (and any queued after its last claim)."""
     stopped: OposError | None = None
     """Why the run stopped early (configuration fault, sign-in needed, server unreachable), else None."""
 
     @property
     def all_went(self) -> bool:
-        return not (self.deferred or self.failed or self.uncertain or self.not_sendable or self.stopped)
+        return not (self.deferred or self.failed or self.uncertain or self.held or self.not_sendable or self.stopped)
 
-
-def server_reply(exc: OposError) -> str:
-    """The server's reply (code and text) if the error is one, else the error's own message."""
-    reply = getattr(exc, "reply", None)
-    return reply if isinstance(reply, str) and reply else exc.en
+    @property
+    def finished(self) -> int:
+        """Items this run is done with."""
+        return len(self.sent) + len(self.deferred) + len(self.failed) + len(self.uncertain) + len(self.held)
 
 
 def backoff(retry: RetrySettings, attempts: int) -> timedelta:
@@ -145,9 +168,14 @@ class Dispatcher:
         self.on_progress = on_progress
         self.on_interaction = on_interaction
         self.stop_requested = asyncio.Event()
-        self._result = RunResult()
-        self._ids: list[int] | None = None
+        self.result = RunResult()
+        """What the current (or last) run did so far; complete when :meth:`run` returns or is interrupted."""
+        self._chunks: list[list[int] | None] = [None]
+        self._chunk = 0
+        self._skip_check: frozenset[int] = frozenset()
+        self._since = 0.0
         self._started = 0.0
+        self._on_hand: set[int] = set()
         self._counted = self._finished_at_count = 0
         self._counted_at = -1e9
 
@@ -163,9 +191,6 @@ class Dispatcher:
     ) -> Dispatcher:
         """The dispatcher as this installation is configured: its transport, retry policy, connections, rate
         limit and sender. The command line's ``send`` and the queue screen both start here."""
-        # aiosmtplib is imported only once something is sent.
-        from opos_tui.services.transports.factory import build_transport
-
         store = open_store(home)
         return cls(
             queue,
@@ -182,20 +207,28 @@ class Dispatcher:
         """Stop after the mails now on the wire (the TUI's Esc)."""
         self.stop_requested.set()
 
-    async def run(self, ids: Sequence[int] | None = None) -> RunResult:
-        """Send every sendable item (``ids=None``), or just the given ones. Returns what happened."""
-        self._result = RunResult()
+    async def run(self, ids: Sequence[int] | None = None, skip_check: Iterable[int] = ()) -> RunResult:
+        """Send every sendable item (``ids=None``), or just the given ones, oldest first, each at most once.
+        ``skip_check``: items the operator confirmed although they fail the plausibility check."""
+        self.result = RunResult()
+        self._since = time.time()  # the queue's clock: deferrals after this are this run's
         self._started = time.monotonic()
         self._counted_at = -1e9
+        self._on_hand = set()
+        self._skip_check = frozenset(skip_check)
         self.queue.recover_stale()
         if ids is not None:
-            self._ids = list(dict.fromkeys(ids))
-            statuses = self.queue.statuses(self._ids)
-            self._result.not_sendable = [i for i, s in statuses.items() if s not in (Status.PENDING, Status.DEFERRED)]
+            wanted = list(dict.fromkeys(ids))
+            statuses = self.queue.statuses(wanted)
+            sendable = (Status.PENDING, Status.DEFERRED)
+            self.result.not_sendable = [i for i in wanted if statuses[i] not in sendable]
+            wanted = sorted(i for i in wanted if statuses[i] in sendable)
+            self._chunks = [wanted[start : start + CLAIM_CHUNK] for start in range(0, len(wanted), CLAIM_CHUNK)]
         else:
-            self._ids = None
+            self._chunks = [None]
+        self._chunk = 0
         if self._left() == 0:
-            return self._result
+            return self.result
         workers = [asyncio.create_task(self._worker()) for _ in range(self.connections)]
         try:
             done = await asyncio.gather(*workers, return_exceptions=True)
@@ -203,36 +236,51 @@ class Dispatcher:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            self.result.left = self._count_left()
             raise
         for outcome in done:
             if isinstance(outcome, BaseException) and not isinstance(outcome, _Stop):
                 raise outcome
-        return self._result
+        self.result.left = self._count_left()
+        return self.result
+
+    def _claim(self) -> QueueItem | None:
+        """The next item of this run, claimed; None when there is none."""
+        while self._chunk < len(self._chunks):
+            item = self.queue.claim(self._chunks[self._chunk], since=self._since)
+            if item is not None:
+                self._on_hand.add(item.id)
+                return item
+            self._chunk += 1
+        return None
+
+    def _count_left(self) -> int:
+        """Items this run would still hand out (a query over the queue)."""
+        return sum(self.queue.sendable_count(chunk, since=self._since) for chunk in self._chunks[self._chunk :])
 
     def _left(self) -> int:
         # Counting is a query over the whole queue: at most once a second, estimated in between.
         now = time.monotonic()
-        finished = self._finished()
+        finished = self.result.finished
         if now - self._counted_at >= 1.0:
-            self._counted, self._counted_at, self._finished_at_count = (
-                self.queue.sendable_count(self._ids),
-                now,
-                finished,
-            )
+            self._counted = self._count_left() + len(self._on_hand)
+            self._counted_at, self._finished_at_count = now, finished
         return max(self._counted - (finished - self._finished_at_count), 0)
 
-    def _finished(self) -> int:
-        r = self._result
-        return len(r.sent) + len(r.failed) + len(r.deferred) + len(r.uncertain)
+    def _rate(self) -> float | None:
+        """Mails per second, once measured, and never more than the rate limit lets through."""
+        finished = self.result.finished
+        if finished < MEASURED_AFTER:
+            return None
+        rate = finished / max(time.monotonic() - self._started, 1e-9)
+        return min(rate, 1 / self.rate_limit.interval) if self.rate_limit.interval else rate
 
     def _emit(self, outcome: Outcome, item: QueueItem | None, reply: str) -> None:
         if self.on_progress is None:
             return
-        r = self._result
-        finished = self._finished()
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        rate = finished / elapsed
+        r = self.result
         left = self._left()
+        rate = self._rate()
         self.on_progress(
             Progress(
                 outcome=outcome,
@@ -240,16 +288,27 @@ class Dispatcher:
                 recipient=item.to[0] if item and item.to else "",
                 reply=reply,
                 sent=len(r.sent),
-                failed=finished - len(r.sent),
+                failed=len(r.deferred) + len(r.failed) + len(r.uncertain),
+                held=len(r.held),
                 left=left,
                 rate=rate,
-                eta=left / rate if rate > 0 else None,
+                eta=left / rate if rate else None,
             )
         )
 
+    def _done(self, item: QueueItem, outcome: Outcome, reply: str, bucket: list[int]) -> None:
+        """An item is finished for this run (already recorded in the queue): count it and say so."""
+        self._on_hand.discard(item.id)
+        bucket.append(item.id)
+        self._emit(outcome, item, reply)
+
+    def _unclaim(self, item: QueueItem, reason: str) -> None:
+        self._on_hand.discard(item.id)
+        self.queue.unclaim(item.id, reason)
+
     def _stop(self, error: OposError) -> None:
-        if self._result.stopped is None:
-            self._result.stopped = error
+        if self.result.stopped is None:
+            self.result.stopped = error
             self._emit(Outcome.STOPPED, None, error.en)
         self.stop_requested.set()
         raise _Stop
@@ -261,25 +320,55 @@ class Dispatcher:
                 await self.rate_limit.wait()
                 if self.stop_requested.is_set():
                     break
-                item = self.queue.claim(self._ids)
-                if item is None:
+                ready = self._next_ready()
+                if ready is None:
                     break
-                if not item.sender:
-                    if not self.sender:
-                        self.queue.unclaim(item.id, NoSender().en)
-                        self._stop(NoSender())
-                    item = replace(item, sender=self.sender)
+                item, message, envelope = ready
                 if transport is None:
                     transport = await self._connect(item)
                     if transport is None:
                         continue  # sign-in done: claim again
                 self._emit(Outcome.SENDING, item, "")
-                if not await self._send(transport, item):
+                if not await self._send(transport, item, message, envelope):
                     await self._close(transport)
                     transport = None
         finally:
             if transport is not None:
                 await self._close(transport)
+
+    def _next_ready(self) -> tuple[QueueItem, bytes, Envelope] | None:
+        """Claim items until one is ready to go out: it passes the plausibility check (or the operator
+        confirmed it) and is written as a mail. The others are held or failed on the way. None: no more."""
+        while (item := self._claim()) is not None:
+            if not item.sender:
+                if not self.sender:
+                    self._unclaim(item, NoSender().en)
+                    self._stop(NoSender())
+                item = replace(item, sender=self.sender)
+            if item.id not in self._skip_check and self._held_back(item):
+                continue
+            attachments = self.queue.attachments(item.id)
+            try:
+                message = build_message(item, attachments)
+                envelope = Envelope(sender=parse_mailbox(item.sender).addr_spec, recipients=item.envelope_recipients)
+            except Exception as exc:  # whatever the renderer raises: nothing went out, so this one failed
+                why = exc.en if isinstance(exc, OposError) else str(exc)
+                reason = f"nothing was sent: {why}"
+                self.queue.record_failed(item.id, reason)
+                self._done(item, Outcome.FAILED, reason, self.result.failed)
+                continue
+            return item, message, envelope
+        return None
+
+    def _held_back(self, item: QueueItem) -> bool:
+        """Hold the item if it fails the plausibility check; True if it was held."""
+        verdict = plausibility.verdict(self.queue, item.id)
+        if verdict.ok:
+            return False
+        reason = "held back by the plausibility check: " + "; ".join(f.texts()[0] for f in verdict.findings)
+        self.queue.record_held(item.id, reason)
+        self._done(item, Outcome.HELD, reason, self.result.held)
+        return True
 
     async def _connect(self, item: QueueItem) -> Transport | None:
         transport: Transport | None = None
@@ -287,18 +376,18 @@ class Dispatcher:
             transport = self.transport_factory()
             await transport.connect()
         except InteractionNeeded as exc:
-            self.queue.unclaim(item.id, exc.en)
+            self._unclaim(item, exc.en)
             await self._close(transport)
             if self.on_interaction is not None and await self.on_interaction(exc):
                 return None
             self._stop(exc)
         except OposError as exc:
             # Cannot connect or log in: not this mail's fault. Stop; everything stays pending.
-            self.queue.unclaim(item.id, exc.en)
+            self._unclaim(item, exc.en)
             await self._close(transport)
             self._stop(exc)
         except BaseException:
-            self.queue.unclaim(item.id, "the run was interrupted before this mail was sent")
+            self._unclaim(item, "the run was interrupted before this mail was sent")
             await self._close(transport)
             raise
         return transport
@@ -308,54 +397,49 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await transport.close()
 
-    async def _send(self, transport: Transport, item: QueueItem) -> bool:
+    async def _send(self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope) -> bool:
         """Send one claimed item and record the outcome; False if the session should be renewed."""
-        message = build_message(item, self.queue.attachments(item.id))
-        envelope = Envelope(sender=parse_mailbox(item.sender).addr_spec, recipients=item.envelope_recipients)
         try:
             result = await transport.send(message, envelope)
-        except DeliveryUncertain as exc:
-            self.queue.record_uncertain(item.id, exc.en)
-            self._result.uncertain.append(item.id)
-            self._emit(Outcome.UNCERTAIN, item, exc.en)
-            return False
         except OposError as exc:
             self._record_failure(item, exc)
             return False
         except asyncio.CancelledError:
-            # Interrupted mid-mail (Ctrl+C, the TUI closing): the data may be out. Say so honestly.
-            self.queue.record_uncertain(item.id, "interrupted while this mail was being sent: it may have arrived")
+            # Interrupted mid-mail (Ctrl+C, SIGTERM, the TUI closing): the data may be out. Say so honestly.
+            reason = "interrupted while this mail was being sent: it may have arrived"
+            self.queue.record_uncertain(item.id, reason)
+            self._on_hand.discard(item.id)
+            self.result.uncertain.append(item.id)
             raise
         except Exception as exc:
             self.queue.record_uncertain(item.id, f"unexpected error while sending: {exc!r}")
-            self._result.uncertain.append(item.id)
+            self._on_hand.discard(item.id)
+            self.result.uncertain.append(item.id)
             raise
         self.queue.record_sent(item.id, result.reply, result.refused)
-        self._result.sent.append(item.id)
-        self._emit(Outcome.SENT, item, result.reply)
+        self._done(item, Outcome.SENT, result.reply, self.result.sent)
         return True
 
     def _record_failure(self, item: QueueItem, exc: OposError) -> None:
-        reply = server_reply(exc)
-        refused = getattr(exc, "refused", None)
-        refused = refused if isinstance(refused, dict) else None
+        reply = exc.reply or exc.en  # the server's reply (code and text) if the error is one
+        refused = dict(exc.refused) or None
         if exc.category is Category.TRANSIENT:
             first = item.first_attempt_at or datetime.now(UTC)
             if datetime.now(UTC) - first >= timedelta(days=self.retry.give_up_days):
                 reply = f"{reply} (gave up after {self.retry.give_up_days} days)"
                 self.queue.record_failed(item.id, reply, refused)
-                self._result.failed.append(item.id)
-                self._emit(Outcome.FAILED, item, reply)
+                self._done(item, Outcome.FAILED, reply, self.result.failed)
                 return
             retry_at = datetime.now(UTC) + backoff(self.retry, item.attempts)
             self.queue.record_deferred(item.id, reply, retry_at)
-            self._result.deferred.append(item.id)
-            self._emit(Outcome.DEFERRED, item, reply)
+            self._done(item, Outcome.DEFERRED, reply, self.result.deferred)
         elif exc.category is Category.PERMANENT:
             self.queue.record_failed(item.id, reply, refused)
-            self._result.failed.append(item.id)
-            self._emit(Outcome.FAILED, item, reply)
+            self._done(item, Outcome.FAILED, reply, self.result.failed)
+        elif exc.category is Category.UNCERTAIN:
+            self.queue.record_uncertain(item.id, reply)
+            self._done(item, Outcome.UNCERTAIN, reply, self.result.uncertain)
         else:
             # Configuration or sign-in trouble surfacing mid-session: not this mail's fault.
-            self.queue.unclaim(item.id, exc.en)
+            self._unclaim(item, exc.en)
             self._stop(exc)

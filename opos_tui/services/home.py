@@ -11,6 +11,8 @@ from pathlib import Path
 
 import platformdirs
 
+from opos_tui.services.files import make_folder
+
 HOME_ENV = "OPOS_TUI_HOME"
 
 
@@ -45,5 +47,5 @@ class Home:
         return self.root / "spool"
 
     def ensure(self) -> None:
-        """Create the folder (owner-only: it holds the queue and possibly secrets)."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the folder (owner-only: it holds the queue and possibly secrets; see files.modes_in)."""
+        make_folder(self.root)

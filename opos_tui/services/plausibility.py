@@ -44,22 +44,26 @@ class Finding:
     value: str = ""
 
     def describe(self) -> str:
+        return tr(*self.texts())
+
+    def texts(self) -> tuple[str, str]:
+        """What is wrong, in English and German."""
         v = self.value
         match self.problem:
             case Problem.NO_DOCUMENT_NUMBER:
-                return tr(
+                return (
                     "the mail names no document number, so its attachment cannot be checked",
                     "die Mail nennt keine Belegnummer, der Anhang ist nicht prüfbar",
                 )
             case Problem.NO_TEXT:
-                return tr(
+                return (
                     "no attachment has readable text (scan, encrypted or broken PDF)",
                     "kein Anhang hat lesbaren Text (Scan, verschlüsseltes oder defektes PDF)",
                 )
             case Problem.DOCUMENT_MISSING:
-                return tr(f"document number {v} is not in the attachment", f"Belegnummer {v} steht nicht im Anhang")
+                return f"document number {v} is not in the attachment", f"Belegnummer {v} steht nicht im Anhang"
             case Problem.CUSTOMER_MISSING:
-                return tr(f"customer number {v} is not in the attachment", f"Kundennummer {v} steht nicht im Anhang")
+                return f"customer number {v} is not in the attachment", f"Kundennummer {v} steht nicht im Anhang"
 
 
 @dataclass(frozen=True)

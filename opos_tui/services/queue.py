@@ -33,12 +33,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from opos_tui.services.errors import OposError
+from opos_tui.services.addresses import new_message_id
+from opos_tui.services.errors import BadInput, OposError
+from opos_tui.services.files import make_file, narrow
 from opos_tui.services.home import Home
 
 SCHEMA_VERSION = 2
@@ -75,6 +77,7 @@ RecipientKind = Literal["to", "cc", "bcc"]
 
 # Which statuses each operator action applies to.
 HOLDABLE = frozenset({Status.PENDING, Status.DEFERRED})
+RELEASABLE = frozenset({Status.HELD})
 RETRYABLE = frozenset({Status.DEFERRED, Status.FAILED, Status.UNCERTAIN})
 DELETABLE = frozenset({Status.PENDING, Status.HELD, Status.DEFERRED, Status.FAILED, Status.UNCERTAIN})
 EDITABLE = DELETABLE
@@ -82,6 +85,67 @@ EDITABLE = DELETABLE
 
 class QueueError(OposError):
     """The queue file cannot be opened or used (not a queue, disk full, locked for too long)."""
+
+
+class QueueGone(QueueError):
+    """The queue file was deleted or replaced by another while it was open: what this connection reads is
+    seen by no other process any more."""
+
+    def __init__(self, path: Path, replaced: bool) -> None:
+        if replaced:
+            en = f"the queue file {path} was replaced by another file while it was open"
+            de = f"die Warteschlangendatei {path} wurde während der Nutzung durch eine andere ersetzt"
+        else:
+            en = f"the queue file {path} was deleted while it was open"
+            de = f"die Warteschlangendatei {path} wurde während der Nutzung gelöscht"
+        super().__init__(en, de)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file a path names (device and inode), or None if it names none that can be seen."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def not_a_queue(path: Path, why: str) -> QueueError:
+    return QueueError(
+        f"{path} is not an opos-tui queue or is damaged ({why})",
+        f"{path} ist keine opos-tui-Warteschlange oder beschädigt ({why})",
+        why,
+    )
+
+
+def queue_error(path: Path, exc: sqlite3.Error) -> QueueError:
+    """What an SQLite error on the queue file means for the person who ran the command."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code; not set on every error
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        waited = f"{BUSY_TIMEOUT_MS / 1000:g}"
+        return QueueError(
+            f"the queue {path} is locked by another process (waited {waited} s): try again later",
+            f"die Warteschlange {path} ist von einem anderen Prozess gesperrt ({waited} s gewartet):"
+            " später erneut versuchen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return QueueError(
+            f"the queue {path} cannot be opened for writing ({exc}): check the permissions of the file and its folder",
+            f"die Warteschlange {path} ist nicht beschreibbar ({exc}): Rechte der Datei und ihres Ordners prüfen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return not_a_queue(path, str(exc))
+    if code == sqlite3.SQLITE_FULL:
+        return QueueError(
+            f"the queue {path} cannot grow: the disk is full",
+            f"die Warteschlange {path} kann nicht wachsen: die Platte ist voll",
+            str(exc),
+        )
+    return QueueError(
+        f"the queue {path} cannot be used: {exc}", f"die Warteschlange {path} ist nicht nutzbar: {exc}", str(exc)
+    )
 
 
 class DuplicateImport(OposError):
@@ -151,7 +215,8 @@ class Attachment(AttachmentInfo):
 class Attempt:
     at: datetime
     outcome: str
-    """``sent``, ``deferred``, ``failed``, ``uncertain``, ``retry``, ``marked-sent`` or ``released``."""
+    """``sent``, ``deferred``, ``failed``, ``uncertain``, ``not-sent``, ``held``, ``retry``, ``marked-sent`` or
+    ``released``."""
     reply: str
     """The server's reply (code and text) or what happened, e.g. ``451 4.3.0 try again later``."""
 
@@ -212,7 +277,7 @@ class ActionResult:
     """Items whose status does not allow the action, with that status."""
 
 
-class UnknownItems(OposError):
+class UnknownItems(BadInput):
     """Some item numbers do not exist; nothing was changed."""
 
     def __init__(self, ids: Sequence[int]) -> None:
@@ -334,6 +399,13 @@ CREATE TABLE plausibility (
 )
 """
 
+# A deferred item counts as tried by a run that began at the parameter (``since``) if it was deferred after
+# that: its last history entry is its deferral.
+_DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = items.id), 0) < ?"
+# What a run may take among the items it was given: pending ones, and deferred ones at once (the operator
+# named them) unless the deferral happened during this run.
+_NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
+
 # The To list and attachment names of a row, in order, without loading the rows themselves.
 _ROW_COLUMNS = """
     items.id, items.status, items.type, items.level, items.customer_name, items.customer_number,
@@ -351,27 +423,53 @@ _ROW_COLUMNS = """
 class Queue:
     """The send queue in one SQLite file. Thread-safe; one instance per process is enough.
 
-    Open with :func:`open_queue`; close with :meth:`close` or use it as a context manager.
+    Open with :func:`open_queue`; close with :meth:`close` or use it as a context manager. ``create=False``
+    opens only a queue that is there: never a new one, and never a file that is not an SQLite database (SQLite
+    might write into it).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._lock = threading.RLock()
+        self._create = create
         try:
-            self._db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
+            if create:
+                # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
+                # mode of the database file. Those an earlier version made world-readable are narrowed.
+                make_file(path)
+            else:
+                with path.open("rb") as file:
+                    is_sqlite = file.read(16) == b"SQLite format 3\x00"
+                if not is_sqlite:
+                    raise not_a_queue(path, "not an SQLite database")
+            for companion in ("-wal", "-shm"):
+                narrow(path.with_name(path.name + companion))
+        except OSError as exc:
             raise QueueError(
-                f"cannot open the queue {path}: {exc}", f"Warteschlange {path} nicht zu öffnen: {exc}", str(exc)
+                f"cannot open the queue {path}: {exc.strerror}",
+                f"Warteschlange {path} nicht zu öffnen: {exc.strerror}",
+                str(exc),
             ) from None
+        with self._sqlite_errors():
+            self._db = sqlite3.connect(
+                path if create else f"{path.absolute().as_uri()}?mode=rw",
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=not create,
+            )
+            try:
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = FULL")
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+            except BaseException:
+                self._db.close()
+                raise
+        self._identity = _file_identity(path)
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -379,6 +477,8 @@ class Queue:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
+        if version == 0 and not self._create:
+            raise not_a_queue(self.path, "no queue in it")
         if version > SCHEMA_VERSION:
             raise QueueError(
                 f"the queue {self.path} was made by a newer opos-tui (schema {version})",
@@ -396,28 +496,30 @@ class Queue:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """The one place where SQLite's errors become a :class:`QueueError` that says what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise queue_error(self.path, exc) from None
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise QueueError(
-                    f"the queue {self.path} is busy or not writable: {exc}",
-                    f"die Warteschlange {self.path} ist belegt oder nicht schreibbar: {exc}",
-                    str(exc),
-                ) from None
+            db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
                 db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             cursor = self._db.execute(sql, params)
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
@@ -425,6 +527,23 @@ class Queue:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def check_file(self) -> None:
+        """:class:`QueueGone` if the path no longer names the file this queue has open (it was deleted, or
+        another file was put in its place)."""
+        found = _file_identity(self.path)
+        if found != self._identity or found is None:
+            raise QueueGone(self.path, replaced=found is not None)
+
+    def another(self) -> Queue:
+        """A second connection to this queue's file, for another thread; :class:`QueueGone` if the path no
+        longer names that file (never a new, empty queue in its place)."""
+        self.check_file()
+        other = Queue(self.path, create=False)
+        if other._identity != self._identity:
+            other.close()
+            raise QueueGone(self.path, replaced=True)
+        return other
 
     def __enter__(self) -> Queue:
         return self
@@ -449,7 +568,6 @@ class Queue:
                     found = db.execute("SELECT id FROM items WHERE source_key = ?", (item.source_key,)).fetchone()
                     if found:
                         raise DuplicateImport(found[0])
-                domain = item.sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
                 cursor = db.execute(
                     """INSERT INTO items (status, type, level, sender, reply_to, subject, body, vars, customer_name,
                            customer_number, document_number, search, message_id, source_key, created_at)
@@ -467,7 +585,7 @@ class Queue:
                         item.vars.get("customer_number", ""),
                         item.vars.get("document_number", ""),
                         _search_text(item.subject, item.recipients, item.vars),
-                        make_msgid(domain=domain),
+                        new_message_id(item.sender),
                         item.source_key,
                         now,
                     ),
@@ -495,7 +613,11 @@ class Queue:
     # --- reading --------------------------------------------------------------------------------------
 
     def version(self) -> int:
-        """A number that changes whenever any process changed the queue. Poll it; re-read when it moves."""
+        """A number that changes whenever any process changed the queue. Poll it; re-read when it moves.
+
+        :class:`QueueGone` once the file was deleted or replaced: nothing read from it is current then.
+        """
+        self.check_file()
         return int(self._read("SELECT value FROM meta WHERE key = 'changes'")[0][0])
 
     @staticmethod
@@ -539,20 +661,39 @@ class Queue:
         found = {r[0]: r[1] for r in self._read("SELECT status, count(*) FROM items GROUP BY status")}
         return {s: int(found.get(s.value, 0)) for s in Status}
 
-    def sendable_count(self, ids: Sequence[int] | None = None) -> int:
-        """How many items :meth:`claim` would still hand out (with the same ``ids``)."""
+    def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
+        """How many items :meth:`claim` would still hand out (with the same ``ids`` and ``since``)."""
+        since = _now() if since is None else since
         if ids is None:
             sql = (
-                "SELECT count(*) FROM items WHERE status = 'pending' OR (status = 'deferred' AND next_attempt_at <= ?)"
+                "SELECT count(*) FROM items WHERE status = 'pending'"
+                f" OR (status = 'deferred' AND next_attempt_at <= ? AND {_DEFERRED_BEFORE})"
             )
-            return int(self._read(sql, (_now(),))[0][0])
+            return int(self._read(sql, (_now(), since))[0][0])
         total = 0
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ", ".join("?" for _ in chunk)
-            sql = f"SELECT count(*) FROM items WHERE id IN ({marks}) AND status IN ('pending', 'deferred')"
-            total += int(self._read(sql, chunk)[0][0])
+            sql = f"SELECT count(*) FROM items WHERE id IN ({marks}) AND {_NAMED_SENDABLE}"
+            total += int(self._read(sql, [*chunk, since])[0][0])
         return total
+
+    def customers(self, ids: Sequence[int]) -> int:
+        """How many customers ``ids`` go to: told apart by customer number, else name, else first To address."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            sql = f"""
+                SELECT DISTINCT CASE
+                    WHEN customer_number != '' THEN 'number:' || customer_number
+                    WHEN customer_name != '' THEN 'name:' || customer_name
+                    ELSE 'to:' || coalesce((SELECT lower(address) FROM recipients r
+                                             WHERE r.item_id = items.id AND r.kind = 'to'
+                                             ORDER BY r.position LIMIT 1), '')
+                END FROM items WHERE id IN ({marks})"""
+            found |= {str(r[0]) for r in self._read(sql, chunk)}
+        return len(found)
 
     def ids(self, status: Iterable[Status] | Status | None = None, search: str = "") -> list[int]:
         """All ids matching a filter, newest first ("select all" on a screen)."""
@@ -715,7 +856,7 @@ class Queue:
     def statuses(self, ids: Sequence[int]) -> dict[int, Status]:
         """The status of each item in one read (a dispatcher asked for 100,000 items must not read each
         whole item); UnknownItems for numbers not in the queue."""
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return self._statuses(self._db, ids)
 
     def hold(self, ids: Iterable[int]) -> ActionResult:
@@ -724,7 +865,7 @@ class Queue:
 
     def release(self, ids: Iterable[int]) -> ActionResult:
         """held -> pending."""
-        return self._transition(ids, frozenset({Status.HELD}), Status.PENDING, "released")
+        return self._transition(ids, RELEASABLE, Status.PENDING, "released")
 
     def retry(self, ids: Iterable[int] | None = None) -> ActionResult:
         """deferred/failed/uncertain -> pending, at once (no backoff). ``None`` = every such item."""
@@ -776,29 +917,32 @@ class Queue:
 
     # --- sending --------------------------------------------------------------------------------------
 
-    def claim(self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS) -> QueueItem | None:
+    def claim(
+        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+    ) -> QueueItem | None:
         """Take the oldest sendable item for this process and mark it ``sending`` (committed), or None.
 
         Sendable: ``pending``, or ``deferred`` whose backoff is over. With ``ids``, only those items, and a
-        ``deferred`` one even before its backoff is over (the operator asked for it). The Date header is
-        fixed now if this is the item's first send.
+        ``deferred`` one even before its backoff is over (the operator asked for it). ``since`` is when the
+        caller's run began: an item deferred since then (by this run or by another sender) is not handed out
+        again, whatever its backoff, so that a run tries each mail once. The Date header is fixed now if this
+        is the item's first send.
         """
         now = _now()
+        since = now if since is None else since
         with self._write() as db:
             if ids is None:
                 # Two index lookups: one OR query would sort every pending item to find the oldest.
                 sql = (
                     "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
-                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?)"
+                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
+                    f" AND {_DEFERRED_BEFORE})"
                 )
-                params: list[object] = [now]
+                params: list[object] = [now, since]
             else:
                 marks = ", ".join("?" for _ in ids)
-                sql = (
-                    f"SELECT id FROM items WHERE id IN ({marks}) AND status IN ('pending', 'deferred')"
-                    " ORDER BY id LIMIT 1"
-                )
-                params = list(ids)
+                sql = f"SELECT id FROM items WHERE id IN ({marks}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
+                params = [*ids, since]
             found = db.execute(sql, params).fetchone()
             if found is None or found[0] is None:
                 return None
@@ -860,18 +1004,33 @@ class Queue:
     def unclaim(self, item_id: int, reason: str) -> None:
         """Give a claimed item back untouched (the run stopped before its data went out): ``pending`` again,
         and this attempt does not count."""
+        self._unclaim(item_id, Status.PENDING, "not-sent", reason, error=None)
+
+    def record_held(self, item_id: int, reason: str) -> None:
+        """Hold a claimed item back before its data went out (it failed the plausibility check): ``held``,
+        with the reason as its error and in its history; this attempt does not count."""
+        self._unclaim(item_id, Status.HELD, "held", reason, error=reason)
+
+    def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
         now = _now()
         with self._write() as db:
             db.execute(
-                """UPDATE items SET status = 'pending', attempts = max(attempts - 1, 0),
+                """UPDATE items SET status = ?, attempts = max(attempts - 1, 0), error = coalesce(?, error),
                        claim_host = NULL, claim_pid = NULL, lease_until = NULL
                    WHERE id = ? AND status = 'sending'""",
-                (item_id,),
+                (status.value, error, item_id),
             )
             db.execute(
-                "INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, 'not-sent', ?)",
-                (item_id, now, reason),
+                "INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)",
+                (item_id, now, outcome, reason),
             )
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: ``["ok"]`` for a sound file, else the problems it found."""
+        try:
+            return [str(r[0]) for r in self._read("PRAGMA quick_check")]
+        except QueueError as exc:  # too broken to be checked at all
+            return [exc.detail or exc.en]
 
     def recover_stale(self) -> list[int]:
         """Turn ``sending`` items whose claimant is gone into ``uncertain``; returns their ids.

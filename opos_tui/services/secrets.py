@@ -1,8 +1,9 @@
 """The secret store: passwords and tokens, never in config.toml, never printed or logged.
 
 The system keyring where a real backend exists; on a headless server without one, a 0600 file in the home
-folder, which ``config show`` and the settings screen name plainly. ``OPOS_TUI_SECRETS=file`` forces the
-file store (tests, cron), ``OPOS_TUI_SECRETS=keyring`` insists on the keyring.
+folder (0660 in a home an admin shared with a group, see files.modes_in: its operators need the password to
+send), which ``config show`` and the settings screen name plainly. ``OPOS_TUI_SECRETS=file`` forces the file
+store (tests, cron), ``OPOS_TUI_SECRETS=keyring`` insists on the keyring.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class FileSecretStore:
 
     def _write(self, secrets: dict[str, str]) -> None:
         try:
-            write_atomic(self.path, tomli_w.dumps({"secrets": secrets}).encode("utf-8"), mode=0o600)
+            write_atomic(self.path, tomli_w.dumps({"secrets": secrets}).encode("utf-8"))
         except OSError as exc:
             raise SecretStoreError(
                 f"cannot write the secret file {self.path}: {exc.strerror}",

@@ -12,6 +12,14 @@ from any folder keeps its results with it and never writes next to it. Nothing i
 overwritten: a name already taken gets a numbered suffix. A manifest is identified by its name and content,
 so importing the same one again (copied back, or after a crash between queueing and moving) never queues it
 twice.
+
+Only regular files of the folder itself are read: a manifest or attachment that is a symbolic link (or has
+further names, hard links), a device or a pipe is rejected, checked on the opened file, so nothing can be
+swapped in between. Only what has stopped changing is imported: a manifest or attachment that another process
+still has open for writing (on Linux, where a read lease tells), or that changes while it is read, is left
+in the folder for the next import, and a file is moved only as it was read. The accounting system should
+write each file under another name and rename it into place when it is complete, the manifest last
+(``K1001.json.tmp`` -> ``K1001.json``): a rename is atomic, so an import never sees half a file.
 """
 
 from __future__ import annotations
@@ -19,19 +27,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opos_tui.services.compose import BadLetter, LetterRequest, prepare
+from opos_tui.services.compose import ATTACHMENT, BadLetter, LetterRequest, Reader, prepare
 from opos_tui.services.errors import ConfigError
-from opos_tui.services.files import write_atomic
+from opos_tui.services.files import (
+    FileMissing,
+    FileProblem,
+    Snapshot,
+    StillWriting,
+    being_written,
+    make_folder,
+    narrow,
+    read_regular,
+    write_atomic,
+)
 from opos_tui.services.home import Home
 from opos_tui.services.queue import DuplicateImport, Queue
 from opos_tui.settings import Settings
 
 FIELDS = {"type", "level", "to", "cc", "attachments", "subject", "body", "vars"}
+MANIFEST = ("manifest", "Manifest")
+MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,12 +76,14 @@ class ImportReport:
     rejected_dir: Path
     imported: list[Imported] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    """Manifests left in the folder because they or their files are still being written."""
 
 
 def default_inbox(home: Home) -> Path:
     """``spool/inbox`` in the home folder, made on first use so the accounting system has a place to drop into."""
     inbox = home.spool_dir / "inbox"
-    inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_folder(inbox)
     return inbox
 
 
@@ -95,10 +118,22 @@ def _attachment_paths(inbox: Path, names: list[str]) -> list[Path]:
     return paths
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise BadLetter(
+                f"the key '{key}' appears twice in one object: which one is meant?",
+                f"der Schlüssel '{key}' steht zweimal in einem Objekt: welcher ist gemeint?",
+            )
+        found[key] = value
+    return found
+
+
 def parse_manifest(inbox: Path, raw: bytes) -> tuple[LetterRequest, list[str]]:
     """A manifest's request and the attachment names it references; ``BadLetter`` if it is malformed."""
     try:
-        manifest = json.loads(raw.decode("utf-8"))
+        manifest = json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadLetter(f"not valid JSON: {exc}", f"kein gültiges JSON: {exc}") from None
     if not isinstance(manifest, dict):
@@ -129,18 +164,84 @@ def parse_manifest(inbox: Path, raw: bytes) -> tuple[LetterRequest, list[str]]:
     return request, names
 
 
+@dataclass(frozen=True)
+class _Folder:
+    """The folder imported from, its files opened by name relative to it, never through a link."""
+
+    path: Path
+    fd: int | None
+
+    @classmethod
+    def open(cls, path: Path) -> _Folder:
+        if os.open not in os.supports_dir_fd:
+            return cls(path, None)
+        return cls(path, os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def _name(self, name: str) -> str | Path:
+        return name if self.fd is not None else self.path / name
+
+    def manifests(self) -> list[str]:
+        with os.scandir(self.fd if self.fd is not None else self.path) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".json") and not e.is_dir(follow_symlinks=False))
+
+    def read(self, name: str, limit: int, what: tuple[str, str]) -> Snapshot:
+        return read_regular(self.path / name, limit, what, dir_fd=self.fd, follow=False)
+
+    def reader(self, snapshots: dict[str, Snapshot]) -> Reader:
+        """Reads a manifest's attachments from this folder and keeps what it read in ``snapshots``."""
+
+        def read(path: Path, limit: int) -> Snapshot:
+            snapshot = self.read(path.name, limit, ATTACHMENT)
+            snapshots[path.name] = snapshot
+            return snapshot
+
+        return read
+
+    def settled(self, name: str, snapshots: dict[str, Snapshot]) -> bool:
+        """Whether a file may be moved: unchanged since it was read, or (not read) open for writing nowhere."""
+        if name in snapshots:
+            try:
+                now = os.stat(self._name(name), dir_fd=self.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            return snapshots[name].unchanged(now)
+        try:
+            fd = os.open(
+                self._name(name),
+                os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0),
+                dir_fd=self.fd,
+            )
+        except OSError:
+            return True  # gone, or a link: the link itself is moved
+        try:
+            return not being_written(fd)
+        finally:
+            os.close(fd)
+
+    def is_folder(self, name: str) -> bool:
+        try:
+            return stat.S_ISDIR(os.stat(self._name(name), dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
+
+
 def _free_name(folder: Path, name: str) -> Path:
     target = folder / name
     stem, suffix = os.path.splitext(name)
     n = 1
-    while target.exists():
+    while os.path.lexists(target):
         target = folder / f"{stem}.{n}{suffix}"
         n += 1
     return target
 
 
 def _move(source: Path, folder: Path) -> Path | None:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
+    narrow(folder, folder=True)  # made world-readable by an earlier version
     target = _free_name(folder, source.name)
     try:
         os.rename(source, target)
@@ -149,13 +250,13 @@ def _move(source: Path, folder: Path) -> Path | None:
     return target
 
 
-def _references(inbox: Path, manifests: list[Path]) -> Counter[str]:
+def _references(folder: _Folder, manifests: list[str]) -> Counter[str]:
     """How many manifests reference each file: a file shared by two manifests moves with the last one."""
     counts: Counter[str] = Counter()
-    for manifest in manifests:
+    for name in manifests:
         try:
-            _, names = parse_manifest(inbox, manifest.read_bytes())
-        except (OSError, BadLetter):
+            _, names = parse_manifest(folder.path, folder.read(name, MAX_MANIFEST_BYTES, MANIFEST).data)
+        except (FileProblem, BadLetter):
             continue
         counts.update(set(names))
     return counts
@@ -166,37 +267,60 @@ def import_spool(settings: Settings, queue: Queue, inbox: Path) -> ImportReport:
     if not inbox.is_dir():
         raise ConfigError(f"spool folder not found: {inbox}", f"Spool-Ordner nicht gefunden: {inbox}")
     report = ImportReport(inbox, inbox / "done", inbox / "rejected")
-    manifests = sorted(p for p in inbox.glob("*.json") if p.is_file())
-    references = _references(inbox, manifests)
-    for manifest in manifests:
-        try:
-            raw = manifest.read_bytes()
-        except FileNotFoundError:
-            continue  # taken by a concurrent import
-        names: list[str] = []
-        try:
-            request, names = parse_manifest(inbox, raw)
-            request.source_key = hashlib.sha256(manifest.name.encode() + b"\0" + raw).hexdigest()
-            try:
-                item_id, duplicate = queue.enqueue(prepare(settings, request)).id, False
-            except DuplicateImport as known:
-                item_id, duplicate = known.item_id, True
-        except BadLetter as exc:
-            moved = _move(manifest, report.rejected_dir)
-            if moved is not None:
-                write_atomic(moved.with_suffix(".error.txt"), f"{exc.en}\n{exc.de}\n".encode(), 0o644)
-                _move_files(inbox, names, references, report.rejected_dir)
-                report.rejected.append(Rejected(manifest.name, exc.en))
-            continue
-        if _move(manifest, report.done) is not None:
-            _move_files(inbox, names, references, report.done)
-        report.imported.append(Imported(manifest.name, item_id, duplicate))
+    folder = _Folder.open(inbox)
+    try:
+        manifests = folder.manifests()
+        references = _references(folder, manifests)
+        for name in manifests:
+            _import_one(settings, queue, folder, name, references, report)
+    finally:
+        folder.close()
     return report
 
 
-def _move_files(inbox: Path, names: list[str], references: Counter[str], folder: Path) -> None:
+def _import_one(
+    settings: Settings, queue: Queue, folder: _Folder, name: str, references: Counter[str], report: ImportReport
+) -> None:
+    snapshots: dict[str, Snapshot] = {}
+    names: list[str] = []
+    try:
+        manifest = folder.read(name, MAX_MANIFEST_BYTES, MANIFEST)
+        snapshots[name] = manifest
+        request, names = parse_manifest(folder.path, manifest.data)
+        request.source_key = hashlib.sha256(name.encode() + b"\0" + manifest.data).hexdigest()
+        request.read = folder.reader(snapshots)
+        new_item = prepare(settings, request)
+        if not all(folder.settled(n, snapshots) for n in snapshots):
+            report.waiting.append(name)  # changed since it was read: the next import takes it as it is then
+            return
+        try:
+            item_id, duplicate = queue.enqueue(new_item).id, False
+        except DuplicateImport as known:
+            item_id, duplicate = known.item_id, True
+    except FileMissing:
+        return  # taken by a concurrent import
+    except StillWriting:
+        report.waiting.append(name)
+        return
+    except (BadLetter, FileProblem) as exc:
+        if not folder.settled(name, snapshots):
+            report.waiting.append(name)  # rewritten meanwhile: judged again as it is then
+            return
+        moved = _move(folder.path / name, report.rejected_dir)
+        if moved is not None:
+            write_atomic(moved.with_suffix(".error.txt"), f"{exc.en}\n{exc.de}\n".encode())
+            _move_files(folder, names, references, snapshots, report.rejected_dir)
+            report.rejected.append(Rejected(name, exc.en))
+        return
+    if folder.settled(name, snapshots) and _move(folder.path / name, report.done) is not None:
+        _move_files(folder, names, references, snapshots, report.done)
+    report.imported.append(Imported(name, item_id, duplicate))
+
+
+def _move_files(
+    folder: _Folder, names: list[str], references: Counter[str], snapshots: dict[str, Snapshot], target: Path
+) -> None:
     for name in dict.fromkeys(names):
         references[name] -= 1
-        path = inbox / name
-        if references[name] <= 0 and path.is_file():
-            _move(path, folder)
+        if references[name] <= 0 and not folder.is_folder(name) and folder.settled(name, snapshots):
+            _move(folder.path / name, target)

@@ -8,7 +8,8 @@ over TLS and who was logged in; ``server.ca_file`` is the CA to put into ``smtp.
 Recipients steer the server's answers (the local part before ``@``): ``busy`` 451 and ``unknown`` 550 at
 RCPT, ``drop`` hangs up at RCPT, ``data-busy`` 451 and ``data-reject`` 554 after DATA, ``vanish`` hangs up
 after the message data arrived, without a reply, ``slow`` holds its reply until ``server.gate`` is set (the
-fixture sets it when the test ends, so nothing waits forever). Sender ``blocked@…`` gets 550 at MAIL FROM.
+fixture sets it when the test ends, so nothing waits forever; ``server.holding`` says a reply is held).
+Sender ``blocked@…`` gets 550 at MAIL FROM.
 Logins: ``USER``/``PASSWORD`` accepted, ``DISABLED_USER`` gets Exchange Online's 5.7.139, ``TOKEN``
 accepted for XOAUTH2 (as long as a real one, so the raised line limits matter).
 """
@@ -71,6 +72,8 @@ class SmtpServer:
     """Every user name a client tried to log in as (PLAIN, LOGIN or XOAUTH2), in order."""
     gate: threading.Event = field(default_factory=threading.Event)
     """Opens the replies held for ``slow@…`` recipients."""
+    holding: threading.Event = field(default_factory=threading.Event)
+    """Set once the data of a mail to ``slow@…`` arrived and its reply is being held."""
 
     def settings(self, security: SecurityMode | str | None = None, **values: Any) -> Settings:
         """Settings pointing at this server; ``values`` as dotted keys (``auth__method`` for ``auth.method``)."""
@@ -92,10 +95,11 @@ class SmtpServer:
 
 
 class _RecordingHandler:
-    def __init__(self, received: list[Received], logins: list[str], gate: threading.Event) -> None:
+    def __init__(self, received: list[Received], logins: list[str], gate: threading.Event, holding: threading.Event):
         self.received = received
         self.logins = logins
         self.gate = gate
+        self.holding = holding
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
         if not isinstance(data, LoginPassword):
@@ -152,6 +156,7 @@ class _RecordingHandler:
             server.transport.abort()
             return None
         if "slow" in locals_:
+            self.holding.set()
             await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
         return "250 2.0.0 Ok: queued as 4F2A1"
 
@@ -222,9 +227,10 @@ def start_smtp_server(
     cert: CertKind = "trusted",
     data_size_limit: int = 33554432,
     auth_required: bool = False,
+    smtputf8: bool = False,
 ) -> tuple[SmtpServer, Controller]:
     server = SmtpServer(HOST, free_port(), mode, pki.ca_file)
-    handler = _RecordingHandler(server.received, server.logins, server.gate)
+    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding)
     context = pki.server_context(cert)
     controller = _Controller(
         handler,
@@ -239,6 +245,7 @@ def start_smtp_server(
         auth_required=auth_required,
         authenticator=handler.authenticate,
         data_size_limit=data_size_limit,
+        enable_SMTPUTF8=smtputf8,
     )
     controller.start()
     return server, controller
@@ -250,7 +257,8 @@ StartServer = Callable[..., SmtpServer]
 
 @pytest.fixture
 def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
-    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=...) -> SmtpServer``."""
+    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=..., smtputf8=...)
+    -> SmtpServer`` (``smtputf8=True``: the server offers SMTPUTF8)."""
     controllers: list[Controller] = []
 
     servers: list[SmtpServer] = []

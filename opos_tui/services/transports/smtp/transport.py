@@ -16,10 +16,9 @@ import asyncio
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import aiosmtplib
 from aiosmtplib.errors import (
@@ -38,12 +37,25 @@ from aiosmtplib.errors import (
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from opos_tui.i18n import tr
-from opos_tui.services.errors import (
+from opos_tui.services.addresses import AddressError, ascii_addr_spec
+from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
+from opos_tui.services.secrets import PASSWORD, SecretStore
+from opos_tui.services.transports.base import (
+    CertificateInfo,
+    Envelope,
+    EventStatus,
+    HandshakeEvent,
+    Observer,
+    SendResult,
+    SessionState,
+    Stage,
+    TokenProvider,
+)
+from opos_tui.services.transports.smtp.errors import (
     AddressNotSupported,
     AuthenticationFailed,
     AuthenticationRequired,
     AuthNotOffered,
-    ConfigError,
     ConnectionLost,
     ConnectionRefused,
     ConnectionTimedOut,
@@ -51,9 +63,9 @@ from opos_tui.services.errors import (
     MessageRejected,
     MessageTooLarge,
     NotSmtp,
-    OposError,
     PlainAuthRefused,
     RecipientsRefused,
+    ReplyLost,
     ServerDeferred,
     ServerRefused,
     ServerUnreachable,
@@ -63,42 +75,15 @@ from opos_tui.services.errors import (
     TlsFailed,
     TlsFault,
     TlsMismatch,
-    TransportUnavailable,
     reply_text,
 )
-from opos_tui.services.secrets import PASSWORD, SecretStore
-from opos_tui.services.transports.base import DeliveryUncertain, Envelope, SendResult
-from opos_tui.services.transports.tls import (
-    CertificateInfo,
+from opos_tui.services.transports.smtp.tls import (
     TlsSession,
     certificate_error,
     client_context,
     unverified_context,
 )
 from opos_tui.settings import SecurityMode, Settings
-
-Stage = Literal["connect", "tls", "ehlo", "auth", "send", "done"]
-EventStatus = Literal["ok", "warning", "failed"]
-TokenProvider = Callable[[], Awaitable[str]]
-"""An async callable returning a current OAuth 2.0 access token (the OAuth service provides it)."""
-
-
-@dataclass(frozen=True)
-class HandshakeEvent:
-    """One step of the conversation with the server, as it happens."""
-
-    stage: Stage
-    status: EventStatus
-    summary: str
-    """One line for a person, in the current language."""
-    exchange: tuple[str, ...] = ()
-    """The protocol lines of this step, ``C: EHLO …`` / ``S: 250 …``; secrets appear as ``***``."""
-
-    def to_json(self) -> dict[str, object]:
-        return {"stage": self.stage, "status": self.status, "summary": self.summary, "exchange": list(self.exchange)}
-
-
-Observer = Callable[[HandshakeEvent], None]
 
 
 @dataclass(frozen=True)
@@ -172,11 +157,10 @@ class SmtpTransport:
         self.config = config
         self.mode = effective_mode(config.security, config.port)
         self.observer = observer
-        self.stage: Stage = "connect"
-        """The stage in progress, or the one that failed."""
+        self._stage = Stage.CONNECT
         self.tls: TlsSession | None = None
         """The TLS in use, once encrypted."""
-        self.failed_exchange: tuple[str, ...] = ()
+        self._failed_exchange: tuple[str, ...] = ()
         """The protocol lines of the step that failed last (AUTH, MAIL, RCPT, DATA), secrets as ``***``."""
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
@@ -197,8 +181,11 @@ class SmtpTransport:
         return self._client is not None and self._client.is_connected
 
     @property
-    def encrypted(self) -> bool:
-        return self.tls is not None and self.connected
+    def state(self) -> SessionState:
+        """The stage in progress (or the one that failed), whether TLS was set up (and the server's certificate),
+        the exchange that failed."""
+        certificate = self.tls.certificate if self.tls else None
+        return SessionState(self._stage, self.tls is not None, self._failed_exchange, certificate)
 
     async def connect(self) -> None:
         """Connect, greet, encrypt as ``smtp.security`` says and log in; on any failure nothing stays open."""
@@ -245,9 +232,9 @@ class SmtpTransport:
 
     async def _handshake(self) -> None:
         cfg = self.config
-        self.stage = "connect"
+        self._stage = Stage.CONNECT
         self.tls = None
-        self.failed_exchange = ()
+        self._failed_exchange = ()
         context = await client_context(cfg.ca_file) if self.mode is not SecurityMode.NONE else None
         implicit = self.mode is SecurityMode.SSL_ON_CONNECT
         client = aiosmtplib.SMTP(
@@ -265,13 +252,13 @@ class SmtpTransport:
         except (SMTPException, OSError) as exc:
             error = await self._connect_error(exc, implicit)
             if isinstance(error, TlsFault):
-                self.stage = "tls"
+                self._stage = Stage.SECURE
             raise error from exc
         peer = client.get_transport_info("peername")
         local = client.get_transport_info("sockname")
         client.local_hostname = ehlo_name(local[0] if local else None)
         self._report(
-            "connect",
+            Stage.CONNECT,
             "ok",
             tr(
                 f"Connected to {cfg.host} port {cfg.port} ({peer[0] if peer else '?'}); security {cfg.security}"
@@ -282,11 +269,11 @@ class SmtpTransport:
             _server_lines(greeting.code, greeting.message),
         )
         if implicit:
-            self.stage = "tls"
+            self._stage = Stage.SECURE
             self._tls_established(tr("TLS from the first byte", "TLS ab dem ersten Byte"), ())
         await self._ehlo()
         if self.mode in (SecurityMode.START_TLS, SecurityMode.START_TLS_WHEN_AVAILABLE):
-            self.stage = "tls"
+            self._stage = Stage.SECURE
             if client.supports_extension("starttls"):
                 assert context is not None
                 await self._starttls(context)
@@ -295,7 +282,7 @@ class SmtpTransport:
                 raise StartTlsNotOffered(cfg.host, cfg.port)
             else:
                 self._report(
-                    "tls",
+                    Stage.SECURE,
                     "warning",
                     tr(
                         "The server does not offer STARTTLS: continuing unencrypted (StartTlsWhenAvailable)",
@@ -304,23 +291,23 @@ class SmtpTransport:
                 )
         elif self.mode is SecurityMode.NONE:
             self._report(
-                "tls",
+                Stage.SECURE,
                 "warning",
                 tr("Not encrypted (security None)", "Nicht verschlüsselt (Sicherheit None)"),
             )
-        self.stage = "auth"
+        self._stage = Stage.SIGN_IN
         await self._login()
 
     def _tls_established(self, how: str, exchange: tuple[str, ...]) -> None:
         assert self._client is not None
         ssl_object = self._client.get_transport_info("ssl_object")
         self.tls = TlsSession.of(ssl_object)
-        self._report("tls", "ok", f"{how}: {self.tls.describe()}", exchange)
+        self._report(Stage.SECURE, "ok", f"{how}: {self.tls.describe()}", exchange)
 
     async def _ehlo(self) -> None:
         client = self._client
         assert client is not None
-        self.stage = "ehlo"
+        self._stage = Stage.INTRODUCE
         name = client.local_hostname or "localhost"
         try:
             try:
@@ -338,7 +325,7 @@ class SmtpTransport:
             raise ConnectionLost(self.config.host, self.config.port, str(exc)) from exc
         extensions = response.message.splitlines()[1:]
         self._report(
-            "ehlo",
+            Stage.INTRODUCE,
             "ok",
             tr(f"{command} accepted; offered: ", f"{command} angenommen; angeboten: ")
             + (", ".join(extensions) or tr("no extensions", "keine Erweiterungen")),
@@ -349,7 +336,7 @@ class SmtpTransport:
         client = self._client
         assert client is not None
         cfg = self.config
-        self.stage = "tls"
+        self._stage = Stage.SECURE
         try:
             response = await client.starttls(server_hostname=cfg.host, tls_context=context)
         except ssl.SSLCertVerificationError as exc:
@@ -421,7 +408,7 @@ class SmtpTransport:
 
     def _session_refused(self, code: int, message: str) -> OposError:
         if 400 <= code < 500:
-            return ServerDeferred(code, message, self.stage)
+            return ServerDeferred(code, message, self._stage.value)
         if code >= 500:
             return ServerRefused(code, message, self.config.host)
         return NotSmtp(self.config.host, self.config.port, reply_text(code, message))
@@ -437,7 +424,7 @@ class SmtpTransport:
         shown = " ".join(offered) or tr("none", "keine")
         if login is None:
             self._report(
-                "auth",
+                Stage.SIGN_IN,
                 "ok",
                 tr(f"No login configured (offered: {shown})", f"Keine Anmeldung eingestellt (angeboten: {shown})"),
             )
@@ -460,12 +447,12 @@ class SmtpTransport:
         try:
             response = await authenticate(login.user, secret)
         except SMTPAuthenticationError as exc:
-            self.failed_exchange = exchange + _server_lines(exc.code, exc.message)
+            self._failed_exchange = exchange + _server_lines(exc.code, exc.message)
             raise self._auth_error(exc.code, exc.message, login.user, mechanism) from exc
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
         self._report(
-            "auth",
+            Stage.SIGN_IN,
             "ok",
             tr(
                 f"Logged in as {login.user} with {mechanism} (offered: {shown})",
@@ -504,41 +491,36 @@ class SmtpTransport:
         client = self._client
         assert client is not None
         cfg = self.config
-        self.stage = "send"
-        self.failed_exchange = ()
+        self._stage = Stage.SEND
+        self._failed_exchange = ()
         data = normalize_message_line_endings(message)
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
         if limit and len(data) > limit:
             raise MessageTooLarge(len(data), limit)
-        utf8 = client.supports_extension("smtputf8")
-        sender = _smtp_address(envelope.sender, utf8)
-        recipients = {_smtp_address(r, utf8): r for r in envelope.recipients}
+        sender = _smtp_address(envelope.sender)
+        recipients = {_smtp_address(r): r for r in envelope.recipients}
         options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
         if client.supports_extension("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
-        needs_utf8 = not all(a.isascii() for a in (sender, *recipients))
-        if needs_utf8:
-            options.append("SMTPUTF8")
-        encoding = "utf-8" if needs_utf8 else "ascii"
         exchange: list[str] = []
         try:
             exchange.append(f"C: MAIL FROM:<{sender}>")
             try:
-                await client.mail(sender, options=options, encoding=encoding)
+                await client.mail(sender, options=options, encoding="ascii")
             except SMTPSenderRefused as exc:
-                self.failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
+                self._failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
                 await self._reset()
                 raise self._reply_error(exc.code, exc.message, "mail") from exc
             refused: dict[str, str] = {}
             for address, original in recipients.items():
                 exchange.append(f"C: RCPT TO:<{address}>")
                 try:
-                    await client.rcpt(address, encoding=encoding)
+                    await client.rcpt(address, encoding="ascii")
                 except SMTPRecipientRefused as exc:
                     refused[original] = reply_text(exc.code, exc.message)
                     exchange.extend(_server_lines(exc.code, exc.message))
             if len(refused) == len(recipients):
-                self.failed_exchange = tuple(exchange)
+                self._failed_exchange = tuple(exchange)
                 await self._reset()
                 if all(r.startswith("5") for r in refused.values()):
                     raise RecipientsRefused(refused)
@@ -548,7 +530,7 @@ class SmtpTransport:
             exchange.append("C: DATA")
             start = await client.execute_command(b"DATA")
             if start.code != 354:
-                self.failed_exchange = (*exchange, *_server_lines(start.code, start.message))
+                self._failed_exchange = (*exchange, *_server_lines(start.code, start.message))
                 await self._reset()
                 raise self._reply_error(start.code, start.message, "data")
             protocol = client.protocol
@@ -564,20 +546,13 @@ class SmtpTransport:
             final = await protocol.read_response(timeout=cfg.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
-            raise DeliveryUncertain(
-                f"The connection to {cfg.host} broke after the mail was sent, before the server confirmed it: it "
-                "may have arrived. It is not sent again by itself; check with the recipient first.",
-                f"Die Verbindung zu {cfg.host} brach ab, nachdem die Mail gesendet war, aber bevor der Server sie "
-                "bestätigte: sie kann angekommen sein. Sie wird nicht von selbst erneut gesendet; bitte zuerst "
-                "beim Empfänger nachfragen.",
-                str(exc),
-            ) from exc
+            raise ReplyLost(cfg.host, str(exc)) from exc
         if final.code != 250:
-            self.failed_exchange = (*exchange, *_server_lines(final.code, final.message))
+            self._failed_exchange = (*exchange, *_server_lines(final.code, final.message))
             raise self._reply_error(final.code, final.message, "data")
         result = SendResult(reply=_reply(final), refused=refused)
         self._report(
-            "send",
+            Stage.SEND,
             "warning" if refused else "ok",
             tr(
                 f"Accepted for {len(recipients) - len(refused)} of {len(recipients)} recipients: {result.reply}",
@@ -588,17 +563,14 @@ class SmtpTransport:
         return result
 
 
-def _smtp_address(address: str, utf8: bool) -> str:
-    """The address as it goes into MAIL FROM / RCPT TO: the domain in IDNA form unless the server speaks UTF-8."""
-    if address.isascii() or utf8:
-        return address
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        raise AddressNotSupported(address)
+def _smtp_address(address: str) -> str:
+    """The address as it goes into MAIL FROM / RCPT TO: ASCII, its domain in IDNA form (``xn--…``), so that
+    no server on the way needs SMTPUTF8. Addresses that cannot be written so are refused when queued; one
+    queued by an older version fails here, before anything is sent."""
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        raise AddressNotSupported(address) from None
+        return ascii_addr_spec(address)
+    except AddressError as exc:
+        raise AddressNotSupported(address, exc) from None
 
 
 def smtp_config(
@@ -648,4 +620,18 @@ def smtp_config(
         ca_file=smtp.ca_file,
         allow_plain_auth=smtp.allow_plain_auth,
         login=login,
+    )
+
+
+def build(
+    settings: Settings,
+    store: SecretStore,
+    *,
+    password: str | None = None,
+    token_provider: TokenProvider | None = None,
+    observer: Observer | None = None,
+) -> SmtpTransport:
+    """The transport for ``connection = smtp`` (the registry's builder), not yet connected."""
+    return SmtpTransport(
+        smtp_config(settings, store, password=password, token_provider=token_provider), observer=observer
     )

@@ -1,4 +1,4 @@
-"""TLS for the mail transports: whom to trust, what the server's certificate says, why a handshake failed.
+"""TLS for the SMTP transport: whom to trust, what the server's certificate says, why a handshake failed.
 
 Trust is the system store plus ``smtp.ca_file`` (for internal CAs), with the host name checked, as MailKit
 does by default. Certificates are described by subject, issuer and expiry so an admin can recognise them.
@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from opos_tui.i18n import tr
-from opos_tui.services.errors import (
+from opos_tui.services.transports.base import CertificateInfo
+from opos_tui.services.transports.smtp.errors import (
     CaFileUnusable,
     CertificateNotTrusted,
     CertificateProblem,
@@ -53,34 +53,6 @@ def unverified_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-@dataclass(frozen=True)
-class CertificateInfo:
-    subject: str
-    issuer: str
-    not_after: datetime
-    names: tuple[str, ...]
-
-    @classmethod
-    def from_der(cls, der: bytes) -> CertificateInfo:
-        from cryptography import x509  # only needed when a certificate is shown
-
-        cert = x509.load_der_x509_certificate(der)
-        try:
-            alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = tuple(str(n.value) for n in alt if isinstance(n, (x509.DNSName, x509.IPAddress)))
-        except x509.ExtensionNotFound:
-            names = ()
-        return cls(cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.not_valid_after_utc, names)
-
-    def describe(self) -> str:
-        valid = self.not_after.strftime("%Y-%m-%d")
-        names = ", ".join(self.names) or "-"
-        return tr(
-            f"certificate '{self.subject}' for {names}, issued by '{self.issuer}', valid until {valid}",
-            f"Zertifikat '{self.subject}' für {names}, ausgestellt von '{self.issuer}', gültig bis {valid}",
-        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,447 @@
+"""The parts every settings form shares: a field per key, validation as typed, saving with merge.
+
+A form holds a draft; every change is validated against the whole settings model at once and shown inline
+where it was typed. Saving is refused while anything is invalid and merges with what was saved elsewhere
+meanwhile; leaving with unsaved changes asks first.
+
+A broken config.toml does not keep a form shut: it opens with what can be read, shows each invalid value in
+its field to be corrected, and replaces a file that is not TOML at all only once the admin agreed. Saving
+reads, merges and writes under config.toml's lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
+
+from opos_tui import settings
+from opos_tui.i18n import tr
+from opos_tui.screens import labels
+from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.services.errors import OposError
+from opos_tui.services.home import Home
+from opos_tui.settings import Settings
+
+REPLACE = ""
+"""In ``SettingsForm.save``'s ``agreed``: the admin agreed to replace a config.toml that is not TOML."""
+
+
+def widget_id(key: str) -> str:
+    return key.replace(".", "-").replace("_", "-")
+
+
+class FormField(Vertical):
+    """A label, the widget that edits one key, and the place its error is shown."""
+
+    DEFAULT_CSS = """
+    FormField { height: auto; margin: 0 0 1 0; }
+    FormField > .field-error { color: $error; display: none; }
+    FormField.-invalid > .field-error { display: block; }
+    """
+
+    def __init__(self, key: str, label: str, editor: Widget) -> None:
+        super().__init__(id=f"field-{widget_id(key)}")
+        self.key = key
+        self.label = label
+        self.editor = editor
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label, classes="field-label")
+        yield self.editor
+        yield Static("", classes="field-error")
+
+    # A class, not :focus-within: Textual does not restyle the label when focus moves on.
+    def on_descendant_focus(self) -> None:
+        self.add_class("-focused")
+        # The whole field in view, its label and its error too, not just the line being edited.
+        self.call_after_refresh(self.scroll_visible, animate=False)
+
+    def on_descendant_blur(self) -> None:
+        self.remove_class("-focused")
+
+    def show_error(self, message: str | None) -> None:
+        self.set_class(bool(message), "-invalid")
+        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
+
+
+def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
+    return RadioSet(
+        *(
+            Choice(label, value=(value == current), name=value, id=f"{widget_id(key)}-{value}")
+            for value, label in labels.items()
+        ),
+        id=widget_id(key),
+        compact=True,
+    )
+
+
+LETTER_PAGE_KEYS = [
+    Binding(
+        "ctrl+l",
+        "letter_page('letters')",
+        tr("Letters", "Briefe"),
+        id="settings.letters",
+        tooltip=tr(
+            "Letter reports: global texts, signature, attachment name, retry and send limits",
+            "Brief-Reports: globale Texte, Signatur, Anhangname, Wiederholung und Sendegrenzen",
+        ),
+    ),
+    Binding(
+        "ctrl+r",
+        "letter_page('reports')",
+        tr("Reports", "Reports"),
+        id="settings.reports",
+        tooltip=tr(
+            "Per report: subject and body of payment advices and each dunning level, with a preview",
+            "Je Report: Betreff und Text von Zahlungsavisen und jeder Mahnstufe, mit Vorschau",
+        ),
+    ),
+]
+"""The keys to the letter report pages, the same on every settings screen."""
+
+
+def pressed_name(radio: RadioSet) -> str:
+    """The value (button name) of a choice, or "" while none is pressed."""
+    button = radio.pressed_button
+    return str(button.name) if button is not None else ""
+
+
+class SettingsForm(Screen[None]):
+    """A form over some of the settings keys: each editor's id is its key's ``widget_id``.
+
+    It holds a draft; every change is validated against the whole settings model and shown where it was typed.
+    Saving merges with what was saved elsewhere meanwhile; leaving with unsaved changes asks first.
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", tr("Save", "Speichern"), id="settings.save"),
+        Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
+    ]
+
+    def __init__(self, home: Home) -> None:
+        super().__init__()
+        self.home = home
+        self.found = settings.salvage(home)
+        self.saved = self.found.settings
+        self.raw = {p.key: p.raw for p in self.found.problems if p.raw is not None}
+        """The file's invalid values, put into their fields to be corrected."""
+        self.file_errors: dict[str, str] = {}
+        """Invalid values of choices (which cannot show them), marked on their field until it is changed."""
+        self.dirty = False
+        self.valid: Settings | None = self.saved
+
+    def heading(self) -> str:
+        """The form's name, shown in the header (with `*` while anything is unsaved)."""
+        raise NotImplementedError
+
+    def unsaved_extra(self) -> bool:
+        """Whether the form holds anything unsaved besides settings keys (typed secrets)."""
+        return False
+
+    def save_extra(self) -> None:
+        """Save what the form holds besides settings keys, right after config.toml."""
+
+    def file_problems_solved(self) -> None:
+        """config.toml was just written whole: whatever the form showed about a broken file is past."""
+
+    def reveal_invalid(self) -> None:
+        """Take the cursor to the first field marked ⚠ that can take it, when saving is refused because of it."""
+        reachable = self.focus_chain
+        for form_field in self.query(FormField).filter(".-invalid"):
+            if form_field.editor in reachable:
+                form_field.editor.focus()
+                # Also when the cursor is in it already: the line saying so must not push its error out of view.
+                form_field.call_after_refresh(form_field.scroll_visible, animate=False)
+                return
+
+    def field_labels(self) -> dict[str, str]:
+        """This form's fields by key, as its labels name them."""
+        return {form_field.key: form_field.label for form_field in self.query(FormField) if form_field.label}
+
+    def name_fields(self, text: str) -> str:
+        """``text`` (a message about settings) with the keys of this form's fields named by their labels."""
+        return labels.name_fields(text, self.field_labels())
+
+    def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
+        value = self.raw.get(key, settings.format_value(settings.get_value(self.saved, key)))
+        # A compact field has no border: an empty one would be invisible without a placeholder.
+        hint = placeholder or tr("(empty)", "(leer)")
+        return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
+
+    def text_area(self, key: str, label: str, hint: str, lines: int) -> FormField:
+        """A field for text of several lines; Tab moves on to the next field (keyboard only), Enter breaks."""
+        text = self.raw.get(key, str(settings.get_value(self.saved, key)))
+        editor = TextArea(text, id=widget_id(key), compact=True, tab_behavior="focus", placeholder=hint)
+        editor.styles.height = lines
+        return FormField(key, label, editor)
+
+    def prepare_form(self) -> None:
+        """Once mounted: the title, and the keyboard cursor of each choice on its saved value."""
+        self.title = "opos-tui"
+        self.sub_title = self.heading()
+        for radio in self.query(RadioSet):
+            # Put the keyboard cursor on the saved choice, not on the first one.
+            for _ in range(max(radio.pressed_index, 0)):
+                radio.action_next_button()
+
+    # --- reading the form -----------------------------------------------------------------------------
+
+    def pressed(self, key: str) -> str:
+        return pressed_name(self.query_one(f"#{widget_id(key)}", RadioSet))
+
+    def draft(self) -> dict[str, Any]:
+        """The form's values as a nested dict, in the shape of config.toml.
+
+        Keys this form does not show (letter templates, retry) are kept as saved. One walk over the fields, not
+        one query per key: this runs at every key typed.
+        """
+        data: dict[str, Any] = self.saved.model_dump(mode="json")
+        for form_field in self.query(FormField):
+            key, editor = form_field.key, form_field.editor
+            if key not in settings.KEYS:
+                continue  # a secret, or a choice that is not a setting
+            section, _, name = key.rpartition(".")
+            target = data[section] if section else data
+            if isinstance(editor, RadioSet):
+                target[name] = pressed_name(editor)
+            elif isinstance(editor, (Checkbox, Input)):
+                target[name] = editor.value
+            elif isinstance(editor, TextArea):
+                target[name] = editor.text
+        return data
+
+    # --- reacting -------------------------------------------------------------------------------------
+
+    def revalidate(self) -> None:
+        errors: dict[str, str] = {}
+        data = self.draft()
+        try:
+            self.valid = Settings.model_validate(data, context={"check_files": True})
+        except ValidationError as exc:
+            self.valid = None
+            errors = settings.field_errors(exc)
+        for key in list(self.file_errors):
+            section, _, name = key.rpartition(".")
+            if (data[section] if section else data)[name] != settings.get_value(self.saved, key):
+                del self.file_errors[key]  # the admin chose a value: the file's is gone
+        errors = {**self.file_errors, **errors}
+        for form_field in self.query(FormField):
+            form_field.show_error(errors.get(form_field.key))
+        form_error = self.query_one("#form-error", Static)
+        form_error.update(f"⚠ {self.name_fields(errors[''])}" if "" in errors else "")
+        form_error.display = "" in errors
+
+    def changed(self) -> None:
+        self.revalidate()
+        self.dirty = self.valid != self.saved or self.unsaved_extra()
+        self.sub_title = self.heading() + (" *" if self.dirty else "")
+        status = self.query_one("#form-status")
+        if (status.has_class("-refused") and self.valid is not None) or (self.dirty and not status.has_class("-error")):
+            self.say("")  # the fields it asked for are fixed, or "saved" no longer holds
+
+    @on(Input.Changed)
+    @on(RadioSet.Changed)
+    @on(Checkbox.Changed)
+    @on(TextArea.Changed)
+    def on_edit(self) -> None:
+        self.changed()
+
+    # --- telling the outcome ---------------------------------------------------------------------------
+    # A line above the footer (``#form-status``, in every form's compose), where a notification would cover
+    # the form's labels at 80x24.
+
+    def say(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#form-status", Static)
+        status.update(text)
+        status.display = bool(text)
+        status.set_class(error, "-error")
+        status.remove_class("-refused")
+
+    def refuse(self, text: str) -> None:
+        """Say why the form cannot be saved (or tested), and take the cursor to the first field marked ⚠."""
+        self.say(text, error=True)
+        self.query_one("#form-status").add_class("-refused")
+        self.reveal_invalid()
+
+    # --- actions --------------------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        self.save()
+
+    def save(self, then_close: bool = False, agreed: frozenset[str] = frozenset()) -> None:
+        """Save what the form holds, merged with what someone else saved since the form was opened.
+
+        Reading, merging and writing happen under config.toml's lock. Where the admin must decide first (keys
+        both changed; a file that is not TOML), the lock is let go while they do, and all is done again after.
+        ``agreed``: the keys they chose their value for, and REPLACE if they agreed to replace the file.
+        """
+        self.changed()
+        if self.valid is None:
+            self.refuse(
+                tr(
+                    "Not saved: fix the fields marked ⚠ first.",
+                    "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
+                )
+            )
+            return
+        mine = self.valid
+        try:
+            with settings.write_lock(self.home):
+                found = settings.salvage(self.home)
+                if found.unreadable is not None and REPLACE not in agreed:
+                    self.ask_replace(found.unreadable, then_close, agreed)
+                    return
+                data, both = settings.merge(self.saved, mine, found.settings)
+                try:
+                    merged = Settings.model_validate(data, context={"check_files": True})
+                except ValidationError as exc:
+                    problem = self.name_fields(next(iter(settings.field_errors(exc).values())))
+                    self.say(
+                        tr(
+                            "Not saved: config.toml was changed elsewhere meanwhile, and together with this form:"
+                            f" {problem}",
+                            "Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit"
+                            f" diesem Formular gilt: {problem}",
+                        ),
+                        error=True,
+                    )
+                    return
+                if set(both) - agreed:
+                    self.ask_clash(both, then_close, agreed)
+                    return
+                self.write(merged, mine, then_close)
+        except OposError as exc:  # the lock file cannot be made: the folder is not writable
+            self.say(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), error=True)
+
+    def ask_clash(self, both: list[str], then_close: bool, agreed: frozenset[str]) -> None:
+        keys = ", ".join(self.name_fields(key) for key in both)
+
+        def decided(choice: str | None) -> None:
+            if choice == "mine":
+                self.save(then_close, agreed | set(both))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    f"Someone else changed {keys} in config.toml since this form was opened. Save your values"
+                    " for these over theirs? (Their other changes are kept either way.)",
+                    f"Jemand anderes hat {keys} in config.toml geändert, seit dieses Formular offen ist. Ihre"
+                    " Werte darüber speichern? (Die übrigen Änderungen bleiben so oder so erhalten.)",
+                ),
+                {"mine": tr("Save mine", "Meine speichern"), "cancel": tr("Cancel", "Abbrechen")},
+            ),
+            decided,
+        )
+
+    def ask_replace(self, why: OposError, then_close: bool, agreed: frozenset[str]) -> None:
+        def decided(choice: str | None) -> None:
+            if choice == "replace":
+                self.save(then_close, agreed | {REPLACE})
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    f"{why.en}\nSaving replaces the whole file with this form's values; settings not on this form"
+                    " get their defaults. Replace it?",
+                    f"{why.de}\nSpeichern ersetzt die ganze Datei durch die Werte dieses Formulars; Einstellungen,"
+                    " die es nicht zeigt, erhalten ihre Vorgaben. Ersetzen?",
+                ),
+                {"replace": tr("Replace the file", "Datei ersetzen"), "cancel": tr("Cancel", "Abbrechen")},
+            ),
+            decided,
+        )
+
+    def write(self, new: Settings, mine: Settings, then_close: bool) -> None:
+        try:
+            settings.save(self.home, new)
+            self.save_extra()
+        except (OSError, OposError) as exc:
+            problem = self.name_fields(str(exc))
+            self.say(tr(f"Not saved: {problem}", f"Nicht gespeichert: {problem}"), error=True)
+            return
+        theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
+        self.saved = new
+        self.found = settings.Salvaged(new)
+        self.file_errors.clear()
+        self.file_problems_solved()
+        self.show_values(new, theirs)
+        self.changed()
+        kept = ", ".join(self.name_fields(key) for key in theirs)
+        note = tr(f"; kept from elsewhere: {kept}", f"; von anderswo übernommen: {kept}")
+        self.say(
+            tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
+            + (note if theirs else "")
+        )
+        if then_close:
+            self.close()
+
+    def show_values(self, values: Settings, keys: list[str]) -> None:
+        """Put saved values into the form's fields (those someone else changed meanwhile)."""
+        for key in keys:
+            found = self.query(f"#{widget_id(key)}")
+            if not found:
+                continue
+            editor, value = found.first(), settings.get_value(values, key)
+            if isinstance(editor, RadioSet):
+                self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
+            elif isinstance(editor, Checkbox):
+                editor.value = bool(value)
+            elif isinstance(editor, Input):
+                editor.value = settings.format_value(value)
+            elif isinstance(editor, TextArea):
+                editor.text = str(value)
+
+    def close(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.dismiss()
+        else:
+            self.app.exit()
+
+    def action_leave(self) -> None:
+        if not self.dirty:
+            self.close()
+            return
+
+        def decided(choice: str | None) -> None:
+            if choice == "save":
+                self.save(then_close=True)
+            elif choice == "discard":
+                self.close()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                tr(
+                    "Unsaved changes. Save them before leaving?",
+                    "Ungespeicherte Änderungen. Vor dem Verlassen speichern?",
+                ),
+                {
+                    "save": tr("Save", "Speichern"),
+                    "discard": tr("Discard", "Verwerfen"),
+                    "cancel": tr("Cancel", "Abbrechen"),
+                },
+            ),
+            decided,
+        )
+
+    def on_screen_resume(self) -> None:
+        # Back from another form or page that may have saved: show what it saved, unless this form holds
+        # unsaved edits (saving merges those with it anyway).
+        if self.dirty:
+            return
+        try:
+            current = settings.load(self.home)
+        except OposError:
+            return
+        changed = [k for k in settings.KEYS if settings.get_value(current, k) != settings.get_value(self.saved, k)]
+        if changed:
+            self.saved = current
+            self.show_values(current, changed)
+            self.changed()
