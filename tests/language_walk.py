@@ -62,6 +62,7 @@ async def walk(lang: str, home_dir: Path, port: int) -> list[str]:
                 for provider in ("microsoft", "google"):
                     await pick("oauth.provider", provider)
                     seen.append(screen_text(app))
+        await pick("connection", "smtp")
         await pick("auth.method", "password")
         screen.query_one("#smtp-allow-plain-auth", Checkbox).value = True
         await pilot.pause()

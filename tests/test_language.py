@@ -146,7 +146,7 @@ def invalid_values() -> dict[str, str]:
     bad.update({key: "archiv@" for key in ("sender.address", "sender.reply_to", "sender.bcc")})
     bad.update({key: "${" for key in settings.KEYS if key.endswith((".subject", ".body", ".signature"))})
     bad["letters.attachment_name"] = "${"
-    bad["auth.profile"] = bad["oauth.client_id"] = bad["oauth.tenant_id"] = "a\nb"
+    bad["auth.profile"] = bad["oauth.client_id"] = bad["oauth.tenant_id"] = bad["sendmail.path"] = "a\nb"
     return bad
 
 

@@ -16,6 +16,7 @@ from opos_tui.services import secrets
 def field_labels() -> dict[str, str]:
     return {
         "connection": tr("Connection type (Verbindungsart)", "Verbindungsart"),
+        "sendmail.path": tr("sendmail program", "sendmail-Programm"),
         "auth.method": tr("Log in (Anmelden)", "Anmelden"),
         "auth.profile": tr(
             "Profile (Profil): user name or Outlook profile", "Profil: Benutzername oder Outlook-Profil"
