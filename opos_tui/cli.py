@@ -76,7 +76,7 @@ def home_of(args: argparse.Namespace) -> Home:
 # --- config -------------------------------------------------------------------------------------------
 
 
-SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set")
+SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set", "queue.password_set")
 
 
 def settings_report(home: Home) -> dict[str, Any]:
@@ -90,6 +90,7 @@ def settings_report(home: Home) -> dict[str, Any]:
     data: dict[str, Any] = current.model_dump(mode="json")
     data["auth"]["password_set"] = store.get(secrets.PASSWORD) is not None
     data["oauth"]["client_secret_set"] = store.get(secrets.GOOGLE_CLIENT_SECRET) is not None
+    data["queue"]["password_set"] = store.get(secrets.QUEUE_PASSWORD) is not None
     for key in [*settings.KEYS, *SHOWN_SECRETS]:
         section, _, name = key.rpartition(".")
         if section:
