@@ -162,7 +162,7 @@ def _queue_url(value: str) -> str:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("must be empty (the SQLite file in the home) or a postgresql:// connection URI")
     userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
-    if ":" in userinfo or "password=" in value.lower():
+    if userinfo.partition(":")[2] or "password=" in value.lower():
         raise ValueError(
             "must not hold the password: store it with `opos-tui config set-secret queue.password --stdin`"
             " or in ~/.pgpass"

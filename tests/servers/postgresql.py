@@ -8,8 +8,13 @@ be had, the tests that need one are skipped, with the reason in capitals in pyte
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +29,19 @@ def _no_server(why: str) -> str:
     return f"NO POSTGRESQL SERVER, THE POSTGRESQL QUEUE WAS NOT TESTED: {why}"
 
 
+# Run in a process of its own, in a session of its own: signals the tests send to their processes (Ctrl+C to a
+# process group, SIGTERM) never reach the server. It stops the server when its standard input closes, which
+# happens when the test session ends however it ends.
+_SERVE = """
+import sys
+import pgserver
+server = pgserver.get_server(sys.argv[1], cleanup_mode="stop")
+print(server.get_uri(), flush=True)
+sys.stdin.read()
+server.cleanup()
+"""
+
+
 @pytest.fixture(scope="session")
 def postgresql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URI of a database on the session's server through which test databases are made."""
@@ -31,20 +49,30 @@ def postgresql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if given:
         yield given
         return
+    if importlib.util.find_spec("pgserver") is None:
+        pytest.skip(_no_server("pgserver is not installed; pip install -e '.[test]'"))
+    data = Path(tempfile.mkdtemp(prefix="opos-pg-"))  # short: the server's Unix socket lives in it
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(data / "data")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
     try:
-        import pgserver
-    except ImportError as exc:
-        pytest.skip(_no_server(f"pgserver is not installed ({exc}); pip install -e '.[test]'"))
-    # A short path: the server's Unix socket lives in its data folder, and socket paths are short.
-    data = Path(tmp_path_factory.mktemp("pg", numbered=True))
-    try:
-        server = pgserver.get_server(data, cleanup_mode="stop")
-    except Exception as exc:  # whatever keeps it from starting: said loudly, in the skip reason
-        pytest.skip(_no_server(f"pgserver could not start one in {data}: {exc}"))
-    try:
-        yield str(server.get_uri())
+        url = server.stdout.readline().strip()
+        if not url:
+            server.stdin.close()
+            _, err = server.communicate(timeout=60)
+            pytest.skip(_no_server(f"pgserver could not start one in {data}: {err.strip()[-2000:]}"))
+        yield url
     finally:
-        server.cleanup()
+        if server.poll() is None:
+            server.stdin.close()
+            server.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:

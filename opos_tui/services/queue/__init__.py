@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from opos_tui import settings
 from opos_tui.services import secrets
@@ -53,6 +54,9 @@ from opos_tui.services.queue.model import (
 )
 from opos_tui.services.queue.sqlite import BUSY_TIMEOUT_MS, SCHEMA_VERSION, SqliteQueue, not_a_queue, queue_error
 
+if TYPE_CHECKING:
+    from opos_tui.services.queue.postgresql import PostgresQueue
+
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "DELETABLE",
@@ -85,6 +89,7 @@ __all__ = [
     "UnknownItems",
     "iso",
     "not_a_queue",
+    "open_postgresql",
     "open_queue",
     "pid_alive",
     "queue_error",
@@ -124,20 +129,36 @@ def open_queue(
 
     ``clock`` is where every time the queue records comes from, ``message_id`` makes the Message-ID of a new
     item from its sender: the defaults are the real ones; tests give fixed ones."""
-    host = os.environ.get(HOST_ENV) or None
     url = queue_url(home)
     if url:
-        try:
-            from opos_tui.services.queue.postgresql import PostgresQueue
-        except ImportError as exc:
-            raise QueueError(
-                "queue.url names a PostgreSQL queue, but psycopg is not installed: pip install 'opos-tui[postgresql]'",
-                "queue.url nennt eine PostgreSQL-Warteschlange, aber psycopg ist nicht installiert:"
-                " pip install 'opos-tui[postgresql]'",
-                str(exc),
-            ) from None
-        password = secrets.open_store(home).get(secrets.QUEUE_PASSWORD)
-        return PostgresQueue(url, password=password, create=create, clock=clock, message_id=message_id, host=host)
+        return open_postgresql(home, url, create=create, clock=clock, message_id=message_id)
     if create:
         home.ensure()
-    return SqliteQueue(home.queue_db, create=create, clock=clock, message_id=message_id, host=host)
+    return SqliteQueue(home.queue_db, create=create, clock=clock, message_id=message_id, host=host_name())
+
+
+def host_name() -> str | None:
+    """This host's name in claims when :data:`HOST_ENV` gives one, else None (the engines take the host name)."""
+    return os.environ.get(HOST_ENV) or None
+
+
+def open_postgresql(
+    home: Home,
+    url: str,
+    *,
+    create: bool = True,
+    clock: Clock = time.time,
+    message_id: Callable[[str], str] = new_message_id,
+) -> PostgresQueue:
+    """The PostgreSQL queue at ``url``, with the home's ``queue.password`` if the secret store holds one."""
+    try:
+        from opos_tui.services.queue.postgresql import PostgresQueue
+    except ImportError as exc:
+        raise QueueError(
+            "a PostgreSQL queue needs psycopg, which is not installed: pip install 'opos-tui[postgresql]'",
+            "eine PostgreSQL-Warteschlange braucht psycopg, das nicht installiert ist:"
+            " pip install 'opos-tui[postgresql]'",
+            str(exc),
+        ) from None
+    password = secrets.open_store(home).get(secrets.QUEUE_PASSWORD)
+    return PostgresQueue(url, password=password, create=create, clock=clock, message_id=message_id, host=host_name())

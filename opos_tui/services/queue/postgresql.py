@@ -370,6 +370,12 @@ class PostgresQueue:
             cur.execute(f"NOTIFY {CHANNEL}")
 
     @contextlib.contextmanager
+    def copying(self) -> Iterator[Cursor]:
+        """One write transaction in which :mod:`.migrate` copies whole tables, ids as they are."""
+        with self._write() as cur:
+            yield cur
+
+    @contextlib.contextmanager
     def _reading(self) -> Iterator[Cursor]:
         """Reads that must agree with each other: one transaction (one snapshot per statement, no writes)."""
         with self._lock, self._errors(), self._db.transaction(), self._db.cursor() as cur:
