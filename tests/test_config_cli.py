@@ -41,6 +41,11 @@ GOOD_VALUES = {
     "retry.backoff_minutes": ["5", "1"],
     "retry.max_backoff_minutes": ["60", "120"],
     "retry.give_up_days": ["5", "1"],
+    "queue.url": [
+        "postgresql://opos@db.example.test:5432/opos?sslmode=verify-full",
+        "postgresql:///opos?host=/run/postgresql&user=opos",
+        "",
+    ],
     "letters.language": ["de", "en"],
     "letters.subject": ["Ihr Beleg ${document_number}", ""],
     "letters.body": ["Guten Tag ${customer_name},\n\nanbei Beleg ${document_number}.\nKosten: $$5"],
@@ -90,6 +95,9 @@ BAD_VALUES = [
     ("smtp.max_per_minute", "-1"),
     ("retry.give_up_days", "0"),
     ("letters.language", "fr"),
+    ("queue.url", "/srv/share/queue.db"),  # only PostgreSQL; SQLite is the file in the home
+    ("queue.url", "postgresql://opos:geheim@db.example.test/opos"),  # a password never goes into config.toml
+    ("queue.url", "postgresql://opos@db.example.test/opos?password=geheim"),
     ("letters.subject", "Mahnung\nBcc: victim@example.com"),
     ("letters.body", "Kosten: $5"),
     ("letters.max_recipients", "0"),

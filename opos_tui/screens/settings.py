@@ -79,6 +79,10 @@ def provider_labels() -> dict[str, str]:
     }
 
 
+FORM_SECRETS = (secrets.PASSWORD, secrets.GOOGLE_CLIENT_SECRET)
+"""The secrets this form has fields for (the queue's database password is set on the command line)."""
+
+
 class SettingsScreen(SettingsForm):
     """Verbindungsart, Anmelden, SMTP connection data, OAuth 2.0 and the sender, as one scrolling form."""
 
@@ -301,7 +305,7 @@ class SettingsScreen(SettingsForm):
     # --- reading the form -----------------------------------------------------------------------------
 
     def typed_secrets(self) -> dict[str, str]:
-        typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in secrets.SECRET_NAMES}
+        typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in FORM_SECRETS}
         return {name: value for name, value in typed.items() if value}
 
     def unsaved_extra(self) -> bool:
@@ -310,7 +314,7 @@ class SettingsScreen(SettingsForm):
     def save_extra(self) -> None:
         for name, value in self.typed_secrets().items():
             self.store.set(name, value)
-        for name in secrets.SECRET_NAMES:
+        for name in FORM_SECRETS:
             secret_input = self.query_one(f"#{widget_id(name)}", Input)
             secret_input.value = ""
             if self.store.get(name) is not None:

@@ -202,6 +202,29 @@ class RetrySettings(_Section):
     """Days after its first try that a mail that still fails temporarily is marked failed."""
 
 
+def _queue_url(value: str) -> str:
+    value = _single_line(value)
+    if not value:
+        return value
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be empty (the SQLite file in the home) or a postgresql:// connection URI")
+    userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    if userinfo.partition(":")[2] or "password=" in value.lower():
+        raise ValueError(
+            "must not hold the password: store it with `opos-tui config set-secret queue.password --stdin`"
+            " or in ~/.pgpass"
+        )
+    return value
+
+
+class QueueSettings(_Section):
+    url: Annotated[str, AfterValidator(_queue_url)] = ""
+    """Where the queue is: empty = `queue.db` in the home (SQLite); a libpq connection URI = one queue on a
+    PostgreSQL server for every host of a farm (`postgresql://opos@db.example:5432/opos`, or through a Unix
+    socket `postgresql:///opos?host=/run/postgresql`; TLS as libpq takes it: `?sslmode=verify-full`). The
+    password goes into the secret store (`config set-secret queue.password --stdin`) or `~/.pgpass`."""
+
+
 def _template_line(value: str) -> str:
     return _template(_single_line(value))
 
@@ -326,6 +349,7 @@ class Settings(_Section):
     sendmail: SendmailSettings = Field(default_factory=SendmailSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)
     payment_advice: PaymentAdviceTemplate = Field(default_factory=PaymentAdviceTemplate)
     """Zahlungsavis: subject and body of payment advices."""
@@ -370,6 +394,7 @@ class Settings(_Section):
 SECRET_KEYS: dict[str, str] = {
     "auth.password": "auth.password_set",
     "oauth.client_secret": "oauth.client_secret_set",
+    "queue.password": "queue.password_set",
 }
 
 
