@@ -320,3 +320,11 @@ def test_parallel_config_set_keeps_every_value(home: Home) -> None:
     saved = settings.load(home)
     assert {key: settings.format_value(settings.get_value(saved, key)) for key in values} == values
     assert mode_of(home.root / "config.toml.lock") == 0o600
+
+
+def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:
+    for url in ("postgresql://opos:Geheim-4711@db.example/opos", "postgresql:///opos?host=/run/pg&password=Geheim-4711"):
+        result = cli("config", "set", "queue.url", url)
+        assert result.code == 2
+        assert "queue.url" in result.err and "***" in result.err
+        assert "Geheim-4711" not in result.err + result.out

@@ -12,6 +12,7 @@ files, home, i18n), which they use; they import nothing else of opos_tui.
 from __future__ import annotations
 
 import contextlib
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -215,6 +216,12 @@ def _queue_url(value: str) -> str:
             " or in ~/.pgpass"
         )
     return value
+
+
+def _shown(raw: str) -> str:
+    """A typed value as an error message may repeat it: a password in a connection URI is masked (the
+    message reaches the screen and the terminal's scroll-back)."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", re.sub(r"(?i)(password=)[^&\s]*", r"\1***", raw))
 
 
 class QueueSettings(_Section):
@@ -498,7 +505,7 @@ def with_value(settings: Settings, key: str, raw: str) -> Settings:
     except ValidationError as exc:
         errors = field_errors(exc)
         msg = errors.get(key) or next(iter(errors.values()))
-        en = f"invalid value for {key}: {raw!r}: {msg}"
+        en = f"invalid value for {key}: {_shown(raw)!r}: {msg}"
         raise ConfigError(en, en.replace("invalid value for", "ungültiger Wert für"), detail=str(exc)) from None
 
 
