@@ -27,8 +27,8 @@ from opos_tui.services.compose import LetterRequest, build_message, prepare
 from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
-from opos_tui.services.transports.factory import build_transport
-from opos_tui.settings import Settings
+from opos_tui.services.settings import Settings
+from opos_tui.services.transports.registry import build_transport
 
 HOST = "127.0.0.1"
 

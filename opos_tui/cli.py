@@ -20,13 +20,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
-from opos_tui import __version__, settings
+from opos_tui import __version__
 from opos_tui.i18n import LANGS, set_lang, tr
-from opos_tui.services import compose, secrets, spool
-from opos_tui.services.dispatcher import Dispatcher, InteractionHandler, Outcome, Progress
+from opos_tui.services import compose, secrets, settings, spool
+from opos_tui.services.dispatcher import InteractionHandler, Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_postgresql, open_queue
+from opos_tui.services.send_run import RunEvent, SendRun, progress_text
 
 if TYPE_CHECKING:
     from opos_tui.app import StartScreen
@@ -79,7 +80,7 @@ def home_of(args: argparse.Namespace) -> Home:
 # --- config -------------------------------------------------------------------------------------------
 
 
-SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set")
+SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set", "queue.password_set")
 
 
 def settings_report(home: Home) -> dict[str, Any]:
@@ -93,6 +94,7 @@ def settings_report(home: Home) -> dict[str, Any]:
     data: dict[str, Any] = current.model_dump(mode="json")
     data["auth"]["password_set"] = store.get(secrets.PASSWORD) is not None
     data["oauth"]["client_secret_set"] = store.get(secrets.GOOGLE_CLIENT_SECRET) is not None
+    data["queue"]["password_set"] = store.get(secrets.QUEUE_PASSWORD) is not None
     for key in [*settings.KEYS, *SHOWN_SECRETS]:
         section, _, name = key.rpartition(".")
         if section:
@@ -317,6 +319,10 @@ def row_json(row: ItemRow) -> dict[str, Any]:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    if args.action == "migrate":
+        return cmd_queue_migrate(args)
+    if args.to is not None:
+        raise UsageError("--to goes with: queue migrate --to URL", "--to gehört zu: queue migrate --to URL")
     status = Status(args.status) if args.status else None
     with open_queue(home_of(args)) as q:
         q.recover_stale()
@@ -334,6 +340,27 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(line)
     if not rows:
         print(tr("the queue is empty", "die Warteschlange ist leer") if status is None else tr("none", "keine"))
+    return EXIT_OK
+
+
+def cmd_queue_migrate(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue.migrate import migrate_to_postgresql
+
+    if not args.to:
+        raise UsageError("queue migrate needs --to URL", "queue migrate braucht --to URL")
+    home = home_of(args)
+    settings.with_value(settings.load(home), "queue.url", args.to)  # a URL queue.url takes, before anything moves
+    with open_postgresql(home, args.to) as target:
+        moved = migrate_to_postgresql(home.queue_db, target)
+    settings.set_value(home, "queue.url", args.to)
+    print(
+        tr(
+            f"moved {moved.items} items, {moved.attachments} attachments and {moved.history} history lines into"
+            f" {args.to}; queue.url now points there ({home.queue_db} is left as it was)",
+            f"{moved.items} Einträge, {moved.attachments} Anhänge und {moved.history} Verlaufszeilen nach {args.to}"
+            f" verschoben; queue.url zeigt jetzt dorthin ({home.queue_db} bleibt unverändert)",
+        )
+    )
     return EXIT_OK
 
 
@@ -405,20 +432,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def progress_line(event: Progress) -> str:
-    """sent / failed / (held) / left, and the rate and ETA once the run has measured them."""
-    en = [f"sent {event.sent}", f"failed {event.failed}"]
-    de = [f"gesendet {event.sent}", f"fehlgeschlagen {event.failed}"]
-    if event.held:
-        en.append(f"held {event.held}")
-        de.append(f"zurückgehalten {event.held}")
-    en.append(f"left {event.left}")
-    de.append(f"offen {event.left}")
-    if event.rate is not None:
-        eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
-        en.append(f"{event.rate * 60:.0f}/min{eta}")
-        de.append(f"{event.rate * 60:.0f}/min{eta}")
+    """The run's counts, and the mail at hand."""
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
-    return tr(", ".join(en), ", ".join(de)) + current
+    return progress_text(event, ", ") + current
 
 
 class Terminated(Exception):
@@ -466,8 +482,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     on_terminal = sys.stderr.isatty()
     width = 0
 
-    def show(event: Progress) -> None:
+    def show(event: RunEvent) -> None:
         nonlocal width
+        if not isinstance(event, Progress):
+            return
         if on_terminal:
             line = progress_line(event)[:200]
             sys.stderr.write("\r" + line.ljust(width))
@@ -478,14 +496,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
-        q.statuses(confirmed)  # unknown numbers are refused before anything is sent
-        engine = Dispatcher.for_installation(
-            q, home, current, on_progress=show, on_interaction=sign_in_on_terminal(current, home)
-        )
+        run = SendRun(q, home, settings=current, on_event=show, on_interaction=sign_in_on_terminal(current, home))
         try:
-            result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
+            result = run_stoppable(run.run(args.ids or None, skip_check=confirmed))
         except (KeyboardInterrupt, Terminated) as exc:
-            interrupted, result = exc, engine.result
+            interrupted, result = exc, run.result
         finally:
             if on_terminal and width:
                 sys.stderr.write("\n")  # the summary below starts on a line of its own
@@ -733,7 +748,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
         with demo.start(home):
-            from opos_tui.screens.demo import DemoApp
+            from opos_tui.demo_app import DemoApp
 
             app = DemoApp(home)
             app.run()
@@ -893,7 +908,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_import)
 
-    p = sub.add_parser("queue", parents=[common], help="list the queue")
+    p = sub.add_parser(
+        "queue",
+        parents=[common],
+        help="list the queue; queue migrate --to URL moves it into PostgreSQL",
+        description="Lists the queue. 'queue migrate --to postgresql://...' moves the home's SQLite queue with every "
+        "item, attachment and history line into an unused PostgreSQL database and points queue.url there.",
+    )
+    p.add_argument("action", nargs="?", choices=["migrate"], help="migrate: move the queue into PostgreSQL (--to)")
+    p.add_argument("--to", metavar="URL", help="with migrate: the PostgreSQL database (a libpq URI)")
     p.add_argument("--status", choices=[s.value for s in Status], metavar="S", help="only items in this state")
     add_json(p)
     p.set_defaults(handler=cmd_queue)

@@ -37,7 +37,7 @@ async def walk(lang: str, home_dir: Path, port: int) -> list[str]:
     from opos_tui.screens.settings import SettingsScreen, widget_id
     from opos_tui.screens.widgets import Choice
     from opos_tui.services.home import Home
-    from opos_tui.settings import AUTH_METHODS_FOR
+    from opos_tui.services.settings import AUTH_METHODS_FOR
 
     seen: list[str] = []
     app = OposApp(Home(home_dir), start="settings")

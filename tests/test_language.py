@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from opos_tui import settings
 from opos_tui.i18n import LANGS, Lang, set_lang
-from opos_tui.services import errors, secrets
+from opos_tui.services import errors, secrets, settings
 from opos_tui.services.addresses import AddressError, check_addr_spec, parse_mailbox
 from opos_tui.services.home import Home
 from opos_tui.services.transports.smtp import errors as smtp
