@@ -27,7 +27,7 @@ from opos_tui.services import compose, secrets, settings, spool
 from opos_tui.services.dispatcher import InteractionHandler, Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
 from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
+from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_postgresql, open_queue
 from opos_tui.services.send_run import RunEvent, SendRun, progress_text
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def home_of(args: argparse.Namespace) -> Home:
 # --- config -------------------------------------------------------------------------------------------
 
 
-SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set")
+SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set", "queue.password_set")
 
 
 def settings_report(home: Home) -> dict[str, Any]:
@@ -95,6 +95,7 @@ def settings_report(home: Home) -> dict[str, Any]:
     data: dict[str, Any] = current.model_dump(mode="json")
     data["auth"]["password_set"] = store.get(secrets.PASSWORD) is not None
     data["oauth"]["client_secret_set"] = store.get(secrets.GOOGLE_CLIENT_SECRET) is not None
+    data["queue"]["password_set"] = store.get(secrets.QUEUE_PASSWORD) is not None
     for key in [*settings.KEYS, *SHOWN_SECRETS]:
         section, _, name = key.rpartition(".")
         if section:
@@ -319,6 +320,10 @@ def row_json(row: ItemRow) -> dict[str, Any]:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    if args.action == "migrate":
+        return cmd_queue_migrate(args)
+    if args.to is not None:
+        raise UsageError("--to goes with: queue migrate --to URL", "--to gehört zu: queue migrate --to URL")
     status = Status(args.status) if args.status else None
     with open_queue(home_of(args)) as q:
         q.recover_stale()
@@ -336,6 +341,27 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(line)
     if not rows:
         print(tr("the queue is empty", "die Warteschlange ist leer") if status is None else tr("none", "keine"))
+    return EXIT_OK
+
+
+def cmd_queue_migrate(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue.migrate import migrate_to_postgresql
+
+    if not args.to:
+        raise UsageError("queue migrate needs --to URL", "queue migrate braucht --to URL")
+    home = home_of(args)
+    settings.with_value(settings.load(home), "queue.url", args.to)  # a URL queue.url takes, before anything moves
+    with open_postgresql(home, args.to) as target:
+        moved = migrate_to_postgresql(home.queue_db, target)
+    settings.set_value(home, "queue.url", args.to)
+    print(
+        tr(
+            f"moved {moved.items} items, {moved.attachments} attachments and {moved.history} history lines into"
+            f" {args.to}; queue.url now points there ({home.queue_db} is left as it was)",
+            f"{moved.items} Einträge, {moved.attachments} Anhänge und {moved.history} Verlaufszeilen nach {args.to}"
+            f" verschoben; queue.url zeigt jetzt dorthin ({home.queue_db} bleibt unverändert)",
+        )
+    )
     return EXIT_OK
 
 
@@ -925,7 +951,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_import)
 
-    p = sub.add_parser("queue", parents=[common], help="list the queue")
+    p = sub.add_parser(
+        "queue",
+        parents=[common],
+        help="list the queue; queue migrate --to URL moves it into PostgreSQL",
+        description="Lists the queue. 'queue migrate --to postgresql://...' moves the home's SQLite queue with every "
+        "item, attachment and history line into an unused PostgreSQL database and points queue.url there.",
+    )
+    p.add_argument("action", nargs="?", choices=["migrate"], help="migrate: move the queue into PostgreSQL (--to)")
+    p.add_argument("--to", metavar="URL", help="with migrate: the PostgreSQL database (a libpq URI)")
     p.add_argument("--status", choices=[s.value for s in Status], metavar="S", help="only items in this state")
     add_json(p)
     p.set_defaults(handler=cmd_queue)

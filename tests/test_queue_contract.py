@@ -73,12 +73,26 @@ def sqlite_engine(tmp_path: Path) -> Engine:
     )
 
 
-ENGINES: dict[str, Callable[[Path], Engine]] = {"sqlite": sqlite_engine}
+def postgresql_engine(request: pytest.FixtureRequest) -> Engine:
+    from opos_tui.services.queue.postgresql import PostgresQueue
+
+    url: str = request.getfixturevalue("postgresql_url")  # a database of this test's own
+    return Engine(
+        "postgresql",
+        lambda **identity: PostgresQueue(url, **identity),
+        f"from opos_tui.services.queue.postgresql import PostgresQueue\nqueue = PostgresQueue({url!r})",
+    )
+
+
+ENGINES: dict[str, Callable[[pytest.FixtureRequest], Engine]] = {
+    "sqlite": lambda request: sqlite_engine(request.getfixturevalue("tmp_path")),
+    "postgresql": postgresql_engine,
+}
 
 
 @pytest.fixture(params=sorted(ENGINES))
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    made = ENGINES[request.param](tmp_path)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    made = ENGINES[request.param](request)
     yield made
     for handle in made.opened:
         handle.close()
@@ -214,6 +228,20 @@ def test_the_change_probe_moves_with_every_write_and_only_then(queue: QueueEngin
         write()
         seen.append(queue.version())
     assert len(set(seen)) == len(seen)
+
+
+def test_a_waiting_handle_wakes_for_a_change_by_another(engine: Engine, queue: QueueEngine) -> None:
+    follower = engine.open()
+    seen = follower.version()
+    assert follower.wait_for_change(seen, timeout=0.05) is False  # nothing changed
+    woke: list[bool] = []
+    waiting = threading.Thread(target=lambda: woke.append(follower.wait_for_change(seen, timeout=120)))
+    waiting.start()
+    queue.enqueue(new_item())
+    waiting.join()
+    assert woke == [True]
+    assert follower.wait_for_change(seen, timeout=0) is True  # a change before the wait counts at once
+    assert follower.count() == 1  # and the handle still works after waiting
 
 
 def test_customers_are_counted_by_number_else_name_else_address(queue: QueueEngine) -> None:
