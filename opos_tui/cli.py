@@ -1,33 +1,32 @@
 """The command line: parse, call the services, print for a person or as ``--json``; exit codes.
 
 Exit codes everywhere: 0 success, 1 the operation failed (server said no, mail not sent), 2 bad usage or
-bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` handles like Ctrl+C). Textual
-is imported only by the commands that open the TUI, so ``--help`` and scripted commands start fast.
+bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` handles like Ctrl+C).
+
+Start-up is part of the contract: building the parser imports nothing but the standard library's argparse,
+so ``--help`` and a usage error cost about what Python's own start does. Each command imports what it needs
+when it runs (the settings model and pydantic, the queue, asyncio, the mail package, Textual), in its own
+function.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import getpass
-import json
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
-from opos_tui import __version__, settings
+from opos_tui import __version__
 from opos_tui.i18n import LANGS, set_lang, tr
-from opos_tui.services import compose, secrets, spool
-from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
-from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_queue
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from opos_tui.app import StartScreen
+    from opos_tui.services.dispatcher import Progress
+    from opos_tui.services.home import Home
+    from opos_tui.services.queue import ActionResult, ItemRow
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,6 +36,12 @@ EXIT_TERMINATED = 143
 
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
+
+# What the parser offers, as plain data: building it must import neither the secret store nor the queue
+# (tests/test_config_cli.py holds these to the services' own lists).
+PASSWORD = "auth.password"
+SECRET_NAMES = (PASSWORD, "oauth.client_secret")
+STATUSES = ("pending", "held", "sending", "sent", "deferred", "failed", "uncertain")
 
 
 class UsageError(BadInput):
@@ -57,11 +62,15 @@ def exit_code(category: Category) -> int:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def home_of(args: argparse.Namespace) -> Home:
     """The installation folder; a path that cannot be one (it, or a folder above it, is a file) is bad input."""
+    from opos_tui.services.home import Home
+
     home = Home.resolve(getattr(args, "home", None))
     found = next(p for p in (home.root, *home.root.parents) if p.exists())
     if not found.is_dir():
@@ -85,6 +94,9 @@ def settings_report(home: Home) -> dict[str, Any]:
     Nested as in config.toml (``.smtp.port``) and, for scripts, every key once more under its dotted name
     (``."smtp.port"``), the names ``config set`` takes.
     """
+    from opos_tui import settings
+    from opos_tui.services import secrets
+
     current = settings.load(home)
     store = secrets.open_store(home)
     data: dict[str, Any] = current.model_dump(mode="json")
@@ -101,6 +113,8 @@ def settings_report(home: Home) -> dict[str, Any]:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+
     report = settings_report(home_of(args))
     if args.json:
         print_json(report)
@@ -116,6 +130,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_get(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+
     value = settings.get_value(settings.load(home_of(args)), args.key)
     if args.json:
         print_json({args.key: value})
@@ -125,6 +141,8 @@ def cmd_config_get(args: argparse.Namespace) -> int:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+
     home = home_of(args)
     updated = settings.set_value(home, args.key, args.value)
     value = settings.format_value(settings.get_value(updated, args.key))
@@ -141,6 +159,8 @@ def read_secret(args: argparse.Namespace, label: str) -> str:
     if args.stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
+        import getpass
+
         value = getpass.getpass(f"{label}: ")
     else:
         raise UsageError(
@@ -152,6 +172,8 @@ def read_secret(args: argparse.Namespace, label: str) -> str:
 
 
 def store_secret(args: argparse.Namespace, name: str, label: str) -> int:
+    from opos_tui.services import secrets
+
     home = home_of(args)
     store = secrets.open_store(home)
     store.set(name, read_secret(args, label))
@@ -160,22 +182,24 @@ def store_secret(args: argparse.Namespace, name: str, label: str) -> int:
 
 
 def cmd_config_set_password(args: argparse.Namespace) -> int:
-    return store_secret(args, secrets.PASSWORD, tr("password", "Passwort"))
+    return store_secret(args, PASSWORD, tr("password", "Passwort"))
 
 
 def unknown_secret(name: str) -> UsageError:
-    text = f"unknown secret '{name}'; known: {', '.join(secrets.SECRET_NAMES)}"
+    text = f"unknown secret '{name}'; known: {', '.join(SECRET_NAMES)}"
     return UsageError(text, text)
 
 
 def cmd_config_set_secret(args: argparse.Namespace) -> int:
-    if args.name not in secrets.SECRET_NAMES:
+    if args.name not in SECRET_NAMES:
         raise unknown_secret(args.name)
     return store_secret(args, args.name, args.name)
 
 
 def cmd_config_delete_secret(args: argparse.Namespace) -> int:
-    if args.name not in secrets.SECRET_NAMES:
+    from opos_tui.services import secrets
+
+    if args.name not in SECRET_NAMES:
         raise unknown_secret(args.name)
     secrets.open_store(home_of(args)).delete(args.name)
     print(tr(f"{args.name} removed", f"{args.name} entfernt"))
@@ -188,6 +212,10 @@ EVENT_MARKS = {"ok": "ok", "warning": "warn", "failed": "FAIL"}
 
 
 def cmd_test_connection(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from opos_tui import settings
+    from opos_tui.services import secrets
     from opos_tui.services.connection_test import HandshakeEvent, run_connection_test
 
     home = home_of(args)
@@ -219,6 +247,12 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from opos_tui import settings
+    from opos_tui.services import compose
+    from opos_tui.services.queue import open_queue
+
     home = home_of(args)
     current = settings.load(home)
     request = compose.LetterRequest(
@@ -242,6 +276,12 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from opos_tui import settings
+    from opos_tui.services import spool
+    from opos_tui.services.queue import open_queue
+
     home = home_of(args)
     current = settings.load(home)
     inbox = Path(args.dir) if args.dir else spool.default_inbox(home)
@@ -289,6 +329,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def row_json(row: ItemRow) -> dict[str, Any]:
+    from opos_tui.services.queue import iso
+
     return {
         "id": row.id,
         "status": row.status.value,
@@ -306,6 +348,8 @@ def row_json(row: ItemRow) -> dict[str, Any]:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import LetterType, Status, open_queue
+
     status = Status(args.status) if args.status else None
     with open_queue(home_of(args)) as q:
         q.recover_stale()
@@ -344,11 +388,15 @@ def report_action(args: argparse.Namespace, result: ActionResult, done_en: str, 
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         return report_action(args, q.hold(args.ids), "held", "zurückgehalten")
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         return report_action(args, q.release(args.ids), "released", "freigegeben")
 
@@ -356,6 +404,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     if bool(args.all) == bool(args.ids):
         raise UsageError("give item numbers or --all", "Nummern oder --all angeben")
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         result = q.retry(None if args.all else args.ids)
     if args.all and not result.changed and not args.json:
@@ -365,6 +415,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_mark_sent(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         return report_action(args, q.mark_sent(args.ids), "marked as sent", "als gesendet markiert")
 
@@ -380,6 +432,8 @@ def confirm(question: str) -> bool:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         for item_id in args.ids:
             q.get(item_id)  # unknown numbers are refused before anything is asked
@@ -417,6 +471,10 @@ class Terminated(Exception):
 def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, where SIGTERM cancels the coroutine just as Ctrl+C does (so the mail on the wire is
     recorded honestly and the rest stays pending) and then raises :class:`Terminated`."""
+    import asyncio
+    import contextlib
+    import signal
+
     terminated = False
 
     async def guarded() -> T:
@@ -441,6 +499,10 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+    from opos_tui.services.dispatcher import Dispatcher, Outcome
+    from opos_tui.services.queue import open_queue
+
     if args.all and args.ids:
         raise UsageError("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides")
     confirmed: list[int] = args.skip_check or []
@@ -535,6 +597,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def run_tui(args: argparse.Namespace, start: StartScreen) -> int:
+    from opos_tui import settings
+
     home = home_of(args)
     settings.load(home)  # a broken config.toml is reported here, plainly, not as a traceback in the TUI
     from opos_tui.app import OposApp
@@ -561,8 +625,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import os
     import tempfile
     from contextlib import ExitStack
+    from pathlib import Path
 
-    from opos_tui.services import demo
+    from opos_tui.services import demo, secrets
+    from opos_tui.services.home import Home
 
     # Only an explicit --home: $OPOS_TUI_HOME may be the real installation, which the demo must not touch.
     explicit = getattr(args, "home", None)
@@ -616,6 +682,8 @@ def show_received(home: Home, as_json: bool) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Every check an admin needs when mail does not go out; exit 1 if any failed."""
+    import asyncio
+
     from opos_tui.services.doctor import Level, run_checks
 
     checks = asyncio.run(run_checks(home_of(args)))
@@ -632,6 +700,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Import the spool and send what is due, every --interval seconds, until SIGTERM or Ctrl+C."""
+    import asyncio
+
     from opos_tui.services.unattended import run_unattended
 
     if not 1 <= args.interval <= 86400:
@@ -642,9 +712,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------------------
 
 
-def common_options() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be computed when its help is shown (``epilog_of``): the keys
+    ``config set`` takes come from the settings model, which only that help should pay for."""
+
+    def __init__(self, *args: Any, epilog_of: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epilog_of = epilog_of
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
+def config_keys_help() -> str:
+    from opos_tui import settings
+
+    return "keys: " + ", ".join(settings.KEYS)
+
+
+def common_options() -> Parser:
     """--home and --lang, accepted before or after the command name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--home",
         metavar="DIR",
@@ -666,7 +756,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="opos-tui",
         description="E-mail dispatch of payment advices and dunning letters (OPOS): settings, queue, sending.",
         parents=[common],
@@ -705,8 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", metavar="KEY")
     add_json(p)
     p.set_defaults(handler=cmd_config_get)
-    keys_help = "keys: " + ", ".join(settings.KEYS)
-    p = csub.add_parser("set", parents=[common], help="validate and save one setting", epilog=keys_help)
+    p = csub.add_parser("set", parents=[common], help="validate and save one setting", epilog_of=config_keys_help)
     p.add_argument("key", metavar="KEY")
     p.add_argument("value", metavar="VALUE")
     p.set_defaults(handler=cmd_config_set)
@@ -714,11 +803,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stdin", action="store_true", help="read it from standard input (one line)")
     p.set_defaults(handler=cmd_config_set_password)
     p = csub.add_parser("set-secret", parents=[common], help="store a secret, e.g. oauth.client_secret")
-    p.add_argument("name", metavar="NAME", help=", ".join(secrets.SECRET_NAMES))
+    p.add_argument("name", metavar="NAME", help=", ".join(SECRET_NAMES))
     p.add_argument("--stdin", action="store_true", help="read it from standard input (one line)")
     p.set_defaults(handler=cmd_config_set_secret)
     p = csub.add_parser("delete-secret", parents=[common], help="remove a stored secret")
-    p.add_argument("name", metavar="NAME", help=", ".join(secrets.SECRET_NAMES))
+    p.add_argument("name", metavar="NAME", help=", ".join(SECRET_NAMES))
     p.set_defaults(handler=cmd_config_delete_secret)
 
     p = sub.add_parser("enqueue", parents=[common], help="queue one payment advice or dunning letter")
@@ -739,7 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("queue", parents=[common], help="list the queue")
-    p.add_argument("--status", choices=[s.value for s in Status], metavar="S", help="only items in this state")
+    p.add_argument("--status", choices=STATUSES, metavar="S", help="only items in this state")
     add_json(p)
     p.set_defaults(handler=cmd_queue)
 
