@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
 from email.errors import MessageError
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path, PurePath
@@ -413,6 +413,26 @@ def preview(settings: Settings, section: str) -> Preview:
     return Preview(default_sender(settings), to, subject, body, name)
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The email package's own header factory, except that each kind of header gets its class once. The
+    stock factory makes a new class (``type(...)``) for every header of every mail, which was a third of the
+    time it takes to write one; the headers it makes, and so the bytes written, are the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+
+WIRE = policy.SMTP.clone(header_factory=_HeaderClasses())
+"""``email.policy.SMTP`` (CRLF line ends, RFC 2047 for non-ASCII), writing faster."""
+
+
 class NoSender(ConfigurationFault):
     def __init__(self) -> None:
         super().__init__(
@@ -448,7 +468,7 @@ def _message_bytes(
     date: str | None,
     message_id: str,
 ) -> bytes:
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=WIRE)
     if item.sender:  # empty only in a preview or trial before a sender is set: send takes the one then in force
         sender = parse_mailbox(item.sender)
         message["From"] = header_address(sender.display_name, sender.addr_spec)
