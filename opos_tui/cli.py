@@ -12,6 +12,7 @@ function.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
@@ -246,13 +247,22 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+SINGLE_MAIL = ("type", "level", "to", "cc", "attach", "subject", "body", "var")
+"""The options of ``enqueue`` that describe one mail; ``--batch`` takes each mail from its line instead."""
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return enqueue_batch(args)
     from pathlib import Path
 
     from opos_tui import settings
     from opos_tui.services import compose
     from opos_tui.services.queue import open_queue
 
+    if missing := [f"--{name}" for name in ("type", "to", "attach") if not getattr(args, name)]:
+        text = f"enqueue needs {', '.join(missing)} (or --batch -)"
+        raise UsageError(text, f"enqueue braucht {', '.join(missing)} (oder --batch -)")
     home = home_of(args)
     current = settings.load(home)
     request = compose.LetterRequest(
@@ -273,6 +283,37 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     else:
         print(tr(f"queued #{item.id} {item.message_id}", f"eingereiht #{item.id} {item.message_id}"))
     return EXIT_OK
+
+
+def enqueue_batch(args: argparse.Namespace) -> int:
+    """One mail per line (the manifest format) from standard input or a file; one JSON result per line."""
+    import json
+
+    from opos_tui import settings
+    from opos_tui.services.batch import enqueue_lines
+    from opos_tui.services.queue import open_queue
+
+    if given := [f"--{name}" for name in SINGLE_MAIL if getattr(args, name) is not None]:
+        text = f"--batch takes every mail from its line: {', '.join(given)} cannot be given with it"
+        raise UsageError(text, f"--batch nimmt jede Mail aus ihrer Zeile: {', '.join(given)} nicht zusammen damit")
+    home = home_of(args)
+    current = settings.load(home)
+    refused = False
+    with contextlib.ExitStack() as stack:
+        if args.batch == "-":
+            lines = sys.stdin.buffer
+        else:
+            try:
+                lines = stack.enter_context(open(args.batch, "rb"))
+            except OSError as exc:
+                text = f"--batch {args.batch}: {os_error_text(exc)}"
+                raise UsageError(text, text) from None
+        q = stack.enter_context(open_queue(home))
+        for result in enqueue_lines(current, q, lines):
+            refused = refused or result.error is not None
+            sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+    return EXIT_FAILED if refused else EXIT_OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -472,7 +513,6 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, where SIGTERM cancels the coroutine just as Ctrl+C does (so the mail on the wire is
     recorded honestly and the rest stays pending) and then raises :class:`Terminated`."""
     import asyncio
-    import contextlib
     import signal
 
     terminated = False
@@ -810,15 +850,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help=", ".join(SECRET_NAMES))
     p.set_defaults(handler=cmd_config_delete_secret)
 
-    p = sub.add_parser("enqueue", parents=[common], help="queue one payment advice or dunning letter")
-    p.add_argument("--type", required=True, metavar="TYPE", help="payment-advice or dunning")
+    p = sub.add_parser(
+        "enqueue",
+        parents=[common],
+        help="queue one payment advice or dunning letter (or many: --batch -)",
+        description="Queue one mail from the options, or with --batch one mail per line of JSON in the spool "
+        "manifest format (attachment paths relative to the current folder). A batch prints one JSON line per "
+        'input line, {"line", "id", "message_id"} or {"line", "error"}, and exits 1 if any line was refused; '
+        "each line is queued whole or not at all.",
+    )
+    p.add_argument("--type", metavar="TYPE", help="payment-advice or dunning")
     p.add_argument("--level", type=int, metavar="1..9", help="dunning level")
-    p.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient, also 'Name <addr>'")
+    p.add_argument("--to", action="append", metavar="ADDR", help="recipient, also 'Name <addr>'")
     p.add_argument("--cc", action="append", metavar="ADDR", help="copy recipient")
-    p.add_argument("--attach", action="append", required=True, metavar="FILE", help="a PDF (or other file)")
+    p.add_argument("--attach", action="append", metavar="FILE", help="a PDF (or other file)")
     p.add_argument("--subject", metavar="TEXT", help="own subject instead of the template's")
     p.add_argument("--body", metavar="TEXT", help="own body instead of the template's")
     p.add_argument("--var", action="append", metavar="KEY=VALUE", help="a placeholder value, e.g. customer_name=…")
+    p.add_argument(
+        "--batch", metavar="FILE", help="many mails: one JSON manifest per line from FILE ('-': standard input)"
+    )
     add_json(p)
     p.set_defaults(handler=cmd_enqueue)
 

@@ -700,6 +700,13 @@ class Queue:
         where, params = self._where(status, search)
         return [int(r[0]) for r in self._read(f"SELECT id FROM items{where} ORDER BY id DESC", params)]
 
+    def message_ids(self, item_ids: Sequence[int]) -> dict[int, str]:
+        """The Message-ID of each of these items (those that exist), read in one query: what a bulk enqueue
+        reports for the mails it queued."""
+        marks = ", ".join("?" for _ in item_ids)
+        rows = self._read(f"SELECT id, message_id FROM items WHERE id IN ({marks})", item_ids)
+        return {int(r[0]): str(r[1]) for r in rows}
+
     def position(self, item_id: int, status: Iterable[Status] | Status | None = None, search: str = "") -> int:
         """Where ``item_id`` stands (or would stand) in :meth:`page`'s order with the same filter: how many
         matching items are newer. Keeps a screen's cursor on its item when items come and go above it."""
