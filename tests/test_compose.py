@@ -148,3 +148,17 @@ def test_the_faster_header_factory_writes_the_same_bytes(tmp_path: Path, monkeyp
         random.seed(2920)  # the MIME boundary is random
         written.append(build_message(queued, stored))
     assert written[0] == written[1]
+
+
+def test_the_boundary_is_the_one_the_email_package_would_choose() -> None:
+    """The boundary is set before writing (the email package would compile a regular expression per mail to
+    choose one); it has the package's own form and, from the same random state, the same value."""
+    import random
+    from email.generator import Generator
+
+    from opos_tui.services import compose
+
+    random.seed(2920)
+    ours = compose._boundary()
+    random.seed(2920)
+    assert ours == Generator._make_boundary()  # type: ignore[attr-defined]

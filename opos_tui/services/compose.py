@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import random
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -433,6 +435,14 @@ WIRE = policy.SMTP.clone(header_factory=_HeaderClasses())
 """``email.policy.SMTP`` (CRLF line ends, RFC 2047 for non-ASCII), writing faster."""
 
 
+def _boundary() -> str:
+    """A MIME boundary in the email package's own form. The package, left to choose one, compiles a regular
+    expression per mail to make sure its boundary is in no line of the text; here no line can hold it: the
+    text is quoted-printable (``=`` written as ``=3D``), the attachments base64 (no ``=`` but at the end, no
+    ``-``), and folded header lines start with a space."""
+    return f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
+
+
 class NoSender(ConfigurationFault):
     def __init__(self) -> None:
         super().__init__(
@@ -494,6 +504,8 @@ def _message_bytes(
         *_, part = message.iter_parts()
         part.set_payload(token)
         encoded[token.encode()] = base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")
+    if message.is_multipart():
+        message.set_boundary(_boundary())
     raw = message.as_bytes()
     for marker, body in encoded.items():
         raw = raw.replace(marker, body, 1)
