@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient, Status
+from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient, SqliteQueue, Status
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 80  # ~20 KB, a typical one-page letter
 
@@ -41,7 +41,7 @@ def timed(action: Callable[[], object], repeat: int = 5) -> float:
 
 
 def fill(path: Path, count: int) -> tuple[Queue, float]:
-    queue = Queue(path)
+    queue = SqliteQueue(path)
     start = time.perf_counter()
     for first in range(0, count, 1000):
         queue.enqueue_many(item(n) for n in range(first, min(first + 1000, count)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
@@ -22,12 +23,15 @@ from opos_tui.i18n import LANGS, set_lang, tr
 from opos_tui.services.errors import BadInput, Category, OposError
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Coroutine
 
+    from opos_tui import settings
     from opos_tui.app import StartScreen
-    from opos_tui.services.dispatcher import Progress
+    from opos_tui.services.dispatcher import InteractionHandler, Progress
     from opos_tui.services.home import Home
     from opos_tui.services.queue import ActionResult, ItemRow
+    from opos_tui.services.signin import DeviceCode, SignIn, Token
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -222,12 +226,20 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
     home = home_of(args)
     current = settings.load(home)
     store = secrets.open_store(home)
+    if dialog_allowed(current):
+        sign_in_if_needed(current, home)
 
     def show(event: HandshakeEvent) -> None:
         print(f"{event.stage:<8}{EVENT_MARKS[event.status]:<5}{event.summary}", flush=True)
 
     result = asyncio.run(
-        run_connection_test(current, store, send_test_to=args.send_test_to, on_event=None if args.json else show)
+        run_connection_test(
+            current,
+            store,
+            send_test_to=args.send_test_to,
+            home=home,
+            on_event=None if args.json else show,
+        )
     )
     if args.json:
         print_json(result.to_json())
@@ -570,7 +582,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
         q.statuses(confirmed)  # unknown numbers are refused before anything is sent
-        engine = Dispatcher.for_installation(q, home, current, on_progress=show)
+        engine = Dispatcher.for_installation(
+            q, home, current, on_progress=show, on_interaction=sign_in_on_terminal(current, home)
+        )
         try:
             result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
         except (KeyboardInterrupt, Terminated) as exc:
@@ -631,6 +645,155 @@ def cmd_send(args: argparse.Namespace) -> int:
     if interrupted is not None:
         raise interrupted
     return EXIT_OK if result.all_went else EXIT_FAILED
+
+
+# --- OAuth 2.0 sign-in ----------------------------------------------------------------------------------
+
+
+def dialog_allowed(current: settings.Settings) -> bool:
+    """``oauth-dialog`` on a terminal: a person may be asked to sign in. Without a terminal (cron) it is
+    ``oauth``: no device code is even requested."""
+    from opos_tui.services import signin
+
+    return current.auth.method == "oauth-dialog" and signin.has_terminal()
+
+
+def device_code_text(code: DeviceCode) -> str:
+    minutes = max(int(code.expires_at - time.time()), 0) // 60
+    return tr(
+        f"Sign in to send: open {code.verification_uri} on any device and enter the code {code.user_code}"
+        f" (valid for {minutes} min; Ctrl+C cancels)",
+        f"Zum Senden anmelden: {code.verification_uri} auf einem beliebigen Gerät öffnen und den Code"
+        f" {code.user_code} eingeben (gültig {minutes} Min.; Strg+C bricht ab)",
+    )
+
+
+def sign_in_on_stderr(signin: SignIn, stop: threading.Event | None = None) -> Token:
+    """The device code on stderr, then wait until the person has signed in."""
+    from opos_tui.services.signin import wait_for_sign_in
+
+    code = signin.start()
+    print(device_code_text(code), file=sys.stderr, flush=True)
+    token = wait_for_sign_in(signin, code, stop)
+    print(tr(f"signed in as {token.account}", f"angemeldet als {token.account}"), file=sys.stderr, flush=True)
+    return token
+
+
+def sign_in_if_needed(current: settings.Settings, home: Home) -> None:
+    from opos_tui.services.signin import sign_in_for
+    from opos_tui.services.signin.errors import SignInRequired
+
+    signin = sign_in_for(current, home)
+    try:
+        if signin.silent() is not None:
+            return
+    except SignInRequired:
+        pass
+    sign_in_on_stderr(signin)
+
+
+def sign_in_on_terminal(current: settings.Settings, home: Home) -> InteractionHandler | None:
+    """For ``send``: with ``oauth-dialog`` on a terminal, a run that needs a sign-in prints the address and
+    code, waits, and goes on; otherwise None (the run stops, everything pending)."""
+    if not dialog_allowed(current):
+        return None
+
+    async def handler(_needed: OposError) -> bool:
+        import asyncio
+        import threading
+
+        from opos_tui.services.signin import sign_in_for
+
+        signin = sign_in_for(current, home)
+        stop = threading.Event()
+        try:
+            await asyncio.to_thread(sign_in_on_stderr, signin, stop)
+        finally:
+            stop.set()  # Ctrl+C: the polling thread ends too
+        return True
+
+    return handler
+
+
+def cmd_oauth_login(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+    from opos_tui.services.signin import sign_in_for, wait_for_sign_in
+
+    home = home_of(args)
+    signin = sign_in_for(settings.load(home), home)
+    code = signin.start()
+    if args.json:
+        emit(
+            {
+                "event": "device_code",
+                "verification_uri": code.verification_uri,
+                "user_code": code.user_code,
+                "expires_in": max(int(code.expires_at - time.time()), 0),
+            }
+        )
+    else:
+        print(device_code_text(code), flush=True)
+    token = wait_for_sign_in(signin, code)
+    if args.json:
+        emit({"event": "signed_in", "account": token.account, "expires_at": int(token.expires_at)})
+    else:
+        print(tr(f"signed in as {token.account}", f"angemeldet als {token.account}"), flush=True)
+    return EXIT_OK
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One JSON object on one line, flushed at once (``oauth login --json``)."""
+    import json
+
+    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_oauth_logout(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+    from opos_tui.services.signin import sign_in_for
+
+    home = home_of(args)
+    if sign_in_for(settings.load(home), home).sign_out():
+        print(tr("signed out; the cached tokens are deleted", "abgemeldet; die gespeicherten Tokens sind gelöscht"))
+    else:
+        print(tr("nobody was signed in", "niemand war angemeldet"))
+    return EXIT_OK
+
+
+def cmd_oauth_status(args: argparse.Namespace) -> int:
+    from opos_tui import settings
+    from opos_tui.services.signin import status
+
+    home = home_of(args)
+    found = status(settings.load(home), home)
+    if args.json:
+        print_json(found.to_json())
+        return EXIT_OK
+    if found.signed_in:
+        expires = iso_time(found.expires_at)
+        print(
+            tr(
+                f"{found.provider}: signed in as {found.account} (token valid until {expires})",
+                f"{found.provider}: angemeldet als {found.account} (Token gültig bis {expires})",
+            )
+        )
+    else:
+        print(
+            tr(
+                f"{found.provider}: not signed in (opos-tui oauth login)",
+                f"{found.provider}: nicht angemeldet (opos-tui oauth login)",
+            )
+        )
+    print(tr(f"token cache: {found.cache}", f"Token-Cache: {found.cache}"))
+    print(tr(f"proxy: {found.proxy}", f"Proxy: {found.proxy}"))
+    return EXIT_OK
+
+
+def iso_time(epoch: float | None) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds") if epoch else "-"
 
 
 # --- TUI ----------------------------------------------------------------------------------------------
@@ -817,9 +980,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "test-connection",
         parents=[common],
-        help="run the SMTP handshake stage by stage with the saved settings",
-        description="Connect, greet, EHLO, TLS and AUTH with the saved settings and report each stage; "
-        "exit 0 if the connection works, 1 if not.",
+        help="run the SMTP handshake stage by stage with the saved settings (or check the local mail program)",
+        description="Connect, greet, EHLO, TLS and AUTH with the saved settings and report each stage; for "
+        "windows, outlook and sendmail check that the mail program is there and what it would use, without "
+        "sending. Exit 0 if the connection works, 1 if not.",
     )
     p.add_argument("--send-test-to", metavar="ADDR", help="also send a small test mail to this address")
     add_json(p)
@@ -915,6 +1079,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_json(p)
     p.set_defaults(handler=cmd_send)
+
+    oauth = sub.add_parser("oauth", parents=[common], help="OAuth 2.0 sign-in for sending (Microsoft, Google)")
+    oauth.set_defaults(handler=lambda _args: _usage(oauth))
+    osub = oauth.add_subparsers(title="oauth commands", metavar="ACTION")
+    p = osub.add_parser(
+        "login",
+        parents=[common],
+        help="sign in: shows the address and code to enter on any device, waits until done",
+        description="Exit 0 signed in, 1 refused or expired, 2 not configured, 130 cancelled (Ctrl+C).",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line as it happens")
+    p.set_defaults(handler=cmd_oauth_login)
+    p = osub.add_parser("logout", parents=[common], help="sign out: delete the cached tokens")
+    p.set_defaults(handler=cmd_oauth_logout)
+    p = osub.add_parser("status", parents=[common], help="who is signed in, where tokens are kept, the proxy")
+    add_json(p)
+    p.set_defaults(handler=cmd_oauth_status)
 
     p = sub.add_parser(
         "demo",

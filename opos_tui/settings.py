@@ -9,8 +9,6 @@ Secrets (the password, the Google client secret, tokens) are not here: they live
 # No `from __future__ import annotations` here: pydantic would then compile every field's annotation from its text.
 
 import contextlib
-import os
-import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,10 +32,10 @@ from pydantic import (
 from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, check_one_line
 from opos_tui.services.errors import ConfigError, OposError
-from opos_tui.services.files import make_file, write_atomic
+from opos_tui.services.files import hold_lock, write_atomic
 from opos_tui.services.home import Home
 
-Connection = Literal["windows", "outlook", "smtp"]
+Connection = Literal["windows", "outlook", "smtp", "sendmail"]
 AuthMethod = Literal["none", "password", "oauth", "oauth-dialog"]
 OAuthProvider = Literal["microsoft", "google"]
 
@@ -58,6 +56,7 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
     "windows": ("none",),
     "outlook": ("none", "password"),
     "smtp": AUTH_METHODS,
+    "sendmail": ("none",),
 }
 
 
@@ -85,7 +84,35 @@ def _host(value: str) -> str:
     return value
 
 
+def _readable_file(value: str, info: ValidationInfo) -> str:
+    # Checked when an admin sets it, not on every load: a moved file must not lock them out of the config.
+    if value and info.context and info.context.get("check_files"):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"file not found: {value}")
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+    return value
+
+
+def _https_url(value: str) -> str:
+    value = _single_line(value).rstrip("/")
+    if not value.startswith("https://") or len(value) <= len("https://") or any(c.isspace() for c in value):
+        raise ValueError(f"'{value}' is not an https:// address")
+    return value
+
+
+def _proxy_url(value: str) -> str:
+    value = _single_line(value)
+    if value and (not value.startswith(("http://", "https://")) or any(c.isspace() for c in value)):
+        raise ValueError(f"'{value}' is not a proxy address such as http://proxy.example.com:3128")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_single_line)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 OptionalAddress = Annotated[str, AfterValidator(_optional_address)]
 
 
@@ -106,9 +133,28 @@ class OAuthSettings(_Section):
     provider: OAuthProvider = "microsoft"
     """Authorization server: `microsoft` (Office 365 / Exchange Online) or `google` (Gmail, Workspace)."""
     client_id: Text = ""
-    """Application (client) ID of your own app registration; empty = the vendor's registration."""
+    """Application (client) ID of your own app registration (Microsoft: public client flows on, SMTP.Send;
+    Google: a desktop client); empty = not set up yet, sign-in says what to register."""
     tenant_id: Text = ""
     """Directory (tenant) ID, Microsoft only; empty = `organizations` (any work or school account)."""
+    authority_url: HttpsUrl = "https://login.microsoftonline.com"
+    """Microsoft sign-in address without the tenant; national clouds use their own (e.g.
+    https://login.microsoftonline.us)."""
+    google_auth_url: HttpsUrl = "https://accounts.google.com/o/oauth2/auth"
+    """Google's authorization address (the page the browser opens)."""
+    google_token_url: HttpsUrl = "https://oauth2.googleapis.com/token"
+    """Google's token address."""
+    ca_file: Text = ""
+    """Extra CA (PEM) trusted for the sign-in addresses besides the system's store, for a TLS-inspecting proxy;
+    empty = the system's store only. No environment variable changes this trust."""
+    proxy: Annotated[str, AfterValidator(_proxy_url)] = ""
+    """HTTP proxy for the sign-in addresses (http://host:port); empty = HTTPS_PROXY and NO_PROXY from the
+    environment, or none."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, value: str, info: ValidationInfo) -> str:
+        return _readable_file(value, info)
 
 
 class SmtpSettings(_Section):
@@ -134,16 +180,13 @@ class SmtpSettings(_Section):
     @field_validator("ca_file")
     @classmethod
     def _ca_file_exists(cls, value: str, info: ValidationInfo) -> str:
-        # Checked when an admin sets it, not on every load: a moved file must not lock them out of the config.
-        if value and info.context and info.context.get("check_files"):
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise ValueError(f"file not found: {value}")
-            try:
-                path.read_bytes()
-            except OSError as exc:
-                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
-        return value
+        return _readable_file(value, info)
+
+
+class SendmailSettings(_Section):
+    path: Text = "/usr/sbin/sendmail"
+    """The local mail program for connection `sendmail` (Unix): it gets each mail on its standard input, as
+    `PATH -i -f SENDER -- RECIPIENTS`, never through a shell. Postfix, Exim and OpenSMTPD all install one here."""
 
 
 class RetrySettings(_Section):
@@ -272,10 +315,12 @@ class SenderSettings(_Section):
 
 class Settings(_Section):
     connection: Connection = "smtp"
-    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI) or `smtp`."""
+    """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI), `smtp`, or on
+    Unix `sendmail` (the local mail program, see sendmail.path)."""
     auth: AuthSettings = Field(default_factory=AuthSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sendmail: SendmailSettings = Field(default_factory=SendmailSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)
@@ -551,30 +596,6 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
-if sys.platform == "win32":
-    import msvcrt
-
-    def _lock_file(fd: int) -> None:
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                return
-            except OSError:  # LK_LOCK gives up after about ten seconds; the other writer is still at it
-                continue
-
-    def _unlock_file(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_file(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock_file(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
 def lock_file(home: Home) -> Path:
     return home.config_file.with_name(home.config_file.name + ".lock")
 
@@ -589,20 +610,13 @@ def write_lock(home: Home) -> Iterator[None]:
     re-entrant: take it once per write.
     """
     path = lock_file(home)
-    try:
-        home.ensure()
-        make_file(path)
-        fd = os.open(path, os.O_RDWR)
-    except OSError as exc:
-        raise _cannot_write(path, exc) from None
-    try:
-        _lock_file(fd)
+    with contextlib.ExitStack() as stack:
         try:
-            yield
-        finally:
-            _unlock_file(fd)
-    finally:
-        os.close(fd)
+            home.ensure()
+            stack.enter_context(hold_lock(path))
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
+        yield
 
 
 def save(home: Home, settings: Settings) -> None:

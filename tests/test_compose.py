@@ -21,7 +21,7 @@ from opos_tui.services.compose import (
     preview,
     report_of,
 )
-from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient
+from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Recipient, SqliteQueue
 from tests.pdfs import write_letter
 
 
@@ -37,7 +37,7 @@ def test_several_attachments_of_any_size_arrive_intact(tmp_path: Path) -> None:
         body="Zeile 1\nZeile 2 – Grüße\n" + "lang " * 100,
         attachments=tuple(NewAttachment(f"Anhang_{i}_ä.pdf", blob) for i, blob in enumerate(blobs)),
     )
-    with Queue(tmp_path / "queue.db") as q:
+    with SqliteQueue(tmp_path / "queue.db") as q:
         queued = q.enqueue(item)
         raw = build_message(queued, q.attachments(queued.id))
     assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
@@ -73,7 +73,7 @@ def test_a_mail_queued_unchecked_by_an_older_version_fails_with_a_reason(tmp_pat
         body="Guten Tag\n",
         attachments=(NewAttachment("Avis_Z-1.pdf", b"%PDF-1.4"),),
     )
-    with Queue(tmp_path / "queue.db") as q:
+    with SqliteQueue(tmp_path / "queue.db") as q:
         queued = q.enqueue(replace(good, **change))
         with pytest.raises(BadLetter) as caught:
             build_message(queued, q.attachments(queued.id))
@@ -137,7 +137,7 @@ def test_the_faster_header_factory_writes_the_same_bytes(tmp_path: Path, monkeyp
         attachments=(NewAttachment("Mahnung_2_Größe.pdf", b"%PDF-1.4\n" + os.urandom(5000)),),
         reply_to="antwort@mueller.example",
     )
-    with Queue(tmp_path / "queue.db") as q:
+    with SqliteQueue(tmp_path / "queue.db") as q:
         queued = q.get(q.enqueue(item).id)
         stored = q.attachments(queued.id)
     ours = compose.WIRE

@@ -15,12 +15,17 @@ from opos_tui.services.home import Home
 from tests.conftest import Cli, file_bytes, mode_of
 
 GOOD_VALUES = {
-    "connection": ["windows", "outlook", "smtp"],
+    "connection": ["windows", "outlook", "smtp", "sendmail"],
+    "sendmail.path": ["/usr/sbin/sendmail", "/usr/local/sbin/sendmail"],
     "auth.method": ["none", "password", "oauth", "oauth-dialog"],
     "auth.profile": ["buchhaltung@example.com"],
     "oauth.provider": ["google", "microsoft"],
     "oauth.client_id": ["0f6e3c5a-1b2c-4d5e-8f90-123456789abc"],
     "oauth.tenant_id": ["contoso.onmicrosoft.com"],
+    "oauth.authority_url": ["https://login.microsoftonline.us"],
+    "oauth.google_auth_url": ["https://accounts.google.com/o/oauth2/auth"],
+    "oauth.google_token_url": ["https://oauth2.googleapis.com/token"],
+    "oauth.proxy": ["http://proxy.example.com:3128", ""],
     "smtp.host": ["mail.example.com", "127.0.0.1"],
     "smtp.port": ["1", "465", "65535"],
     "smtp.security": ["None", "Auto", "SslOnConnect", "StartTls", "StartTlsWhenAvailable"],
@@ -62,7 +67,12 @@ BAD_VALUES = [
     ("smtp.timeout", "soon"),
     ("smtp.allow_plain_auth", "maybe"),
     ("smtp.host", "mail server.example.com"),
+    ("sendmail.path", "/usr/sbin/sendmail\n-t"),
     ("smtp.ca_file", "/nonexistent/ca.pem"),
+    ("oauth.ca_file", "/nonexistent/ca.pem"),
+    ("oauth.authority_url", "http://login.example.com"),
+    ("oauth.google_token_url", ""),
+    ("oauth.proxy", "proxy.example.com:3128"),
     ("sender.address", "not-an-address"),
     ("sender.reply_to", "a@b"),
     ("sender.bcc", "x@example.com\r\nBcc: victim@example.com"),
@@ -94,7 +104,7 @@ BAD_VALUES = [
 
 
 def test_every_key_is_covered() -> None:
-    assert set(GOOD_VALUES) | {"smtp.ca_file"} == set(settings.KEYS)
+    assert set(GOOD_VALUES) | {"smtp.ca_file", "oauth.ca_file"} == set(settings.KEYS)
 
 
 @pytest.mark.parametrize(("key", "value"), [(k, v) for k, vs in GOOD_VALUES.items() for v in vs])
@@ -163,6 +173,7 @@ def test_oauth_only_with_smtp(cli: Cli, home: Home) -> None:
     assert "smtp" in result.err
     assert cli("config", "set", "auth.method", "password").code == 0
     assert cli("config", "set", "connection", "windows").code == 2
+    assert cli("config", "set", "connection", "sendmail").code == 2  # the local mail program has no login
     assert json.loads(cli("config", "show", "--json").out)["connection"] == "outlook"
 
 

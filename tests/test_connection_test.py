@@ -164,7 +164,7 @@ def test_mapi_connection_needs_windows(cli: Any, home: Home) -> None:
     result = cli("test-connection", "--json")
     data = json.loads(result.out)
     assert (result.code, data["ok"], data["stage"]) == (1, False, "connect")
-    assert "needs Windows" in data["error"]
+    assert "works on Windows only" in data["error"]
 
 
 def test_connection_refused_is_exit_1(cli: Any, home: Home) -> None:

@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue, Recipient, Status
+from opos_tui.services.queue import Recipient, Status, open_queue
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
 from tests.servers.smtp import HOST, StartServer, free_port
@@ -87,7 +87,7 @@ def test_two_senders_send_each_mail_once(cli: Cli, home: Home, smtp_server: Star
     first, second = send_process(home), send_process(home)
     outs = [p.communicate(timeout=120) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.counts()[Status.SENT] == 60
         message_ids = {q.get(i).message_id for i in ids}
     counts = received_ids(server)
@@ -126,7 +126,7 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
 
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         items = {i: q.get(i) for i in ids}  # nothing lost: every item is still there
     counts = received_ids(server.handler)
     assert max(counts.values()) == 1  # nothing sent twice
@@ -141,7 +141,7 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
             assert "may have arrived" in (item.error or "")
     assert cli("retry", "--all").code == 0  # the operator decides to resend those in doubt
     assert cli("send").code == 0
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.counts()[Status.SENT] == 30
 
 
@@ -151,7 +151,7 @@ def test_two_senders_on_a_deferring_server_try_each_mail_once_per_run(
     server = smtp_server("plain")
     configure(cli, home, server)
     busy, *good = fill(cli, tmp_path, 12)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         q.set_recipients(busy, [Recipient("to", "data-busy@aerger.example")])  # 451 after every DATA
     named = [str(i) for i in (busy, *good)]
     first, second = send_process(home, *named, "--json"), send_process(home, *named, "--json")
@@ -163,7 +163,7 @@ def test_two_senders_on_a_deferring_server_try_each_mail_once_per_run(
     assert max(received_ids(server).values()) == 1
     deferred = [i for r in reports for i in r["deferred"]]
     assert deferred in ([busy], [busy, busy])  # at most once per run, never hammered
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.get(busy).attempts == len(deferred) and q.get(busy).status is Status.DEFERRED
 
 
@@ -176,7 +176,7 @@ def test_sigterm_stops_send_as_cleanly_as_ctrl_c(
     server = smtp_server("plain")
     configure(cli, home, server, **{"smtp.timeout": "60"})
     first, slow, last = fill(cli, tmp_path, 3)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         q.set_recipients(slow, [Recipient("to", "slow@aerger.example")])  # the server holds its reply
     # On a terminal, as an operator runs it: the progress line is rewritten with \r.
     leader, follower = pty.openpty()
@@ -203,7 +203,7 @@ def test_sigterm_stops_send_as_cleanly_as_ctrl_c(
     assert "\n1 sent, 0 deferred, 0 failed, 1 uncertain, 1 left pending\n" in shown  # a line of its own
     assert f"\n{said}\n" in shown and "Traceback" not in shown
     assert "\rsent 1, failed 0, left 2" in shown and "/min" not in shown  # one mail is no measure of a rate
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.get(first).status is Status.SENT
         doubt = q.get(slow)
         assert doubt.status is Status.UNCERTAIN and "interrupted while this mail was being sent" in (doubt.error or "")

@@ -119,8 +119,8 @@ def test_stale_sending(cli: Cli, home: Home, smtp_server: StartServer, tmp_path:
     set_up(cli, home, smtp_server("starttls"))
     (item,) = queue_letters(home, tmp_path, 1)
     crash = (
-        "import os, sys\nfrom pathlib import Path\nfrom opos_tui.services.queue import Queue\n"
-        "q = Queue(Path(sys.argv[1]))\nassert q.claim() is not None\nos._exit(0)\n"
+        "import os, sys\nfrom pathlib import Path\nfrom opos_tui.services.queue import SqliteQueue\n"
+        "q = SqliteQueue(Path(sys.argv[1]))\nassert q.claim() is not None\nos._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", crash, str(home.queue_db)], check=True)
     with open_queue(home) as queue:

@@ -15,7 +15,7 @@ import pytest
 
 from opos_tui.services import batch
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue
+from opos_tui.services.queue import SqliteQueue
 from tests.conftest import Cli
 from tests.pdfs import write_letter
 
@@ -61,7 +61,7 @@ def run_batch(folder: Path, lines: list[str], *extra: str) -> tuple[int, list[di
 
 def queued(home: Home) -> list[tuple[int, str, str, list[str]]]:
     """(id, message_id, first recipient, attachment names) of every queued mail, oldest first."""
-    with Queue(home.queue_db) as q:
+    with SqliteQueue(home.queue_db) as q:
         items = [q.get(i) for i in sorted(q.ids())]
     return [(i.id, i.message_id, i.recipients[0].address, list(i.attachments)) for i in items]
 
@@ -133,7 +133,7 @@ def test_results_keep_their_order_across_chunks(
     monkeypatch.setattr(batch, "CHUNK", 4)
     monkeypatch.chdir(letters)
     lines = [json.dumps(manifest(n, to=["bad"] if n in (3, 4, 9) else [f"k{n}@aerger.example"])) for n in range(1, 11)]
-    with Queue(home.queue_db) as q:
+    with SqliteQueue(home.queue_db) as q:
         results = list(batch.enqueue_lines(settings_of(home), q, [line.encode() for line in lines]))
     assert [r.line for r in results] == list(range(1, 11))
     assert [r.line for r in results if r.error] == [3, 4, 9]

@@ -13,7 +13,7 @@ import pytest
 
 from opos_tui.services.compose import build_message
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue, Status
+from opos_tui.services.queue import Status, open_queue
 from tests.conftest import Cli, run_cli
 from tests.pdfs import write_letter
 
@@ -88,7 +88,7 @@ def test_enqueue_and_list(cli: Cli, home: Home, sender: None, letter: Path) -> N
     # the queue keeps its own copy: the accounting system may delete its file
     original = letter.read_bytes()
     letter.unlink()
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.attachments(made["id"])[0].data == original
     human = cli("queue")
     assert f"#{made['id']}" in human.out and "pending" in human.out
@@ -97,7 +97,7 @@ def test_enqueue_and_list(cli: Cli, home: Home, sender: None, letter: Path) -> N
 def test_the_message_as_it_goes_out(cli: Cli, home: Home, sender: None, letter: Path) -> None:
     cli("config", "set", "sender.bcc", "archiv@mueller.example")
     made = json.loads(cli(*dunning("--cc", "Büro <buero@aerger.example>", "--json", letter=letter)).out)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         item = q.claim()
         assert item is not None
         raw = build_message(item, q.attachments(made["id"]))
@@ -192,7 +192,7 @@ def test_every_bad_input_is_refused_and_the_queue_unchanged(
 ) -> None:
     assert cli("config", "set", "smtp.max_message_mb", "1").code == 0
     assert cli(*dunning(letter=letter)).code == 0
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         before = (q.version(), q.count())
     for why, argv in bad_inputs(tmp_path, letter):
         result = cli(*argv)
@@ -200,7 +200,7 @@ def test_every_bad_input_is_refused_and_the_queue_unchanged(
         assert result.out == "", why
         assert "Traceback" not in result.err, why
         assert result.err.strip(), why
-        with Queue(home.queue_db) as q:
+        with open_queue(home) as q:
             assert (q.version(), q.count()) == before, why
 
 
@@ -222,7 +222,7 @@ def test_hold_release_retry_delete_mark_sent(cli: Cli, home: Home, sender: None,
     again = cli("release", str(c))  # not held: said so, exit 1
     assert again.code == 1 and f"#{c}" in again.err
     assert cli("hold", "9999").code == 2  # unknown item: bad input, nothing changed
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         for item_id, status in ((b, Status.FAILED), (c, Status.UNCERTAIN)):
             assert q.claim([item_id]) is not None
             if status is Status.FAILED:
@@ -232,7 +232,7 @@ def test_hold_release_retry_delete_mark_sent(cli: Cli, home: Home, sender: None,
     assert cli("retry").code == 2
     assert cli("retry", "--all").code == 0
     assert {r["id"]: r["status"] for r in queue_json(cli)}[b] == "pending"
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.claim([c]) is not None
         q.record_uncertain(c, "connection lost after DATA")
     assert cli("mark-sent", str(c)).code == 0
@@ -327,7 +327,7 @@ def test_what_send_cannot_write_is_refused_at_the_door(
     cli: Cli, home: Home, sender: None, letter: Path, tmp_path: Path
 ) -> None:
     assert cli(*dunning(letter=letter)).code == 0
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         before = (q.version(), q.count())
     cases = [
         *send_crashers(tmp_path, letter),
@@ -339,7 +339,7 @@ def test_what_send_cannot_write_is_refused_at_the_door(
         assert result.out == "", why
         assert "Traceback" not in result.err, why
         assert len(result.err.strip().splitlines()) == 1, (why, result.err)
-        with Queue(home.queue_db) as q:
+        with open_queue(home) as q:
             assert (q.version(), q.count()) == before, why
 
 
@@ -365,7 +365,7 @@ def test_an_international_domain_is_queued_as_typed(cli: Cli, home: Home, sender
     result = cli(*good[: i + 1], "Kunde <kunde@straße.example>", *good[i + 2 :], "--json")
     assert result.code == 0, result.err
     assert queue_json(cli)[0]["to"] == ["Kunde <kunde@straße.example>"]  # what the operator reads
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         item = q.get(json.loads(result.out)["id"])
         raw = build_message(item, [])
     assert b"To: Kunde <kunde@xn--strae-oqa.example>" in raw  # IDNA 2008 keeps the ß (not "strasse")

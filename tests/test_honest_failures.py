@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from opos_tui import settings
-from opos_tui.services import queue as queue_module
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
+from opos_tui.services.queue import sqlite as queue_module
 from tests.conftest import Cli
 from tests.pdfs import write_letter
 from tests.servers.smtp import StartServer

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue
+from opos_tui.services.queue import open_queue
 from tests.conftest import Cli
 from tests.pdfs import write_letter
 
@@ -55,7 +55,7 @@ def files_made(home: Home) -> tuple[list[Path], list[Path]]:
 def test_everything_written_is_owner_only(cli: Cli, home: Home, tmp_path: Path) -> None:
     use_everything(cli, home, tmp_path)
     files, folders = files_made(home)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         q.hold(q.ids())  # a write: SQLite makes -wal and -shm (removed again when the last one closes)
         files += [Path(f"{home.queue_db}-wal"), Path(f"{home.queue_db}-shm")]
         assert {str(f): mode(f) for f in files} == {str(f): 0o600 for f in files}
@@ -70,7 +70,7 @@ def test_a_home_shared_with_a_group_shares_what_is_written(cli: Cli, home: Home,
     os.chmod(home.root, 0o2770)
     use_everything(cli, home, tmp_path)
     files, folders = files_made(home)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         q.hold(q.ids())
         files += [Path(f"{home.queue_db}-wal"), Path(f"{home.queue_db}-shm")]
         assert {str(f): mode(f) for f in files} == {str(f): 0o660 for f in files}
@@ -80,9 +80,9 @@ def test_a_home_shared_with_a_group_shares_what_is_written(cli: Cli, home: Home,
 
 def test_a_queue_an_earlier_version_left_readable_is_narrowed(home: Home) -> None:
     home.root.mkdir(mode=0o700)
-    Queue(home.queue_db).close()
+    open_queue(home).close()
     home.queue_db.chmod(0o644)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         q.hold([])
         assert mode(home.queue_db) == 0o600
         assert mode(Path(f"{home.queue_db}-wal")) == 0o600

@@ -9,8 +9,9 @@ import pytest
 
 from opos_tui.services import plausibility
 from opos_tui.services.plausibility import Problem
-from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, Queue, Recipient, UnknownItems
+from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, Recipient, SqliteQueue, UnknownItems
 from tests.pdfs import make_pdf
+from tests.test_queue_sqlite import a_file_of_version
 
 
 def pdf(*lines: str) -> Attachment:
@@ -82,7 +83,7 @@ def new_item(document: str, attachment: bytes) -> NewItem:
 
 
 def test_results_are_stored_in_the_queue_once(tmp_path: Path) -> None:
-    with Queue(tmp_path / "queue.db") as queue:
+    with SqliteQueue(tmp_path / "queue.db") as queue:
         good, swapped = queue.enqueue_many(
             [
                 new_item("R-1", make_pdf("Beleg R-1", "Kundennummer K1001")),
@@ -106,15 +107,8 @@ def test_results_are_stored_in_the_queue_once(tmp_path: Path) -> None:
 
 
 def test_a_queue_of_schema_1_gains_the_results_table(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "queue.db"
-    Queue(path).close()
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE plausibility")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
-    db.close()
-    with Queue(path) as queue:
+    a_file_of_version(path, 1)
+    with SqliteQueue(path) as queue:
         (item_id,) = queue.enqueue_many([new_item("R-1", make_pdf("Beleg R-1", "K1001"))])
         assert plausibility.verdict(queue, item_id).ok

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import io
 import re
-import sqlite3
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -45,11 +45,22 @@ from tests.test_queue_screen import (
 
 
 def set_status(home: Home, item: int, status: Status, error: str | None = None) -> None:
-    db = sqlite3.connect(home.queue_db)
-    db.execute("UPDATE items SET status = ?, attempts = 1, error = ? WHERE id = ?", (status.value, error, item))
-    db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
-    db.commit()
-    db.close()
+    """Bring a pending (or deferred) ``item`` to ``status`` as an operator (held) or one send (the rest) does,
+    with ``error`` as the server's reply."""
+    with open_queue(home) as queue:
+        if status is Status.HELD:
+            assert queue.hold([item]).changed == (item,)
+            return
+        assert queue.claim([item]) is not None
+        if status is Status.SENT:
+            queue.record_sent(item, error or "250 2.0.0 Ok")
+        elif status is Status.FAILED:
+            queue.record_failed(item, error or "550 5.0.0 refused")
+        elif status is Status.DEFERRED:
+            queue.record_deferred(item, error or "451 4.0.0 later", datetime.now(UTC) + timedelta(minutes=5))
+        else:
+            assert status is Status.UNCERTAIN
+            queue.record_uncertain(item, error or "connection lost after the data was sent")
 
 
 def notices(app: OposApp) -> list[str]:
@@ -506,10 +517,7 @@ async def test_a_16_colour_terminal_gets_the_terminals_own_colours(home: Home, m
 
 def test_queue_snapshot_16_colours(snap_compare: Any, home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     a_mixed_queue(home)
-    db = sqlite3.connect(home.queue_db)
-    db.execute("UPDATE items SET status = 'deferred', error = '451 4.7.1 try again later' WHERE id = 6")
-    db.commit()
-    db.close()
+    set_status(home, 6, Status.DEFERRED, "451 4.7.1 try again later")
     monkeypatch.setenv("TERM", "xterm")
 
     async def run_before(pilot: Pilot[None]) -> None:

@@ -21,11 +21,12 @@ from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.widgets import ConfirmScreen
 from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.home import Home
-from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Queue, Recipient, Status, open_queue
+from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Recipient, Status, open_queue
 from tests.pdfs import make_pdf, write_letter
 from tests.servers.smtp import SmtpServer
 
 SENDER = {"sender": {"address": "buchhaltung@example.test", "name": "Buchhaltung"}}
+START = 1_767_261_600.0  # 2026-01-01 10:00 UTC
 
 
 def configure(home: Home, server: SmtpServer | None = None) -> None:
@@ -35,9 +36,13 @@ def configure(home: Home, server: SmtpServer | None = None) -> None:
     )
 
 
-def letter(home: Home, n: int, to: str = "", letter_of: int | None = None, customer: int | None = None) -> int:
+def letter(
+    home: Home, n: int, to: str = "", letter_of: int | None = None, customer: int | None = None, *, fixed: bool = False
+) -> int:
     """Queue dunning letter ``n`` (to customer ``n`` unless ``customer`` says otherwise) the way the accounting
-    system does; ``letter_of`` attaches another customer's letter instead (the swapped PDF)."""
+    system does; ``letter_of`` attaches another customer's letter instead (the swapped PDF). ``fixed``: with a
+    time and Message-ID that do not change from run to run (for snapshots; letter ``n`` is then queued ``n``
+    minutes after 10:00 as ``<n@example.test>``)."""
     pdf_n = n if letter_of is None else letter_of
     c = customer or n
     pdf_c = c if letter_of is None else letter_of
@@ -49,7 +54,11 @@ def letter(home: Home, n: int, to: str = "", letter_of: int | None = None, custo
         attachments=[pdf],
         vars={"customer_name": f"Kunde {c} GmbH", "customer_number": f"K{1000 + c}", "document_number": f"R-{n:04d}"},
     )
-    with open_queue(home) as queue:
+    if fixed:
+        queue = open_queue(home, clock=lambda: START + n * 60, message_id=lambda _: f"<{n}@example.test>")
+    else:
+        queue = open_queue(home)
+    with queue:
         return queue.enqueue(prepare(settings.load(home), request)).id
 
 
@@ -313,7 +322,7 @@ async def test_changes_by_another_process_appear_keeping_cursor_and_selection(ho
         screen = queue_screen(app)
         await pilot.press("down", "space")  # select ids[2]; the cursor moves on to ids[1]
         assert screen.cursor_id == ids[1]
-        with Queue(home.queue_db) as other:  # a second operator
+        with open_queue(home) as other:  # a second operator
             other.hold([ids[1]])
         await until(pilot, lambda: cells(screen, 2)["status"] == "‖ held")
         pdf = write_letter(home.root / "neu.pdf", "R-0005", "K1005")
@@ -692,16 +701,6 @@ async def test_quitting_while_sending_asks_first(home: Home, smtp_server: Any, t
 # --- looks ----------------------------------------------------------------------------------------------
 
 
-def fixed(home: Home) -> None:
-    """Times and Message-IDs that do not change from run to run."""
-    import sqlite3
-
-    db = sqlite3.connect(home.queue_db)
-    db.execute("UPDATE items SET created_at = 1767261600 + id * 60, message_id = '<' || id || '@example.test>'")
-    db.commit()
-    db.close()
-
-
 @pytest.fixture
 def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
@@ -712,26 +711,17 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def a_mixed_queue(home: Home) -> list[int]:
     configure(home)
-    ids = [letter(home, n) for n in range(1, 8)]
-    ids.append(letter(home, 8, letter_of=9))
-    with open_queue(home) as queue:
+    ids = [letter(home, n, fixed=True) for n in range(1, 8)]
+    ids.append(letter(home, 8, letter_of=9, fixed=True))
+    with open_queue(home, clock=lambda: START + 10 * 60) as queue:  # sent at 10:10, all at once
         queue.hold([ids[1]])
-    import sqlite3
-
-    db = sqlite3.connect(home.queue_db)
-    db.execute(
-        "UPDATE items SET status = 'failed', attempts = 1, error = '550 5.1.1 no such user here' WHERE id = ?",
-        (ids[2],),
-    )
-    db.execute(
-        "UPDATE items SET status = 'uncertain', attempts = 1, error = 'connection lost after the data was sent'"
-        " WHERE id = ?",
-        (ids[3],),
-    )
-    db.execute("UPDATE items SET status = 'sent', attempts = 1 WHERE id = ?", (ids[0],))
-    db.commit()
-    db.close()
-    fixed(home)
+        for item_id, record in (
+            (ids[2], lambda i: queue.record_failed(i, "550 5.1.1 no such user here")),
+            (ids[3], lambda i: queue.record_uncertain(i, "connection lost after the data was sent")),
+            (ids[0], lambda i: queue.record_sent(i, "250 2.0.0 Ok")),
+        ):
+            assert queue.claim([item_id]) is not None
+            record(item_id)
     return ids
 
 
@@ -766,9 +756,8 @@ def test_sending_progress_snapshot(snap_compare: Any, home: Home, smtp_server: A
     server = smtp_server("plain")
     configure(home, server)
     for n in range(1, 4):
-        letter(home, n)
-    letter(home, 4, to="unknown@example.test")
-    fixed(home)
+        letter(home, n, fixed=True)
+    letter(home, 4, to="unknown@example.test", fixed=True)
 
     async def run_before(pilot: Pilot[None]) -> None:
         await checked(pilot)
@@ -795,11 +784,10 @@ def test_sending_in_progress_snapshot(
 
     monkeypatch.setattr(QueueScreen, "on_unmount", release_then_close)
     configure(home, server)
-    letter(home, 1)
-    letter(home, 2)
-    letter(home, 3, to="Kunde 3 GmbH <slow@example.test>")
-    letter(home, 4)
-    fixed(home)
+    letter(home, 1, fixed=True)
+    letter(home, 2, fixed=True)
+    letter(home, 3, to="Kunde 3 GmbH <slow@example.test>", fixed=True)
+    letter(home, 4, fixed=True)
     settings.set_value(home, "smtp.timeout", "120")  # the held reply must not time out before the snapshot
 
     async def run_before(pilot: Pilot[None]) -> None:
@@ -830,7 +818,7 @@ async def test_an_action_goes_on_when_another_process_deleted_part_of_the_select
     async with app.run_test(size=(80, 24)) as pilot:
         screen = queue_screen(app)
         await pilot.press("a")
-        with Queue(home.queue_db) as other:
+        with open_queue(home) as other:
             other.delete([second])
         await pilot.press("h")
         await settle(pilot)

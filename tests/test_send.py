@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,9 +20,10 @@ from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
 from opos_tui.services.errors import InteractionNeeded
 from opos_tui.services.home import Home
-from opos_tui.services.queue import NewItem, Queue, Recipient, Status, open_queue
+from opos_tui.services.queue import NewItem, Recipient, Status, open_queue
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.settings import RetrySettings
+from tests.clock import HandClock
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
 from tests.servers.smtp import PASSWORD, USER, StartServer
@@ -121,7 +123,7 @@ def test_451_deferred_then_retry_then_sent(cli: Cli, home: Home, smtp_server: St
     assert listed[fine]["status"] == "sent"
     assert listed[busy]["status"] == "deferred"
     assert listed[busy]["error"] == "451 4.3.0 try again later"
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         item = q.get(busy)
         assert item.next_attempt_at is not None
         wait = item.next_attempt_at - datetime.now(UTC)
@@ -152,7 +154,7 @@ def test_550_fails_with_the_reply_and_refusals_per_recipient(
     assert listed[gone]["error"].startswith("550 5.1.1")
     assert listed[rejected]["status"] == "failed" and listed[rejected]["error"].startswith("554 5.6.0")
     assert listed[partly]["status"] == "sent"
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         recipients = {r.address: r.refused for r in q.get(partly).recipients}
     assert recipients["kunde@aerger.example"] is None
     assert (recipients["unknown@aerger.example"] or "").startswith("550 5.1.1")
@@ -229,11 +231,11 @@ def test_give_up_after_days_and_backoff_doubles(cli: Cli, home: Home, smtp_serve
     server = smtp_server("plain")
     configure(cli, home, server)
     item = enqueue(cli, tmp_path, "busy@aerger.example")
-    assert cli("send").code == 1
+    six_days_ago = datetime.now(UTC) - timedelta(days=6)
+    with open_queue(home, clock=six_days_ago.timestamp) as q:  # the first attempt, six days ago
+        assert q.claim() is not None
+        q.record_deferred(item, "451 4.3.0 busy", retry_at=six_days_ago + backoff(retry, 1))
     assert rows(cli)[item]["status"] == "deferred"
-    with Queue(home.queue_db) as q:
-        six_days_ago = (datetime.now(UTC) - timedelta(days=6)).timestamp()
-        q._db.execute("UPDATE items SET first_attempt_at = ?, next_attempt_at = 0 WHERE id = ?", (six_days_ago, item))
     assert cli("send").code == 1
     row = rows(cli)[item]
     assert row["status"] == "failed"
@@ -420,7 +422,7 @@ def test_a_deferred_mail_is_tried_once_and_the_run_goes_on(
     asked = [report[k] for k in ("sent", "deferred", "failed", "uncertain", "held", "not_sendable")]
     assert sum(len(ids) for ids in asked) == 3 and report["left"] == 0  # the counts add up
     assert sorted(r.rcpt_tos[0] for r in server.received) == ["kunde2@aerger.example", "kunde3@aerger.example"]
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         assert q.get(busy).attempts == 1
         # Named again: tried once at once, then it waits for its backoff; unnamed, it waits.
         assert cli("send", str(busy)).code == 1
@@ -434,7 +436,8 @@ async def test_a_run_tries_a_mail_once_even_when_its_backoff_ends_during_the_run
 ) -> None:
     server = smtp_server("plain")
     current = server.settings()
-    with open_queue(home) as q:
+    clock = HandClock(time.time())
+    with open_queue(home, clock=clock) as q:
         busy = q.enqueue(advice(current, tmp_path, 1, "data-busy@aerger.example")).id
         later = q.enqueue(advice(current, tmp_path, 2, "kunde@aerger.example")).id
         store = secrets.open_store(home)
@@ -442,7 +445,7 @@ async def test_a_run_tries_a_mail_once_even_when_its_backoff_ends_during_the_run
 
         def backoff_over(event: Progress) -> None:
             if event.outcome is Outcome.DEFERRED:  # as if the run had taken longer than the backoff
-                q._db.execute("UPDATE items SET next_attempt_at = 0 WHERE id = ?", (event.item_id,))
+                clock.advance(24 * 3600)
                 if event.failed > 1:
                     engine.request_stop()  # tried twice in one run: that is the fault, stop it here
 
@@ -475,7 +478,7 @@ def test_send_holds_back_a_mail_that_fails_the_plausibility_check(
     report = json.loads(result.out)
     assert report["sent"] == [good] and report["held"] == [swapped] and report["ok"] is False
     assert [r.rcpt_tos for r in server.received] == [["kunde1@aerger.example"]]
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         item = q.get(swapped)
         assert item.status is Status.HELD and item.attempts == 0
         assert "document number M-2024-0002 is not in the attachment" in (item.error or "")
@@ -525,7 +528,7 @@ def test_a_mail_that_cannot_be_rendered_fails_alone_and_is_never_uncertain(
     first = enqueue(cli, tmp_path, "kunde1@aerger.example", 1)
     # Queued past the door's checks (through the queue itself): a local part the renderer cannot encode.
     current = settings.load(home)
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         broken = q.enqueue(advice(current, tmp_path, 2, "kunde2@aerger.example")).id
         q.set_recipients(broken, [Recipient("to", "jörg@aerger.example")])
     last = enqueue(cli, tmp_path, "kunde3@aerger.example", 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, RadioSet
+from textual.widgets import Input, RadioSet, Static
 
 from opos_tui import settings
 from opos_tui.app import OposApp
@@ -48,7 +48,13 @@ async def test_three_connection_types_and_only_what_applies(home: Home) -> None:
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
         labels = [str(b.label) for b in screen.query_one("#connection", RadioSet).query("Choice")]
-        assert labels == ["Windows-Standard (Simple MAPI)", "Outlook (Extended MAPI)", "SMTP"]
+        # All of the original dialog's types, and on Unix the local mail program.
+        assert labels == [
+            "Windows-Standard (Simple MAPI)",
+            "Outlook (Extended MAPI)",
+            "SMTP",
+            "sendmail (Unix)",
+        ]
         # SMTP, no login: SMTP data shown, no OAuth, no profile or password
         assert shown(screen, "#section-smtp")
         assert not shown(screen, "#section-oauth")
@@ -130,6 +136,31 @@ async def test_invalid_value_shown_inline_and_save_refused(home: Home) -> None:
     assert (saved.smtp.port, saved.sender.address) == (2525, "opos@example.com")
 
 
+async def test_windows_types_say_windows_only_and_sendmail_asks_for_its_program(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        note = screen.query_one("#connection-note", Static)
+        assert not shown(screen, "#connection-note")  # SMTP: nothing to say
+        assert not shown(screen, "#section-sendmail")
+        for connection in ("windows", "outlook"):
+            pick(screen, "connection", connection)
+            await pilot.pause()
+            assert shown(screen, "#connection-note")
+            assert "works on Windows only" in str(note.render())
+        pick(screen, "connection", "sendmail")
+        await pilot.pause()
+        assert not shown(screen, "#connection-note")
+        assert shown(screen, "#section-sendmail")
+        assert not shown(screen, "#section-auth") and not shown(screen, "#section-smtp")
+        await type_into(pilot, screen, "sendmail.path", "/usr/local/sbin/sendmail")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    saved = settings.load(home)
+    assert (saved.connection, saved.sendmail.path) == ("sendmail", "/usr/local/sbin/sendmail")
+
+
 async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
@@ -153,7 +184,13 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         "smtp.max_message_mb": "20",
         "smtp.connections": "3",
         "smtp.max_per_minute": "30",
+        "sendmail.path": "/usr/local/sbin/sendmail",
         # Not on this form: kept as saved when the form saves.
+        "oauth.authority_url": "https://login.microsoftonline.us",
+        "oauth.google_auth_url": "https://accounts.example.com/auth",
+        "oauth.google_token_url": "https://oauth2.example.com/token",
+        "oauth.ca_file": str(ca),
+        "oauth.proxy": "http://proxy.example.com:3128",
         "retry.backoff_minutes": "10",
         "retry.max_backoff_minutes": "120",
         "retry.give_up_days": "3",

@@ -407,7 +407,7 @@ def test_factory_refuses_what_cannot_work_here(tmp_path: Any) -> None:
     store = FileSecretStore(tmp_path / "secrets.toml")
     with pytest.raises(ConfigError, match=r"smtp\.host"):
         build_transport(Settings(), store)
-    with pytest.raises(TransportUnavailable, match="needs Windows"):
+    with pytest.raises(TransportUnavailable, match="works on Windows only"):
         build_transport(Settings(connection="windows"), store)
     oauth = Settings.model_validate({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth", "profile": USER}})
     with pytest.raises(TransportUnavailable, match="OAuth"):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from opos_tui.services.home import Home
-from opos_tui.services.queue import Queue
+from opos_tui.services.queue import open_queue
 from tests.conftest import Cli, run_cli
 from tests.pdfs import write_letter
 
@@ -57,7 +57,7 @@ def drop(inbox: Path, name: str, data: dict[str, Any] | str, *pdfs: str) -> None
 
 
 def queued(home: Home) -> list[tuple[str, tuple[str, ...]]]:
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         return [(r.subject, r.attachments) for r in q.page()]
 
 
@@ -269,7 +269,7 @@ def test_a_pdf_still_being_written_waits_for_the_next_import(cli: Cli, home: Hom
         assert sorted(p.name for p in inbox.iterdir()) == ["K1001.json", "Mahnung_2_K1001.pdf"]  # nothing moved
         finish()
     assert cli("import").code == 0
-    with Queue(home.queue_db) as q:
+    with open_queue(home) as q:
         [row] = q.page()
         assert q.attachments(row.id)[0].data == pdf  # all of it
     assert sorted(p.name for p in (inbox / "done").iterdir()) == ["K1001.json", "Mahnung_2_K1001.pdf"]

@@ -4,8 +4,10 @@ interface alone; the registry; exit codes that follow the error's category."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Self, get_args
@@ -42,7 +44,7 @@ from opos_tui.services.transports.base import (
     Stage,
     TokenProvider,
 )
-from opos_tui.settings import Connection, Settings
+from opos_tui.settings import Connection, Settings, save
 from tests.conftest import ROOT
 from tests.pdfs import write_letter
 
@@ -211,6 +213,7 @@ def test_the_registry_knows_every_connection_type_and_the_form_shows_its_labels(
         "windows": "Windows-Standard (Simple MAPI)",
         "outlook": "Outlook (Extended MAPI)",
         "smtp": "SMTP",
+        "sendmail": "sendmail (Unix)",
     }
 
 
@@ -222,8 +225,9 @@ def test_windows_connection_types_are_unavailable_elsewhere(home: Home, connecti
         registry.build_transport(current, secrets.open_store(home))
     label = registry.CONNECTIONS[connection].label
     assert caught.value.en == (
-        f"Connection type {connection} ({label}) needs Windows with a MAPI mail program such as Outlook; this "
-        f"computer runs {sys.platform}. Set connection to smtp."
+        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
+        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
+        "the local mail program of a Unix server)."
     )
 
 
@@ -269,3 +273,43 @@ def test_each_error_exits_as_its_category_says(error: OposError, code: int) -> N
 
 def test_bad_input_and_a_configuration_fault_are_told_apart() -> None:
     assert ConfigError.category is not ConfigurationFault.category
+
+
+class PromptingProgram(MailProgram):
+    """A mail program that holds each mail until its (simulated) security prompt is answered: ``answered``."""
+
+    answered = threading.Event()
+
+    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+        await asyncio.to_thread(self.answered.wait, 30)
+        return await super().send(message, envelope)
+
+
+async def test_the_queue_says_the_mail_program_may_be_asking_while_it_holds_a_mail(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opos_tui.app import OposApp
+    from tests.test_queue_screen import letter, queue_screen, text_of, until
+
+    PromptingProgram.answered.clear()
+    programs: list[PromptingProgram] = []
+
+    def build(settings: Settings, store: secrets.SecretStore, **_: object) -> PromptingProgram:
+        programs.append(PromptingProgram(None))
+        return programs[-1]
+
+    kind = registry.ConnectionType("Mail program", lambda: build, may_ask=True)
+    monkeypatch.setitem(registry.CONNECTIONS, "outlook", kind)
+    home.ensure()
+    save(home, Settings.model_validate({"connection": "outlook", "sender": {"address": "buchhaltung@example.test"}}))
+    letter(home, 1)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = queue_screen(app)
+        await pilot.press("s")
+        try:
+            await until(pilot, lambda: "may be asking for confirmation" in text_of(screen, "#progress-label"))
+        finally:
+            PromptingProgram.answered.set()
+        await until(pilot, lambda: not screen.sending and "Done:" in text_of(screen, "#progress-label"))
+    assert [envelope.recipients for _, envelope in programs[0].handed_over] == [("kunde1@example.test",)]

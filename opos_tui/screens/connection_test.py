@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState
 from opos_tui.i18n import tr
 from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, run_connection_test
 from opos_tui.services.errors import OposError
+from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
 from opos_tui.settings import Settings
 
@@ -70,7 +71,7 @@ class ConnectionTestPanel(Vertical):
     def running(self) -> bool:
         return self.worker is not None and self.worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
-    def start(self, settings: Settings, store: SecretStore, password: str | None) -> None:
+    def start(self, settings: Settings, store: SecretStore, password: str | None, home: Home | None = None) -> None:
         self.result = None
         self.query_one(RichLog).clear()
         smtp = settings.smtp
@@ -81,7 +82,7 @@ class ConnectionTestPanel(Vertical):
             ),
             "",
         )
-        self.worker = self.run_test(settings, store, password)
+        self.worker = self.run_test(settings, store, password, home)
 
     def cancel(self) -> None:
         if self.worker is not None:
@@ -94,11 +95,13 @@ class ConnectionTestPanel(Vertical):
         status.set_class(outcome == "failed", "-failed")
 
     @work(exclusive=True, group="connection-test", exit_on_error=False)
-    async def run_test(self, settings: Settings, store: SecretStore, password: str | None) -> ConnectionTestResult:
+    async def run_test(
+        self, settings: Settings, store: SecretStore, password: str | None, home: Home | None
+    ) -> ConnectionTestResult:
         def report(event: HandshakeEvent) -> None:
             self.post_message(self.Progress(event))
 
-        return await run_connection_test(settings, store, password=password, on_event=report)
+        return await run_connection_test(settings, store, password=password, home=home, on_event=report)
 
     @on(Progress)
     def on_progress(self, message: Progress) -> None:

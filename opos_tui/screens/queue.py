@@ -49,12 +49,12 @@ from opos_tui.services.queue import (
     ActionResult,
     ItemRow,
     LetterType,
-    Queue,
     QueueError,
     Status,
     UnknownItems,
     open_queue,
 )
+from opos_tui.services.transports.registry import CONNECTIONS
 
 POLL_SECONDS = 0.5
 
@@ -503,6 +503,8 @@ class QueueScreen(Screen[None]):
         """The file seen at the queue's path on the last poll while lost: reopened once it stops changing."""
         self.unopenable: str | None = None
         """Why the file now at the queue's path cannot be opened instead, while lost."""
+        self.ask_hint = ""
+        """While sending through a mail program that may prompt: saying so; else empty."""
         self.table_layout: tuple[int, int] | None = None
         """The terminal width and number width the table's columns were made for."""
         self.widths: dict[str, int] = {}
@@ -612,7 +614,7 @@ class QueueScreen(Screen[None]):
         """While lost: open the queue file now at the path once it is complete (there, not empty, unchanged since
         the last poll). Never makes a new queue."""
         try:
-            stat = os.stat(self.queue.path)
+            stat = os.stat(self.home.queue_db)
         except OSError:
             self._found = None
             return
@@ -621,7 +623,7 @@ class QueueScreen(Screen[None]):
             self._found = found
             return
         try:
-            queue = Queue(self.queue.path, create=False)
+            queue = open_queue(self.home, create=False)
         except QueueError as exc:
             if str(exc) != self.unopenable:
                 self.unopenable = str(exc)
@@ -630,7 +632,9 @@ class QueueScreen(Screen[None]):
         self.queue, self.lost, self._found, self.unopenable = queue, None, None, None
         self.remove_class("-lost")
         self.refresh_bindings()
-        self.notify(tr(f"Reopened the queue {queue.path}.", f"Warteschlange {queue.path} wieder geöffnet."))
+        self.notify(
+            tr(f"Reopened the queue {self.home.queue_db}.", f"Warteschlange {self.home.queue_db} wieder geöffnet.")
+        )
         self.reload(keep_item=False)
 
     def show(self, cursor: int, force: bool = False) -> None:
@@ -1141,7 +1145,13 @@ class QueueScreen(Screen[None]):
         self.query_one("#transcript", RichLog).write(
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )
-        self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
+        # Simple MAPI and Outlook may hold each mail for a security prompt in the mail program's own window.
+        self.ask_hint = (
+            tr("the mail program may be asking for confirmation", "das Mailprogramm fragt evtl. nach")
+            if CONNECTIONS[current.connection].may_ask
+            else ""
+        )
+        self.show_progress(" · ".join(filter(None, [tr("Connecting…", "Verbinde…"), self.ask_hint])), 0, len(ids))
         self.dispatch(ids, list(confirmed), current)
 
     @work(thread=True, group="send", exit_on_error=False)
@@ -1203,6 +1213,8 @@ class QueueScreen(Screen[None]):
             en.append(f"{p.rate * 60:.0f}/min{eta}")
             de.append(f"{p.rate * 60:.0f}/min{eta}")
         label = tr(" · ".join([*en, "Esc stop · t log"]), " · ".join([*de, "Esc Stopp · t Log"]))
+        if self.ask_hint:
+            label = f"{self.ask_hint} · {label}"
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
         self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)

@@ -11,6 +11,7 @@ all only once the admin agreed. Saving reads, merges and writes under config.tom
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,8 +23,18 @@ from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionT
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
-from opos_tui.services.transports.registry import connection_labels
+from opos_tui.services.transports import outlook
+from opos_tui.services.transports.registry import offered_here, windows_only
 from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
+
+
+def connection_note(connection: str) -> str:
+    """What the form says under the connection type: Windows only, or Outlook's security prompt."""
+    if connection in ("windows", "outlook") and sys.platform != "win32":
+        return "⚠ " + windows_only(connection).message()  # type: ignore[arg-type]
+    if connection == "outlook":
+        return tr(outlook.PROMPT_EN, outlook.PROMPT_DE)
+    return ""
 
 
 def auth_labels() -> dict[str, str]:
@@ -112,8 +123,13 @@ class SettingsScreen(SettingsForm):
             yield FormField(
                 "connection",
                 tr("Connection type (Verbindungsart)", "Verbindungsart"),
-                radio_set("connection", connection_labels(), s.connection),
+                radio_set("connection", offered_here(), s.connection),
             )
+            yield Static("", id="connection-note", classes="note")
+            with Vertical(id="section-sendmail", classes="section"):
+                yield self.text_field(
+                    "sendmail.path", tr("sendmail program", "sendmail-Programm"), "/usr/sbin/sendmail"
+                )
             with Vertical(id="section-auth", classes="section"):
                 yield FormField(
                     "auth.method",
@@ -320,7 +336,11 @@ class SettingsScreen(SettingsForm):
             asyncio.get_running_loop().call_soon(setattr, none, "value", True)
             method = "none"
         is_smtp = connection == "smtp"
-        self.query_one("#section-auth").display = connection != "windows"
+        note = connection_note(connection)
+        self.query_one("#connection-note", Static).update(note)
+        self.query_one("#connection-note").display = bool(note)
+        self.query_one("#section-sendmail").display = connection == "sendmail"
+        self.query_one("#section-auth").display = connection not in ("windows", "sendmail")
         self.query_one(f"#field-{widget_id('auth.profile')}").display = method != "none"
         self.query_one(f"#field-{widget_id(secrets.PASSWORD)}").display = method == "password"
         self.query_one("#section-smtp").display = is_smtp
@@ -356,7 +376,7 @@ class SettingsScreen(SettingsForm):
         panel = panels.first() if panels else ConnectionTestPanel()
         if not panels:
             await self.mount(panel, after=self.query_one("#form"))
-        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD))
+        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD), self.home)
 
     def action_leave(self) -> None:
         # Esc first cancels a running connection test, then closes its panel, then leaves the form.

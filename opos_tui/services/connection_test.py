@@ -19,6 +19,7 @@ from email.utils import format_datetime, localtime
 from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
 from opos_tui.services.transports.registry import build_transport
@@ -67,11 +68,21 @@ def connection_test_mail(settings: Settings, recipient: str) -> bytes:
     message["Date"] = format_datetime(localtime())
     message["Message-ID"] = new_message_id(address)
     message.set_content(
-        "Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand per SMTP funktioniert.\n\n"
-        "This mail was sent by opos-tui as a connection test. Sending over SMTP works.\n\n"
-        f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}), {socket.gethostname()}\n"
+        f"Diese Mail wurde von opos-tui als Verbindungstest gesendet. Der Versand ({settings.connection}) "
+        "funktioniert.\n\n"
+        f"This mail was sent by opos-tui as a connection test. Sending ({settings.connection}) works.\n\n"
+        f"{_route(settings)}, {socket.gethostname()}\n"
     )
     return message.as_bytes(policy=SMTP)
+
+
+def _route(settings: Settings) -> str:
+    """Which way the test mail went, for its text."""
+    if settings.connection == "smtp":
+        return f"{settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security})"
+    if settings.connection == "sendmail":
+        return f"sendmail {settings.sendmail.path}"
+    return settings.connection
 
 
 async def run_connection_test(
@@ -81,12 +92,14 @@ async def run_connection_test(
     send_test_to: str | None = None,
     password: str | None = None,
     token_provider: TokenProvider | None = None,
+    home: Home | None = None,
     on_event: Callable[[HandshakeEvent], None] | None = None,
 ) -> ConnectionTestResult:
     """Run the handshake (and with ``send_test_to`` a test mail) and report each stage to ``on_event``.
 
     Raises ConfigError before connecting when the settings cannot be tested (no host, no password, bad
-    address); every failure after that is part of the result, not raised.
+    address); every failure after that is part of the result, not raised. With ``home`` and an OAuth
+    ``auth.method``, the installation's sign-in supplies the tokens (a missing sign-in is a failed result).
     """
     transcript: list[HandshakeEvent] = []
 
@@ -103,6 +116,10 @@ async def run_connection_test(
                 "sender.address ist nicht gesetzt: die Testmail braucht eine Absenderadresse",
             )
     try:
+        if token_provider is None and home is not None:
+            from opos_tui.services import signin  # requests and msal only where OAuth is used
+
+            settings, token_provider = signin.for_transport(settings, home)
         transport = build_transport(settings, store, password=password, token_provider=token_provider, observer=record)
     except ConfigError:
         raise

@@ -192,9 +192,16 @@ class Dispatcher:
         """The dispatcher as this installation is configured: its transport, retry policy, connections, rate
         limit and sender. The command line's ``send`` and the queue screen both start here."""
         store = open_store(home)
+
+        def transport() -> Transport:
+            from opos_tui.services import signin  # requests and msal only where OAuth is used
+
+            effective, token_provider = signin.for_transport(current, home)  # OAuth: SignInRequired if none
+            return build_transport(effective, store, token_provider=token_provider)
+
         return cls(
             queue,
-            lambda: build_transport(current, store),
+            transport,
             retry=current.retry,
             connections=current.smtp.connections,
             max_per_minute=current.smtp.max_per_minute,
@@ -211,7 +218,7 @@ class Dispatcher:
         """Send every sendable item (``ids=None``), or just the given ones, oldest first, each at most once.
         ``skip_check``: items the operator confirmed although they fail the plausibility check."""
         self.result = RunResult()
-        self._since = time.time()  # the queue's clock: deferrals after this are this run's
+        self._since = self.queue.clock()  # deferrals after this are this run's
         self._started = time.monotonic()
         self._counted_at = -1e9
         self._on_hand = set()

@@ -18,6 +18,7 @@ import signal
 import stat
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,46 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:  # LK_LOCK gives up after about ten seconds; the other holder is still at it
+                continue
+
+    def _unlock_file(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the lock file ``path`` (made like every file here, kept afterwards), waiting
+    for any other process that holds it: writers that read, change and save take turns through it."""
+    make_file(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        _lock_file(fd)
+        try:
+            yield
+        finally:
+            _unlock_file(fd)
+    finally:
+        os.close(fd)
 
 
 # --- reading ------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ after the message data arrived, without a reply, ``slow`` holds its reply until 
 fixture sets it when the test ends, so nothing waits forever; ``server.holding`` says a reply is held).
 Sender ``blocked@…`` gets 550 at MAIL FROM.
 Logins: ``USER``/``PASSWORD`` accepted, ``DISABLED_USER`` gets Exchange Online's 5.7.139, ``TOKEN``
-accepted for XOAUTH2 (as long as a real one, so the raised line limits matter).
+accepted for XOAUTH2 (as long as a real one, so the raised line limits matter), or whatever
+``accept_token(user, token)`` accepts (the local OAuth authority's tokens, tests/servers/oauth.py).
 """
 
 from __future__ import annotations
@@ -95,7 +96,15 @@ class SmtpServer:
 
 
 class _RecordingHandler:
-    def __init__(self, received: list[Received], logins: list[str], gate: threading.Event, holding: threading.Event):
+    def __init__(
+        self,
+        received: list[Received],
+        logins: list[str],
+        gate: threading.Event,
+        holding: threading.Event,
+        accept_token: Callable[[str, str], bool] | None = None,
+    ):
+        self.accept_token = accept_token or (lambda user, token: user == USER and token == TOKEN)
         self.received = received
         self.logins = logins
         self.gate = gate
@@ -169,7 +178,7 @@ class _RecordingHandler:
             await server.push("501 5.5.2 cannot decode XOAUTH2")
             return AuthResult(success=False, handled=True)
         self.logins.append(user)
-        if user == USER and token == TOKEN:
+        if self.accept_token(user, token):
             return AuthResult(success=True, auth_data=user)
         # As Google and Microsoft do: an error challenge first, the final 535 after the client's empty line.
         await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
@@ -228,9 +237,10 @@ def start_smtp_server(
     data_size_limit: int = 33554432,
     auth_required: bool = False,
     smtputf8: bool = False,
+    accept_token: Callable[[str, str], bool] | None = None,
 ) -> tuple[SmtpServer, Controller]:
     server = SmtpServer(HOST, free_port(), mode, pki.ca_file)
-    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding)
+    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding, accept_token)
     context = pki.server_context(cert)
     controller = _Controller(
         handler,

@@ -1,3 +1,3 @@
-"""Transports: one interface (``base.Transport``) for every way a mail leaves: SMTP now; Simple MAPI, Outlook,
-sendmail and Graph later. ``registry`` chooses one by ``connection``; the queue and the screens never ask
+"""Transports: one interface (``base.Transport``) for every way a mail leaves: SMTP, Simple MAPI, Outlook and
+sendmail (Graph later). ``registry`` chooses one by ``connection``; the queue and the screens never ask
 which one is in use."""

@@ -1,8 +1,9 @@
 """The one place that knows the connection types: what each is called, and which transport it uses.
 
 Each type has its label (the settings form and the messages use it) and a loader that imports its transport's
-module only when the type is chosen: SMTP's aiosmtplib, and later the Windows-only MAPI (ctypes) and Outlook
-(COM) modules, are never imported where they are not used. The queue and the connection test ask here.
+module only when the type is chosen: SMTP's aiosmtplib, the Windows-only MAPI (ctypes) and Outlook (COM)
+modules and the Unix sendmail module are never imported where they are not used. The queue and the connection
+test ask here.
 """
 
 from __future__ import annotations
@@ -41,9 +42,14 @@ class Builder(Protocol):
 class ConnectionType:
     label: str
     """What a person sees it called."""
-    load: Callable[[], Builder] | None
-    """Imports the transport's module and returns its builder; None while this version has no such transport."""
+    load: Callable[[], Builder]
+    """Imports the transport's module and returns its builder."""
     windows_only: bool = False
+    unix_only: bool = False
+    """Offered only off Windows (the local sendmail of a Unix server)."""
+    may_ask: bool = False
+    """The mail program may stop each mail with a security prompt on its own screen (Simple MAPI, Outlook):
+    a face says so while sending, or the operator waits without knowing why."""
 
 
 def _smtp() -> Builder:
@@ -52,16 +58,55 @@ def _smtp() -> Builder:
     return transport.build
 
 
+def _mapi() -> Builder:
+    from opos_tui.services.transports import mapi
+
+    return mapi.build
+
+
+def _outlook() -> Builder:
+    from opos_tui.services.transports import outlook
+
+    return outlook.build
+
+
+def _sendmail() -> Builder:
+    from opos_tui.services.transports import sendmail
+
+    return sendmail.build
+
+
 CONNECTIONS: dict[Connection, ConnectionType] = {
-    "windows": ConnectionType("Windows-Standard (Simple MAPI)", None, windows_only=True),
-    "outlook": ConnectionType("Outlook (Extended MAPI)", None, windows_only=True),
+    "windows": ConnectionType("Windows-Standard (Simple MAPI)", _mapi, windows_only=True, may_ask=True),
+    "outlook": ConnectionType("Outlook (Extended MAPI)", _outlook, windows_only=True, may_ask=True),
     "smtp": ConnectionType("SMTP", _smtp),
+    "sendmail": ConnectionType("sendmail (Unix)", _sendmail, unix_only=True),
 }
 
 
 def connection_labels() -> dict[str, str]:
     """Each connection type's label, in the order the settings form offers them."""
     return {name: kind.label for name, kind in CONNECTIONS.items()}
+
+
+def offered_here() -> dict[str, str]:
+    """The labels of the types the settings form offers on this computer: all of the original dialog's (the
+    Windows ones say off Windows that they work on Windows only), and sendmail on Unix."""
+    on_windows = sys.platform == "win32"
+    return {name: kind.label for name, kind in CONNECTIONS.items() if not (kind.unix_only and on_windows)}
+
+
+def windows_only(connection: Connection) -> TransportUnavailable:
+    """The plain message for a Windows connection type chosen on another system."""
+    label = CONNECTIONS[connection].label
+    return TransportUnavailable(
+        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
+        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
+        "the local mail program of a Unix server).",
+        f"Die Verbindungsart {connection} ({label}) funktioniert nur unter Windows: sie übergibt die Mails an "
+        f"ein Windows-Mailprogramm wie Outlook, und dieser Rechner läuft unter {sys.platform}. Bitte connection "
+        "auf smtp stellen (oder sendmail, das lokale Mailprogramm eines Unix-Servers).",
+    )
 
 
 def build_transport(
@@ -80,17 +125,12 @@ def build_transport(
     connection = settings.connection
     kind = CONNECTIONS[connection]
     if kind.windows_only and sys.platform != "win32":
+        raise windows_only(connection)
+    if kind.unix_only and sys.platform == "win32":
         raise TransportUnavailable(
-            f"Connection type {connection} ({kind.label}) needs Windows with a MAPI mail program such as "
-            f"Outlook; this computer runs {sys.platform}. Set connection to smtp.",
-            f"Die Verbindungsart {connection} ({kind.label}) braucht Windows mit einem MAPI-Mailprogramm "
-            f"wie Outlook; dieser Rechner läuft unter {sys.platform}. Bitte connection auf smtp stellen.",
-        )
-    if kind.load is None:
-        raise TransportUnavailable(
-            f"Connection type {connection} ({kind.label}) is not available in this version yet; use smtp.",
-            f"Die Verbindungsart {connection} ({kind.label}) ist in dieser Version noch nicht verfügbar; "
-            "bitte smtp verwenden.",
+            f"Connection type {connection} ({kind.label}) works on Unix only; on Windows use windows, outlook or smtp.",
+            f"Die Verbindungsart {connection} ({kind.label}) funktioniert nur unter Unix; unter Windows bitte "
+            "windows, outlook oder smtp verwenden.",
         )
     build = kind.load()
     return build(settings, store, password=password, token_provider=token_provider, observer=observer)

@@ -1,0 +1,817 @@
+"""The SQLite engine: the whole queue in one file (``queue.db``) shared by every process of an installation.
+
+How it keeps the promises of :mod:`.engine`:
+
+- The file runs in WAL mode with ``synchronous=FULL``: a committed change survives a crash or power loss.
+- Every write is one ``BEGIN IMMEDIATE`` transaction: it takes the file's write lock before it reads, so two
+  operators and a cron job can claim from one queue at once and no item is claimed by two of them.
+- A claim records the claiming host, process and lease. On this host a claim is alive while its process is
+  (:func:`.liveness.pid_alive`); from another host, while its lease lasts.
+- The schema is versioned (``PRAGMA user_version``); :data:`MIGRATIONS` bring a file of any earlier version
+  up to date when it is opened, inside one write transaction.
+- Statements never carry more than :data:`MAX_PARAMETERS` parameters, on every SQLite build; lists of item
+  numbers go through :func:`select_in`, which splits them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from opos_tui.services.files import make_file, narrow
+from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, StatusFilter
+from opos_tui.services.queue.headers import date_header, new_message_id
+from opos_tui.services.queue.liveness import pid_alive
+from opos_tui.services.queue.model import (
+    DELETABLE,
+    EDITABLE,
+    HOLDABLE,
+    RELEASABLE,
+    RETRYABLE,
+    ActionResult,
+    Attachment,
+    AttachmentInfo,
+    Attempt,
+    DuplicateImport,
+    ItemRow,
+    LetterType,
+    NewItem,
+    QueueError,
+    QueueGone,
+    QueueItem,
+    Recipient,
+    Status,
+    UnknownItems,
+)
+from opos_tui.services.queue.search import search_text, search_words
+
+BUSY_TIMEOUT_MS = 15_000
+MAX_PARAMETERS = 999
+"""The most parameters one statement carries: the lowest limit of any SQLite build (older ones and some
+distributions stop at 999), set on every connection so that a missed :func:`select_in` fails everywhere."""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: items with their recipients, attachments and attempts; ``meta.changes`` counts every write.
+    """
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        status TEXT NOT NULL,
+        type TEXT NOT NULL,
+        level INTEGER,
+        sender TEXT NOT NULL,
+        reply_to TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        vars TEXT NOT NULL DEFAULT '{}',
+        customer_name TEXT NOT NULL DEFAULT '',
+        customer_number TEXT NOT NULL DEFAULT '',
+        document_number TEXT NOT NULL DEFAULT '',
+        search TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL UNIQUE,
+        date TEXT,
+        source_key TEXT UNIQUE,
+        created_at REAL NOT NULL,
+        first_attempt_at REAL,
+        next_attempt_at REAL,
+        sent_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        claim_host TEXT,
+        claim_pid INTEGER,
+        lease_until REAL
+    );
+    CREATE INDEX items_status ON items (status, id);
+    CREATE TABLE recipients (
+        item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL,
+        refused TEXT,
+        PRIMARY KEY (item_id, position)
+    );
+    CREATE TABLE attachments (
+        item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        filename TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (item_id, position)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        reply TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX attempts_item ON attempts (item_id, id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('changes', 0);
+    """,
+    # 2: the plausibility check's result per item (services.plausibility). Attachments and document numbers
+    # never change after enqueue, so a result stays valid for the item's life.
+    """
+    CREATE TABLE plausibility (
+        item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+        ok INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
+)
+"""The schema, one step per version: ``MIGRATIONS[n]`` turns a file of version ``n`` into version ``n + 1``."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# A deferred item counts as tried by a run that began at the parameter (``since``) if it was deferred after
+# that: its last history entry is its deferral.
+_DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = items.id), 0) < ?"
+# What a run may take among the items it was given: pending ones, and deferred ones at once (the operator
+# named them) unless the deferral happened during this run.
+_NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
+
+# The To list and attachment names of a row, in order, without loading the rows themselves (and without
+# touching attachment bytes: ``data`` is the last column, stored apart from the names).
+_ROW_COLUMNS = """
+    items.id, items.status, items.type, items.level, items.customer_name, items.customer_number,
+    items.document_number, items.subject, items.attempts, items.error, items.message_id, items.created_at,
+    items.sent_at, items.next_attempt_at,
+    (SELECT json_group_array(json_array(name, address))
+       FROM (SELECT name, address FROM recipients r
+              WHERE r.item_id = items.id AND r.kind = 'to' ORDER BY r.position)) AS to_json,
+    (SELECT json_group_array(filename)
+       FROM (SELECT filename FROM attachments a WHERE a.item_id = items.id ORDER BY a.position)) AS att_json,
+    (SELECT ok FROM plausibility p WHERE p.item_id = items.id) AS plausible
+"""
+
+_STALE_REASON = "the sending process stopped while this mail was being sent: it may have arrived"
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file a path names (device and inode), or None if it names none that can be seen."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def not_a_queue(path: Path, why: str) -> QueueError:
+    return QueueError(
+        f"{path} is not an opos-tui queue or is damaged ({why})",
+        f"{path} ist keine opos-tui-Warteschlange oder beschädigt ({why})",
+        why,
+    )
+
+
+def queue_error(path: Path, exc: sqlite3.Error) -> QueueError:
+    """What an SQLite error on the queue file means for the person who ran the command."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code; not set on every error
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        waited = f"{BUSY_TIMEOUT_MS / 1000:g}"
+        return QueueError(
+            f"the queue {path} is locked by another process (waited {waited} s): try again later",
+            f"die Warteschlange {path} ist von einem anderen Prozess gesperrt ({waited} s gewartet):"
+            " später erneut versuchen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return QueueError(
+            f"the queue {path} cannot be opened for writing ({exc}): check the permissions of the file and its folder",
+            f"die Warteschlange {path} ist nicht beschreibbar ({exc}): Rechte der Datei und ihres Ordners prüfen",
+            str(exc),
+        )
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return not_a_queue(path, str(exc))
+    if code == sqlite3.SQLITE_FULL:
+        return QueueError(
+            f"the queue {path} cannot grow: the disk is full",
+            f"die Warteschlange {path} kann nicht wachsen: die Platte ist voll",
+            str(exc),
+        )
+    return QueueError(
+        f"the queue {path} cannot be used: {exc}", f"die Warteschlange {path} ist nicht nutzbar: {exc}", str(exc)
+    )
+
+
+def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
+    """A connection to the queue file as the engine uses it: autocommit (transactions are explicit), usable
+    from any thread (the engine serialises), durable (WAL, ``synchronous=FULL``), patient with other writers
+    (``busy_timeout``), foreign keys on, at most :data:`MAX_PARAMETERS` parameters per statement.
+    ``create=False``: only a file that is there, opened for reading and writing."""
+    db = sqlite3.connect(
+        path if create else f"{path.absolute().as_uri()}?mode=rw",
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        uri=not create,
+    )
+    try:
+        db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_PARAMETERS)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def select_in(db: sqlite3.Connection, sql: str, ids: Iterable[int], *params: object) -> Iterator[sqlite3.Row]:
+    """The rows of ``sql`` for any number of ``ids``: ``sql`` holds ``IN ({ids})``, which is filled with one
+    chunk of ids at a time (in the order given), followed by ``params``. Lazy: stop early and the remaining
+    chunks are never queried."""
+    wanted = list(ids)
+    size = MAX_PARAMETERS - len(params)
+    for start in range(0, len(wanted), size):
+        chunk = wanted[start : start + size]
+        cursor = db.execute(sql.format(ids=", ".join(["?"] * len(chunk))), [*chunk, *params])
+        cursor.row_factory = sqlite3.Row
+        yield from cursor
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _where(statuses: StatusFilter, search: str) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if isinstance(statuses, Status):
+        statuses = [statuses]
+    if statuses is not None:
+        wanted = [Status(s).value for s in statuses]
+        clauses.append(f"items.status IN ({', '.join('?' for _ in wanted)})")
+        params += wanted
+    for word in search_words(search):
+        clauses.append("instr(items.search, ?) > 0")
+        params.append(word)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _row(r: sqlite3.Row) -> ItemRow:
+    to = tuple(Recipient("to", address, name).formatted() for name, address in json.loads(r["to_json"]))
+    return ItemRow(
+        id=r["id"],
+        status=Status(r["status"]),
+        type=LetterType(r["type"]),
+        level=r["level"],
+        to=to,
+        customer_name=r["customer_name"],
+        customer_number=r["customer_number"],
+        document_number=r["document_number"],
+        subject=r["subject"],
+        attachments=tuple(json.loads(r["att_json"])),
+        attempts=r["attempts"],
+        error=r["error"],
+        message_id=r["message_id"],
+        created_at=_dt(r["created_at"]) or datetime.now(UTC),
+        sent_at=_dt(r["sent_at"]),
+        next_attempt_at=_dt(r["next_attempt_at"]),
+        plausible=None if r["plausible"] is None else bool(r["plausible"]),
+    )
+
+
+def _statuses(db: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Status]:
+    found = {int(r[0]): Status(r[1]) for r in select_in(db, "SELECT id, status FROM items WHERE id IN ({ids})", ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise UnknownItems(missing)
+    return found
+
+
+def _insert_recipients(db: sqlite3.Connection, item_id: int, recipients: Iterable[Recipient]) -> None:
+    db.executemany(
+        "INSERT INTO recipients (item_id, position, kind, name, address) VALUES (?, ?, ?, ?, ?)",
+        [(item_id, pos, r.kind, r.name, r.address) for pos, r in enumerate(recipients)],
+    )
+
+
+def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: str = "") -> None:
+    """One line of an item's history."""
+    db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
+
+
+class SqliteQueue:
+    """The send queue in one SQLite file (a :class:`~.engine.QueueEngine`). Thread-safe; one instance per
+    process is enough, plus one per worker thread that must not wait for the others (:meth:`another`).
+    Each method does what :class:`~.engine.QueueEngine` says it does; the comments here say only how.
+
+    Open an installation's queue with :func:`~opos_tui.services.queue.open_queue`. ``create=False`` opens
+    only a queue that is there: never a new one, and never a file that is not an SQLite database (SQLite
+    might write into it). ``clock`` is where every recorded time comes from; ``message_id`` makes the
+    Message-ID of a new item from its sender; ``host`` names this host in claims (the host name unless given).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        create: bool = True,
+        clock: Clock = time.time,
+        message_id: Callable[[str], str] = new_message_id,
+        host: str | None = None,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.message_id = message_id
+        self.host = socket.gethostname() if host is None else host
+        self.pid = os.getpid()
+        self._lock = threading.RLock()
+        self._create = create
+        try:
+            if create:
+                # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
+                # mode of the database file. Those an earlier version made world-readable are narrowed.
+                make_file(path)
+            else:
+                with path.open("rb") as file:
+                    is_sqlite = file.read(16) == b"SQLite format 3\x00"
+                if not is_sqlite:
+                    raise not_a_queue(path, "not an SQLite database")
+            for companion in ("-wal", "-shm"):
+                narrow(path.with_name(path.name + companion))
+        except OSError as exc:
+            raise QueueError(
+                f"cannot open the queue {path}: {exc.strerror}",
+                f"Warteschlange {path} nicht zu öffnen: {exc.strerror}",
+                str(exc),
+            ) from None
+        with self._sqlite_errors():
+            self._db = connect(path, create=create)
+            try:
+                self._migrate()
+            except BaseException:
+                self._db.close()
+                raise
+        self._identity = _file_identity(path)
+
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0 and not self._create:
+            raise not_a_queue(self.path, "no queue in it")
+        if version > SCHEMA_VERSION:
+            raise QueueError(
+                f"the queue {self.path} was made by a newer opos-tui (schema {version})",
+                f"die Warteschlange {self.path} stammt von einem neueren opos-tui (Schema {version})",
+            )
+        with self._write() as db:
+            # Read again inside the lock: another process may have migrated it meanwhile.
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in MIGRATIONS[found:]:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """The one place where SQLite's errors become a :class:`QueueError` that says what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise queue_error(self.path, exc) from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock."""
+        with self._lock, self._sqlite_errors():
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("UPDATE meta SET value = value + 1 WHERE key = 'changes'")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock, self._sqlite_errors():
+            cursor = self._db.execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def _read_in(self, sql: str, ids: Iterable[int], *params: object) -> list[sqlite3.Row]:
+        with self._lock, self._sqlite_errors():
+            return list(select_in(self._db, sql, ids, *params))
+
+    def check_file(self) -> None:
+        """:class:`QueueGone` if the path no longer names the file this queue has open (it was deleted, or
+        another file was put in its place)."""
+        found = _file_identity(self.path)
+        if found != self._identity or found is None:
+            raise QueueGone(self.path, replaced=found is not None)
+
+    def another(self) -> SqliteQueue:
+        self.check_file()
+        other = SqliteQueue(self.path, create=False, clock=self.clock, message_id=self.message_id, host=self.host)
+        if other._identity != self._identity:
+            other.close()
+            raise QueueGone(self.path, replaced=True)
+        return other
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- adding ---------------------------------------------------------------------------------------
+
+    def enqueue(self, item: NewItem) -> QueueItem:
+        (item_id,) = self.enqueue_many([item])
+        return self.get(item_id)
+
+    def enqueue_many(self, items: Iterable[NewItem]) -> list[int]:
+        ids: list[int] = []
+        now = self.clock()
+        with self._write() as db:
+            for item in items:
+                if item.source_key is not None:
+                    found = db.execute("SELECT id FROM items WHERE source_key = ?", (item.source_key,)).fetchone()
+                    if found:
+                        raise DuplicateImport(found[0])
+                cursor = db.execute(
+                    """INSERT INTO items (status, type, level, sender, reply_to, subject, body, vars, customer_name,
+                           customer_number, document_number, search, message_id, source_key, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (
+                        Status.PENDING.value,
+                        item.type.value,
+                        item.level,
+                        item.sender,
+                        item.reply_to,
+                        item.subject,
+                        item.body,
+                        json.dumps(item.vars, ensure_ascii=False),
+                        item.vars.get("customer_name", ""),
+                        item.vars.get("customer_number", ""),
+                        item.vars.get("document_number", ""),
+                        search_text(item.subject, item.recipients, item.vars),
+                        self.message_id(item.sender),
+                        item.source_key,
+                        now,
+                    ),
+                )
+                item_id = int(cursor.lastrowid or 0)
+                _insert_recipients(db, item_id, item.recipients)
+                db.executemany(
+                    "INSERT INTO attachments (item_id, position, filename, content_type, size, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (item_id, pos, a.filename, a.content_type, len(a.data), a.data)
+                        for pos, a in enumerate(item.attachments)
+                    ],
+                )
+                ids.append(item_id)
+        return ids
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        self.check_file()
+        return int(self._read("SELECT value FROM meta WHERE key = 'changes'")[0][0])
+
+    def page(self, status: StatusFilter = None, search: str = "", offset: int = 0, limit: int = 100) -> list[ItemRow]:
+        where, params = _where(status, search)
+        rows = self._read(
+            f"SELECT {_ROW_COLUMNS} FROM items{where} ORDER BY items.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_row(r) for r in rows]
+
+    def count(self, status: StatusFilter = None, search: str = "") -> int:
+        where, params = _where(status, search)
+        return int(self._read(f"SELECT count(*) FROM items{where}", params)[0][0])
+
+    def counts(self) -> dict[Status, int]:
+        found = {r[0]: r[1] for r in self._read("SELECT status, count(*) FROM items GROUP BY status")}
+        return {s: int(found.get(s.value, 0)) for s in Status}
+
+    def customers(self, ids: Sequence[int]) -> int:
+        sql = """
+            SELECT DISTINCT CASE
+                WHEN customer_number != '' THEN 'number:' || customer_number
+                WHEN customer_name != '' THEN 'name:' || customer_name
+                ELSE 'to:' || coalesce((SELECT lower(address) FROM recipients r
+                                         WHERE r.item_id = items.id AND r.kind = 'to'
+                                         ORDER BY r.position LIMIT 1), '')
+            END FROM items WHERE id IN ({ids})"""
+        return len({str(r[0]) for r in self._read_in(sql, ids)})
+
+    def ids(self, status: StatusFilter = None, search: str = "") -> list[int]:
+        where, params = _where(status, search)
+        return [int(r[0]) for r in self._read(f"SELECT id FROM items{where} ORDER BY id DESC", params)]
+
+    def position(self, item_id: int, status: StatusFilter = None, search: str = "") -> int:
+        where, params = _where(status, search)
+        sql = f"SELECT count(*) FROM items{where}{' AND' if where else ' WHERE'} items.id > ?"
+        return int(self._read(sql, [*params, item_id])[0][0])
+
+    def statuses(self, ids: Sequence[int]) -> dict[int, Status]:
+        with self._lock, self._sqlite_errors():
+            return _statuses(self._db, ids)
+
+    def message_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        rows = self._read_in("SELECT id, message_id FROM items WHERE id IN ({ids})", ids)
+        return {int(r["id"]): str(r["message_id"]) for r in rows}
+
+    def get(self, item_id: int) -> QueueItem:
+        rows = self._read(
+            f"""SELECT {_ROW_COLUMNS}, items.sender, items.reply_to, items.body, items.vars, items.date,
+                       items.first_attempt_at
+                FROM items WHERE items.id = ?""",
+            (item_id,),
+        )
+        if not rows:
+            raise UnknownItems([item_id])
+        r = rows[0]
+        row = _row(r)
+        recipients = tuple(
+            Recipient(kind=x["kind"], address=x["address"], name=x["name"], refused=x["refused"])
+            for x in self._read(
+                "SELECT kind, name, address, refused FROM recipients WHERE item_id = ? ORDER BY position", (item_id,)
+            )
+        )
+        infos = tuple(
+            AttachmentInfo(x["position"], x["filename"], x["content_type"], x["size"])
+            for x in self._read(
+                "SELECT position, filename, content_type, size FROM attachments WHERE item_id = ? ORDER BY position",
+                (item_id,),
+            )
+        )
+        history = tuple(
+            Attempt(_dt(x["at"]) or datetime.now(UTC), x["outcome"], x["reply"])
+            for x in self._read("SELECT at, outcome, reply FROM attempts WHERE item_id = ? ORDER BY id", (item_id,))
+        )
+        return QueueItem(
+            **{f: getattr(row, f) for f in ItemRow.__dataclass_fields__},
+            sender=r["sender"],
+            reply_to=r["reply_to"],
+            recipients=recipients,
+            body=r["body"],
+            vars=json.loads(r["vars"]),
+            attachment_infos=infos,
+            history=history,
+            date=r["date"],
+            first_attempt_at=_dt(r["first_attempt_at"]),
+        )
+
+    def attachments(self, item_id: int) -> list[Attachment]:
+        return [
+            Attachment(x["position"], x["filename"], x["content_type"], x["size"], bytes(x["data"]))
+            for x in self._read(
+                "SELECT position, filename, content_type, size, data FROM attachments WHERE item_id = ?"
+                " ORDER BY position",
+                (item_id,),
+            )
+        ]
+
+    def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
+        now = self.clock()
+        since = now if since is None else since
+        if ids is None:
+            sql = (
+                "SELECT count(*) FROM items WHERE status = 'pending'"
+                f" OR (status = 'deferred' AND next_attempt_at <= ? AND {_DEFERRED_BEFORE})"
+            )
+            return int(self._read(sql, (now, since))[0][0])
+        sql = f"SELECT count(*) FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE}"
+        return sum(int(r[0]) for r in self._read_in(sql, dict.fromkeys(ids), since))
+
+    # --- plausibility results -------------------------------------------------------------------------
+
+    def unchecked(self, ids: Sequence[int] | None = None, limit: int = 100) -> list[int]:
+        base = "SELECT id FROM items WHERE status != 'sent' AND id NOT IN (SELECT item_id FROM plausibility)"
+        if ids is None:
+            return [int(r[0]) for r in self._read(f"{base} ORDER BY id DESC LIMIT ?", (limit,))]
+        found = [int(r[0]) for r in self._read_in(f"{base} AND id IN ({{ids}})", ids)]
+        return sorted(found, reverse=True)[:limit]
+
+    def record_checks(self, results: Iterable[tuple[int, bool, str]]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO plausibility (item_id, ok, detail)"
+                " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM items WHERE id = ?)",
+                [(item_id, int(ok), detail, item_id) for item_id, ok, detail in results],
+            )
+
+    def check_detail(self, item_id: int) -> str | None:
+        rows = self._read("SELECT detail FROM plausibility WHERE item_id = ?", (item_id,))
+        return str(rows[0][0]) if rows else None
+
+    def flagged(self, ids: Sequence[int]) -> list[int]:
+        sql = "SELECT item_id FROM plausibility WHERE ok = 0 AND item_id IN ({ids})"
+        return sorted((int(r[0]) for r in self._read_in(sql, ids)), reverse=True)
+
+    # --- operator actions -----------------------------------------------------------------------------
+
+    def _act(
+        self, ids: Iterable[int], allowed: frozenset[Status], change: Callable[[sqlite3.Connection, int, float], None]
+    ) -> ActionResult:
+        """Apply ``change`` to those of ``ids`` whose status is ``allowed``, in one transaction."""
+        wanted = list(dict.fromkeys(ids))
+        with self._write() as db:
+            found = _statuses(db, wanted)
+            changed = [i for i in wanted if found[i] in allowed]
+            now = self.clock()
+            for item_id in changed:
+                change(db, item_id, now)
+        return ActionResult(tuple(changed), {i: found[i] for i in wanted if i not in changed})
+
+    def _transition(
+        self, ids: Iterable[int], allowed: frozenset[Status], target: Status, note: str, clear_backoff: bool = False
+    ) -> ActionResult:
+        extra = ", next_attempt_at = NULL" if clear_backoff else ""
+
+        def change(db: sqlite3.Connection, item_id: int, now: float) -> None:
+            db.execute(f"UPDATE items SET status = ?{extra} WHERE id = ?", (target.value, item_id))
+            _note(db, item_id, now, note)
+
+        return self._act(ids, allowed, change)
+
+    def hold(self, ids: Iterable[int]) -> ActionResult:
+        return self._transition(ids, HOLDABLE, Status.HELD, "held")
+
+    def release(self, ids: Iterable[int]) -> ActionResult:
+        return self._transition(ids, RELEASABLE, Status.PENDING, "released")
+
+    def retry(self, ids: Iterable[int] | None = None) -> ActionResult:
+        if ids is None:
+            ids = self.ids(RETRYABLE)
+        return self._transition(ids, RETRYABLE, Status.PENDING, "retry", clear_backoff=True)
+
+    def mark_sent(self, ids: Iterable[int]) -> ActionResult:
+        def change(db: sqlite3.Connection, item_id: int, now: float) -> None:
+            db.execute("UPDATE items SET status = 'sent', sent_at = ?, error = NULL WHERE id = ?", (now, item_id))
+            _note(db, item_id, now, "marked-sent")
+
+        return self._act(ids, frozenset({Status.UNCERTAIN}), change)
+
+    def delete(self, ids: Iterable[int]) -> ActionResult:
+        def change(db: sqlite3.Connection, item_id: int, now: float) -> None:
+            db.execute("DELETE FROM items WHERE id = ?", (item_id,))
+
+        return self._act(ids, DELETABLE, change)
+
+    def set_recipients(self, item_id: int, recipients: Sequence[Recipient]) -> None:
+        with self._write() as db:
+            status = _statuses(db, [item_id])[item_id]
+            if status not in EDITABLE:
+                raise QueueError(
+                    f"#{item_id} is {status}: its recipients can no longer change",
+                    f"#{item_id} ist {status}: die Empfänger sind nicht mehr änderbar",
+                )
+            db.execute("DELETE FROM recipients WHERE item_id = ?", (item_id,))
+            _insert_recipients(db, item_id, recipients)
+            subject, raw_vars = db.execute("SELECT subject, vars FROM items WHERE id = ?", (item_id,)).fetchone()
+            db.execute(
+                "UPDATE items SET search = ? WHERE id = ?",
+                (search_text(subject, recipients, json.loads(raw_vars)), item_id),
+            )
+
+    # --- sending --------------------------------------------------------------------------------------
+
+    def claim(
+        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+    ) -> QueueItem | None:
+        now = self.clock()
+        since = now if since is None else since
+        with self._write() as db:
+            if ids is None:
+                # Two index lookups: one OR query would sort every pending item to find the oldest.
+                sql = (
+                    "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
+                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
+                    f" AND {_DEFERRED_BEFORE})"
+                )
+                found = db.execute(sql, (now, since)).fetchone()[0]
+            else:
+                # Chunks in ascending order: the first one holding a sendable item holds the oldest.
+                sql = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
+                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since)), None)
+            if found is None:
+                return None
+            item_id = int(found)
+            db.execute(
+                """UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,
+                       attempts = attempts + 1, date = coalesce(date, ?),
+                       first_attempt_at = coalesce(first_attempt_at, ?)
+                   WHERE id = ?""",
+                (self.host, self.pid, now + lease, date_header(now), now, item_id),
+            )
+        return self.get(item_id)
+
+    def _finish(
+        self,
+        item_id: int,
+        status: Status,
+        outcome: str,
+        reply: str,
+        *,
+        error: str | None,
+        sent: bool = False,
+        next_attempt_at: float | None = None,
+        refused: dict[str, str] | None = None,
+    ) -> None:
+        now = self.clock()
+        with self._write() as db:
+            db.execute(
+                """UPDATE items SET status = ?, error = ?, sent_at = ?, next_attempt_at = ?,
+                       claim_host = NULL, claim_pid = NULL, lease_until = NULL
+                   WHERE id = ? AND status = 'sending'""",
+                (status.value, error, now if sent else None, next_attempt_at, item_id),
+            )
+            _note(db, item_id, now, outcome, reply)
+            for address, why in (refused or {}).items():
+                db.execute(
+                    "UPDATE recipients SET refused = ? WHERE item_id = ? AND lower(address) = lower(?)",
+                    (why, item_id, address),
+                )
+
+    def record_sent(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:
+        self._finish(item_id, Status.SENT, "sent", reply, error=None, sent=True, refused=refused)
+
+    def record_deferred(self, item_id: int, reply: str, retry_at: datetime) -> None:
+        self._finish(item_id, Status.DEFERRED, "deferred", reply, error=reply, next_attempt_at=retry_at.timestamp())
+
+    def record_failed(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:
+        self._finish(item_id, Status.FAILED, "failed", reply, error=reply, refused=refused)
+
+    def record_uncertain(self, item_id: int, reason: str) -> None:
+        self._finish(item_id, Status.UNCERTAIN, "uncertain", reason, error=reason)
+
+    def unclaim(self, item_id: int, reason: str) -> None:
+        self._unclaim(item_id, Status.PENDING, "not-sent", reason, error=None)
+
+    def record_held(self, item_id: int, reason: str) -> None:
+        self._unclaim(item_id, Status.HELD, "held", reason, error=reason)
+
+    def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
+        now = self.clock()
+        with self._write() as db:
+            db.execute(
+                """UPDATE items SET status = ?, attempts = max(attempts - 1, 0), error = coalesce(?, error),
+                       claim_host = NULL, claim_pid = NULL, lease_until = NULL
+                   WHERE id = ? AND status = 'sending'""",
+                (status.value, error, item_id),
+            )
+            _note(db, item_id, now, outcome, reason)
+
+    def quick_check(self) -> list[str]:
+        try:
+            return [str(r[0]) for r in self._read("PRAGMA quick_check")]
+        except QueueError as exc:  # too broken to be checked at all
+            return [exc.detail or exc.en]
+
+    def recover_stale(self) -> list[int]:
+        now = self.clock()
+        stale: list[tuple[int, str, int]] = []
+        rows = self._read("SELECT id, claim_host, claim_pid, lease_until FROM items WHERE status = 'sending'")
+        for r in rows:
+            if r["claim_host"] == self.host:
+                gone = r["claim_pid"] != self.pid and not pid_alive(int(r["claim_pid"] or 0))
+            else:
+                gone = (r["lease_until"] or 0) < now
+            if gone:
+                stale.append((int(r["id"]), r["claim_host"], r["claim_pid"]))
+        if not stale:
+            return []
+        recovered: list[int] = []
+        with self._write() as db:
+            for item_id, host, pid in stale:
+                # Only the claim seen above: the item may have been finished and claimed again meanwhile.
+                cursor = db.execute(
+                    """UPDATE items SET status = 'uncertain', error = ?, claim_host = NULL, claim_pid = NULL,
+                           lease_until = NULL
+                       WHERE id = ? AND status = 'sending' AND claim_host = ? AND claim_pid = ?""",
+                    (_STALE_REASON, item_id, host, pid),
+                )
+                if cursor.rowcount:
+                    recovered.append(item_id)
+                    _note(db, item_id, now, "uncertain", _STALE_REASON)
+        return recovered

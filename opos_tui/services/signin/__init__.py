@@ -1,0 +1,142 @@
+"""OAuth 2.0 sign-in for sending: which provider, its silent token provider, and waiting for a person.
+
+``auth.method = oauth`` never waits for a person: a cached or silently refreshed token, else the run stops
+with :class:`~opos_tui.services.signin.errors.SignInRequired` (every item stays pending). ``oauth-dialog``
+lets the face that runs the send ask a person to sign in (the TUI's modal, or on a terminal the address and
+code printed by the command line) through the dispatcher's ``on_interaction`` hook, then goes on. With no
+terminal at all (cron) the command line behaves as ``oauth`` and never even asks for a device code.
+
+msal and google-auth-oauthlib are imported only when a sign-in is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from opos_tui.services.errors import TransportUnavailable
+from opos_tui.services.home import Home
+from opos_tui.services.signin.cache import TokenCacheFile
+from opos_tui.services.signin.errors import NotConfigured, SignInRefused, SignInRequired
+from opos_tui.services.signin.http import describe_proxy
+from opos_tui.services.signin.microsoft import DeviceCode, MicrosoftSignIn, Token
+from opos_tui.services.transports.base import TokenProvider
+from opos_tui.settings import Settings
+
+__all__ = ["DeviceCode", "MicrosoftSignIn", "SignInStatus", "Token", "for_transport", "sign_in_for", "status"]
+
+OAUTH_METHODS = ("oauth", "oauth-dialog")
+
+SignIn = MicrosoftSignIn
+
+
+def uses_oauth(settings: Settings) -> bool:
+    return settings.connection == "smtp" and settings.auth.method in OAUTH_METHODS
+
+
+def sign_in_for(settings: Settings, home: Home) -> SignIn:
+    """The configured provider's sign-in; NotConfigured (exit 2) when oauth.client_id is empty."""
+    if settings.oauth.provider == "google":
+        if not settings.oauth.client_id:
+            raise NotConfigured("google")
+        raise TransportUnavailable(
+            "signing in with Google is not available in this version yet: use a Google app password with "
+            "auth.method password for now",
+            "die Anmeldung bei Google ist in dieser Version noch nicht verfügbar: vorerst ein Google-App-Passwort "
+            "mit auth.method password verwenden",
+        )
+    return MicrosoftSignIn(settings.oauth, TokenCacheFile(home))
+
+
+def for_transport(settings: Settings, home: Home) -> tuple[Settings, TokenProvider | None]:
+    """The settings a transport is built from and its token provider (None unless auth.method is OAuth).
+
+    The XOAUTH2 user is auth.profile, else the signed-in account's user name: with nobody signed in and no
+    profile, :class:`SignInRequired` is raised here already."""
+    if not uses_oauth(settings):
+        return settings, None
+    signin = sign_in_for(settings, home)
+
+    async def token() -> str:
+        found = await asyncio.to_thread(signin.silent)
+        if found is None:
+            raise SignInRequired()
+        return found.access_token
+
+    if not settings.auth.profile:
+        account = signin.account()
+        if not account:
+            raise SignInRequired()
+        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"profile": account})})
+    return settings, token
+
+
+def has_terminal() -> bool:
+    """A person may be at this process: stdin is a TTY or there is a controlling terminal."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        return True
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+class Cancelled(Exception):
+    """The person cancelled the sign-in (Esc)."""
+
+
+def wait_for_sign_in(signin: SignIn, code: DeviceCode, cancelled: threading.Event | None = None) -> Token:
+    """Poll at the authority's interval until the person has signed in. Raises Cancelled, or SignInRefused
+    when the code expires; whatever the authority refuses is raised as its admin's error."""
+    stop = cancelled or threading.Event()
+    while True:
+        token = signin.poll(code)
+        if token is not None:
+            return token
+        if time.time() >= code.expires_at:
+            raise SignInRefused(
+                "the code expired before the sign-in was completed: sign in again",
+                "der Code ist abgelaufen, bevor die Anmeldung abgeschlossen war: erneut anmelden",
+            )
+        if stop.wait(code.interval):
+            raise Cancelled
+
+
+@dataclass(frozen=True)
+class SignInStatus:
+    provider: str
+    signed_in: bool
+    account: str
+    expires_at: float | None
+    cache: str
+    proxy: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "provider": self.provider,
+            "signed_in": self.signed_in,
+            "account": self.account or None,
+            "expires_at": int(self.expires_at) if self.expires_at else None,
+            "cache": self.cache,
+            "proxy": self.proxy,
+        }
+
+
+def status(settings: Settings, home: Home) -> SignInStatus:
+    """Who is signed in (from the cache, no network), where the tokens are kept and the proxy in use."""
+    signin = sign_in_for(settings, home)
+    account = signin.account()
+    return SignInStatus(
+        signin.provider,
+        bool(account),
+        account,
+        signin.expires_at() if account else None,
+        signin.cache.describe(),
+        describe_proxy(signin.authority, settings.oauth.proxy),
+    )
