@@ -652,10 +652,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def dialog_allowed(current: settings.Settings) -> bool:
     """``oauth-dialog`` on a terminal: a person may be asked to sign in. Without a terminal (cron) it is
-    ``oauth``: no device code is even requested."""
+    ``oauth``: no device code is even requested. The sign-in package (and its HTTP client) is imported only
+    for ``oauth-dialog``."""
+    if current.auth.method != "oauth-dialog":
+        return False
     from opos_tui.services import signin
 
-    return current.auth.method == "oauth-dialog" and signin.has_terminal()
+    return signin.has_terminal()
 
 
 def device_code_text(code: DeviceCode) -> str:

@@ -357,3 +357,19 @@ def test_parallel_config_set_keeps_every_value(home: Home) -> None:
     saved = settings.load(home)
     assert {key: settings.format_value(settings.get_value(saved, key)) for key in values} == values
     assert mode_of(home.root / "config.toml.lock") == 0o600
+
+
+def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home) -> None:
+    """`opos-tui send` (cron, every minute) with nothing due and no OAuth: neither the sign-in package with its
+    HTTP client nor the SMTP client nor the PDF reader is imported."""
+    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "code = main(['send', '--json'])\n"
+        "heavy = ('opos_tui.services.signin', 'requests', 'aiosmtplib', 'pypdf')\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith(heavy))))"
+    )
+    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(sent.stdout)["left"] == 0
+    assert sent.stderr == "[]"
