@@ -29,7 +29,7 @@ from opos_tui.app import OposApp
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.services.home import Home
 from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Recipient, open_queue
-from opos_tui.settings import Settings, save
+from opos_tui.services.settings import Settings, save
 from tests.pdfs import make_pdf
 
 CUSTOMERS = ["Müller GmbH", "Schäfer & Söhne KG", "Bäckerei Groß", "Özdemir Logistik", "Weiß Elektro"]

@@ -30,7 +30,7 @@ import aiosmtplib
 from opos_tui.services.compose import LetterRequest, build_message, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
-from opos_tui.settings import Settings, save
+from opos_tui.services.settings import Settings, save
 
 HOST = "127.0.0.1"
 

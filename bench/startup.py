@@ -159,7 +159,7 @@ def make_homes(folder: Path) -> dict[str, Path]:
     from bench.queue_screen import fill
     from opos_tui.services.home import Home
     from opos_tui.services.queue import open_queue
-    from opos_tui.settings import Settings, save
+    from opos_tui.services.settings import Settings, save
     from tests.pdfs import make_pdf
 
     homes = {name: folder / name for name in ("enqueue", "idle", "queue")}
@@ -249,7 +249,7 @@ def main() -> None:
                 ["textual.app", *(f"textual.widgets._{w}" for w in ("data_table", "footer", "header"))]
             ),
             "opos-tui TUI: opos_tui.app": "opos_tui.app",
-            "  of which the settings model": "opos_tui.settings",
+            "  of which the settings model": "opos_tui.services.settings",
         }
         print()
         print("what costs what: importing, in a fresh process")

@@ -17,10 +17,9 @@ os.environ["OPOS_TUI_LANG"] = "en"
 
 from textual.pilot import Pilot
 
-from opos_tui import settings
 from opos_tui.app import OposApp, StartScreen
 from opos_tui.screens.queue import QueueScreen
-from opos_tui.services import demo
+from opos_tui.services import demo, settings
 from opos_tui.services.home import Home
 
 DOCS = Path(__file__).resolve().parent

@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Coroutine
 
-    from opos_tui import settings
     from opos_tui.app import StartScreen
+    from opos_tui.services import settings
     from opos_tui.services.dispatcher import InteractionHandler, Progress
     from opos_tui.services.home import Home
     from opos_tui.services.queue import ActionResult, ItemRow
+    from opos_tui.services.send_run import RunEvent
     from opos_tui.services.signin import DeviceCode, SignIn, Token
 
 EXIT_OK = 0
@@ -45,7 +46,7 @@ T = TypeVar("T")
 # What the parser offers, as plain data: building it must import neither the secret store nor the queue
 # (tests/test_config_cli.py holds these to the services' own lists).
 PASSWORD = "auth.password"
-SECRET_NAMES = (PASSWORD, "oauth.client_secret")
+SECRET_NAMES = (PASSWORD, "oauth.client_secret", "queue.password")
 STATUSES = ("pending", "held", "sending", "sent", "deferred", "failed", "uncertain")
 
 
@@ -90,7 +91,7 @@ def home_of(args: argparse.Namespace) -> Home:
 # --- config -------------------------------------------------------------------------------------------
 
 
-SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set")
+SHOWN_SECRETS = ("auth.password_set", "oauth.client_secret_set", "queue.password_set")
 
 
 def settings_report(home: Home) -> dict[str, Any]:
@@ -99,14 +100,14 @@ def settings_report(home: Home) -> dict[str, Any]:
     Nested as in config.toml (``.smtp.port``) and, for scripts, every key once more under its dotted name
     (``."smtp.port"``), the names ``config set`` takes.
     """
-    from opos_tui import settings
-    from opos_tui.services import secrets
+    from opos_tui.services import secrets, settings
 
     current = settings.load(home)
     store = secrets.open_store(home)
     data: dict[str, Any] = current.model_dump(mode="json")
     data["auth"]["password_set"] = store.get(secrets.PASSWORD) is not None
     data["oauth"]["client_secret_set"] = store.get(secrets.GOOGLE_CLIENT_SECRET) is not None
+    data["queue"]["password_set"] = store.get(secrets.QUEUE_PASSWORD) is not None
     for key in [*settings.KEYS, *SHOWN_SECRETS]:
         section, _, name = key.rpartition(".")
         if section:
@@ -118,7 +119,7 @@ def settings_report(home: Home) -> dict[str, Any]:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
 
     report = settings_report(home_of(args))
     if args.json:
@@ -135,7 +136,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_get(args: argparse.Namespace) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
 
     value = settings.get_value(settings.load(home_of(args)), args.key)
     if args.json:
@@ -146,7 +147,7 @@ def cmd_config_get(args: argparse.Namespace) -> int:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
 
     home = home_of(args)
     updated = settings.set_value(home, args.key, args.value)
@@ -219,8 +220,7 @@ EVENT_MARKS = {"ok": "ok", "warning": "warn", "failed": "FAIL"}
 def cmd_test_connection(args: argparse.Namespace) -> int:
     import asyncio
 
-    from opos_tui import settings
-    from opos_tui.services import secrets
+    from opos_tui.services import secrets, settings
     from opos_tui.services.connection_test import HandshakeEvent, run_connection_test
 
     home = home_of(args)
@@ -268,8 +268,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         return enqueue_batch(args)
     from pathlib import Path
 
-    from opos_tui import settings
-    from opos_tui.services import compose
+    from opos_tui.services import compose, settings
     from opos_tui.services.queue import open_queue
 
     if missing := [f"--{name}" for name in ("type", "to", "attach") if not getattr(args, name)]:
@@ -301,7 +300,7 @@ def enqueue_batch(args: argparse.Namespace) -> int:
     """One mail per line (the manifest format) from standard input or a file; one JSON result per line."""
     import json
 
-    from opos_tui import settings
+    from opos_tui.services import settings
     from opos_tui.services.batch import enqueue_lines
     from opos_tui.services.queue import open_queue
 
@@ -331,8 +330,7 @@ def enqueue_batch(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from opos_tui import settings
-    from opos_tui.services import spool
+    from opos_tui.services import settings, spool
     from opos_tui.services.queue import open_queue
 
     home = home_of(args)
@@ -401,6 +399,10 @@ def row_json(row: ItemRow) -> dict[str, Any]:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    if args.action == "migrate":
+        return cmd_queue_migrate(args)
+    if args.to is not None:
+        raise UsageError("--to goes with: queue migrate --to URL", "--to gehört zu: queue migrate --to URL")
     from opos_tui.services.queue import LetterType, Status, open_queue
 
     status = Status(args.status) if args.status else None
@@ -420,6 +422,29 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(line)
     if not rows:
         print(tr("the queue is empty", "die Warteschlange ist leer") if status is None else tr("none", "keine"))
+    return EXIT_OK
+
+
+def cmd_queue_migrate(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
+    from opos_tui.services.queue import open_postgresql
+    from opos_tui.services.queue.migrate import migrate_to_postgresql
+
+    if not args.to:
+        raise UsageError("queue migrate needs --to URL", "queue migrate braucht --to URL")
+    home = home_of(args)
+    settings.with_value(settings.load(home), "queue.url", args.to)  # a URL queue.url takes, before anything moves
+    with open_postgresql(home, args.to) as target:
+        moved = migrate_to_postgresql(home.queue_db, target)
+    settings.set_value(home, "queue.url", args.to)
+    print(
+        tr(
+            f"moved {moved.items} items, {moved.attachments} attachments and {moved.history} history lines into"
+            f" {args.to}; queue.url now points there ({home.queue_db} is left as it was)",
+            f"{moved.items} Einträge, {moved.attachments} Anhänge und {moved.history} Verlaufszeilen nach {args.to}"
+            f" verschoben; queue.url zeigt jetzt dorthin ({home.queue_db} bleibt unverändert)",
+        )
+    )
     return EXIT_OK
 
 
@@ -501,20 +526,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def progress_line(event: Progress) -> str:
-    """sent / failed / (held) / left, and the rate and ETA once the run has measured them."""
-    en = [f"sent {event.sent}", f"failed {event.failed}"]
-    de = [f"gesendet {event.sent}", f"fehlgeschlagen {event.failed}"]
-    if event.held:
-        en.append(f"held {event.held}")
-        de.append(f"zurückgehalten {event.held}")
-    en.append(f"left {event.left}")
-    de.append(f"offen {event.left}")
-    if event.rate is not None:
-        eta = f" ETA {int(event.eta) // 60}:{int(event.eta) % 60:02d}" if event.eta is not None else ""
-        en.append(f"{event.rate * 60:.0f}/min{eta}")
-        de.append(f"{event.rate * 60:.0f}/min{eta}")
+    """The run's counts, and the mail at hand."""
+    from opos_tui.services.send_run import progress_text
+
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
-    return tr(", ".join(en), ", ".join(de)) + current
+    return progress_text(event, ", ") + current
 
 
 class Terminated(Exception):
@@ -551,9 +567,10 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from opos_tui import settings
-    from opos_tui.services.dispatcher import Dispatcher, Outcome
+    from opos_tui.services import settings
+    from opos_tui.services.dispatcher import Outcome, Progress
     from opos_tui.services.queue import open_queue
+    from opos_tui.services.send_run import SendRun
 
     if args.all and args.ids:
         raise UsageError("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides")
@@ -569,8 +586,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     on_terminal = sys.stderr.isatty()
     width = 0
 
-    def show(event: Progress) -> None:
+    def show(event: RunEvent) -> None:
         nonlocal width
+        if not isinstance(event, Progress):
+            return
         if on_terminal:
             line = progress_line(event)[:200]
             sys.stderr.write("\r" + line.ljust(width))
@@ -581,14 +600,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
-        q.statuses(confirmed)  # unknown numbers are refused before anything is sent
-        engine = Dispatcher.for_installation(
-            q, home, current, on_progress=show, on_interaction=sign_in_on_terminal(current, home)
-        )
+        run = SendRun(q, home, settings=current, on_event=show, on_interaction=sign_in_on_terminal(current, home))
         try:
-            result = run_stoppable(engine.run(args.ids or None, skip_check=confirmed))
+            result = run_stoppable(run.run(args.ids or None, skip_check=confirmed))
         except (KeyboardInterrupt, Terminated) as exc:
-            interrupted, result = exc, engine.result
+            interrupted, result = exc, run.result
         finally:
             if on_terminal and width:
                 sys.stderr.write("\n")  # the summary below starts on a line of its own
@@ -719,7 +735,7 @@ def sign_in_on_terminal(current: settings.Settings, home: Home) -> InteractionHa
 
 
 def cmd_oauth_login(args: argparse.Namespace) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
     from opos_tui.services.signin import sign_in_for, wait_for_sign_in
 
     home = home_of(args)
@@ -753,7 +769,7 @@ def emit(event: dict[str, Any]) -> None:
 
 
 def cmd_oauth_logout(args: argparse.Namespace) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
     from opos_tui.services.signin import sign_in_for
 
     home = home_of(args)
@@ -765,7 +781,7 @@ def cmd_oauth_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_oauth_status(args: argparse.Namespace) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
     from opos_tui.services.signin import status
 
     home = home_of(args)
@@ -803,7 +819,7 @@ def iso_time(epoch: float | None) -> str:
 
 
 def run_tui(args: argparse.Namespace, start: StartScreen) -> int:
-    from opos_tui import settings
+    from opos_tui.services import settings
 
     home = home_of(args)
     settings.load(home)  # a broken config.toml is reported here, plainly, not as a traceback in the TUI
@@ -851,7 +867,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             home = Home(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opos-tui-demo-"))) / "home")
         with demo.start(home):
-            from opos_tui.screens.demo import DemoApp
+            from opos_tui.demo_app import DemoApp
 
             app = DemoApp(home)
             app.run()
@@ -933,7 +949,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def config_keys_help() -> str:
-    from opos_tui import settings
+    from opos_tui.services import settings
 
     return "keys: " + ", ".join(settings.KEYS)
 
@@ -1045,7 +1061,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_import)
 
-    p = sub.add_parser("queue", parents=[common], help="list the queue")
+    p = sub.add_parser(
+        "queue",
+        parents=[common],
+        help="list the queue; queue migrate --to URL moves it into PostgreSQL",
+        description="Lists the queue. 'queue migrate --to postgresql://...' moves the home's SQLite queue with every "
+        "item, attachment and history line into an unused PostgreSQL database and points queue.url there.",
+    )
+    p.add_argument("action", nargs="?", choices=["migrate"], help="migrate: move the queue into PostgreSQL (--to)")
+    p.add_argument("--to", metavar="URL", help="with migrate: the PostgreSQL database (a libpq URI)")
     p.add_argument("--status", choices=STATUSES, metavar="S", help="only items in this state")
     add_json(p)
     p.set_defaults(handler=cmd_queue)

@@ -15,7 +15,7 @@ from opos_tui.i18n import set_lang
 from opos_tui.services.home import Home
 
 # The real local servers (tests/servers/) as fixtures for every test.
-pytest_plugins = ["tests.servers.smtp", "tests.servers.oauth"]
+pytest_plugins = ["tests.servers.smtp", "tests.servers.oauth", "tests.servers.postgresql"]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from opos_tui.services.compose import LetterRequest, build_message, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import open_queue
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import Envelope
-from opos_tui.settings import Settings
 from tests.pdfs import write_letter
 
 TO = "Jörg Ärger <joerg@kunde.example>"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opos_tui import settings
+from opos_tui.services import settings
 from opos_tui.services.compose import (
     REPORT_SECTIONS,
     SAMPLE_VALUES,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opos_tui import settings
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from tests.conftest import Cli, file_bytes, mode_of
 
@@ -41,6 +41,11 @@ GOOD_VALUES = {
     "retry.backoff_minutes": ["5", "1"],
     "retry.max_backoff_minutes": ["60", "120"],
     "retry.give_up_days": ["5", "1"],
+    "queue.url": [
+        "postgresql://opos@db.example.test:5432/opos?sslmode=verify-full",
+        "postgresql:///opos?host=/run/postgresql&user=opos",
+        "",
+    ],
     "letters.language": ["de", "en"],
     "letters.subject": ["Ihr Beleg ${document_number}", ""],
     "letters.body": ["Guten Tag ${customer_name},\n\nanbei Beleg ${document_number}.\nKosten: $$5"],
@@ -90,6 +95,9 @@ BAD_VALUES = [
     ("smtp.max_per_minute", "-1"),
     ("retry.give_up_days", "0"),
     ("letters.language", "fr"),
+    ("queue.url", "/srv/share/queue.db"),  # only PostgreSQL; SQLite is the file in the home
+    ("queue.url", "postgresql://opos:geheim@db.example.test/opos"),  # a password never goes into config.toml
+    ("queue.url", "postgresql://opos@db.example.test/opos?password=geheim"),
     ("letters.subject", "Mahnung\nBcc: victim@example.com"),
     ("letters.body", "Kosten: $5"),
     ("letters.max_recipients", "0"),
@@ -278,7 +286,7 @@ def test_real_process_help_and_usage_errors(tmp_path: Path) -> None:
 HEAVY = (
     "textual",
     "pydantic",
-    "opos_tui.settings",
+    "opos_tui.services.settings",
     "asyncio",
     "email",
     "sqlite3",
@@ -373,3 +381,11 @@ def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home)
     sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert json.loads(sent.stdout)["left"] == 0
     assert sent.stderr == "[]"
+
+
+def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:
+    for url in ("postgresql://opos:Geheim-4711@db.example/opos", "postgresql:///opos?host=/run/pg&password=Geheim-4711"):
+        result = cli("config", "set", "queue.url", url)
+        assert result.code == 2
+        assert "queue.url" in result.err and "***" in result.err
+        assert "Geheim-4711" not in result.err + result.out

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from opos_tui import settings as settings_module
 from opos_tui.services import secrets
+from opos_tui.services import settings as settings_module
 from opos_tui.services.connection_test import run_connection_test
 from opos_tui.services.home import Home
 from opos_tui.services.transports.base import HandshakeEvent

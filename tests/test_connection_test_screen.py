@@ -9,11 +9,11 @@ from textual.pilot import Pilot
 from textual.widgets import Input, RichLog
 from textual.worker import WorkerCancelled
 
-from opos_tui import settings as settings_module
 from opos_tui.app import OposApp
 from opos_tui.screens.connection_test import ConnectionTestPanel
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.services import secrets
+from opos_tui.services import settings as settings_module
 from opos_tui.services.connection_test import ConnectionTestResult
 from opos_tui.services.home import Home
 from opos_tui.services.transports.base import HandshakeEvent

@@ -1,5 +1,6 @@
 """Real `opos-tui send` processes on one queue: two at once send each mail once; `kill -9` in the middle of a
-batch, again and again, loses nothing and sends nothing twice (mails in doubt are `uncertain`)."""
+batch, again and again, loses nothing and sends nothing twice (mails in doubt are `uncertain`). Every test runs
+on both queue engines: the home's SQLite file and a PostgreSQL database (``queue.url``)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,20 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Recipient, Status, open_queue
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
 from tests.servers.smtp import HOST, StartServer, free_port
 from tests.test_send import configure
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request: pytest.FixtureRequest, home: Home) -> Home:
+    if request.param == "postgresql":
+        settings.set_value(home, "queue.url", request.getfixturevalue("postgresql_url"))
+    return home
 
 
 def fill(cli: Cli, tmp_path: Path, count: int) -> list[int]:

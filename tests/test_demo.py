@@ -13,14 +13,13 @@ import pytest
 from pypdf import PdfReader
 from textual.pilot import Pilot
 
-from opos_tui import settings
-from opos_tui.screens.demo import DemoApp, ReceivedScreen
-from opos_tui.services import demo
-from opos_tui.services.dispatcher import Dispatcher
+from opos_tui.demo_app import DemoApp, ReceivedScreen
+from opos_tui.services import demo, settings
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.secrets import PASSWORD, FileSecretStore
+from opos_tui.services.send_run import SendRun
 from tests.conftest import Cli
 from tests.test_queue_screen import answer, checked, queue_screen, settle, until
 
@@ -30,7 +29,7 @@ SWAPPED = next(n for n, letter in enumerate(demo.LETTERS) if letter.pdf_of is no
 
 def send_all(home: Home) -> None:
     with open_queue(home) as queue:
-        asyncio.run(Dispatcher.for_installation(queue, home, settings.load(home)).run())
+        asyncio.run(SendRun(queue, home).run())
 
 
 def by_document(home: Home) -> dict[str, tuple[Status, str | None]]:

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from opos_tui import settings
-from opos_tui.services import doctor
+from opos_tui.services import doctor, settings
 from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue

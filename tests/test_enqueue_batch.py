@@ -142,7 +142,7 @@ def test_results_keep_their_order_across_chunks(
 
 
 def settings_of(home: Home) -> Any:
-    from opos_tui import settings
+    from opos_tui.services import settings
 
     return settings.load(home)
 

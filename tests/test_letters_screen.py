@@ -9,13 +9,13 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, TextArea
 
-from opos_tui import settings
 from opos_tui.app import OposApp
 from opos_tui.cli import build_parser
 from opos_tui.screens.letters import LettersScreen
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import FormField, SettingsScreen
 from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from tests.conftest import file_bytes
 

@@ -21,13 +21,13 @@ from opos_tui.services.errors import Category, TransportUnavailable
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.secrets import open_store
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports import mapi
 from opos_tui.services.transports.base import HandshakeEvent, Stage
 from opos_tui.services.transports.mailprogram import Attachment, attachment_files
 from opos_tui.services.transports.mapi import CODES, MapiDeclined, MapiTransport, load_mapi
 from opos_tui.services.transports.mapi_structs import MapiFileDesc, MapiMessage, MapiRecipDesc
 from opos_tui.services.transports.registry import build_transport
-from opos_tui.settings import Settings
 from tests.mailprograms import BCC, CC, SUBJECT, rendered_mail
 
 STUB = Path(__file__).parent / "stubs" / "mapi32_stub.c"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opos_tui import settings
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
 from tests.conftest import ROOT, Cli, send_process

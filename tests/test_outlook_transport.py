@@ -15,6 +15,7 @@ from opos_tui.services import secrets
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, TransientError, TransportUnavailable
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import open_store
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import HandshakeEvent, Stage
 from opos_tui.services.transports.outlook import (
     CO_E_CLASSSTRING,
@@ -26,7 +27,6 @@ from opos_tui.services.transports.outlook import (
     OutlookTransport,
     build,
 )
-from opos_tui.settings import Settings
 from tests.conftest import Cli
 from tests.mailprograms import BCC, CC, SUBJECT, rendered_mail
 from tests.pdfs import write_letter

@@ -73,12 +73,26 @@ def sqlite_engine(tmp_path: Path) -> Engine:
     )
 
 
-ENGINES: dict[str, Callable[[Path], Engine]] = {"sqlite": sqlite_engine}
+def postgresql_engine(request: pytest.FixtureRequest) -> Engine:
+    from opos_tui.services.queue.postgresql import PostgresQueue
+
+    url: str = request.getfixturevalue("postgresql_url")  # a database of this test's own
+    return Engine(
+        "postgresql",
+        lambda **identity: PostgresQueue(url, **identity),
+        f"from opos_tui.services.queue.postgresql import PostgresQueue\nqueue = PostgresQueue({url!r})",
+    )
+
+
+ENGINES: dict[str, Callable[[pytest.FixtureRequest], Engine]] = {
+    "sqlite": lambda request: sqlite_engine(request.getfixturevalue("tmp_path")),
+    "postgresql": postgresql_engine,
+}
 
 
 @pytest.fixture(params=sorted(ENGINES))
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    made = ENGINES[request.param](tmp_path)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    made = ENGINES[request.param](request)
     yield made
     for handle in made.opened:
         handle.close()
@@ -214,6 +228,20 @@ def test_the_change_probe_moves_with_every_write_and_only_then(queue: QueueEngin
         write()
         seen.append(queue.version())
     assert len(set(seen)) == len(seen)
+
+
+def test_a_waiting_handle_wakes_for_a_change_by_another(engine: Engine, queue: QueueEngine) -> None:
+    follower = engine.open()
+    seen = follower.version()
+    assert follower.wait_for_change(seen, timeout=0.05) is False  # nothing changed
+    woke: list[bool] = []
+    waiting = threading.Thread(target=lambda: woke.append(follower.wait_for_change(seen, timeout=120)))
+    waiting.start()
+    queue.enqueue(new_item())
+    waiting.join()
+    assert woke == [True]
+    assert follower.wait_for_change(seen, timeout=0) is True  # a change before the wait counts at once
+    assert follower.count() == 1  # and the handle still works after waiting
 
 
 def test_customers_are_counted_by_number_else_name_else_address(queue: QueueEngine) -> None:
@@ -539,3 +567,11 @@ def test_a_claimed_item_held_back_before_sending(queue: QueueEngine) -> None:
     assert (item.history[-1].outcome, item.history[-1].reply) == ("held", "the attachment does not name R-00001")
     assert queue.claim() is None
     assert queue.release([item_id]).changed == (item_id,)
+
+
+def test_message_ids_of_more_ids_than_one_statement_takes(queue: QueueEngine, many: list[int]) -> None:
+    """What a bulk enqueue reports: each queued mail's Message-ID, read at once; unknown numbers are left out."""
+    found = queue.message_ids([*many, many[-1] + 1])
+    assert sorted(found) == many
+    assert found[many[0]] == queue.get(many[0]).message_id
+    assert len(set(found.values())) == len(many)

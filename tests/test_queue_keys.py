@@ -20,7 +20,8 @@ from textual.widgets import Input, Static
 from opos_tui.app import OposApp
 from opos_tui.i18n import Lang, set_lang
 from opos_tui.screens.message import MessageScreen, RecipientsScreen
-from opos_tui.screens.queue import QueueScreen, arrive_twice
+from opos_tui.screens.queue import QueueScreen
+from opos_tui.screens.status import arrive_twice
 from opos_tui.screens.widgets import ConfirmScreen, KeysScreen
 from opos_tui.services.home import Home
 from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Recipient, Status, open_queue

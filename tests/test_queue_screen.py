@@ -13,12 +13,12 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from textual.worker import WorkerCancelled
 
-from opos_tui import settings
 from opos_tui.app import OposApp
 from opos_tui.screens.message import MessageScreen, RecipientsScreen
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services import settings
 from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Recipient, Status, open_queue

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
 
-from opos_tui import settings
+from opos_tui.services import settings
 from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.logs import log_file

@@ -14,15 +14,14 @@ from typing import Any
 
 import pytest
 
-from opos_tui import settings
-from opos_tui.services import secrets
+from opos_tui.services import secrets, settings
 from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
 from opos_tui.services.errors import InteractionNeeded
 from opos_tui.services.home import Home
 from opos_tui.services.queue import NewItem, Recipient, Status, open_queue
+from opos_tui.services.settings import RetrySettings
 from opos_tui.services.transports.registry import build_transport
-from opos_tui.settings import RetrySettings
 from tests.clock import HandClock
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter

@@ -10,11 +10,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet, Static
 
-from opos_tui import settings
 from opos_tui.app import OposApp
 from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
 from opos_tui.screens.widgets import Choice, ConfirmScreen
-from opos_tui.services import secrets
+from opos_tui.services import secrets, settings
 from opos_tui.services.home import Home
 from tests.conftest import file_bytes
 
@@ -194,6 +193,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         "retry.backoff_minutes": "10",
         "retry.max_backoff_minutes": "120",
         "retry.give_up_days": "3",
+        "queue.url": "postgresql://opos@db.example.test/opos",
         "letters.language": "en",
         "letters.subject": "Ihr Beleg ${document_number}",
         "letters.body": "Guten Tag,\n\nanbei ${document_number}.",
@@ -233,6 +233,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
     assert after["smtp"]["max_per_minute"] == 30
     assert after["dunning_7"]["body"] == "dunning_7 body ${document_number}"
     assert after["letters"]["body"] == "Guten Tag,\n\nanbei ${document_number}."
+    assert after["queue"]["url"] == "postgresql://opos@db.example.test/opos"
 
 
 async def test_password_goes_to_the_secret_store_only(home: Home) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
-from opos_tui import settings
 from opos_tui.app import OposApp
 from opos_tui.screens.settings import FormField, SettingsScreen
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 
 

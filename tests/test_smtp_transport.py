@@ -10,6 +10,7 @@ import pytest
 from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
+from opos_tui.services.settings import SecurityMode, Settings
 from opos_tui.services.transports.base import Envelope, SendResult
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.services.transports.smtp import errors
@@ -20,7 +21,6 @@ from opos_tui.services.transports.smtp.transport import (
     SmtpTransport,
     effective_mode,
 )
-from opos_tui.settings import SecurityMode, Settings
 from tests.servers.smtp import DISABLED_USER, PASSWORD, TOKEN, USER, SmtpServer
 
 MESSAGE = b"From: buchhaltung@example.test\r\nTo: kunde@example.test\r\nSubject: Zahlungsavis\r\n\r\nHallo\r\n"

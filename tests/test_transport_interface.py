@@ -34,6 +34,7 @@ from opos_tui.services.errors import (
 )
 from opos_tui.services.home import Home
 from opos_tui.services.queue import QueueError, Status, UnknownItems, open_queue
+from opos_tui.services.settings import Connection, Settings, save
 from opos_tui.services.transports import registry
 from opos_tui.services.transports.base import (
     Envelope,
@@ -44,7 +45,6 @@ from opos_tui.services.transports.base import (
     Stage,
     TokenProvider,
 )
-from opos_tui.settings import Connection, Settings, save
 from tests.conftest import ROOT
 from tests.pdfs import write_letter
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from opos_tui import settings
 from opos_tui.app import OposApp
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
 from opos_tui.screens.widgets import ConfirmScreen
+from opos_tui.services import settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status
 from tests.test_queue_screen import (

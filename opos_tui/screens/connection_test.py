@@ -20,7 +20,7 @@ from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEve
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
-from opos_tui.settings import Settings
+from opos_tui.services.settings import Settings
 
 MARKS = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "failed": ("✗", "red")}
 

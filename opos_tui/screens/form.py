@@ -22,12 +22,12 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
 
-from opos_tui import settings
 from opos_tui.i18n import tr
 from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.services import settings
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.settings import Settings
+from opos_tui.services.settings import Settings
 
 REPLACE = ""
 """In ``SettingsForm.save``'s ``agreed``: the admin agreed to replace a config.toml that is not TOML."""

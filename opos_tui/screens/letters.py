@@ -18,7 +18,7 @@ from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, rad
 from opos_tui.services.compose import REPORT_SECTIONS, preview, report_of
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
-from opos_tui.settings import FILE_VALUES, LETTER_VALUES, LEVEL_VALUE
+from opos_tui.services.settings import FILE_VALUES, LETTER_VALUES, LEVEL_VALUE
 
 Page = Literal["letters", "reports"]
 

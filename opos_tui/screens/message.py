@@ -18,7 +18,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from opos_tui.i18n import tr
-from opos_tui.screens.queue import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
+from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import AddressError, parse_mailbox

@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.utils import parseaddr
-from functools import partial
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -34,11 +33,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichLog, Static
 
-from opos_tui import settings
 from opos_tui.i18n import tr
+from opos_tui.screens.letters import LettersScreen
+from opos_tui.screens.message import MessageScreen
+from opos_tui.screens.settings import SettingsScreen
+from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
-from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress
+from opos_tui.services.dispatcher import Outcome, Progress, RunResult
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import (
@@ -54,43 +56,7 @@ from opos_tui.services.queue import (
     UnknownItems,
     open_queue,
 )
-from opos_tui.services.transports.registry import CONNECTIONS
-
-POLL_SECONDS = 0.5
-
-# Colour alone is lost on some SSH terminals: every status has its symbol and its word.
-STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
-    Status.PENDING: ("○", "bold blue"),
-    Status.HELD: ("‖", "yellow"),
-    Status.SENDING: ("»", "cyan"),
-    Status.SENT: ("✓", "green"),
-    Status.DEFERRED: ("↻", "yellow"),
-    Status.FAILED: ("✗", "bold red"),
-    Status.UNCERTAIN: ("?", "bold magenta"),
-}
-
-
-def status_word(status: Status) -> str:
-    return {
-        Status.PENDING: tr("pending", "wartet"),
-        Status.HELD: tr("held", "angehalten"),
-        Status.SENDING: tr("sending", "sendet"),
-        Status.SENT: tr("sent", "gesendet"),
-        Status.DEFERRED: tr("deferred", "verschoben"),
-        Status.FAILED: tr("failed", "fehlerhaft"),
-        Status.UNCERTAIN: tr("uncertain", "unsicher"),
-    }[status]
-
-
-def status_text(status: Status) -> Text:
-    symbol, style = STATUS_SYMBOL[status]
-    return Text(f"{symbol} {status_word(status)}", style=style)
-
-
-def type_label(letter_type: LetterType, level: int | None) -> str:
-    if letter_type is LetterType.PAYMENT_ADVICE:
-        return tr("Advice", "Avis")
-    return tr(f"Dunning {level}", f"{level}. Mahnung")
+from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun, Started, progress_text
 
 
 def check_text(plausible: bool | None) -> Text:
@@ -163,19 +129,6 @@ def summary(statuses: Mapping[int, Status]) -> str:
     return ", ".join(f"{n:,} {status_word(s)}" for s, n in Counter(statuses.values()).items())
 
 
-def arrive_twice(uncertain: Sequence[int]) -> str:
-    """The warning before uncertain mails go out again, in their detail (r: resend) and in the list (r: retry)."""
-    if len(uncertain) == 1:
-        return tr(
-            f"#{uncertain[0]} may have arrived already: sending it again may deliver it twice.",
-            f"#{uncertain[0]} kam vielleicht schon an: erneutes Senden kann sie doppelt zustellen.",
-        )
-    return tr(
-        f"{len(uncertain):,} uncertain mails may have arrived already: sending them again may deliver them twice.",
-        f"{len(uncertain):,} unsichere Mails kamen vielleicht schon an: erneutes Senden kann sie doppelt zustellen.",
-    )
-
-
 # --- messages from the worker threads ---------------------------------------------------------------------
 
 
@@ -183,28 +136,16 @@ def arrive_twice(uncertain: Sequence[int]) -> str:
 class SendPlan(Message):
     """The items to send are checked; some may be flagged."""
 
-    ids: list[int]
-    flagged: list[int]
-    customers: int
-    """How many customers the mails go to."""
+    plan: Plan
+    everything: bool
+    """Every pending mail was asked for (S), not chosen ones."""
 
 
 @dataclass
-class SendUpdate(Message):
-    progress: Progress
-    line: str
-    """A transcript line, or "" for none."""
+class RunUpdate(Message):
+    """An event of the screen's send run, from the worker that runs it."""
 
-
-@dataclass
-class SendDone(Message):
-    sent: int
-    failed: int
-    held: int
-    """Held back by the plausibility check (flagged, and not confirmed)."""
-    skipped: int
-    stopped: str | None
-    """Why the run ended early (configuration fault, Esc), else None."""
+    event: RunEvent
 
 
 # --- the table ----------------------------------------------------------------------------------------
@@ -495,7 +436,9 @@ class QueueScreen(Screen[None]):
         self.sending = False
         self.quit_when_done = False
         self._stop = threading.Event()
-        self._stop_dispatch: Callable[[], object] | None = None
+        """Esc while sending: told to the run, or to the next one if the worker has not made it yet."""
+        self._run: SendRun | None = None
+        """The run a worker is driving (its plan or its sending), None in between."""
         self._checking = False
         self.lost: str | None = None
         """Why the queue cannot be shown (its file was deleted or replaced); None while it can."""
@@ -1014,8 +957,6 @@ class QueueScreen(Screen[None]):
         log.display = not log.display
 
     def action_settings(self) -> None:
-        from opos_tui.screens.settings import SettingsScreen
-
         try:
             form = SettingsScreen(self.home)  # a broken config.toml opens too, to be fixed there
         except OposError as exc:  # the secret store cannot be opened
@@ -1024,8 +965,6 @@ class QueueScreen(Screen[None]):
         self.app.push_screen(form)
 
     def action_letters(self) -> None:
-        from opos_tui.screens.letters import LettersScreen
-
         self.app.push_screen(LettersScreen(self.home))
 
     def action_open(self) -> None:
@@ -1040,8 +979,6 @@ class QueueScreen(Screen[None]):
     def open_mail(self, item_id: int) -> None:
         if self.lost is not None:
             return
-        from opos_tui.screens.message import MessageScreen
-
         self.app.push_screen(MessageScreen(self.queue, item_id, self.send))
 
     # --- sending ------------------------------------------------------------------------------------------
@@ -1050,47 +987,52 @@ class QueueScreen(Screen[None]):
         self.send(self.targets())
 
     def action_send_all(self) -> None:
-        self.send(self.queue.ids(Status.PENDING))
+        self.send(None)
 
-    def send(self, ids: Sequence[int]) -> None:
-        """Check the items' attachments, ask about flagged ones, then send in the background."""
+    def send(self, ids: Sequence[int] | None) -> None:
+        """Check the items' (None: every pending item's) attachments, ask about flagged ones, then send in the
+        background."""
         if self.sending:
             self.notify(tr("Already sending.", "Es wird bereits gesendet."), severity="warning")
             return
-        if not ids:
+        if ids is not None and not ids:
             self.notify(tr("Nothing to send.", "Nichts zu senden."), severity="warning")
             return
         self.sending = True
         self._stop.clear()
         self.update_keys()
-        self.show_progress(tr("Checking the attachments…", "Prüfe die Anhänge…"), 0, len(ids))
-        self.prepare(list(ids))
+        self.show_progress(tr("Checking the attachments…", "Prüfe die Anhänge…"), 0, len(ids or ()))
+        self.prepare(None if ids is None else list(ids))
+
+    def started(self, run: SendRun) -> SendRun:
+        """From a worker: ``run`` is the screen's run now, stopped at once if Esc came first."""
+        self._run = run
+        if self._stop.is_set():
+            run.stop()
+        return run
+
+    def post_run_event(self, event: RunEvent) -> None:
+        self.post_message(RunUpdate(event))
 
     @work(thread=True, group="send", exit_on_error=False)
-    def prepare(self, ids: list[int]) -> None:
+    def prepare(self, ids: list[int] | None) -> None:
         try:
             with self.queue.another() as q:
-                sendable = set(q.ids([Status.PENDING, Status.DEFERRED]))
-                wanted = [i for i in ids if i in sendable]
-                plausibility.check_unchecked(
-                    q, wanted, keep_going=lambda: not self._stop.is_set(), on_batch=self.post_checking
-                )
-                self.post_message(SendPlan(wanted, q.flagged(wanted), q.customers(wanted)))
+                plan = self.started(SendRun(q, self.home, on_event=self.post_run_event)).plan(ids)
+            self.post_message(SendPlan(plan, everything=ids is None))
         except OposError as exc:
             self.app.call_from_thread(self.finish, tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), True)
-
-    def post_checking(self, done: int, total: int) -> None:
-        """From the worker: how far the plausibility check before sending is."""
-        label = tr(
-            f"Checking the attachments: {done:,} of {total:,} · Esc stop",
-            f"Prüfe die Anhänge: {done:,} von {total:,} · Esc Stopp",
-        )
-        self.app.call_from_thread(self.show_progress, label, done, total)
+        finally:
+            self._run = None
 
     @on(SendPlan)
-    def plan_ready(self, plan: SendPlan) -> None:
+    def plan_ready(self, message: SendPlan) -> None:
+        plan = message.plan
         if self._stop.is_set():
             self.finish(tr("Not sent: stopped.", "Nicht gesendet: angehalten."))
+            return
+        if not plan.ids and message.everything:
+            self.finish(tr("Nothing to send.", "Nichts zu senden."), error=True)
             return
         if not plan.ids:
             self.finish(tr("Nothing to send: none of them is pending.", "Nichts zu senden: keiner wartet."))
@@ -1135,108 +1077,102 @@ class QueueScreen(Screen[None]):
 
     def start_sending(self, ids: list[int], confirmed: Sequence[int] = ()) -> None:
         """Send ``ids`` in the background; ``confirmed``: flagged ones the operator chose to send anyway."""
-        try:
-            current = settings.load(self.home)
-        except OposError as exc:
-            self.finish(tr(f"Not sent: {exc}", f"Nicht gesendet: {exc}"), error=True)
-            return
         self.selected -= set(ids)
         self.fill_keep()
         self.query_one("#transcript", RichLog).write(
             tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
         )
-        # Simple MAPI and Outlook may hold each mail for a security prompt in the mail program's own window.
-        self.ask_hint = (
-            tr("the mail program may be asking for confirmation", "das Mailprogramm fragt evtl. nach")
-            if CONNECTIONS[current.connection].may_ask
-            else ""
-        )
-        self.show_progress(" · ".join(filter(None, [tr("Connecting…", "Verbinde…"), self.ask_hint])), 0, len(ids))
-        self.dispatch(ids, list(confirmed), current)
+        self.ask_hint = ""
+        self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
+        self.dispatch(ids, list(confirmed))
 
     @work(thread=True, group="send", exit_on_error=False)
-    def dispatch(self, ids: list[int], confirmed: list[int], current: settings.Settings) -> None:
-        asyncio.run(self._dispatch(ids, confirmed, current))
-
-    async def _dispatch(self, ids: list[int], confirmed: list[int], current: settings.Settings) -> None:
-        loop = asyncio.get_running_loop()
-        stopped: str | None = None
-
-        def progress(event: Progress) -> None:
-            self.post_message(SendUpdate(event, transcript_line(event)))
-
+    def dispatch(self, ids: list[int], confirmed: list[int]) -> None:
+        """The run, in its own thread and event loop with its own queue connection; the settings are read
+        there too, so a config.toml another operator holds locked never freezes the screen."""
         try:
-            queue = self.queue.another()
-        except OposError as exc:
-            self.post_message(SendDone(0, 0, 0, 0, tr(f"stopped: {exc}", f"abgebrochen: {exc}")))
-            return
-        with queue as q:
-            engine = Dispatcher.for_installation(q, self.home, current, on_progress=progress)
-            self._stop_dispatch = partial(loop.call_soon_threadsafe, engine.request_stop)
-            if not self._stop.is_set():
-                try:
-                    result = await engine.run(ids, skip_check=confirmed)
-                except OposError as exc:
-                    stopped = tr(f"stopped: {exc}", f"abgebrochen: {exc}")
-                    result = engine.result
-                if result.stopped is not None:
-                    stopped = tr(f"stopped: {result.stopped}", f"abgebrochen: {result.stopped}")
-        self._stop_dispatch = None
-        if stopped is None and self._stop.is_set():
-            stopped = tr("stopped by the operator", "vom Bediener angehalten")
-        r = engine.result
-        failed = len(r.deferred) + len(r.failed) + len(r.uncertain)
-        self.post_message(SendDone(len(r.sent), failed, len(r.held), len(r.not_sendable), stopped))
+            with self.queue.another() as q:
+                run = self.started(SendRun(q, self.home, on_event=self.post_run_event))
+                with contextlib.suppress(OposError):  # the run's Finished event says why
+                    asyncio.run(run.run(ids, skip_check=confirmed))
+        except OposError as exc:  # the queue cannot be opened
+            self.post_message(RunUpdate(Finished(RunResult(), self._stop.is_set(), exc)))
+        finally:
+            self._run = None
 
     def action_stop(self) -> None:
         if not self.sending:
             return
         self._stop.set()
-        if self._stop_dispatch is not None:
-            self._stop_dispatch()
+        if (run := self._run) is not None:
+            run.stop()
         self.query_one("#progress-label", Static).update(
             tr("Stopping after the current mail…", "Halte nach der laufenden Mail an…")
         )
 
-    @on(SendUpdate)
-    def send_update(self, update: SendUpdate) -> None:
-        p = update.progress
-        en = [f"sent {p.sent:,}", f"failed {p.failed:,}"]
-        de = [f"gesendet {p.sent:,}", f"fehlgeschl. {p.failed:,}"]
-        if p.held:
-            en.append(f"held {p.held:,}")
-            de.append(f"angehalten {p.held:,}")
-        en.append(f"left {p.left:,}")
-        de.append(f"offen {p.left:,}")
-        if p.rate is not None:  # none until measured over a few mails
-            eta = f" · ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}" if p.eta is not None else ""
-            en.append(f"{p.rate * 60:.0f}/min{eta}")
-            de.append(f"{p.rate * 60:.0f}/min{eta}")
-        label = tr(" · ".join([*en, "Esc stop · t log"]), " · ".join([*de, "Esc Stopp · t Log"]))
+    @on(RunUpdate)
+    def run_update(self, update: RunUpdate) -> None:
+        event = update.event
+        if isinstance(event, Checking):
+            self.show_checking(event)
+        elif isinstance(event, Started):
+            self.show_started(event)
+        elif isinstance(event, Progress):
+            self.show_run_progress(event)
+        elif isinstance(event, Finished):
+            self.show_finished(event)
+        # Paused and Resumed come only with a sign-in handler, which this screen does not offer yet.
+
+    def show_checking(self, event: Checking) -> None:
+        """How far the plausibility check before sending is."""
+        label = tr(
+            f"Checking the attachments: {event.done:,} of {event.total:,} · Esc stop",
+            f"Prüfe die Anhänge: {event.done:,} von {event.total:,} · Esc Stopp",
+        )
+        self.show_progress(label, event.done, event.total)
+
+    def show_started(self, event: Started) -> None:
+        # Simple MAPI and Outlook may hold each mail for a security prompt in the mail program's own window.
+        self.ask_hint = (
+            tr("the mail program may be asking for confirmation", "das Mailprogramm fragt evtl. nach")
+            if event.may_ask
+            else ""
+        )
+        if self.ask_hint and not self._stop.is_set():
+            self.query_one("#progress-label", Static).update(f"{tr('Connecting…', 'Verbinde…')} · {self.ask_hint}")
+
+    def show_run_progress(self, p: Progress) -> None:
+        label = progress_text(p, " · ") + tr(" · Esc stop · t log", " · Esc Stopp · t Log")
         if self.ask_hint:
             label = f"{self.ask_hint} · {label}"
         if not self._stop.is_set():
             self.query_one("#progress-label", Static).update(label)
         self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)
-        if update.line:
-            self.query_one("#transcript", RichLog).write(update.line)
+        if line := transcript_line(p):
+            self.query_one("#transcript", RichLog).write(line)
 
-    @on(SendDone)
-    def send_done(self, done: SendDone) -> None:
+    def show_finished(self, done: Finished) -> None:
+        r = done.result
+        failed = len(r.deferred) + len(r.failed) + len(r.uncertain)
+        stopped = r.stopped or done.error
         summary = tr(
-            f"Done: sent {done.sent:,} · failed {done.failed:,}",
-            f"Fertig: gesendet {done.sent:,} · fehlgeschl. {done.failed:,}",
+            f"Done: sent {len(r.sent):,} · failed {failed:,}",
+            f"Fertig: gesendet {len(r.sent):,} · fehlgeschl. {failed:,}",
         )
-        if done.held:
+        if r.held:
             summary += tr(
-                f" · {done.held:,} held by the plausibility check", f" · {done.held:,} angehalten (Plausibilität)"
+                f" · {len(r.held):,} held by the plausibility check", f" · {len(r.held):,} angehalten (Plausibilität)"
             )
-        if done.skipped:
-            summary += tr(f" · {done.skipped:,} no longer pending", f" · {done.skipped:,} warteten nicht mehr")
-        if done.stopped:
-            summary += f" · {done.stopped}"
+        if r.not_sendable:
+            summary += tr(
+                f" · {len(r.not_sendable):,} no longer pending", f" · {len(r.not_sendable):,} warteten nicht mehr"
+            )
+        if stopped is not None:
+            summary += tr(f" · stopped: {stopped}", f" · abgebrochen: {stopped}")
+        elif done.stop_requested:
+            summary += tr(" · stopped by the operator", " · vom Bediener angehalten")
         self.query_one("#transcript", RichLog).write(summary)
-        self.finish(summary, error=bool(done.stopped) or bool(done.failed) or bool(done.held))
+        self.finish(summary, error=stopped is not None or done.stop_requested or bool(failed) or bool(r.held))
 
     def show_progress(self, label: str, progress: int, total: int) -> None:
         self.query_one("#progress").display = True

@@ -23,9 +23,10 @@ from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionT
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
+from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode
 from opos_tui.services.transports import outlook
-from opos_tui.services.transports.registry import offered_here, windows_only
-from opos_tui.settings import AUTH_METHODS_FOR, SecurityMode
+from opos_tui.services.transports.kinds import windows_only
+from opos_tui.services.transports.registry import offered_here
 
 
 def connection_note(connection: str) -> str:
@@ -76,6 +77,10 @@ def provider_labels() -> dict[str, str]:
         ),
         "google": "Google",
     }
+
+
+FORM_SECRETS = (secrets.PASSWORD, secrets.GOOGLE_CLIENT_SECRET)
+"""The secrets this form has fields for (the queue's database password is set on the command line)."""
 
 
 class SettingsScreen(SettingsForm):
@@ -300,7 +305,7 @@ class SettingsScreen(SettingsForm):
     # --- reading the form -----------------------------------------------------------------------------
 
     def typed_secrets(self) -> dict[str, str]:
-        typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in secrets.SECRET_NAMES}
+        typed = {name: self.query_one(f"#{widget_id(name)}", Input).value for name in FORM_SECRETS}
         return {name: value for name, value in typed.items() if value}
 
     def unsaved_extra(self) -> bool:
@@ -309,7 +314,7 @@ class SettingsScreen(SettingsForm):
     def save_extra(self) -> None:
         for name, value in self.typed_secrets().items():
             self.store.set(name, value)
-        for name in secrets.SECRET_NAMES:
+        for name in FORM_SECRETS:
             secret_input = self.query_one(f"#{widget_id(name)}", Input)
             secret_input.value = ""
             if self.store.get(name) is not None:

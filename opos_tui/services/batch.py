@@ -16,8 +16,8 @@ from pathlib import Path
 from opos_tui.services.compose import BadLetter, prepare
 from opos_tui.services.errors import OposError
 from opos_tui.services.queue import NewItem, Queue
+from opos_tui.services.settings import Settings
 from opos_tui.services.spool import parse_request
-from opos_tui.settings import Settings
 
 CHUNK = 250
 """Lines per transaction: large enough that commits cost little, small enough that results flow steadily."""

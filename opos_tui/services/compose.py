@@ -33,7 +33,7 @@ from opos_tui.services.addresses import AddressError, check_one_line, header_add
 from opos_tui.services.errors import BadInput, ConfigurationFault, OposError
 from opos_tui.services.files import FileProblem, FileTooLarge, Snapshot, StillWriting, read_regular
 from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
-from opos_tui.settings import ReportTemplate, Settings
+from opos_tui.services.settings import ReportTemplate, Settings
 
 MAX_LEVEL = 9
 PDF_MAGIC = b"%PDF-"

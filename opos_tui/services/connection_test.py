@@ -21,9 +21,9 @@ from opos_tui.services.addresses import AddressError, check_addr_spec, header_ad
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
 from opos_tui.services.transports.registry import build_transport
-from opos_tui.settings import Settings
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
 

@@ -30,9 +30,8 @@ from email.utils import format_datetime, localtime
 from pathlib import Path
 from typing import Any
 
-from opos_tui import settings
 from opos_tui.i18n import tr
-from opos_tui.services import spool
+from opos_tui.services import settings, spool
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.files import make_folder, write_atomic
 from opos_tui.services.home import Home

@@ -1,4 +1,4 @@
-"""The send engine: claim -> send -> record, for the command line and the TUI alike.
+"""The send engine of a run (``services.send_run``, which every face drives): claim -> send -> record.
 
 Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out), builds
 the message from the queue's own copy, sends it over a reused transport session and records what the server
@@ -9,7 +9,8 @@ said. What happens after a failure depends on the error's category only, never o
 - permanent (5xx, every recipient refused): ``failed`` with the server's reply;
 - configuration (login refused, TLS impossible) or interaction needed (an OAuth sign-in): the run stops, the
   claimed item goes back to ``pending`` and so does everything else: nothing is burnt through as failed.
-  With an ``on_interaction`` callback the run pauses instead, and goes on if the callback says so;
+  With an ``on_interaction`` callback the run pauses for a sign-in instead (one question at a time, however
+  many connections need it), and goes on if the callback says so;
 - uncertain (the data went out but no reply came), or the run was cancelled mid-mail: ``uncertain``, never
   resent by itself.
 
@@ -33,17 +34,15 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import NoReturn
 
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
-from opos_tui.services.compose import NoSender, build_message, default_sender
+from opos_tui.services.compose import NoSender, build_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
-from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, QueueItem, Status
-from opos_tui.services.secrets import open_store
+from opos_tui.services.settings import RetrySettings
 from opos_tui.services.transports.base import Envelope, Transport
-from opos_tui.services.transports.registry import build_transport
-from opos_tui.settings import RetrySettings, Settings
 
 TransportFactory = Callable[[], Transport]
 InteractionHandler = Callable[[InteractionNeeded], Awaitable[bool]]
@@ -168,6 +167,9 @@ class Dispatcher:
         self.on_progress = on_progress
         self.on_interaction = on_interaction
         self.stop_requested = asyncio.Event()
+        self._asking = asyncio.Lock()
+        self._signed_in = 0
+        """Sign-ins done in this run: a connection that waited for another's question goes on with it."""
         self.result = RunResult()
         """What the current (or last) run did so far; complete when :meth:`run` returns or is interrupted."""
         self._chunks: list[list[int] | None] = [None]
@@ -178,37 +180,6 @@ class Dispatcher:
         self._on_hand: set[int] = set()
         self._counted = self._finished_at_count = 0
         self._counted_at = -1e9
-
-    @classmethod
-    def for_installation(
-        cls,
-        queue: Queue,
-        home: Home,
-        current: Settings,
-        *,
-        on_progress: Callable[[Progress], None] | None = None,
-        on_interaction: InteractionHandler | None = None,
-    ) -> Dispatcher:
-        """The dispatcher as this installation is configured: its transport, retry policy, connections, rate
-        limit and sender. The command line's ``send`` and the queue screen both start here."""
-        store = open_store(home)
-
-        def transport() -> Transport:
-            from opos_tui.services import signin  # requests and msal only where OAuth is used
-
-            effective, token_provider = signin.for_transport(current, home)  # OAuth: SignInRequired if none
-            return build_transport(effective, store, token_provider=token_provider)
-
-        return cls(
-            queue,
-            transport,
-            retry=current.retry,
-            connections=current.smtp.connections,
-            max_per_minute=current.smtp.max_per_minute,
-            on_progress=on_progress,
-            on_interaction=on_interaction,
-            sender=default_sender(current),
-        )
 
     def request_stop(self) -> None:
         """Stop after the mails now on the wire (the TUI's Esc)."""
@@ -313,7 +284,7 @@ class Dispatcher:
         self._on_hand.discard(item.id)
         self.queue.unclaim(item.id, reason)
 
-    def _stop(self, error: OposError) -> None:
+    def _stop(self, error: OposError) -> NoReturn:
         if self.result.stopped is None:
             self.result.stopped = error
             self._emit(Outcome.STOPPED, None, error.en)
@@ -322,6 +293,7 @@ class Dispatcher:
 
     async def _worker(self) -> None:
         transport: Transport | None = None
+        session = 0
         try:
             while not self.stop_requested.is_set():
                 await self.rate_limit.wait()
@@ -332,11 +304,12 @@ class Dispatcher:
                     break
                 item, message, envelope = ready
                 if transport is None:
-                    transport = await self._connect(item)
+                    session = self._signed_in  # the sign-ins this session's login may know of
+                    transport = await self._connect(item, session)
                     if transport is None:
                         continue  # sign-in done: claim again
                 self._emit(Outcome.SENDING, item, "")
-                if not await self._send(transport, item, message, envelope):
+                if not await self._send(transport, item, message, envelope, session):
                     await self._close(transport)
                     transport = None
         finally:
@@ -377,7 +350,7 @@ class Dispatcher:
         self._done(item, Outcome.HELD, reason, self.result.held)
         return True
 
-    async def _connect(self, item: QueueItem) -> Transport | None:
+    async def _connect(self, item: QueueItem, session: int) -> Transport | None:
         transport: Transport | None = None
         try:
             transport = self.transport_factory()
@@ -385,9 +358,8 @@ class Dispatcher:
         except InteractionNeeded as exc:
             self._unclaim(item, exc.en)
             await self._close(transport)
-            if self.on_interaction is not None and await self.on_interaction(exc):
-                return None
-            self._stop(exc)
+            await self._interaction(exc, session)
+            return None
         except OposError as exc:
             # Cannot connect or log in: not this mail's fault. Stop; everything stays pending.
             self._unclaim(item, exc.en)
@@ -399,15 +371,34 @@ class Dispatcher:
             raise
         return transport
 
+    async def _interaction(self, needed: InteractionNeeded, session: int) -> None:
+        """Pause for a sign-in (``on_interaction``), one question at a time however many connections need it;
+        stop the run if there is no one to ask or the answer is no. The item at hand is pending again.
+        ``session``: the sign-ins done when the failed login began."""
+        async with self._asking:
+            if self.stop_requested.is_set():
+                self._stop(needed)
+            if self._signed_in != session:
+                return  # another connection's sign-in was done meanwhile: try again with it
+            if self.on_interaction is None or not await self.on_interaction(needed):
+                self._stop(needed)
+            self._signed_in += 1
+
     async def _close(self, transport: Transport | None) -> None:
         if transport is not None:
             with contextlib.suppress(Exception):
                 await transport.close()
 
-    async def _send(self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope) -> bool:
+    async def _send(
+        self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope, session: int
+    ) -> bool:
         """Send one claimed item and record the outcome; False if the session should be renewed."""
         try:
             result = await transport.send(message, envelope)
+        except InteractionNeeded as exc:  # a sign-in expired mid-session: nothing went out
+            self._unclaim(item, exc.en)
+            await self._interaction(exc, session)
+            return False
         except OposError as exc:
             self._record_failure(item, exc)
             return False
@@ -447,6 +438,6 @@ class Dispatcher:
             self.queue.record_uncertain(item.id, reply)
             self._done(item, Outcome.UNCERTAIN, reply, self.result.uncertain)
         else:
-            # Configuration or sign-in trouble surfacing mid-session: not this mail's fault.
+            # Configuration trouble surfacing mid-session: not this mail's fault.
             self._unclaim(item, exc.en)
             self._stop(exc)

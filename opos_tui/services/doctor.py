@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from opos_tui import settings
 from opos_tui.i18n import tr
-from opos_tui.services import spool
+from opos_tui.services import settings, spool
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Queue, Status, open_queue

@@ -25,7 +25,9 @@ SECRETS_ENV = "OPOS_TUI_SECRETS"
 
 PASSWORD = "auth.password"
 GOOGLE_CLIENT_SECRET = "oauth.client_secret"
-SECRET_NAMES = (PASSWORD, GOOGLE_CLIENT_SECRET)
+QUEUE_PASSWORD = "queue.password"
+"""The PostgreSQL queue's password (``queue.url``), where ``~/.pgpass`` does not hold it."""
+SECRET_NAMES = (PASSWORD, GOOGLE_CLIENT_SECRET, QUEUE_PASSWORD)
 
 
 class SecretStore(Protocol):

@@ -49,7 +49,7 @@ from opos_tui.services.files import (
 )
 from opos_tui.services.home import Home
 from opos_tui.services.queue import DuplicateImport, Queue
-from opos_tui.settings import Settings
+from opos_tui.services.settings import Settings
 
 FIELDS = {"type", "level", "to", "cc", "attachments", "subject", "body", "vars"}
 MANIFEST = ("manifest", "Manifest")

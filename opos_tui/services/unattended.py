@@ -1,8 +1,8 @@
 """``opos-tui run``: unattended operation. Import the spool and send what is due, again every interval.
 
 Each round reads the settings anew (an admin's change applies from the next round), imports the spool
-inbox, and sends every pending mail and every deferred one whose backoff is over, through the same
-dispatcher as ``send``. SIGTERM or SIGINT (Ctrl+C) stops it after the mails on the wire: nothing is left
+inbox, and sends every pending mail and every deferred one whose backoff is over, in the same send run as
+``send`` (``services.send_run``). SIGTERM or SIGINT (Ctrl+C) stops it after the mails on the wire: nothing is left
 ``sending``, nothing unsent is touched. A failing round (login refused, server down, a broken config.toml)
 is logged and tried again next interval; the mails stay pending.
 
@@ -22,14 +22,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from opos_tui import settings
-from opos_tui.services import spool
-from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, RunResult
+from opos_tui.services import settings, spool
+from opos_tui.services.dispatcher import Outcome, Progress, RunResult
 from opos_tui.services.errors import OposError
 from opos_tui.services.files import make_file
 from opos_tui.services.home import Home
 from opos_tui.services.logs import close_log, open_log
 from opos_tui.services.queue import open_queue
+from opos_tui.services.send_run import RunEvent, SendRun
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -103,7 +103,7 @@ class Runner:
         self.log = log
         self.stop = asyncio.Event()
         self.stopped_by = ""
-        self.engine: Dispatcher | None = None
+        self.sending: SendRun | None = None
 
     def request_stop(self, why: str) -> None:
         """Stop after the mails on the wire (a signal handler calls this)."""
@@ -111,11 +111,11 @@ class Runner:
             self.log.info("stop requested (%s): finishing the mails on the wire", why)
         self.stopped_by = self.stopped_by or why
         self.stop.set()
-        if self.engine is not None:
-            self.engine.request_stop()
+        if self.sending is not None:
+            self.sending.stop()
 
-    def progress(self, event: Progress) -> None:
-        if event.outcome is Outcome.SENDING:
+    def on_event(self, event: RunEvent) -> None:
+        if not isinstance(event, Progress) or event.outcome is Outcome.SENDING:
             return
         if event.outcome is Outcome.STOPPED:
             self.log.error("sending stopped: %s", event.reply)
@@ -137,11 +137,11 @@ class Runner:
                 done.imported, done.rejected = len(report.imported), len(report.rejected)
                 if self.stop.is_set():
                     return done
-                self.engine = Dispatcher.for_installation(queue, self.home, current, on_progress=self.progress)
+                self.sending = SendRun(queue, self.home, settings=current, on_event=self.on_event)
                 try:
-                    done.result = await self.engine.run()
+                    done.result = await self.sending.run()
                 finally:
-                    self.engine = None
+                    self.sending = None
         except OposError as exc:
             done.error = exc.en
             self.log.error("round failed: %s", exc.en)

@@ -34,7 +34,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from opos_tui.settings import SecurityMode, Settings
+from opos_tui.services.settings import SecurityMode, Settings
 
 HOST = "127.0.0.1"
 SERVER_NAME = "mail.example.test"

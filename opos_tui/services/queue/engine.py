@@ -1,8 +1,9 @@
 """What every queue engine promises: the interface the rest of opos-tui sends, lists and acts through.
 
 An engine stores items (:mod:`.model`) durably and lets several processes, on one host or many, work on the
-same queue at once. The SQLite engine (:mod:`.sqlite`) is the one there is; a PostgreSQL engine for farms
-of terminal servers implements the same Protocol. ``tests/queue_contract/`` checks any engine against it.
+same queue at once: the SQLite engine (:mod:`.sqlite`, one file in the home, the default) and the PostgreSQL
+engine (:mod:`.postgresql`, one database for a farm of terminal servers). ``tests/test_queue_contract.py``
+checks every engine against it.
 
 The life of an item::
 
@@ -116,6 +117,13 @@ class QueueEngine(Protocol):
 
         :class:`~.model.QueueGone` once the store was deleted or replaced under this handle (SQLite: another
         file put at ``queue.db``'s place): nothing read from it is current then."""
+        ...
+
+    def wait_for_change(self, seen: int, timeout: float) -> bool:
+        """Wait until :meth:`version` is no longer ``seen`` (True, at once if it moved already) or ``timeout``
+        seconds passed without a change (False). How a screen follows other processes: SQLite looks at the
+        version now and then; PostgreSQL is woken by the server (``LISTEN``/``NOTIFY``), on a connection of its
+        own, so the wait never holds up the handle's other work."""
         ...
 
     def page(self, status: StatusFilter = None, search: str = "", offset: int = 0, limit: int = 100) -> list[ItemRow]:

@@ -31,7 +31,7 @@ from typing import Self
 from opos_tui.services.files import make_file, narrow
 from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, StatusFilter
 from opos_tui.services.queue.headers import date_header, new_message_id
-from opos_tui.services.queue.liveness import pid_alive
+from opos_tui.services.queue.liveness import STALE_REASON, claim_gone
 from opos_tui.services.queue.model import (
     DELETABLE,
     EDITABLE,
@@ -56,6 +56,8 @@ from opos_tui.services.queue.model import (
 from opos_tui.services.queue.search import search_text, search_words
 
 BUSY_TIMEOUT_MS = 15_000
+WAIT_STEP = 0.25
+"""How often :meth:`SqliteQueue.wait_for_change` looks at the change counter, in seconds."""
 MAX_PARAMETERS = 999
 """The most parameters one statement carries: the lowest limit of any SQLite build (older ones and some
 distributions stop at 999), set on every connection so that a missed :func:`select_in` fails everywhere."""
@@ -154,8 +156,6 @@ _ROW_COLUMNS = """
        FROM (SELECT filename FROM attachments a WHERE a.item_id = items.id ORDER BY a.position)) AS att_json,
     (SELECT ok FROM plausibility p WHERE p.item_id = items.id) AS plausible
 """
-
-_STALE_REASON = "the sending process stopped while this mail was being sent: it may have arrived"
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
@@ -496,6 +496,16 @@ class SqliteQueue:
         self.check_file()
         return int(self._read("SELECT value FROM meta WHERE key = 'changes'")[0][0])
 
+    def wait_for_change(self, seen: int, timeout: float) -> bool:
+        # SQLite cannot wake anyone: look at the change counter every WAIT_STEP seconds.
+        deadline = time.monotonic() + timeout
+        while self.version() == seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(WAIT_STEP, left))
+        return True
+
     def page(self, status: StatusFilter = None, search: str = "", offset: int = 0, limit: int = 100) -> list[ItemRow]:
         where, params = _where(status, search)
         rows = self._read(
@@ -793,11 +803,8 @@ class SqliteQueue:
         stale: list[tuple[int, str, int]] = []
         rows = self._read("SELECT id, claim_host, claim_pid, lease_until FROM items WHERE status = 'sending'")
         for r in rows:
-            if r["claim_host"] == self.host:
-                gone = r["claim_pid"] != self.pid and not pid_alive(int(r["claim_pid"] or 0))
-            else:
-                gone = (r["lease_until"] or 0) < now
-            if gone:
+            claim = (r["claim_host"], r["claim_pid"], r["lease_until"])
+            if claim_gone(claim, host=self.host, pid=self.pid, now=now):
                 stale.append((int(r["id"]), r["claim_host"], r["claim_pid"]))
         if not stale:
             return []
@@ -809,9 +816,9 @@ class SqliteQueue:
                     """UPDATE items SET status = 'uncertain', error = ?, claim_host = NULL, claim_pid = NULL,
                            lease_until = NULL
                        WHERE id = ? AND status = 'sending' AND claim_host = ? AND claim_pid = ?""",
-                    (_STALE_REASON, item_id, host, pid),
+                    (STALE_REASON, item_id, host, pid),
                 )
                 if cursor.rowcount:
                     recovered.append(item_id)
-                    _note(db, item_id, now, "uncertain", _STALE_REASON)
+                    _note(db, item_id, now, "uncertain", STALE_REASON)
         return recovered

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.home import Home
+from opos_tui.services.settings import Settings
 from opos_tui.services.signin.cache import TokenCacheFile
 from opos_tui.services.signin.errors import NotConfigured, SignInRefused, SignInRequired
 from opos_tui.services.signin.http import describe_proxy
 from opos_tui.services.signin.microsoft import DeviceCode, MicrosoftSignIn, Token
 from opos_tui.services.transports.base import TokenProvider
-from opos_tui.settings import Settings
 
 __all__ = ["DeviceCode", "MicrosoftSignIn", "SignInStatus", "Token", "for_transport", "sign_in_for", "status"]
 

@@ -18,7 +18,7 @@ from requests.utils import get_environ_proxies
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import ConfigError
-from opos_tui.settings import OAuthSettings
+from opos_tui.services.settings import OAuthSettings
 
 TIMEOUT = 30.0
 """Seconds to wait for a sign-in address."""

@@ -16,10 +16,10 @@ import requests
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import OposError
+from opos_tui.services.settings import OAuthSettings
 from opos_tui.services.signin.cache import TokenCacheFile
 from opos_tui.services.signin.errors import NotConfigured, SignInExpired, SignInRefused, SignInUnreachable
 from opos_tui.services.signin.http import SignInSession
-from opos_tui.settings import OAuthSettings
 
 if TYPE_CHECKING:
     import msal

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from opos_tui.i18n import tr
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, PermanentError, TransientError
 from opos_tui.services.secrets import SecretStore
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.kinds import windows_only
 from opos_tui.services.transports.mailprogram import (
     LocalSession,
     ParsedMail,
@@ -42,7 +44,6 @@ from opos_tui.services.transports.mapi_structs import (
     declare,
     declare_logon,
 )
-from opos_tui.settings import Settings
 
 LABEL = "Windows-Standard (Simple MAPI)"
 LIBRARY = "mapi32.dll"
@@ -171,8 +172,6 @@ def load_mapi(path: str | None = None) -> ctypes.CDLL:
     if sys.platform == "win32":
         return ctypes.WinDLL(path or LIBRARY)  # FAR PASCAL: stdcall on 32-bit Windows
     if path is None:
-        from opos_tui.services.transports.registry import windows_only
-
         raise windows_only("windows")
     return ctypes.CDLL(path)
 

@@ -30,9 +30,9 @@ from opos_tui.services.errors import (
     TransportUnavailable,
 )
 from opos_tui.services.secrets import PASSWORD, SecretStore
+from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
 from opos_tui.services.transports.mailprogram import LocalSession, ParsedMail, attachment_files, parse_mail
-from opos_tui.settings import Settings
 
 LABEL = "Outlook (Extended MAPI)"
 OL_MAIL_ITEM = 0

@@ -15,8 +15,9 @@ from typing import Protocol
 
 from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.secrets import SecretStore
+from opos_tui.services.settings import Connection, Settings
 from opos_tui.services.transports.base import Observer, TokenProvider, Transport
-from opos_tui.settings import Connection, Settings
+from opos_tui.services.transports.kinds import LABELS, windows_only
 
 
 class Builder(Protocol):
@@ -77,10 +78,10 @@ def _sendmail() -> Builder:
 
 
 CONNECTIONS: dict[Connection, ConnectionType] = {
-    "windows": ConnectionType("Windows-Standard (Simple MAPI)", _mapi, windows_only=True, may_ask=True),
-    "outlook": ConnectionType("Outlook (Extended MAPI)", _outlook, windows_only=True, may_ask=True),
-    "smtp": ConnectionType("SMTP", _smtp),
-    "sendmail": ConnectionType("sendmail (Unix)", _sendmail, unix_only=True),
+    "windows": ConnectionType(LABELS["windows"], _mapi, windows_only=True, may_ask=True),
+    "outlook": ConnectionType(LABELS["outlook"], _outlook, windows_only=True, may_ask=True),
+    "smtp": ConnectionType(LABELS["smtp"], _smtp),
+    "sendmail": ConnectionType(LABELS["sendmail"], _sendmail, unix_only=True),
 }
 
 
@@ -94,19 +95,6 @@ def offered_here() -> dict[str, str]:
     Windows ones say off Windows that they work on Windows only), and sendmail on Unix."""
     on_windows = sys.platform == "win32"
     return {name: kind.label for name, kind in CONNECTIONS.items() if not (kind.unix_only and on_windows)}
-
-
-def windows_only(connection: Connection) -> TransportUnavailable:
-    """The plain message for a Windows connection type chosen on another system."""
-    label = CONNECTIONS[connection].label
-    return TransportUnavailable(
-        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
-        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
-        "the local mail program of a Unix server).",
-        f"Die Verbindungsart {connection} ({label}) funktioniert nur unter Windows: sie übergibt die Mails an "
-        f"ein Windows-Mailprogramm wie Outlook, und dieser Rechner läuft unter {sys.platform}. Bitte connection "
-        "auf smtp stellen (oder sendmail, das lokale Mailprogramm eines Unix-Servers).",
-    )
 
 
 def build_transport(

@@ -40,6 +40,7 @@ from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, ascii_addr_spec
 from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD, SecretStore
+from opos_tui.services.settings import SecurityMode, Settings
 from opos_tui.services.transports.base import (
     CertificateInfo,
     Envelope,
@@ -83,7 +84,6 @@ from opos_tui.services.transports.smtp.tls import (
     client_context,
     unverified_context,
 )
-from opos_tui.settings import SecurityMode, Settings
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,19 @@
 """Every setting of the original E-Mail dialog, as one pydantic model, and its file ``config.toml``.
 
-The model *is* the documentation: each field's docstring says what it does (for the reader of this file and
-the README; pydantic is not asked to read them: extracting them parses this file's source on every start,
-half the cost of building the model). Keys are dotted paths (``smtp.port``); they are the contract of ``config set``.
-Secrets (the password, the Google client secret, tokens) are not here: they live in the secret store.
+The model *is* the documentation: each field's docstring says what it does (for the reader of this file;
+pydantic is not asked to read them: extracting them parses this file's source on every start, half the cost
+of building the model), and the command line's messages say what each key takes (:func:`allowed_values`).
+Keys are dotted paths (``smtp.port``); they are the contract of ``config set``. Secrets (the password, the
+Google client secret, tokens) are not here: they live in the secret store.
+
+In the layers (docs/ARCHITECTURE.md) the settings sit just above the domain modules (errors, addresses,
+files, home, i18n), which they use; they import nothing else of opos_tui.
 """
 
 # No `from __future__ import annotations` here: pydantic would then compile every field's annotation from its text.
 
 import contextlib
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,6 +204,35 @@ class RetrySettings(_Section):
     """Days after its first try that a mail that still fails temporarily is marked failed."""
 
 
+def _queue_url(value: str) -> str:
+    value = _single_line(value)
+    if not value:
+        return value
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be empty (the SQLite file in the home) or a postgresql:// connection URI")
+    userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+    if userinfo.partition(":")[2] or "password=" in value.lower():
+        raise ValueError(
+            "must not hold the password: store it with `opos-tui config set-secret queue.password --stdin`"
+            " or in ~/.pgpass"
+        )
+    return value
+
+
+def _shown(raw: str) -> str:
+    """A typed value as an error message may repeat it: a password in a connection URI is masked (the
+    message reaches the screen and the terminal's scroll-back)."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", re.sub(r"(?i)(password=)[^&\s]*", r"\1***", raw))
+
+
+class QueueSettings(_Section):
+    url: Annotated[str, AfterValidator(_queue_url)] = ""
+    """Where the queue is: empty = `queue.db` in the home (SQLite); a libpq connection URI = one queue on a
+    PostgreSQL server for every host of a farm (`postgresql://opos@db.example:5432/opos`, or through a Unix
+    socket `postgresql:///opos?host=/run/postgresql`; TLS as libpq takes it: `?sslmode=verify-full`). The
+    password goes into the secret store (`config set-secret queue.password --stdin`) or `~/.pgpass`."""
+
+
 def _template_line(value: str) -> str:
     return _template(_single_line(value))
 
@@ -323,6 +357,7 @@ class Settings(_Section):
     sendmail: SendmailSettings = Field(default_factory=SendmailSettings)
     sender: SenderSettings = Field(default_factory=SenderSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     letters: LetterSettings = Field(default_factory=LetterSettings)
     payment_advice: PaymentAdviceTemplate = Field(default_factory=PaymentAdviceTemplate)
     """Zahlungsavis: subject and body of payment advices."""
@@ -367,6 +402,7 @@ class Settings(_Section):
 SECRET_KEYS: dict[str, str] = {
     "auth.password": "auth.password_set",
     "oauth.client_secret": "oauth.client_secret_set",
+    "queue.password": "queue.password_set",
 }
 
 
@@ -470,7 +506,7 @@ def with_value(settings: Settings, key: str, raw: str) -> Settings:
     except ValidationError as exc:
         errors = field_errors(exc)
         msg = errors.get(key) or next(iter(errors.values()))
-        en = f"invalid value for {key}: {raw!r}: {msg}"
+        en = f"invalid value for {key}: {_shown(raw)!r}: {msg}"
         raise ConfigError(en, en.replace("invalid value for", "ungültiger Wert für"), detail=str(exc)) from None
 
 

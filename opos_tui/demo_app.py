@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
@@ -14,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from opos_tui.app import OposApp
 from opos_tui.i18n import tr
-from opos_tui.screens.queue import POLL_SECONDS
+from opos_tui.screens.status import POLL_SECONDS
 from opos_tui.services import demo
 from opos_tui.services.home import Home
 
@@ -99,7 +98,6 @@ class ReceivedScreen(Screen[None]):
 class DemoApp(OposApp):
     """The app on a demo home, with ``v`` (and a palette command) for what the demo's server received."""
 
-    CSS_PATH = str(Path(__file__).parent.parent / OposApp.CSS_PATH)  # relative paths count from this module
     BINDINGS = [Binding("v", "received", tr("Received", "Empfangen"), show=False)]
     HINT_SECONDS = 20.0
 

@@ -1,0 +1,63 @@
+"""How a mail's state is shown, in the queue's list and in a mail's detail alike.
+
+Both screens import these; neither imports the other's module for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from opos_tui.i18n import tr
+from opos_tui.services.queue import LetterType, Status
+
+POLL_SECONDS = 0.5
+"""How often the screens ask the queue whether another process changed something."""
+
+# Colour alone is lost on some SSH terminals: every status has its symbol and its word.
+STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
+    Status.PENDING: ("○", "bold blue"),
+    Status.HELD: ("‖", "yellow"),
+    Status.SENDING: ("»", "cyan"),
+    Status.SENT: ("✓", "green"),
+    Status.DEFERRED: ("↻", "yellow"),
+    Status.FAILED: ("✗", "bold red"),
+    Status.UNCERTAIN: ("?", "bold magenta"),
+}
+
+
+def status_word(status: Status) -> str:
+    return {
+        Status.PENDING: tr("pending", "wartet"),
+        Status.HELD: tr("held", "angehalten"),
+        Status.SENDING: tr("sending", "sendet"),
+        Status.SENT: tr("sent", "gesendet"),
+        Status.DEFERRED: tr("deferred", "verschoben"),
+        Status.FAILED: tr("failed", "fehlerhaft"),
+        Status.UNCERTAIN: tr("uncertain", "unsicher"),
+    }[status]
+
+
+def status_text(status: Status) -> Text:
+    symbol, style = STATUS_SYMBOL[status]
+    return Text(f"{symbol} {status_word(status)}", style=style)
+
+
+def type_label(letter_type: LetterType, level: int | None) -> str:
+    if letter_type is LetterType.PAYMENT_ADVICE:
+        return tr("Advice", "Avis")
+    return tr(f"Dunning {level}", f"{level}. Mahnung")
+
+
+def arrive_twice(uncertain: Sequence[int]) -> str:
+    """The warning before uncertain mails go out again, in their detail (r: resend) and in the list (r: retry)."""
+    if len(uncertain) == 1:
+        return tr(
+            f"#{uncertain[0]} may have arrived already: sending it again may deliver it twice.",
+            f"#{uncertain[0]} kam vielleicht schon an: erneutes Senden kann sie doppelt zustellen.",
+        )
+    return tr(
+        f"{len(uncertain):,} uncertain mails may have arrived already: sending them again may deliver them twice.",
+        f"{len(uncertain):,} unsichere Mails kamen vielleicht schon an: erneutes Senden kann sie doppelt zustellen.",
+    )

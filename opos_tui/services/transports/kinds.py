@@ -1,0 +1,33 @@
+"""What each connection type is called, and what a Windows-only type chosen elsewhere says.
+
+Below the registry and the transports alike: a transport says it (MAPI loaded off Windows) without importing
+the registry that imports the transport.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from opos_tui.services.errors import TransportUnavailable
+from opos_tui.services.settings import Connection
+
+LABELS: dict[Connection, str] = {
+    "windows": "Windows-Standard (Simple MAPI)",
+    "outlook": "Outlook (Extended MAPI)",
+    "smtp": "SMTP",
+    "sendmail": "sendmail (Unix)",
+}
+"""What a person sees each type called, in the order the settings form offers them."""
+
+
+def windows_only(connection: Connection) -> TransportUnavailable:
+    """The plain message for a Windows connection type chosen on another system."""
+    label = LABELS[connection]
+    return TransportUnavailable(
+        f"Connection type {connection} ({label}) works on Windows only: it hands the mails to a Windows mail "
+        f"program such as Outlook, and this computer runs {sys.platform}. Set connection to smtp (or sendmail, "
+        "the local mail program of a Unix server).",
+        f"Die Verbindungsart {connection} ({label}) funktioniert nur unter Windows: sie übergibt die Mails an "
+        f"ein Windows-Mailprogramm wie Outlook, und dieser Rechner läuft unter {sys.platform}. Bitte connection "
+        "auf smtp stellen (oder sendmail, das lokale Mailprogramm eines Unix-Servers).",
+    )
