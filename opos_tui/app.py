@@ -8,7 +8,7 @@ from functools import partial
 from typing import Literal
 
 from rich.terminal_theme import TerminalTheme
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.screen import Screen
@@ -18,6 +18,7 @@ from opos_tui.screens.form import SettingsForm
 from opos_tui.screens.letters import LettersScreen, page_of
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen
+from opos_tui.screens.typeahead import TypeAheadApp
 from opos_tui.screens.widgets import ConfirmScreen, KeysScreen, screen_keys, set_bindings
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
@@ -91,7 +92,7 @@ def key_names() -> dict[str, str]:
     }
 
 
-class OposApp(App[None]):
+class OposApp(TypeAheadApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
 
@@ -103,7 +104,8 @@ class OposApp(App[None]):
         self.ansi_theme_dark = ANSI_COLOURS
 
     def on_mount(self) -> None:
-        if self.console.color_system == "standard" and "TEXTUAL_THEME" not in os.environ:
+        # Also the legacy Windows console, which has 16 colours too.
+        if self.console.color_system in ("standard", "windows") and "TEXTUAL_THEME" not in os.environ:
             self.theme = ANSI_THEME
         if self.start == "settings":
             self.push_screen(SettingsScreen(self.home))

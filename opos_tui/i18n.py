@@ -28,6 +28,6 @@ def current_lang() -> Lang:
     return _lang or detect_lang()
 
 
-def tr(en: str, de: str) -> str:
-    """The text in the current language; both versions stand side by side where they are used."""
-    return de if current_lang() == "de" else en
+def tr(en: str, de: str, lang: Lang | None = None) -> str:
+    """The text in the current language (or ``lang``); both versions stand side by side where they are used."""
+    return de if (lang or current_lang()) == "de" else en

@@ -384,7 +384,10 @@ def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home)
 
 
 def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:
-    for url in ("postgresql://opos:Geheim-4711@db.example/opos", "postgresql:///opos?host=/run/pg&password=Geheim-4711"):
+    for url in (
+        "postgresql://opos:Geheim-4711@db.example/opos",
+        "postgresql:///opos?host=/run/pg&password=Geheim-4711",
+    ):
         result = cli("config", "set", "queue.url", url)
         assert result.code == 2
         assert "queue.url" in result.err and "***" in result.err

@@ -11,12 +11,14 @@ from textual.worker import WorkerCancelled
 
 from opos_tui.app import OposApp
 from opos_tui.screens.connection_test import ConnectionTestPanel
+from opos_tui.screens.labels import name_fields
 from opos_tui.screens.settings import SettingsScreen
 from opos_tui.services import secrets
 from opos_tui.services import settings as settings_module
 from opos_tui.services.connection_test import ConnectionTestResult
 from opos_tui.services.home import Home
 from opos_tui.services.transports.base import HandshakeEvent
+from opos_tui.services.transports.smtp.errors import CertificateNotTrusted
 from tests.conftest import file_bytes
 from tests.servers.smtp import PASSWORD, USER, free_port
 
@@ -77,7 +79,7 @@ async def test_invalid_form_is_not_tested(home: Home) -> None:
         await pilot.press("ctrl+t")
         await pilot.pause()
         assert not app.screen.query(ConnectionTestPanel)
-        assert any("must be valid first" in str(n.message) for n in app._notifications)
+        assert "must be valid first" in str(app.screen.query_one("#form-status").render())
 
 
 async def test_settings_that_cannot_be_tested_say_why(home: Home) -> None:
@@ -86,7 +88,8 @@ async def test_settings_that_cannot_be_tested_say_why(home: Home) -> None:
         await pilot.press("ctrl+t")
         await settle(app)
         await pilot.pause()
-        assert "smtp.host is not set" in transcript(app)
+        # named as the form names it; the command line says smtp.host
+        assert "“Server (host name)” is not set" in transcript(app)
         assert "Not tested" in status(app)
 
 
@@ -124,7 +127,9 @@ async def test_command_palette_offers_the_test(home: Home) -> None:
         await pilot.press("ctrl+p", *"test conn", "enter")
         await settle(app)
         await pilot.pause()
-        assert f"refused the connection on port {port}" in transcript(app)
+        shown = transcript(app)
+        assert f"refused the connection on port {port}" in shown
+        assert "Check “Port” (587 for StartTls" in shown and "smtp.port" not in shown
 
 
 # --- looks --------------------------------------------------------------------------------------------
@@ -171,3 +176,9 @@ def test_transcript_snapshot(snap_compare: Any, home: Home) -> None:
         await pilot.pause()
 
     assert snap_compare(OposApp(home, "settings"), terminal_size=(80, 24), run_before=show_a_transcript)
+
+
+def test_messages_name_the_form_labels_but_keep_command_lines() -> None:
+    text = name_fields(CertificateNotTrusted("mail", "CN=mail", "CN=Corp CA", "unable to get issuer").message("en"))
+    assert "set “Extra CA file (PEM)” to it" in text
+    assert "(opos-tui config set smtp.ca_file /path/ca.pem)" in text

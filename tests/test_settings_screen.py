@@ -15,7 +15,9 @@ from opos_tui.screens.settings import FormField, SettingsScreen, widget_id
 from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import secrets, settings
 from opos_tui.services.home import Home
+from tests.colours import in_sixteen_colours
 from tests.conftest import file_bytes
+from tests.keys import burst
 
 
 def shown(screen: SettingsScreen, selector: str) -> bool:
@@ -361,7 +363,7 @@ async def test_the_same_key_changed_elsewhere_asks_first(home: Home, answer: str
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
-        assert "smtp.host" in app.screen.question
+        assert "“Server (host name)”" in app.screen.question  # the form's label, not the key
         await pilot.click(f"#answer-{answer}")
         await pilot.pause()
     expected = "mine.example.com" if answer == "mine" else "theirs.example.com"
@@ -377,3 +379,170 @@ def test_merge_keeps_both_sides_and_names_the_clashes() -> None:
     merged = settings.Settings.model_validate(data)
     assert (merged.smtp.host, merged.smtp.port, merged.sender.name) == ("a.example.com", 465, "Müller")
     assert both == ["smtp.host"]  # the port was changed to the same value on both sides: no clash
+
+
+# --- typed ahead: keys that arrive in one burst (a paste, a laggy SSH link) ---------------------------
+
+
+def value(screen: SettingsScreen, key: str) -> str:
+    return screen.query_one(f"#{widget_id(key)}", Input).value
+
+
+async def test_burst_typed_profile_and_password_land_in_their_own_fields(home: Home) -> None:
+    settings.set_value(home, "auth.method", "password")
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#auth-profile", Input).focus()
+        await pilot.pause()
+        await burst(pilot, *"buchhaltung", "tab", *"geheim123")
+        assert value(screen, "auth.profile") == "buchhaltung"
+        assert value(screen, secrets.PASSWORD) == "geheim123"
+        assert "geheim123" not in app.export_screenshot()
+
+
+async def test_burst_typed_host_and_port_land_in_their_own_fields(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#smtp-host", Input).focus()
+        await pilot.pause()
+        await burst(pilot, *"localhost", "tab", *"2526", "shift+tab", "end", *".lan")
+        assert (value(screen, "smtp.host"), value(screen, "smtp.port")) == ("localhost.lan", "2526")
+
+
+async def test_burst_right_after_choosing_password_login(home: Home) -> None:
+    # The choice shows Profil and Passwort: the Tab right after it must already find them.
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await burst(pilot, "tab", "down", "enter", "tab", *"buchhaltung", "tab", *"geheim123", "tab", *"localhost")
+        assert screen.pressed("auth.method") == "password"
+        assert value(screen, "auth.profile") == "buchhaltung"
+        assert value(screen, secrets.PASSWORD) == "geheim123"
+        assert value(screen, "smtp.host") == "localhost"
+
+
+def test_settings_form_in_sixteen_colours_snapshot(
+    snap_compare: Callable[..., bool], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Red only for errors: the focused field's label and the footer keys are not red, the invalid port is,
+    # the warning is yellow, and the ticked checkbox says so by its mark.
+    home = Home(tmp_path / "home")
+    settings.set_value(home, "auth.method", "password")
+    settings.set_value(home, "smtp.allow_plain_auth", "true")
+    app = in_sixteen_colours(monkeypatch, lambda: OposApp(home, start="settings"))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.port", "0")
+        screen.query_one("#smtp-port", Input).cursor_blink = False
+        screen.query_one("#form").scroll_to_widget(screen.query_one("#field-smtp-port"), top=True, animate=False)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+# --- at 80x24: what the cursor is on stays in view ----------------------------------------------------
+
+
+def in_view(screen: SettingsScreen, selector: str) -> bool:
+    """Whether a widget is on screen inside the scrolling form, not scrolled away or covered by something."""
+    widget = screen.query_one(selector)
+    region = widget.region
+    if not region or not screen.query_one("#form").region.contains_region(region):
+        return False
+    return all(screen.get_widget_at(x, region.y)[0] is widget for x in range(region.x, region.right))
+
+
+async def test_refused_save_takes_the_cursor_to_the_first_field_marked(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.max_per_minute", "many")
+        await type_into(pilot, screen, "sender.bcc", "archiv@")
+        screen.query_one("#connection").focus()  # top of the form: both fields scrolled out of view
+        await pilot.pause()
+        assert not in_view(screen, "#smtp-max-per-minute")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#smtp-max-per-minute")
+        assert in_view(screen, "#smtp-max-per-minute")
+        assert in_view(screen, "#field-smtp-max-per-minute > .field-error")
+        assert "Not saved: fix the fields marked ⚠ first" in str(screen.query_one("#form-status").render())
+        # what it says covers none of the form: no label hidden under it
+        for label in screen.query(".field-label"):
+            if label.region and screen.query_one("#form").region.contains_region(label.region):
+                assert in_view(screen, f"#{label.parent.id} > .field-label")  # type: ignore[union-attr]
+        await type_into(pilot, screen, "smtp.max_per_minute", "30")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#sender-bcc")
+        await type_into(pilot, screen, "sender.bcc", "archiv@example.com")
+        assert not screen.query_one("#form-status").display  # fixed: the refusal is gone
+
+
+async def test_refused_save_shows_the_error_of_the_field_the_cursor_is_in(home: Home) -> None:
+    # The cursor is in the bad field already, at the bottom of the form: the line saying "not saved" takes a
+    # line from the form, and must not push the field's error out of view.
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await pilot.press("tab", "down", "enter")  # password login
+        await pilot.pause()
+        await pilot.press("tab", *"buchhaltung", "tab", *"geheim123", "tab", "tab", "ctrl+u", "0")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#smtp-port")
+        assert in_view(screen, "#field-smtp-port > .field-error")  # on the form's last line
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.query_one("#form-status").display
+        assert app.focused is screen.query_one("#smtp-port")
+        assert in_view(screen, "#field-smtp-port > .field-error")
+
+
+async def test_tab_from_the_last_field_goes_to_the_first(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#sender-bcc").focus()
+        await pilot.press("tab")
+        assert app.focused is screen.query_one("#connection")
+        await pilot.press("shift+tab")
+        assert app.focused is screen.query_one("#sender-bcc")
+
+
+async def test_the_test_panel_does_not_hide_the_field_being_edited(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#sender-bcc").focus()  # the last field, at the bottom of the screen
+        await pilot.pause()
+        assert in_view(screen, "#sender-bcc")
+        await pilot.press("ctrl+t")  # no host yet: the panel opens and says so
+        await pilot.pause()
+        assert screen.query_one("#connection-test").region.height == 12
+        assert app.focused is screen.query_one("#sender-bcc")
+        assert in_view(screen, "#sender-bcc")
+
+
+async def test_saved_is_said_until_the_next_change(home: Home) -> None:
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await type_into(pilot, screen, "smtp.host", "mail.example.com")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        status = screen.query_one("#form-status")
+        assert status.display and "Saved to" in str(status.render())
+        await type_into(pilot, screen, "smtp.host", "mail.example.org")
+        assert not status.display

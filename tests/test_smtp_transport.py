@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from opos_tui.i18n import LANGS
 from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
@@ -100,6 +101,25 @@ async def test_mismatch_suggests_the_matching_mode(smtp_server: Any) -> None:
     with pytest.raises(errors.TlsMismatch) as to_tls:
         await send_one(config(tls, "StartTls", timeout=1))
     assert to_tls.value.suggested == "SslOnConnect"
+
+
+async def test_no_greeting_names_both_likely_causes(smtp_server: Any) -> None:
+    # A plain client gets no "220" from a TLS port, and none from a server that hangs: the same silence.
+    async def hangs(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    listener = await asyncio.start_server(hangs, "127.0.0.1", 0)
+    async with listener:
+        hung = SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=1)
+        tls_port = config(smtp_server("tls"), "StartTls", timeout=1)
+        for cfg in (tls_port, hung):
+            with pytest.raises(errors.TlsMismatch) as caught:
+                await send_one(cfg)
+            for lang in LANGS:
+                text = caught.value.message(lang)
+                assert "SslOnConnect" in text
+                assert ("not answering" if lang == "en" else "antwortet nicht") in text
 
 
 # --- certificates -------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from textual.widgets import RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from opos_tui.i18n import tr
-from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, run_connection_test
+from opos_tui.screens.labels import name_fields
+from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEvent, Stage, run_connection_test
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
@@ -25,11 +26,25 @@ from opos_tui.services.settings import Settings
 MARKS = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "failed": ("✗", "red")}
 
 
+def stage_name(stage: str) -> str:
+    """A stage as the panel names it; ``--json`` keeps the English word."""
+    german = {"connect": "Verbinden", "auth": "Anmelden", "send": "Senden", "done": "fertig"}
+    return tr(stage, german.get(stage, stage))
+
+
+def stage_width() -> int:
+    return 1 + max(len(stage_name(stage)) for stage in Stage)
+
+
 def event_lines(event: HandshakeEvent) -> list[Text]:
     """One event as the panel shows it: a mark and the summary, then the protocol lines, dimmed."""
     mark, colour = MARKS[event.status]
     # Text, not markup: a server's reply may contain square brackets.
-    head = Text.assemble((f"{mark} ", f"bold {colour}"), (f"{event.stage:<8}", "bold"), event.summary)
+    head = Text.assemble(
+        (f"{mark} ", f"bold {colour}"),
+        (stage_name(event.stage).ljust(stage_width()), "bold"),
+        name_fields(event.summary),
+    )
     return [head, *(Text(f"    {line}", style="dim") for line in event.exchange)]
 
 
@@ -125,7 +140,7 @@ class ConnectionTestPanel(Vertical):
             self.set_status(
                 tr(
                     f"✗ Failed at stage {result.stage}. {closing}",
-                    f"✗ Fehlgeschlagen bei Schritt {result.stage}. {closing}",
+                    f"✗ Fehlgeschlagen beim Schritt {stage_name(result.stage)}. {closing}",
                 ),
                 "failed",
             )
@@ -141,7 +156,7 @@ class ConnectionTestPanel(Vertical):
         elif event.state is WorkerState.ERROR:
             error = event.worker.error
             # Settings that cannot be tested at all (no host, no password): said in one line, no traceback.
-            text = error.message() if isinstance(error, OposError) else f"{type(error).__name__}: {error}"
+            text = name_fields(error.message()) if isinstance(error, OposError) else f"{type(error).__name__}: {error}"
             self.query_one(RichLog).write(Text(f"✗ {text}", style="bold red"))
             self.set_status(tr(f"✗ Not tested. {closing}", f"✗ Nicht getestet. {closing}"), "failed")
         elif event.state is WorkerState.CANCELLED:

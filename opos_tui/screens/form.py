@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
 
 from opos_tui.i18n import tr
+from opos_tui.screens import labels
 from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import settings
 from opos_tui.services.errors import OposError
@@ -60,6 +61,8 @@ class FormField(Vertical):
     # A class, not :focus-within: Textual does not restyle the label when focus moves on.
     def on_descendant_focus(self) -> None:
         self.add_class("-focused")
+        # The whole field in view, its label and its error too, not just the line being edited.
+        self.call_after_refresh(self.scroll_visible, animate=False)
 
     def on_descendant_blur(self) -> None:
         self.remove_class("-focused")
@@ -150,7 +153,22 @@ class SettingsForm(Screen[None]):
         """config.toml was just written whole: whatever the form showed about a broken file is past."""
 
     def reveal_invalid(self) -> None:
-        """Bring the fields marked invalid into view, when saving is refused because of them."""
+        """Take the cursor to the first field marked ⚠ that can take it, when saving is refused because of it."""
+        reachable = self.focus_chain
+        for form_field in self.query(FormField).filter(".-invalid"):
+            if form_field.editor in reachable:
+                form_field.editor.focus()
+                # Also when the cursor is in it already: the line saying so must not push its error out of view.
+                form_field.call_after_refresh(form_field.scroll_visible, animate=False)
+                return
+
+    def field_labels(self) -> dict[str, str]:
+        """This form's fields by key, as its labels name them."""
+        return {form_field.key: form_field.label for form_field in self.query(FormField) if form_field.label}
+
+    def name_fields(self, text: str) -> str:
+        """``text`` (a message about settings) with the keys of this form's fields named by their labels."""
+        return labels.name_fields(text, self.field_labels())
 
     def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
         value = self.raw.get(key, settings.format_value(settings.get_value(self.saved, key)))
@@ -218,13 +236,16 @@ class SettingsForm(Screen[None]):
         for form_field in self.query(FormField):
             form_field.show_error(errors.get(form_field.key))
         form_error = self.query_one("#form-error", Static)
-        form_error.update(f"⚠ {errors['']}" if "" in errors else "")
+        form_error.update(f"⚠ {self.name_fields(errors[''])}" if "" in errors else "")
         form_error.display = "" in errors
 
     def changed(self) -> None:
         self.revalidate()
         self.dirty = self.valid != self.saved or self.unsaved_extra()
         self.sub_title = self.heading() + (" *" if self.dirty else "")
+        status = self.query_one("#form-status")
+        if (status.has_class("-refused") and self.valid is not None) or (self.dirty and not status.has_class("-error")):
+            self.say("")  # the fields it asked for are fixed, or "saved" no longer holds
 
     @on(Input.Changed)
     @on(RadioSet.Changed)
@@ -232,6 +253,23 @@ class SettingsForm(Screen[None]):
     @on(TextArea.Changed)
     def on_edit(self) -> None:
         self.changed()
+
+    # --- telling the outcome ---------------------------------------------------------------------------
+    # A line above the footer (``#form-status``, in every form's compose), where a notification would cover
+    # the form's labels at 80x24.
+
+    def say(self, text: str, error: bool = False) -> None:
+        status = self.query_one("#form-status", Static)
+        status.update(text)
+        status.display = bool(text)
+        status.set_class(error, "-error")
+        status.remove_class("-refused")
+
+    def refuse(self, text: str) -> None:
+        """Say why the form cannot be saved (or tested), and take the cursor to the first field marked ⚠."""
+        self.say(text, error=True)
+        self.query_one("#form-status").add_class("-refused")
+        self.reveal_invalid()
 
     # --- actions --------------------------------------------------------------------------------------
 
@@ -247,13 +285,11 @@ class SettingsForm(Screen[None]):
         """
         self.changed()
         if self.valid is None:
-            self.reveal_invalid()
-            self.notify(
+            self.refuse(
                 tr(
                     "Not saved: fix the fields marked ⚠ first.",
                     "Nicht gespeichert: zuerst die mit ⚠ markierten Felder korrigieren.",
-                ),
-                severity="error",
+                )
             )
             return
         mine = self.valid
@@ -267,15 +303,15 @@ class SettingsForm(Screen[None]):
                 try:
                     merged = Settings.model_validate(data, context={"check_files": True})
                 except ValidationError as exc:
-                    problem = next(iter(settings.field_errors(exc).values()))
-                    self.notify(
+                    problem = self.name_fields(next(iter(settings.field_errors(exc).values())))
+                    self.say(
                         tr(
                             "Not saved: config.toml was changed elsewhere meanwhile, and together with this form:"
                             f" {problem}",
                             "Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit"
                             f" diesem Formular gilt: {problem}",
                         ),
-                        severity="error",
+                        error=True,
                     )
                     return
                 if set(both) - agreed:
@@ -283,10 +319,10 @@ class SettingsForm(Screen[None]):
                     return
                 self.write(merged, mine, then_close)
         except OposError as exc:  # the lock file cannot be made: the folder is not writable
-            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
+            self.say(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), error=True)
 
     def ask_clash(self, both: list[str], then_close: bool, agreed: frozenset[str]) -> None:
-        keys = ", ".join(both)
+        keys = ", ".join(self.name_fields(key) for key in both)
 
         def decided(choice: str | None) -> None:
             if choice == "mine":
@@ -328,7 +364,8 @@ class SettingsForm(Screen[None]):
             settings.save(self.home, new)
             self.save_extra()
         except (OSError, OposError) as exc:
-            self.notify(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), severity="error")
+            problem = self.name_fields(str(exc))
+            self.say(tr(f"Not saved: {problem}", f"Nicht gespeichert: {problem}"), error=True)
             return
         theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
         self.saved = new
@@ -337,8 +374,9 @@ class SettingsForm(Screen[None]):
         self.file_problems_solved()
         self.show_values(new, theirs)
         self.changed()
-        note = tr(f"; kept from elsewhere: {', '.join(theirs)}", f"; von anderswo übernommen: {', '.join(theirs)}")
-        self.notify(
+        kept = ", ".join(self.name_fields(key) for key in theirs)
+        note = tr(f"; kept from elsewhere: {kept}", f"; von anderswo übernommen: {kept}")
+        self.say(
             tr(f"Saved to {self.home.config_file}", f"Gespeichert in {self.home.config_file}")
             + (note if theirs else "")
         )

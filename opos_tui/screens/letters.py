@@ -171,6 +171,7 @@ class LettersScreen(SettingsForm):
                         yield self.text_area(f"{section}.body", tr("Body", "Text"), global_text, 6)
         with VerticalScroll(id="preview"):
             yield Static("", id="preview-mail", markup=False)
+        yield Static("", id="form-status")
         yield Footer()
 
     def on_mount(self) -> None:

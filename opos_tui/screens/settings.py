@@ -19,8 +19,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioSet, Static
 
 from opos_tui.i18n import tr
+from opos_tui.screens import labels
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
+from opos_tui.screens.widgets import Tick
 from opos_tui.services import secrets
 from opos_tui.services.home import Home
 from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode
@@ -102,19 +104,25 @@ class SettingsScreen(SettingsForm):
 
     # --- building the form ----------------------------------------------------------------------------
 
-    def secret_field(self, name: str, label: str) -> FormField:
+    def field_labels(self) -> dict[str, str]:
+        return labels.field_labels()
+
+    def secret_field(self, name: str) -> FormField:
         stored = self.store.get(name) is not None
         hint = (
             tr("stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten")
             if stored
             else tr("not set", "nicht gesetzt")
         )
-        return FormField(name, label, Input("", placeholder=hint, password=True, id=widget_id(name), compact=True))
+        editor = Input("", placeholder=hint, password=True, id=widget_id(name), compact=True)
+        return FormField(name, labels.field_labels()[name], editor)
 
     def compose(self) -> ComposeResult:
         s = self.saved
+        label = labels.field_labels()
         yield Header()
-        with VerticalScroll(id="form"):
+        # Not a tab stop itself: Tab goes from the last field straight back to the first.
+        with VerticalScroll(id="form", can_focus=False):
             yield Static(
                 tr(
                     "E-mail dispatch of payment advices and dunning letters",
@@ -125,53 +133,32 @@ class SettingsScreen(SettingsForm):
             yield Static("", id="form-error", classes="form-error")
             yield Static(self.file_problem_text(), id="file-problem", classes="form-error")
             yield Vertical(id="section-fix", classes="section")
-            yield FormField(
-                "connection",
-                tr("Connection type (Verbindungsart)", "Verbindungsart"),
-                radio_set("connection", offered_here(), s.connection),
-            )
+            yield FormField("connection", label["connection"], radio_set("connection", offered_here(), s.connection))
             yield Static("", id="connection-note", classes="note")
             with Vertical(id="section-sendmail", classes="section"):
-                yield self.text_field(
-                    "sendmail.path", tr("sendmail program", "sendmail-Programm"), "/usr/sbin/sendmail"
-                )
+                yield self.text_field("sendmail.path", label["sendmail.path"], "/usr/sbin/sendmail")
             with Vertical(id="section-auth", classes="section"):
                 yield FormField(
-                    "auth.method",
-                    tr("Log in (Anmelden)", "Anmelden"),
-                    radio_set("auth.method", auth_labels(), s.auth.method),
+                    "auth.method", label["auth.method"], radio_set("auth.method", auth_labels(), s.auth.method)
                 )
-                yield self.text_field(
-                    "auth.profile",
-                    tr("Profile (Profil): user name or Outlook profile", "Profil: Benutzername oder Outlook-Profil"),
-                )
-                yield self.secret_field(secrets.PASSWORD, tr("Password (Passwort)", "Passwort"))
+                yield self.text_field("auth.profile", label["auth.profile"])
+                yield self.secret_field(secrets.PASSWORD)
             with Vertical(id="section-smtp", classes="section"):
                 yield Static(tr("SMTP connection data", "SMTP-Verbindungsdaten"), classes="section-title")
-                yield self.text_field("smtp.host", tr("Server (host name)", "Server (Hostname)"), "smtp.example.com")
-                yield self.text_field("smtp.port", "Port")
+                yield self.text_field("smtp.host", label["smtp.host"], "smtp.example.com")
+                yield self.text_field("smtp.port", label["smtp.port"])
                 yield FormField(
                     "smtp.security",
-                    tr("Security (Sicherheit)", "Sicherheit"),
+                    label["smtp.security"],
                     radio_set("smtp.security", security_labels(), s.smtp.security.value),
                 )
-                yield self.text_field("smtp.timeout", tr("Timeout (seconds)", "Zeitlimit (Sekunden)"))
-                yield self.text_field(
-                    "smtp.ca_file",
-                    tr(
-                        "Extra CA file (PEM), empty = system store", "Zusätzliche CA-Datei (PEM), leer = Systemspeicher"
-                    ),
-                )
+                yield self.text_field("smtp.timeout", label["smtp.timeout"])
+                yield self.text_field("smtp.ca_file", label["smtp.ca_file"])
                 yield FormField(
                     "smtp.allow_plain_auth",
                     "",
-                    Checkbox(
-                        tr(
-                            "Allow the password over an unencrypted connection",
-                            "Passwort auch über unverschlüsselte Verbindung senden",
-                        ),
-                        s.smtp.allow_plain_auth,
-                        id=widget_id("smtp.allow_plain_auth"),
+                    Tick(
+                        label["smtp.allow_plain_auth"], s.smtp.allow_plain_auth, id=widget_id("smtp.allow_plain_auth")
                     ),
                 )
                 yield Static(
@@ -182,59 +169,32 @@ class SettingsScreen(SettingsForm):
                     id="plain-auth-warning",
                     classes="warning",
                 )
-                yield self.text_field(
-                    "smtp.max_message_mb",
-                    tr("Largest mail: attachments in MB", "Größte Mail: Anhänge in MB"),
-                )
-                yield self.text_field(
-                    "smtp.connections",
-                    tr("Parallel connections (Exchange Online: 3)", "Parallele Verbindungen (Exchange Online: 3)"),
-                )
-                yield self.text_field(
-                    "smtp.max_per_minute",
-                    tr(
-                        "Mails per minute, 0 = unlimited (Exchange Online: 30)",
-                        "Mails pro Minute, 0 = unbegrenzt (Exchange Online: 30)",
-                    ),
-                )
+                yield self.text_field("smtp.max_message_mb", label["smtp.max_message_mb"])
+                yield self.text_field("smtp.connections", label["smtp.connections"])
+                yield self.text_field("smtp.max_per_minute", label["smtp.max_per_minute"])
             with Vertical(id="section-oauth", classes="section"):
                 yield Static("OAuth 2.0", classes="section-title")
                 yield FormField(
                     "oauth.provider",
-                    tr("Authorization server (Authentifizierung)", "Authentifizierung"),
+                    label["oauth.provider"],
                     radio_set("oauth.provider", provider_labels(), s.oauth.provider),
                 )
-                yield self.text_field(
-                    "oauth.client_id",
-                    tr(
-                        "Application (client) ID; empty = vendor's app",
-                        "Anwendungs-ID (Client-ID); leer = Hersteller-App",
-                    ),
-                )
-                yield self.text_field(
-                    "oauth.tenant_id",
-                    tr(
-                        "Directory (tenant) ID; empty = organizations",
-                        "Verzeichnis-ID (Mandanten-ID); leer = organizations",
-                    ),
-                )
-                yield self.secret_field(
-                    secrets.GOOGLE_CLIENT_SECRET,
-                    tr("Client secret (Google desktop app)", "Client-Geheimnis (Google-Desktop-App)"),
-                )
+                yield self.text_field("oauth.client_id", label["oauth.client_id"])
+                yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
+                yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
-                yield self.text_field(
-                    "sender.address", tr("From address", "Absenderadresse"), "buchhaltung@example.com"
-                )
-                yield self.text_field("sender.name", tr("Display name", "Anzeigename"))
-                yield self.text_field("sender.reply_to", tr("Reply-To (empty = From)", "Antwort an (leer = Absender)"))
-                yield self.text_field("sender.bcc", tr("Archive copy (Bcc)", "Archivkopie (Bcc)"))
+                yield self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com")
+                yield self.text_field("sender.name", label["sender.name"])
+                yield self.text_field("sender.reply_to", label["sender.reply_to"])
+                yield self.text_field("sender.bcc", label["sender.bcc"])
             yield Static(
                 tr(f"Secrets are kept in: {self.store.describe()}", f"Geheimnisse liegen in: {self.store.describe()}"),
                 id="secret-store",
                 classes="note",
             )
+        # Outcomes of saving and testing: a line above the footer, where a notification would cover the form.
+        yield Static("", id="form-status")
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -244,6 +204,8 @@ class SettingsScreen(SettingsForm):
         self.query_one(f"#{widget_id('connection')}").focus()
         if self.found.problems:
             self.changed()
+        # After the choices have scrolled to their saved buttons: the form opens at its top, title and all.
+        self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
 
     # --- a broken config.toml -------------------------------------------------------------------------
 
@@ -368,19 +330,22 @@ class SettingsScreen(SettingsForm):
         """Test the settings as typed (saved or not), in a panel under the form."""
         self.changed()
         if self.valid is None:
-            self.notify(
+            self.refuse(
                 tr(
                     "Not tested: the settings must be valid first; fix the fields marked ⚠.",
                     "Nicht getestet: die Einstellungen müssen erst gültig sein; bitte die mit ⚠ markierten "
                     "Felder korrigieren.",
-                ),
-                severity="error",
+                )
             )
             return
         panels = self.query(ConnectionTestPanel)
         panel = panels.first() if panels else ConnectionTestPanel()
         if not panels:
             await self.mount(panel, after=self.query_one("#form"))
+            # The form got shorter: keep the field being edited in view.
+            focused = self.focused
+            if focused is not None:
+                self.call_after_refresh(focused.scroll_visible, animate=False)
         panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD), self.home)
 
     def action_leave(self) -> None:

@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, RadioButton, Static
+from textual.widgets import Button, Checkbox, RadioButton, Static
 
 from opos_tui.i18n import tr
 
@@ -65,6 +65,17 @@ class Choice(RadioButton):
 
     def watch_value(self) -> None:
         self.BUTTON_INNER = "●" if self.value else "○"
+        super().watch_value()
+
+
+class Tick(Checkbox):
+    """A checkbox that shows ✓ when ticked and nothing when not: an X in both states told them apart by colour
+    only, which 16 colours lose."""
+
+    BUTTON_INNER = " "
+
+    def watch_value(self) -> None:
+        self.BUTTON_INNER = "✓" if self.value else " "
         super().watch_value()
 
 

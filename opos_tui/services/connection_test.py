@@ -25,7 +25,7 @@ from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
 from opos_tui.services.transports.registry import build_transport
 
-__all__ = ["ConnectionTestResult", "HandshakeEvent", "check_test_address", "run_connection_test"]
+__all__ = ["ConnectionTestResult", "HandshakeEvent", "Stage", "check_test_address", "run_connection_test"]
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,20 @@ class Category(StrEnum):
     """A person must act (sign in) before sending can go on."""
 
 
-class OposError(Exception):
+class Bilingual:
+    """A message in English and German; ``str()`` gives the one of the current language."""
+
+    en: str
+    de: str
+
+    def message(self, lang: Lang | None = None) -> str:
+        return self.de if (lang or current_lang()) == "de" else self.en
+
+    def __str__(self) -> str:
+        return self.message()
+
+
+class OposError(Bilingual, Exception):
     category: ClassVar[Category] = Category.PERMANENT
     reply: str | None = None
     """The other side's own answer, code and text (``550 5.1.1 no such user``), when the error is one."""
@@ -65,11 +78,15 @@ class OposError(Exception):
         self.de = de
         self.detail = detail
 
-    def message(self, lang: Lang | None = None) -> str:
-        return self.de if (lang or current_lang()) == "de" else self.en
 
-    def __str__(self) -> str:
-        return self.message()
+class InvalidValue(Bilingual, ValueError):
+    """A value that does not fit. A ValueError, so that a pydantic validator can raise it;
+    ``settings.field_errors`` finds it again in the validation error."""
+
+    def __init__(self, en: str, de: str) -> None:
+        super().__init__(en)
+        self.en = en
+        self.de = de
 
 
 class BadInput(OposError):

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 import tomli_w
 
+from opos_tui.i18n import tr
 from opos_tui.services.errors import SecretStoreError
 from opos_tui.services.files import write_atomic
 from opos_tui.services.home import Home
@@ -48,7 +49,10 @@ class FileSecretStore:
         self.path = path
 
     def describe(self) -> str:
-        return f"file {self.path} (plain text, owner-only 0600; no system keyring available)"
+        return tr(
+            f"file {self.path} (plain text, owner-only 0600; no system keyring available)",
+            f"Datei {self.path} (Klartext, nur für den Eigentümer lesbar, 0600; kein System-Schlüsselbund verfügbar)",
+        )
 
     def _read(self) -> dict[str, str]:
         try:
@@ -99,32 +103,33 @@ class KeyringSecretStore:
 
     def describe(self) -> str:
         backend = self._keyring.get_keyring()
-        return f"system keyring ({type(backend).__module__}.{type(backend).__name__})"
+        name = f"{type(backend).__module__}.{type(backend).__name__}"
+        return tr(f"system keyring ({name})", f"System-Schlüsselbund ({name})")
 
     @contextmanager
-    def _failing_to(self, action: str) -> Iterator[None]:
+    def _failing_to(self, action_en: str, action_de: str) -> Iterator[None]:
         from keyring.errors import KeyringError
 
         try:
             yield
         except KeyringError as exc:
             raise SecretStoreError(
-                f"the system keyring failed to {action}: {exc}",
-                f"Der System-Schlüsselbund konnte nicht {action}: {exc}",
+                f"the system keyring failed to {action_en}: {exc}",
+                f"Der System-Schlüsselbund konnte nicht {action_de}: {exc}",
             ) from None
 
     def get(self, name: str) -> str | None:
-        with self._failing_to("read"):
+        with self._failing_to("read", "lesen"):
             value: str | None = self._keyring.get_password(self.service, name)
         return value
 
     def set(self, name: str, value: str) -> None:
-        with self._failing_to("write"):
+        with self._failing_to("write", "schreiben"):
             self._keyring.set_password(self.service, name, value)
 
     def delete(self, name: str) -> None:
         if self.get(name) is not None:
-            with self._failing_to("delete"):
+            with self._failing_to("delete", "löschen"):
                 self._keyring.delete_password(self.service, name)
 
 

@@ -15,7 +15,7 @@ files, home, i18n), which they use; they import nothing else of opos_tui.
 import contextlib
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -34,9 +34,9 @@ from pydantic import (
     model_validator,
 )
 
-from opos_tui.i18n import tr
-from opos_tui.services.addresses import AddressError, check_addr_spec, check_one_line
-from opos_tui.services.errors import ConfigError, OposError
+from opos_tui.i18n import Lang, tr
+from opos_tui.services.addresses import check_addr_spec, check_one_line
+from opos_tui.services.errors import Bilingual, ConfigError, InvalidValue, OposError
 from opos_tui.services.files import hold_lock, write_atomic
 from opos_tui.services.home import Home
 
@@ -66,26 +66,21 @@ AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
 
 
 def _single_line(value: str) -> str:
-    try:
-        return check_one_line(value).strip()
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
+    # AddressError is bilingual and a ValueError: field_errors finds it again in either language.
+    return check_one_line(value).strip()
 
 
 def _optional_address(value: str) -> str:
     value = _single_line(value)
-    if not value:
-        return value
-    try:
-        return check_addr_spec(value)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
+    return check_addr_spec(value) if value else value
 
 
 def _host(value: str) -> str:
     value = _single_line(value)
     if value and (any(c.isspace() for c in value) or "/" in value or len(value) > 253):
-        raise ValueError(f"'{value}' is not a host name or IP address")
+        raise InvalidValue(
+            f"'{value}' is not a host name or IP address", f"'{value}' ist kein Hostname und keine IP-Adresse"
+        )
     return value
 
 
@@ -94,25 +89,30 @@ def _readable_file(value: str, info: ValidationInfo) -> str:
     if value and info.context and info.context.get("check_files"):
         path = Path(value).expanduser()
         if not path.is_file():
-            raise ValueError(f"file not found: {value}")
+            raise InvalidValue(f"file not found: {value}", f"Datei nicht gefunden: {value}")
         try:
             path.read_bytes()
         except OSError as exc:
-            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+            raise InvalidValue(
+                f"cannot read {value}: {exc.strerror}", f"{value} nicht lesbar: {exc.strerror}"
+            ) from None
     return value
 
 
 def _https_url(value: str) -> str:
     value = _single_line(value).rstrip("/")
     if not value.startswith("https://") or len(value) <= len("https://") or any(c.isspace() for c in value):
-        raise ValueError(f"'{value}' is not an https:// address")
+        raise InvalidValue(f"'{value}' is not an https:// address", f"'{value}' ist keine https://-Adresse")
     return value
 
 
 def _proxy_url(value: str) -> str:
     value = _single_line(value)
     if value and (not value.startswith(("http://", "https://")) or any(c.isspace() for c in value)):
-        raise ValueError(f"'{value}' is not a proxy address such as http://proxy.example.com:3128")
+        raise InvalidValue(
+            f"'{value}' is not a proxy address such as http://proxy.example.com:3128",
+            f"'{value}' ist keine Proxy-Adresse wie http://proxy.example.com:3128",
+        )
     return value
 
 
@@ -209,12 +209,17 @@ def _queue_url(value: str) -> str:
     if not value:
         return value
     if not value.startswith(("postgresql://", "postgres://")):
-        raise ValueError("must be empty (the SQLite file in the home) or a postgresql:// connection URI")
+        raise InvalidValue(
+            "must be empty (the SQLite file in the home) or a postgresql:// connection URI",
+            "muss leer sein (die SQLite-Datei im Home-Ordner) oder eine postgresql://-Verbindungs-URI",
+        )
     userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
     if userinfo.partition(":")[2] or "password=" in value.lower():
-        raise ValueError(
+        raise InvalidValue(
             "must not hold the password: store it with `opos-tui config set-secret queue.password --stdin`"
-            " or in ~/.pgpass"
+            " or in ~/.pgpass",
+            "darf das Passwort nicht enthalten: es mit `opos-tui config set-secret queue.password --stdin`"
+            " oder in ~/.pgpass speichern",
         )
     return value
 
@@ -244,12 +249,9 @@ def _template(value: str) -> str:
             rest = value[match.start() :].splitlines()[0]
             end = rest.find("}") + 1 if rest.startswith("${") else 0
             bad = rest[: end or len(rest.split(maxsplit=1)[0])][:30]
-            raise ValueError(
-                tr(
-                    f"has a bad placeholder at '{bad}': write ${{name}}, and $$ for a dollar sign",
-                    f"hat einen fehlerhaften Platzhalter bei '{bad}': ${{name}} schreiben, und $$ für ein"
-                    " Dollarzeichen",
-                )
+            raise InvalidValue(
+                f"has a bad placeholder at '{bad}': write ${{name}}, and $$ for a dollar sign",
+                f"hat einen fehlerhaften Platzhalter bei '{bad}': ${{name}} schreiben, und $$ für ein Dollarzeichen",
             )
     return value
 
@@ -281,8 +283,8 @@ def _known_placeholders(value: str, info: ValidationInfo, known: tuple[str, ...]
     if unknown:
         names = ", ".join("${" + name + "}" for name in dict.fromkeys(unknown))
         allowed = ", ".join("${" + name + "}" for name in known)
-        raise ValueError(
-            tr(f"unknown placeholder {names}; known: {allowed}", f"unbekannter Platzhalter {names}; bekannt: {allowed}")
+        raise InvalidValue(
+            f"unknown placeholder {names}; known: {allowed}", f"unbekannter Platzhalter {names}; bekannt: {allowed}"
         )
     return value
 
@@ -391,9 +393,12 @@ class Settings(_Section):
         allowed = AUTH_METHODS_FOR[self.connection]
         if self.auth.method not in allowed:
             where = [c for c, methods in AUTH_METHODS_FOR.items() if self.auth.method in methods]
-            raise ValueError(
-                f"auth.method '{self.auth.method}' needs connection {' or '.join(where)}, not"
-                f" '{self.connection}' (allowed with '{self.connection}': {', '.join(allowed)})"
+            method, connection, allowed_here = self.auth.method, self.connection, ", ".join(allowed)
+            raise InvalidValue(
+                f"auth.method '{method}' needs connection {' or '.join(where)}, not '{connection}' (allowed with"
+                f" '{connection}': {allowed_here})",
+                f"auth.method '{method}' braucht connection {' oder '.join(where)}, nicht '{connection}' (mit"
+                f" '{connection}' erlaubt: {allowed_here})",
             )
         return self
 
@@ -421,40 +426,55 @@ KEYS: dict[str, Any] = _collect_keys(Settings)
 """Every settable dotted key and its pydantic field."""
 
 
-def allowed_values(key: str) -> str:
-    """What a key takes, worded for an error message or a help line."""
+def allowed_values(key: str, lang: Lang | None = None) -> str:
+    """What a key takes, worded for an error message or a help line: ``must be`` / ``muss ... sein`` + this."""
     field = KEYS[key]
     annotation = field.annotation
     if annotation is SecurityMode:
-        return "one of " + ", ".join(m.value for m in SecurityMode)
+        choices = ", ".join(m.value for m in SecurityMode)
+        return tr(f"one of {choices}", f"eines von {choices}", lang)
     if getattr(annotation, "__origin__", None) is Literal:
-        return "one of " + ", ".join(str(a) for a in get_args(annotation))
+        choices = ", ".join(str(a) for a in get_args(annotation))
+        return tr(f"one of {choices}", f"eines von {choices}", lang)
     if annotation is bool:
-        return "true or false"
+        return tr("true or false", "true oder false", lang)
     if annotation is int:
         bounds = {type(m).__name__: m for m in field.metadata}
         low = getattr(bounds.get("Ge"), "ge", None)
         high = getattr(bounds.get("Le"), "le", None)
-        return f"a whole number from {low} to {high}"
-    return "text on one line"
+        return tr(f"a whole number from {low} to {high}", f"eine ganze Zahl von {low} bis {high}", lang)
+    return tr("text on one line", "Text in einer Zeile", lang)
 
 
 def _key_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def field_errors(exc: ValidationError) -> dict[str, str]:
-    """A pydantic error as {dotted key: message}; errors of the whole model go under ``""``."""
+def field_errors(exc: ValidationError, lang: Lang | None = None) -> dict[str, str]:
+    """A pydantic error as {dotted key: message} in the current language (or ``lang``); errors of the whole
+    model go under ``""``."""
     errors: dict[str, str] = {}
     for err in exc.errors():
         key = _key_of(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if key in KEYS and err["type"] not in ("value_error", "extra_forbidden"):
-            msg = f"must be {allowed_values(key)}"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, Bilingual):  # InvalidValue, AddressError
+            msg = cause.message(lang)
+        elif err["type"] == "extra_forbidden":
+            msg = tr("unknown key", "unbekannter Schlüssel", lang)
+        elif key in KEYS:
+            allowed = allowed_values(key, lang)
+            msg = tr(f"must be {allowed}", f"muss {allowed} sein", lang)
+        else:
+            msg = err["msg"]
         errors.setdefault(key, msg)
     return errors
+
+
+def _config_error(exc: ValidationError, explain: Callable[[dict[str, str], Lang], str]) -> ConfigError:
+    """A validation error as a ConfigError whose English and German texts are each made by ``explain``."""
+    en: Lang = "en"
+    de: Lang = "de"
+    return ConfigError(explain(field_errors(exc, en), en), explain(field_errors(exc, de), de), detail=str(exc))
 
 
 def validate(data: dict[str, Any], check_files: bool = False) -> Settings:
@@ -462,10 +482,12 @@ def validate(data: dict[str, Any], check_files: bool = False) -> Settings:
     try:
         return Settings.model_validate(data, context={"check_files": check_files})
     except ValidationError as exc:
-        errors = field_errors(exc)
-        key, msg = next(iter(errors.items()))
-        where = f"{key}: " if key else ""
-        raise ConfigError(f"{where}{msg}", f"{where}{msg}", detail=str(exc)) from None
+
+        def first(errors: dict[str, str], lang: Lang) -> str:
+            key, msg = next(iter(errors.items()))
+            return f"{key}: {msg}" if key else msg
+
+        raise _config_error(exc, first) from None
 
 
 def parse_key(key: str) -> str:
@@ -504,10 +526,15 @@ def with_value(settings: Settings, key: str, raw: str) -> Settings:
     try:
         return Settings.model_validate(data, context={"check_files": True})
     except ValidationError as exc:
-        errors = field_errors(exc)
-        msg = errors.get(key) or next(iter(errors.values()))
-        en = f"invalid value for {key}: {_shown(raw)!r}: {msg}"
-        raise ConfigError(en, en.replace("invalid value for", "ungültiger Wert für"), detail=str(exc)) from None
+
+        def of_key(errors: dict[str, str], lang: Lang) -> str:
+            msg = errors.get(key) or next(iter(errors.values()))
+            shown = _shown(raw)
+            return tr(
+                f"invalid value for {key}: {shown!r}: {msg}", f"ungültiger Wert für {key}: {shown!r}: {msg}", lang
+            )
+
+        raise _config_error(exc, of_key) from None
 
 
 def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, Any], list[str]]:

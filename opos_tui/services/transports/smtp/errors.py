@@ -7,6 +7,8 @@ the queue records both.
 
 from __future__ import annotations
 
+import errno
+
 from opos_tui.services.errors import (
     ConfigurationFault,
     DeliveryUncertain,
@@ -42,14 +44,32 @@ class ServerUnreachable(TransientError):
         super().__init__(en, de, detail)
 
     @classmethod
-    def because(cls, host: str, port: int, reason: str, detail: str = "") -> ServerUnreachable:
+    def because(
+        cls, host: str, port: int, reason: str, detail: str = "", os_error: int | None = None
+    ) -> ServerUnreachable:
+        """``reason`` as the operating system said it (English); ``os_error``, its errno, says it in German."""
+        reason_de = _OS_REASONS_DE.get(os_error or 0, reason)
         return cls(
             host,
             port,
             f"Cannot connect to {host} port {port}: {reason}. Check smtp.host, smtp.port and the network.",
-            f"Keine Verbindung zu {host} Port {port}: {reason}. Bitte smtp.host, smtp.port und das Netz prüfen.",
+            f"Keine Verbindung zu {host} Port {port}: {reason_de}. Bitte smtp.host, smtp.port und das Netz prüfen.",
             detail,
         )
+
+
+# The operating system's reasons why a connection failed, for the German message.
+_OS_REASONS_DE = {
+    errno.ENETUNREACH: "das Netz ist nicht erreichbar",
+    errno.ENETDOWN: "das Netz ist ausgefallen",
+    errno.EHOSTUNREACH: "keine Route zum Host",
+    errno.EHOSTDOWN: "der Host ist ausgefallen",
+    errno.ECONNRESET: "die Verbindung wurde zurückgesetzt",
+    errno.ECONNABORTED: "die Verbindung wurde abgebrochen",
+    errno.ETIMEDOUT: "Zeitüberschreitung",
+    errno.EADDRNOTAVAIL: "die Adresse ist nicht verfügbar",
+    errno.EACCES: "keine Berechtigung",
+}
 
 
 class ConnectionRefused(ServerUnreachable):
@@ -218,12 +238,15 @@ class TlsMismatch(TlsFault):
         self.suggested = suggested
         if server_wants_tls:
             en = (
-                f"{host} port {port} did not greet in plain text: it probably expects TLS from the first byte. "
-                f"Set smtp.security to {suggested}."
+                f"{host} port {port} took the connection but sent no greeting. Either it is a TLS port that "
+                f"expects encryption from the first byte (then set smtp.security to {suggested}), or the mail "
+                "server there is not answering (hung or overloaded: ask its admin)."
             )
             de = (
-                f"{host} Port {port} hat nicht im Klartext gegrüßt: er erwartet wahrscheinlich TLS ab dem ersten "
-                f"Byte. Bitte smtp.security auf {suggested} stellen."
+                f"{host} Port {port} hat die Verbindung angenommen, aber nicht gegrüßt. Entweder ist es ein "
+                f"TLS-Port, der Verschlüsselung ab dem ersten Byte erwartet (dann smtp.security auf {suggested} "
+                "stellen), oder der Mailserver dort antwortet nicht (hängt oder ist überlastet: bitte seinen "
+                "Admin fragen)."
             )
         else:
             en = (
@@ -351,12 +374,12 @@ class AuthNotOffered(AuthFault):
     def __init__(self, host: str, wanted: str, offered: list[str], encrypted: bool) -> None:
         self.host = host
         self.offered = list(offered)
-        shown = " ".join(offered) or "none"
+        shown = " ".join(offered)
         hint_en = "" if encrypted else " Many servers offer login only on an encrypted connection: try StartTls."
         hint_de = "" if encrypted else " Viele Server bieten die Anmeldung nur verschlüsselt an: StartTls versuchen."
         super().__init__(
-            f"{host} does not offer {wanted} login (offered: {shown}).{hint_en}",
-            f"{host} bietet keine Anmeldung mit {wanted} an (angeboten: {shown}).{hint_de}",
+            f"{host} does not offer {wanted} login (offered: {shown or 'none'}).{hint_en}",
+            f"{host} bietet keine Anmeldung mit {wanted} an (angeboten: {shown or 'keine'}).{hint_de}",
         )
 
 

@@ -382,7 +382,8 @@ class SmtpTransport:
                 return TlsMismatch(cfg.host, cfg.port, False, SecurityMode.START_TLS.value, detail)
             return ConnectionLost(cfg.host, cfg.port, detail)
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause or exc)
-        return ServerUnreachable.because(cfg.host, cfg.port, reason, detail)
+        os_error = cause.errno if isinstance(cause, OSError) else None
+        return ServerUnreachable.because(cfg.host, cfg.port, reason, detail, os_error)
 
     async def _refused_certificate(self, implicit: bool) -> CertificateInfo | None:
         """Fetch the certificate the server showed, without trusting it, only to describe it to the admin."""
