@@ -1,10 +1,15 @@
-"""Send rate of the queue and dispatcher against Postfix's ``smtp-sink``, as a ratio to aiosmtplib sending the
-very same message bytes in one plain loop over one connection (the floor of what any sender on aiosmtplib
-can do). The difference is the price of durability: two committed, fsynced transactions per mail (claimed
-as ``sending`` before the data goes out, ``sent`` after the 250), building each mail from the queue's copy.
+"""Send rate of ``opos-tui send`` against Postfix's ``smtp-sink``, beside a bare aiosmtplib loop sending the very
+same message bytes and Postfix's own ``smtp-source``, for 1 and 4 connections, all in one run.
 
-Needs ``smtp-sink`` (Debian package ``postfix``; the Postfix daemon need not run). Talks to 127.0.0.1 only.
-Run: ``python bench/send_rate.py [--mails 500] [--kb 60]``. Nothing is asserted.
+The bare loop is the floor of what any sender on aiosmtplib can do (no queue, no durability: pre-rendered bytes
+in a loop; for 4 connections, 4 such loops at once). ``smtp-source`` is Postfix's C load generator, sending
+messages of the same size. ``opos-tui send --all`` is the real command, one process (its start included), with
+``smtp.connections`` set: each mail claimed as ``sending`` in a committed transaction before its data goes out
+and recorded after the server's reply, built from the queue's copy.
+
+Needs ``smtp-sink`` (Debian package ``postfix``; the Postfix daemon need not run); ``smtp-source`` is skipped
+with a note where it is missing. Talks to 127.0.0.1 only. Run: ``python bench/send_rate.py [--mails 1000]
+[--kb 100]``. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -22,13 +27,10 @@ from pathlib import Path
 
 import aiosmtplib
 
-from opos_tui.services import secrets
 from opos_tui.services.compose import LetterRequest, build_message, prepare
-from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
-from opos_tui.services.settings import Settings
-from opos_tui.services.transports.registry import build_transport
+from opos_tui.services.settings import Settings, save
 
 HOST = "127.0.0.1"
 
@@ -65,6 +67,7 @@ def settings_for(port: int, connections: int) -> Settings:
 
 
 def fill(home: Home, current: Settings, mails: int, pdf: Path) -> None:
+    save(home, current)
     with open_queue(home) as queue:
         queue.enqueue_many(
             prepare(
@@ -81,68 +84,114 @@ def fill(home: Home, current: Settings, mails: int, pdf: Path) -> None:
         )
 
 
-async def raw_loop(port: int, home: Home) -> tuple[float, int]:
-    """The baseline: the same bytes (as the queue would send them), one connection, one loop."""
+def rendered(home: Home) -> list[tuple[tuple[str, ...], bytes]]:
+    """Every queued mail's envelope recipients and bytes, as the queue would send them."""
     with open_queue(home) as queue:
-        messages = []
-        for item_id in queue.ids():
-            item = queue.get(item_id)
-            messages.append((item.envelope_recipients, build_message(item, queue.attachments(item_id))))
-    smtp = aiosmtplib.SMTP(hostname=HOST, port=port, local_hostname="bench.local", start_tls=False)
+        return [
+            (item.envelope_recipients, build_message(item, queue.attachments(item.id)))
+            for item in (queue.get(item_id) for item_id in sorted(queue.ids()))
+        ]
+
+
+async def raw_loop(port: int, messages: list[tuple[tuple[str, ...], bytes]], connections: int) -> float:
+    """The baseline: the same bytes, ``connections`` plain loops at once, each over one connection."""
+
+    async def one(share: list[tuple[tuple[str, ...], bytes]]) -> None:
+        smtp = aiosmtplib.SMTP(hostname=HOST, port=port, local_hostname="bench.local", start_tls=False)
+        await smtp.connect()
+        for recipients, data in share:
+            await smtp.sendmail("buchhaltung@mueller.example", list(recipients), data)
+        await smtp.quit()
+
     start = time.perf_counter()
-    await smtp.connect()
-    for recipients, data in messages:
-        await smtp.sendmail("buchhaltung@mueller.example", list(recipients), data)
-    await smtp.quit()
-    return time.perf_counter() - start, len(messages)
+    await asyncio.gather(*(one(messages[n::connections]) for n in range(connections)))
+    return time.perf_counter() - start
 
 
-async def dispatched(home: Home, current: Settings) -> tuple[float, int]:
-    store = secrets.open_store(home)
+def smtp_source(port: int, mails: int, size: int, connections: int) -> float | None:
+    """Postfix's smtp-source: ``mails`` messages of ``size`` bytes over ``connections`` sessions at once."""
+    source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not Path(source).exists():
+        return None
+    argv = [source, "-c", "-l", str(size), "-m", str(mails), "-s", str(connections), "-M", "bench.local"]
+    argv += ["-f", "buchhaltung@mueller.example", "-t", "kunde@example.com", f"{HOST}:{port}"]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def opos_send(home: Home) -> tuple[float, int]:
+    """``opos-tui send --all`` in a process of its own. The attachment is random bytes, not a letter: the items
+    are confirmed past the plausibility check as an operator would (``--skip-check``)."""
     with open_queue(home) as queue:
-        engine = Dispatcher(
-            queue, lambda: build_transport(current, store), connections=current.smtp.connections, max_per_minute=0
-        )
-        # The attachment is random bytes, not a letter: the items are confirmed as an operator would, so that
-        # the plausibility check (one PDF read per item, stored) does not hold them back.
-        confirmed = queue.ids()
-        start = time.perf_counter()
-        result = await engine.run(skip_check=confirmed)
-        elapsed = time.perf_counter() - start
-        assert queue.counts()[Status.SENT] == len(result.sent)
-    return elapsed, len(result.sent)
+        ids = queue.ids()
+    script = Path(sys.executable).with_name("opos-tui")
+    opos = [str(script)] if script.exists() else [sys.executable, "-m", "opos_tui"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPOS_TUI_")} | {"OPOS_TUI_SECRETS": "file"}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*opos, "--home", str(home.root), "send", "--all", "--skip-check", *map(str, ids)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"opos-tui send exited {done.returncode}: {done.stderr}")
+    with open_queue(home) as queue:
+        sent = queue.counts()[Status.SENT]
+    return elapsed, sent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mails", type=int, default=500)
-    parser.add_argument("--kb", type=int, default=60, help="size of the PDF attached to each mail")
+    parser.add_argument("--mails", type=int, default=1000)
+    parser.add_argument("--kb", type=int, default=100, help="size of the PDF attached to each mail")
     args = parser.parse_args()
     os.environ["OPOS_TUI_SECRETS"] = "file"
     port = free_port()
     sink = start_sink(port)
+    rows: dict[int, list[tuple[str, float | None, int]]] = {}
+    notes = []
     try:
         with tempfile.TemporaryDirectory() as folder:
             pdf = Path(folder) / "Mahnung.pdf"
             pdf.write_bytes(b"%PDF-1.4\n" + os.urandom(args.kb * 1024))
-            rows = []
             base_home = Home(Path(folder) / "raw")
             fill(base_home, settings_for(port, 1), args.mails, pdf)
-            base, count = asyncio.run(raw_loop(port, base_home))
-            rows.append(("aiosmtplib raw loop, 1 connection", base, count))
-            for connections in (1, 3):
+            messages = rendered(base_home)
+            size = sum(len(data) for _, data in messages) // len(messages)
+            for connections in (1, 4):
+                found = rows.setdefault(connections, [])
+                base = asyncio.run(raw_loop(port, messages, connections))
+                found.append(("bare aiosmtplib loop", base, args.mails))
+                source = smtp_source(port, args.mails, size, connections)
+                if source is None:
+                    notes.append("smtp-source not found (Debian package postfix): skipped")
+                found.append(("Postfix smtp-source", source, args.mails))
                 home = Home(Path(folder) / f"queue{connections}")
-                current = settings_for(port, connections)
-                fill(home, current, args.mails, pdf)
-                elapsed, sent = asyncio.run(dispatched(home, current))
-                rows.append((f"queue + dispatcher, {connections} connection(s)", elapsed, sent))
+                fill(home, settings_for(port, connections), args.mails, pdf)
+                elapsed, sent = opos_send(home)
+                found.append(("opos-tui send --all", elapsed, sent))
     finally:
         sink.terminate()
         sink.wait()
-    print(f"{args.mails} mails of ~{args.kb} KB to smtp-sink on {HOST}:{port}")
-    print(f"{'sender':<38} {'mails/s':>9} {'time':>9} {'vs raw':>8}")
-    for name, seconds, count in rows:
-        print(f"{name:<38} {count / seconds:9.0f} {seconds:8.2f}s {base / seconds:7.2f}x")
+    print(f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{port}")
+    for connections, found in rows.items():
+        base = found[0][1]
+        source = found[1][1]
+        assert base is not None
+        print(f"\n{connections} connection(s)")
+        print(f"{'sender':<24}{'mails/s':>9}{'time':>9}{'x bare loop':>13}{'x smtp-source':>15}")
+        for name, seconds, count in found:
+            if seconds is None:
+                print(f"{name:<24}{'-':>9}")
+                continue
+            versus_source = f"{source / seconds:14.2f}x" if source else f"{'-':>15}"
+            print(f"{name:<24}{count / seconds:9.0f}{seconds:8.2f}s{base / seconds:12.2f}x{versus_source}")
+    for note in dict.fromkeys(notes):
+        print(note)
 
 
 if __name__ == "__main__":

@@ -1,37 +1,37 @@
 """The command line: parse, call the services, print for a person or as ``--json``; exit codes.
 
 Exit codes everywhere: 0 success, 1 the operation failed (server said no, mail not sent), 2 bad usage or
-bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` handles like Ctrl+C). Textual
-is imported only by the commands that open the TUI, so ``--help`` and scripted commands start fast.
+bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` handles like Ctrl+C).
+
+Start-up is part of the contract: building the parser imports nothing but the standard library's argparse,
+so ``--help`` and a usage error cost about what Python's own start does. Each command imports what it needs
+when it runs (the settings model and pydantic, the queue, asyncio, the mail package, Textual), in its own
+function.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import getpass
-import json
-import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 from opos_tui import __version__
 from opos_tui.i18n import LANGS, set_lang, tr
-from opos_tui.services import compose, secrets, settings, spool
-from opos_tui.services.dispatcher import InteractionHandler, Outcome, Progress
 from opos_tui.services.errors import BadInput, Category, OposError
-from opos_tui.services.home import Home
-from opos_tui.services.queue import ActionResult, ItemRow, LetterType, Status, iso, open_postgresql, open_queue
-from opos_tui.services.send_run import RunEvent, SendRun, progress_text
 
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Coroutine
+
     from opos_tui.app import StartScreen
+    from opos_tui.services import settings
+    from opos_tui.services.dispatcher import InteractionHandler, Progress
+    from opos_tui.services.home import Home
+    from opos_tui.services.queue import ActionResult, ItemRow
+    from opos_tui.services.send_run import RunEvent
     from opos_tui.services.signin import Authorization, DeviceCode, SignIn, Token
 
 EXIT_OK = 0
@@ -42,6 +42,12 @@ EXIT_TERMINATED = 143
 
 Handler = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
+
+# What the parser offers, as plain data: building it must import neither the secret store nor the queue
+# (tests/test_config_cli.py holds these to the services' own lists).
+PASSWORD = "auth.password"
+SECRET_NAMES = (PASSWORD, "oauth.client_secret", "queue.password")
+STATUSES = ("pending", "held", "sending", "sent", "deferred", "failed", "uncertain")
 
 
 class UsageError(BadInput):
@@ -62,11 +68,15 @@ def exit_code(category: Category) -> int:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def home_of(args: argparse.Namespace) -> Home:
     """The installation folder; a path that cannot be one (it, or a folder above it, is a file) is bad input."""
+    from opos_tui.services.home import Home
+
     home = Home.resolve(getattr(args, "home", None))
     found = next(p for p in (home.root, *home.root.parents) if p.exists())
     if not found.is_dir():
@@ -90,6 +100,8 @@ def settings_report(home: Home) -> dict[str, Any]:
     Nested as in config.toml (``.smtp.port``) and, for scripts, every key once more under its dotted name
     (``."smtp.port"``), the names ``config set`` takes.
     """
+    from opos_tui.services import secrets, settings
+
     current = settings.load(home)
     store = secrets.open_store(home)
     data: dict[str, Any] = current.model_dump(mode="json")
@@ -107,6 +119,8 @@ def settings_report(home: Home) -> dict[str, Any]:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
+
     report = settings_report(home_of(args))
     if args.json:
         print_json(report)
@@ -122,6 +136,8 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_get(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
+
     value = settings.get_value(settings.load(home_of(args)), args.key)
     if args.json:
         print_json({args.key: value})
@@ -131,6 +147,8 @@ def cmd_config_get(args: argparse.Namespace) -> int:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
+
     home = home_of(args)
     updated = settings.set_value(home, args.key, args.value)
     value = settings.format_value(settings.get_value(updated, args.key))
@@ -147,6 +165,8 @@ def read_secret(args: argparse.Namespace, label: str) -> str:
     if args.stdin:
         value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
+        import getpass
+
         value = getpass.getpass(f"{label}: ")
     else:
         raise UsageError(
@@ -158,6 +178,8 @@ def read_secret(args: argparse.Namespace, label: str) -> str:
 
 
 def store_secret(args: argparse.Namespace, name: str, label: str) -> int:
+    from opos_tui.services import secrets
+
     home = home_of(args)
     store = secrets.open_store(home)
     store.set(name, read_secret(args, label))
@@ -166,22 +188,24 @@ def store_secret(args: argparse.Namespace, name: str, label: str) -> int:
 
 
 def cmd_config_set_password(args: argparse.Namespace) -> int:
-    return store_secret(args, secrets.PASSWORD, tr("password", "Passwort"))
+    return store_secret(args, PASSWORD, tr("password", "Passwort"))
 
 
 def unknown_secret(name: str) -> UsageError:
-    text = f"unknown secret '{name}'; known: {', '.join(secrets.SECRET_NAMES)}"
+    text = f"unknown secret '{name}'; known: {', '.join(SECRET_NAMES)}"
     return UsageError(text, text)
 
 
 def cmd_config_set_secret(args: argparse.Namespace) -> int:
-    if args.name not in secrets.SECRET_NAMES:
+    if args.name not in SECRET_NAMES:
         raise unknown_secret(args.name)
     return store_secret(args, args.name, args.name)
 
 
 def cmd_config_delete_secret(args: argparse.Namespace) -> int:
-    if args.name not in secrets.SECRET_NAMES:
+    from opos_tui.services import secrets
+
+    if args.name not in SECRET_NAMES:
         raise unknown_secret(args.name)
     secrets.open_store(home_of(args)).delete(args.name)
     print(tr(f"{args.name} removed", f"{args.name} entfernt"))
@@ -194,6 +218,9 @@ EVENT_MARKS = {"ok": "ok", "warning": "warn", "failed": "FAIL"}
 
 
 def cmd_test_connection(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from opos_tui.services import secrets, settings
     from opos_tui.services.connection_test import HandshakeEvent, run_connection_test
 
     home = home_of(args)
@@ -232,7 +259,21 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+SINGLE_MAIL = ("type", "level", "to", "cc", "attach", "subject", "body", "var")
+"""The options of ``enqueue`` that describe one mail; ``--batch`` takes each mail from its line instead."""
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return enqueue_batch(args)
+    from pathlib import Path
+
+    from opos_tui.services import compose, settings
+    from opos_tui.services.queue import open_queue
+
+    if missing := [f"--{name}" for name in ("type", "to", "attach") if not getattr(args, name)]:
+        text = f"enqueue needs {', '.join(missing)} (or --batch -)"
+        raise UsageError(text, f"enqueue braucht {', '.join(missing)} (oder --batch -)")
     home = home_of(args)
     current = settings.load(home)
     request = compose.LetterRequest(
@@ -255,7 +296,43 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def enqueue_batch(args: argparse.Namespace) -> int:
+    """One mail per line (the manifest format) from standard input or a file; one JSON result per line."""
+    import json
+
+    from opos_tui.services import settings
+    from opos_tui.services.batch import enqueue_lines
+    from opos_tui.services.queue import open_queue
+
+    if given := [f"--{name}" for name in SINGLE_MAIL if getattr(args, name) is not None]:
+        text = f"--batch takes every mail from its line: {', '.join(given)} cannot be given with it"
+        raise UsageError(text, f"--batch nimmt jede Mail aus ihrer Zeile: {', '.join(given)} nicht zusammen damit")
+    home = home_of(args)
+    current = settings.load(home)
+    refused = False
+    with contextlib.ExitStack() as stack:
+        if args.batch == "-":
+            lines = sys.stdin.buffer
+        else:
+            try:
+                lines = stack.enter_context(open(args.batch, "rb"))
+            except OSError as exc:
+                text = f"--batch {args.batch}: {os_error_text(exc)}"
+                raise UsageError(text, text) from None
+        q = stack.enter_context(open_queue(home))
+        for result in enqueue_lines(current, q, lines):
+            refused = refused or result.error is not None
+            sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+    return EXIT_FAILED if refused else EXIT_OK
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from opos_tui.services import settings, spool
+    from opos_tui.services.queue import open_queue
+
     home = home_of(args)
     current = settings.load(home)
     inbox = Path(args.dir) if args.dir else spool.default_inbox(home)
@@ -303,6 +380,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def row_json(row: ItemRow) -> dict[str, Any]:
+    from opos_tui.services.queue import iso
+
     return {
         "id": row.id,
         "status": row.status.value,
@@ -324,6 +403,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return cmd_queue_migrate(args)
     if args.to is not None:
         raise UsageError("--to goes with: queue migrate --to URL", "--to gehört zu: queue migrate --to URL")
+    from opos_tui.services.queue import LetterType, Status, open_queue
+
     status = Status(args.status) if args.status else None
     with open_queue(home_of(args)) as q:
         q.recover_stale()
@@ -345,6 +426,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_migrate(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
+    from opos_tui.services.queue import open_postgresql
     from opos_tui.services.queue.migrate import migrate_to_postgresql
 
     if not args.to:
@@ -383,11 +466,15 @@ def report_action(args: argparse.Namespace, result: ActionResult, done_en: str, 
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         return report_action(args, q.hold(args.ids), "held", "zurückgehalten")
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         return report_action(args, q.release(args.ids), "released", "freigegeben")
 
@@ -395,6 +482,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     if bool(args.all) == bool(args.ids):
         raise UsageError("give item numbers or --all", "Nummern oder --all angeben")
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         result = q.retry(None if args.all else args.ids)
     if args.all and not result.changed and not args.json:
@@ -404,6 +493,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_mark_sent(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         return report_action(args, q.mark_sent(args.ids), "marked as sent", "als gesendet markiert")
 
@@ -419,6 +510,8 @@ def confirm(question: str) -> bool:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    from opos_tui.services.queue import open_queue
+
     with open_queue(home_of(args)) as q:
         for item_id in args.ids:
             q.get(item_id)  # unknown numbers are refused before anything is asked
@@ -434,6 +527,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def progress_line(event: Progress) -> str:
     """The run's counts, and the mail at hand."""
+    from opos_tui.services.send_run import progress_text
+
     current = f"  #{event.item_id} {event.recipient}" if event.item_id is not None else ""
     return progress_text(event, ", ") + current
 
@@ -445,6 +540,9 @@ class Terminated(Exception):
 def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, where SIGTERM cancels the coroutine just as Ctrl+C does (so the mail on the wire is
     recorded honestly and the rest stays pending) and then raises :class:`Terminated`."""
+    import asyncio
+    import signal
+
     terminated = False
 
     async def guarded() -> T:
@@ -469,6 +567,11 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
+    from opos_tui.services.dispatcher import Outcome, Progress
+    from opos_tui.services.queue import open_queue
+    from opos_tui.services.send_run import SendRun
+
     if args.all and args.ids:
         raise UsageError("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides")
     confirmed: list[int] = args.skip_check or []
@@ -565,10 +668,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def dialog_allowed(current: settings.Settings) -> bool:
     """``oauth-dialog`` on a terminal: a person may be asked to sign in. Without a terminal (cron) it is
-    ``oauth``: no device code is even requested."""
+    ``oauth``: no device code is even requested. The sign-in package (and its HTTP client) is imported only
+    for ``oauth-dialog``."""
+    if current.auth.method != "oauth-dialog":
+        return False
     from opos_tui.services import signin
 
-    return current.auth.method == "oauth-dialog" and signin.has_terminal()
+    return signin.has_terminal()
 
 
 def device_code_text(code: DeviceCode) -> str:
@@ -595,6 +701,9 @@ def authorize_text(authorization: Authorization) -> str:
 def read_pasted(authorization: Authorization) -> None:
     """Hand every line typed or piped on stdin to the sign-in as a pasted address, in a daemon thread that
     reads the descriptor itself (no buffered lock held), so the process still exits with stdin left open."""
+
+    import os
+    import threading
 
     def read() -> None:
         pending = b""
@@ -645,6 +754,9 @@ def sign_in_on_terminal(current: settings.Settings, home: Home) -> InteractionHa
         return None
 
     async def handler(_needed: OposError) -> bool:
+        import asyncio
+        import threading
+
         from opos_tui.services.signin import sign_in_for
 
         signin = sign_in_for(current, home)
@@ -659,6 +771,7 @@ def sign_in_on_terminal(current: settings.Settings, home: Home) -> InteractionHa
 
 
 def cmd_oauth_login(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
     from opos_tui.services.signin import GoogleSignIn, sign_in_for, wait_for_sign_in
 
     home = home_of(args)
@@ -694,11 +807,14 @@ def cmd_oauth_login(args: argparse.Namespace) -> int:
 
 def emit(event: dict[str, Any]) -> None:
     """One JSON object on one line, flushed at once (``oauth login --json``)."""
+    import json
+
     sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
 def cmd_oauth_logout(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
     from opos_tui.services.signin import sign_in_for
 
     home = home_of(args)
@@ -710,6 +826,7 @@ def cmd_oauth_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_oauth_status(args: argparse.Namespace) -> int:
+    from opos_tui.services import settings
     from opos_tui.services.signin import status
 
     home = home_of(args)
@@ -747,6 +864,8 @@ def iso_time(epoch: float | None) -> str:
 
 
 def run_tui(args: argparse.Namespace, start: StartScreen) -> int:
+    from opos_tui.services import settings
+
     home = home_of(args)
     settings.load(home)  # a broken config.toml is reported here, plainly, not as a traceback in the TUI
     from opos_tui.app import OposApp
@@ -773,8 +892,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import os
     import tempfile
     from contextlib import ExitStack
+    from pathlib import Path
 
-    from opos_tui.services import demo
+    from opos_tui.services import demo, secrets
+    from opos_tui.services.home import Home
 
     # Only an explicit --home: $OPOS_TUI_HOME may be the real installation, which the demo must not touch.
     explicit = getattr(args, "home", None)
@@ -828,6 +949,8 @@ def show_received(home: Home, as_json: bool) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Every check an admin needs when mail does not go out; exit 1 if any failed."""
+    import asyncio
+
     from opos_tui.services.doctor import Level, run_checks
 
     checks = asyncio.run(run_checks(home_of(args)))
@@ -844,6 +967,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Import the spool and send what is due, every --interval seconds, until SIGTERM or Ctrl+C."""
+    import asyncio
+
     from opos_tui.services.unattended import run_unattended
 
     if not 1 <= args.interval <= 86400:
@@ -854,9 +979,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------------------
 
 
-def common_options() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog may be computed when its help is shown (``epilog_of``): the keys
+    ``config set`` takes come from the settings model, which only that help should pay for."""
+
+    def __init__(self, *args: Any, epilog_of: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epilog_of = epilog_of
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
+def config_keys_help() -> str:
+    from opos_tui.services import settings
+
+    return "keys: " + ", ".join(settings.KEYS)
+
+
+def common_options() -> Parser:
     """--home and --lang, accepted before or after the command name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--home",
         metavar="DIR",
@@ -878,7 +1023,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="opos-tui",
         description="E-mail dispatch of payment advices and dunning letters (OPOS): settings, queue, sending.",
         parents=[common],
@@ -918,8 +1063,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", metavar="KEY")
     add_json(p)
     p.set_defaults(handler=cmd_config_get)
-    keys_help = "keys: " + ", ".join(settings.KEYS)
-    p = csub.add_parser("set", parents=[common], help="validate and save one setting", epilog=keys_help)
+    p = csub.add_parser("set", parents=[common], help="validate and save one setting", epilog_of=config_keys_help)
     p.add_argument("key", metavar="KEY")
     p.add_argument("value", metavar="VALUE")
     p.set_defaults(handler=cmd_config_set)
@@ -927,22 +1071,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stdin", action="store_true", help="read it from standard input (one line)")
     p.set_defaults(handler=cmd_config_set_password)
     p = csub.add_parser("set-secret", parents=[common], help="store a secret, e.g. oauth.client_secret")
-    p.add_argument("name", metavar="NAME", help=", ".join(secrets.SECRET_NAMES))
+    p.add_argument("name", metavar="NAME", help=", ".join(SECRET_NAMES))
     p.add_argument("--stdin", action="store_true", help="read it from standard input (one line)")
     p.set_defaults(handler=cmd_config_set_secret)
     p = csub.add_parser("delete-secret", parents=[common], help="remove a stored secret")
-    p.add_argument("name", metavar="NAME", help=", ".join(secrets.SECRET_NAMES))
+    p.add_argument("name", metavar="NAME", help=", ".join(SECRET_NAMES))
     p.set_defaults(handler=cmd_config_delete_secret)
 
-    p = sub.add_parser("enqueue", parents=[common], help="queue one payment advice or dunning letter")
-    p.add_argument("--type", required=True, metavar="TYPE", help="payment-advice or dunning")
+    p = sub.add_parser(
+        "enqueue",
+        parents=[common],
+        help="queue one payment advice or dunning letter (or many: --batch -)",
+        description="Queue one mail from the options, or with --batch one mail per line of JSON in the spool "
+        "manifest format (attachment paths relative to the current folder). A batch prints one JSON line per "
+        'input line, {"line", "id", "message_id"} or {"line", "error"}, and exits 1 if any line was refused; '
+        "each line is queued whole or not at all.",
+    )
+    p.add_argument("--type", metavar="TYPE", help="payment-advice or dunning")
     p.add_argument("--level", type=int, metavar="1..9", help="dunning level")
-    p.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient, also 'Name <addr>'")
+    p.add_argument("--to", action="append", metavar="ADDR", help="recipient, also 'Name <addr>'")
     p.add_argument("--cc", action="append", metavar="ADDR", help="copy recipient")
-    p.add_argument("--attach", action="append", required=True, metavar="FILE", help="a PDF (or other file)")
+    p.add_argument("--attach", action="append", metavar="FILE", help="a PDF (or other file)")
     p.add_argument("--subject", metavar="TEXT", help="own subject instead of the template's")
     p.add_argument("--body", metavar="TEXT", help="own body instead of the template's")
     p.add_argument("--var", action="append", metavar="KEY=VALUE", help="a placeholder value, e.g. customer_name=…")
+    p.add_argument(
+        "--batch", metavar="FILE", help="many mails: one JSON manifest per line from FILE ('-': standard input)"
+    )
     add_json(p)
     p.set_defaults(handler=cmd_enqueue)
 
@@ -960,7 +1115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", nargs="?", choices=["migrate"], help="migrate: move the queue into PostgreSQL (--to)")
     p.add_argument("--to", metavar="URL", help="with migrate: the PostgreSQL database (a libpq URI)")
-    p.add_argument("--status", choices=[s.value for s in Status], metavar="S", help="only items in this state")
+    p.add_argument("--status", choices=STATUSES, metavar="S", help="only items in this state")
     add_json(p)
     p.set_defaults(handler=cmd_queue)
 

@@ -115,3 +115,50 @@ def test_a_template_no_sample_can_fill_is_named_in_the_preview() -> None:
     assert preview(current, "dunning_4").subject == "Stufe 4"
     with pytest.raises(BadLetter, match=r"letters\.subject uses \$\{level\}"):
         preview(current, "payment_advice")
+
+
+def test_the_faster_header_factory_writes_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header classes made once per kind (not once per header) change nothing on the wire: the message is
+    byte for byte the one the email package's own SMTP policy writes (with the same MIME boundary)."""
+    import random
+
+    from opos_tui.services import compose
+
+    item = NewItem(
+        type=LetterType.DUNNING,
+        level=2,
+        sender="Müller GmbH – Buchhaltung <buchhaltung@mueller.example>",
+        recipients=(
+            Recipient("to", "joerg@aerger.example", "Ärger, Jörg"),
+            Recipient("cc", "kunde@xn--mller-stahl-thb.de", "Müller Stahl"),
+        ),
+        subject="2. Mahnung R-2024-0815 für Ärger & Söhne KG " * 3,
+        body="Sehr geehrte Damen und Herren,\n\nanbei – Grüße\n" + "lang " * 100,
+        attachments=(NewAttachment("Mahnung_2_Größe.pdf", b"%PDF-1.4\n" + os.urandom(5000)),),
+        reply_to="antwort@mueller.example",
+    )
+    with SqliteQueue(tmp_path / "queue.db") as q:
+        queued = q.get(q.enqueue(item).id)
+        stored = q.attachments(queued.id)
+    ours = compose.WIRE
+    assert ours is not policy.SMTP
+    written = []
+    for chosen in (ours, policy.SMTP):
+        monkeypatch.setattr(compose, "WIRE", chosen)
+        random.seed(2920)  # the MIME boundary is random
+        written.append(build_message(queued, stored))
+    assert written[0] == written[1]
+
+
+def test_the_boundary_is_the_one_the_email_package_would_choose() -> None:
+    """The boundary is set before writing (the email package would compile a regular expression per mail to
+    choose one); it has the package's own form and, from the same random state, the same value."""
+    import random
+    from email.generator import Generator
+
+    from opos_tui.services import compose
+
+    random.seed(2920)
+    ours = compose._boundary()
+    random.seed(2920)
+    assert ours == Generator._make_boundary()  # type: ignore[attr-defined]

@@ -279,10 +279,55 @@ def test_real_process_help_and_usage_errors(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
-    # --help must not pay for the TUI or the OAuth libraries
-    probe = "import sys, opos_tui.cli; print(sorted(m for m in ('textual', 'msal', 'google') if m in sys.modules))"
-    mods = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
-    assert mods.stdout.strip() == "[]"
+
+
+# What `opos-tui --help` must not pay for: the TUI, the settings model, the event loop, the mail package, the
+# queue's database, the SMTP client, the PDF reader, the OAuth libraries. Each command imports these when it runs.
+HEAVY = (
+    "textual",
+    "pydantic",
+    "opos_tui.services.settings",
+    "asyncio",
+    "email",
+    "sqlite3",
+    "aiosmtplib",
+    "pypdf",
+    "msal",
+    "google",
+    "opos_tui.services.queue",
+)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["config", "--help"], ["send", "--help"], ["enqueue", "--help"]])
+def test_help_imports_none_of_the_heavy_modules(tmp_path: Path, argv: list[str]) -> None:
+    env = {"OPOS_TUI_HOME": str(tmp_path), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"sys.stderr.write(repr(sorted(m for m in sys.modules if m.partition('.')[0] in {HEAVY!r} or m in {HEAVY!r})))"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert "usage: opos-tui" in shown.stdout
+    assert shown.stderr == "[]"
+
+
+def test_config_set_help_lists_every_key_when_asked(cli: Cli) -> None:
+    shown = cli("config", "set", "--help")
+    assert shown.code == 0
+    assert "keys: " + ", ".join(settings.KEYS) in " ".join(shown.out.split())
+
+
+def test_the_parsers_static_lists_match_the_services() -> None:
+    from opos_tui.cli import SECRET_NAMES, STATUSES
+    from opos_tui.services import secrets
+    from opos_tui.services.queue import Status
+
+    assert SECRET_NAMES == secrets.SECRET_NAMES
+    assert tuple(s.value for s in Status) == STATUSES
 
 
 def test_parallel_config_set_keeps_every_value(home: Home) -> None:
@@ -320,6 +365,22 @@ def test_parallel_config_set_keeps_every_value(home: Home) -> None:
     saved = settings.load(home)
     assert {key: settings.format_value(settings.get_value(saved, key)) for key in values} == values
     assert mode_of(home.root / "config.toml.lock") == 0o600
+
+
+def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home) -> None:
+    """`opos-tui send` (cron, every minute) with nothing due and no OAuth: neither the sign-in package with its
+    HTTP client nor the SMTP client nor the PDF reader is imported."""
+    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "code = main(['send', '--json'])\n"
+        "heavy = ('opos_tui.services.signin', 'requests', 'aiosmtplib', 'pypdf')\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith(heavy))))"
+    )
+    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(sent.stdout)["left"] == 0
+    assert sent.stderr == "[]"
 
 
 def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:

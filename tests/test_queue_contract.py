@@ -567,3 +567,11 @@ def test_a_claimed_item_held_back_before_sending(queue: QueueEngine) -> None:
     assert (item.history[-1].outcome, item.history[-1].reply) == ("held", "the attachment does not name R-00001")
     assert queue.claim() is None
     assert queue.release([item_id]).changed == (item_id,)
+
+
+def test_message_ids_of_more_ids_than_one_statement_takes(queue: QueueEngine, many: list[int]) -> None:
+    """What a bulk enqueue reports: each queued mail's Message-ID, read at once; unknown numbers are left out."""
+    found = queue.message_ids([*many, many[-1] + 1])
+    assert sorted(found) == many
+    assert found[many[0]] == queue.get(many[0]).message_id
+    assert len(set(found.values())) == len(many)

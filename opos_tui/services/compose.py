@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import random
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email import policy
 from email.errors import MessageError
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path, PurePath
@@ -413,6 +415,34 @@ def preview(settings: Settings, section: str) -> Preview:
     return Preview(default_sender(settings), to, subject, body, name)
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The email package's own header factory, except that each kind of header gets its class once. The
+    stock factory makes a new class (``type(...)``) for every header of every mail, which was a third of the
+    time it takes to write one; the headers it makes, and so the bytes written, are the same."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+
+WIRE = policy.SMTP.clone(header_factory=_HeaderClasses())
+"""``email.policy.SMTP`` (CRLF line ends, RFC 2047 for non-ASCII), writing faster."""
+
+
+def _boundary() -> str:
+    """A MIME boundary in the email package's own form. The package, left to choose one, compiles a regular
+    expression per mail to make sure its boundary is in no line of the text; here no line can hold it: the
+    text is quoted-printable (``=`` written as ``=3D``), the attachments base64 (no ``=`` but at the end, no
+    ``-``), and folded header lines start with a space."""
+    return f"{'=' * 15}{random.randrange(sys.maxsize):019d}=="
+
+
 class NoSender(ConfigurationFault):
     def __init__(self) -> None:
         super().__init__(
@@ -448,7 +478,7 @@ def _message_bytes(
     date: str | None,
     message_id: str,
 ) -> bytes:
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=WIRE)
     if item.sender:  # empty only in a preview or trial before a sender is set: send takes the one then in force
         sender = parse_mailbox(item.sender)
         message["From"] = header_address(sender.display_name, sender.addr_spec)
@@ -474,6 +504,8 @@ def _message_bytes(
         *_, part = message.iter_parts()
         part.set_payload(token)
         encoded[token.encode()] = base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")
+    if message.is_multipart():
+        message.set_boundary(_boundary())
     raw = message.as_bytes()
     for marker, body in encoded.items():
         raw = raw.replace(marker, body, 1)

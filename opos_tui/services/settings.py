@@ -1,15 +1,16 @@
 """Every setting of the original E-Mail dialog, as one pydantic model, and its file ``config.toml``.
 
-The model *is* the documentation: each field's docstring says what it does, and the command line's
-messages say what each key takes (:func:`allowed_values`). Keys are dotted paths (``smtp.port``); they are
-the contract of ``config set``. Secrets (the password, the Google client secret, tokens) are not here: they
-live in the secret store.
+The model *is* the documentation: each field's docstring says what it does (for the reader of this file;
+pydantic is not asked to read them: extracting them parses this file's source on every start, half the cost
+of building the model), and the command line's messages say what each key takes (:func:`allowed_values`).
+Keys are dotted paths (``smtp.port``); they are the contract of ``config set``. Secrets (the password, the
+Google client secret, tokens) are not here: they live in the secret store.
 
 In the layers (docs/ARCHITECTURE.md) the settings sit just above the domain modules (errors, addresses,
 files, home, i18n), which they use; they import nothing else of opos_tui.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would then compile every field's annotation from its text.
 
 import contextlib
 import re
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 import tomli_w
 from pydantic import (
@@ -121,7 +122,7 @@ OptionalAddress = Annotated[str, AfterValidator(_optional_address)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 class AuthSettings(_Section):
@@ -388,7 +389,7 @@ class Settings(_Section):
         return template
 
     @model_validator(mode="after")
-    def _auth_fits_connection(self) -> Settings:
+    def _auth_fits_connection(self) -> Self:
         allowed = AUTH_METHODS_FOR[self.connection]
         if self.auth.method not in allowed:
             where = [c for c, methods in AUTH_METHODS_FOR.items() if self.auth.method in methods]

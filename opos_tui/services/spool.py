@@ -29,6 +29,7 @@ import json
 import os
 import stat
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,12 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def parse_manifest(inbox: Path, raw: bytes) -> tuple[LetterRequest, list[str]]:
     """A manifest's request and the attachment names it references; ``BadLetter`` if it is malformed."""
+    return parse_request(raw, lambda names: _attachment_paths(inbox, names))
+
+
+def parse_request(raw: bytes, paths: Callable[[list[str]], list[Path]]) -> tuple[LetterRequest, list[str]]:
+    """A mail in the manifest format (one JSON object), its attachments found by ``paths`` from their names;
+    ``BadLetter`` if it is malformed."""
     try:
         manifest = json.loads(raw.decode("utf-8"), object_pairs_hook=_object)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -156,7 +163,7 @@ def parse_manifest(inbox: Path, raw: bytes) -> tuple[LetterRequest, list[str]]:
         level=level,
         to=_strings(manifest, "to", required=True),
         cc=_strings(manifest, "cc", required=False),
-        attachments=_attachment_paths(inbox, names),
+        attachments=paths(names),
         subject=_optional_text(manifest, "subject"),
         body=_optional_text(manifest, "body"),
         vars=values,

@@ -159,6 +159,11 @@ class QueueEngine(Protocol):
         in the queue."""
         ...
 
+    def message_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        """The Message-ID of each of ``ids`` that is in the queue, in one read however many: what a bulk
+        enqueue reports for the mails it queued."""
+        ...
+
     def get(self, item_id: int) -> QueueItem:
         """One item with recipients, attachment infos (no bytes) and its history in order;
         ``UnknownItems`` if there is none."""

@@ -530,6 +530,10 @@ class PostgresQueue:
         with self._lock, self._errors(), self._db.cursor() as cur:
             return _statuses(cur, ids)
 
+    def message_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        rows = self._read("SELECT id, message_id FROM items WHERE id = ANY(%s)", (list(ids),))
+        return {int(r["id"]): str(r["message_id"]) for r in rows}
+
     def get(self, item_id: int) -> QueueItem:
         with self._reading() as cur:
             cur.execute(

@@ -546,6 +546,10 @@ class SqliteQueue:
         with self._lock, self._sqlite_errors():
             return _statuses(self._db, ids)
 
+    def message_ids(self, ids: Sequence[int]) -> dict[int, str]:
+        rows = self._read_in("SELECT id, message_id FROM items WHERE id IN ({ids})", ids)
+        return {int(r["id"]): str(r["message_id"]) for r in rows}
+
     def get(self, item_id: int) -> QueueItem:
         rows = self._read(
             f"""SELECT {_ROW_COLUMNS}, items.sender, items.reply_to, items.body, items.vars, items.date,
