@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from opos_tui.services import settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Recipient, Status, open_queue
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
-from tests.servers.smtp import HOST, StartServer, free_port
+from tests.servers.smtp import HOST, LocalController, StartServer
 from tests.test_send import configure
 
 
@@ -72,7 +71,7 @@ class HoldingHandler:
 @pytest.fixture
 def holding_server() -> Iterator[tuple[Any, HoldingHandler]]:
     handler = HoldingHandler()
-    controller = Controller(handler, hostname=HOST, port=free_port(), server_hostname="mail.example.test")
+    controller = LocalController(handler, server_hostname="mail.example.test")
     controller.start()
     server = types.SimpleNamespace(host=HOST, port=controller.port, mode="plain", ca_file="", handler=handler)
     yield server, handler
