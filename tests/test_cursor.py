@@ -3,7 +3,7 @@ is taken; for real users it blinks as Textual's does."""
 
 from __future__ import annotations
 
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 
 from opos_tui.app import OposApp
 from opos_tui.screens.message import RecipientsScreen
@@ -17,11 +17,11 @@ async def test_no_field_blinks_on_any_screen(home: Home) -> None:
     letter(home, 1)
     app = OposApp(home)
     async with app.run_test(size=(80, 24)) as pilot:
-        seen: list[Input] = []
+        seen: list[Input | TextArea] = []
 
         async def focus_each(screen: object) -> None:
             assert screen is app.screen
-            fields = list(app.screen.query(Input))
+            fields = [*app.screen.query(Input), *app.screen.query(TextArea)]
             assert fields
             for field in fields:
                 field.focus()
@@ -38,6 +38,9 @@ async def test_no_field_blinks_on_any_screen(home: Home) -> None:
         await pilot.press("e")
         assert isinstance(app.screen, RecipientsScreen)
         await focus_each(app.screen)
+        await pilot.press("escape", "escape", "l")  # the letter pages: texts in TextAreas too
+        await focus_each(app.screen)
+        assert any(isinstance(field, TextArea) for field in seen)
         assert [field for field in seen if field.cursor_blink] == []
 
 

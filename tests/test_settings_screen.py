@@ -322,7 +322,6 @@ def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], 
         screen = pilot.app.screen
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")
-        screen.query_one("#smtp-port", Input).cursor_blink = False  # else caught on or off at random
 
     assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)
 
