@@ -219,8 +219,13 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         # change every text key through the form, then save
         await type_into(pilot, screen, "smtp.host", "mail.example.org")
         await type_into(pilot, screen, "oauth.client_id", "other-client")
-        pick(screen, "smtp.security", "StartTlsWhenAvailable")
-        await pilot.pause()
+        await choose(
+            pilot,
+            screen,
+            "smtp.security",
+            "StartTlsWhenAvailable",
+            lambda: screen.valid is not None and screen.valid.smtp.security.value == "StartTlsWhenAvailable",
+        )
         assert screen.dirty
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -242,8 +247,7 @@ async def test_password_goes_to_the_secret_store_only(home: Home) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
-        pick(screen, "auth.method", "password")
-        await pilot.pause()
+        await choose(pilot, screen, "auth.method", "password", lambda: shown(screen, "#field-auth-profile"))
         await type_into(pilot, screen, "auth.profile", "buchhalter7")
         await type_into(pilot, screen, secrets.PASSWORD, password)
         screenshot = app.export_screenshot()
