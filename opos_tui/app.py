@@ -8,10 +8,12 @@ from functools import partial
 from typing import Literal
 
 from rich.terminal_theme import TerminalTheme
+from textual import events
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 
 from opos_tui.i18n import tr
 from opos_tui.screens.form import SettingsForm
@@ -96,6 +98,10 @@ class OposApp(TypeAheadApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
 
+    cursor_blink = True
+    """Whether the text cursor blinks in every field of every screen. The tests turn it off: a screenshot
+    must never catch the cursor in its "off" half."""
+
     def __init__(self, home: Home, start: StartScreen = "main") -> None:
         super().__init__()
         self.home = home
@@ -119,6 +125,11 @@ class OposApp(TypeAheadApp[None]):
             self.exit(return_code=1, message=f"opos-tui: {exc}")
             return
         self.push_screen(screen)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # A cursor blinks only while its field has the focus, so this reaches every field, on any screen.
+        if not self.cursor_blink and isinstance(event.widget, Input | TextArea):
+            event.widget.cursor_blink = False
 
     def get_key_display(self, binding: Binding) -> str:
         if binding.key_display:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from opos_tui.app import OposApp
 from opos_tui.cli import main
 from opos_tui.i18n import set_lang
 from opos_tui.services.home import Home
@@ -33,6 +34,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     set_lang(None)
     yield
     set_lang(None)
+
+
+@pytest.fixture(autouse=True)
+def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A blinking cursor is caught on or off by chance: snapshots and Pilot tests see it always on.
+    monkeypatch.setattr(OposApp, "cursor_blink", False)
 
 
 @pytest.fixture

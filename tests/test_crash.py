@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from opos_tui.services import settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Recipient, Status, open_queue
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
-from tests.servers.smtp import HOST, StartServer, free_port
+from tests.servers.smtp import HOST, LocalController, StartServer
 from tests.test_send import configure
 
 
@@ -52,18 +51,19 @@ def fill(cli: Cli, tmp_path: Path, count: int) -> list[int]:
 
 class HoldingHandler:
     """Receives mails like any server, but on request holds back its 250 after the data arrived: the moment
-    in which a sender that dies leaves a mail in doubt."""
+    in which a sender that dies leaves a mail in doubt. ``hold_mail = n`` holds the reply to the n-th mail of
+    each connection (a sender process uses one), chosen before the process starts, so no race decides which."""
 
     def __init__(self) -> None:
         self.received: list[Any] = []
-        self.hold_next = threading.Event()
+        self.hold_mail: int | None = None
         self.data_arrived = threading.Event()
         self.release = threading.Event()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(types.SimpleNamespace(content=bytes(envelope.original_content or b"")))
-        if self.hold_next.is_set():
-            self.hold_next.clear()
+        session.mails = getattr(session, "mails", 0) + 1
+        if session.mails == self.hold_mail:
             self.data_arrived.set()
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
         return "250 2.0.0 Ok: queued"
@@ -72,7 +72,7 @@ class HoldingHandler:
 @pytest.fixture
 def holding_server() -> Iterator[tuple[Any, HoldingHandler]]:
     handler = HoldingHandler()
-    controller = Controller(handler, hostname=HOST, port=free_port(), server_hostname="mail.example.test")
+    controller = LocalController(handler, server_hostname="mail.example.test")
     controller.start()
     server = types.SimpleNamespace(host=HOST, port=controller.port, mode="plain", ca_file="", handler=handler)
     yield server, handler
@@ -115,6 +115,9 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
     # Kill after some mails went (between two mails), and while the server holds back its 250 for a mail
     # whose data it already has (the mail is in doubt).
     for kill_after, mid_mail in ((2, False), (1, True), (3, True), (1, False), (2, True)):
+        handler.release.clear()
+        handler.data_arrived.clear()
+        handler.hold_mail = kill_after + 1 if mid_mail else None  # the mail after those we wait for
         process = send_process(home)
         assert process.stdout is not None
         seen = 0
@@ -123,14 +126,12 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
             if seen >= kill_after:
                 break
         if mid_mail:
-            handler.release.clear()
-            handler.data_arrived.clear()
-            handler.hold_next.set()
             assert handler.data_arrived.wait(30)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
         handler.release.set()
         assert process.returncode == -signal.SIGKILL
+    handler.hold_mail = None
     final = send_process(home)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err

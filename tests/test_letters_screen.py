@@ -251,13 +251,6 @@ def test_command_line_page() -> None:
     assert build_parser().parse_args(["settings"]).page == "email"
 
 
-def steady_cursor(screen: LettersScreen) -> None:
-    """The typed-in field's cursor stays on: a blinking one would be caught on or off at random."""
-    focused = screen.focused
-    assert isinstance(focused, Input)
-    focused.cursor_blink = False
-
-
 def test_letters_page_snapshot(snap_compare: Callable[..., bool], home: Home) -> None:
     settings.set_value(home, "sender.address", "buchhaltung@example.com")
     settings.set_value(home, "sender.name", "Müller GmbH")
@@ -271,7 +264,6 @@ def test_reports_page_snapshot(snap_compare: Callable[..., bool], home: Home) ->
         screen = letters_screen(pilot.app)  # type: ignore[arg-type]
         await choose_report(pilot, screen, 2)
         await pilot.press("tab", *"Zweite Mahnung ${document_number} über ${amount} ${currency}")
-        steady_cursor(screen)
         await pilot.pause()
 
     assert snap_compare(OposApp(home, start="reports"), terminal_size=(80, 24), run_before=run_before)
@@ -284,7 +276,6 @@ def test_invalid_placeholder_snapshot_16_colours(snap_compare: Callable[..., boo
         screen = letters_screen(pilot.app)  # type: ignore[arg-type]
         screen.query_one("#letters-subject", Input).focus()
         await pilot.press(*"Beleg ${customr_name}")
-        steady_cursor(screen)
         await pilot.pause()
 
     assert snap_compare(OposApp(home, start="letters"), terminal_size=(80, 24), run_before=run_before)

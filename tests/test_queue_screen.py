@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -702,10 +702,14 @@ async def test_quitting_while_sending_asks_first(home: Home, smtp_server: Any, t
 
 
 @pytest.fixture
-def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+def utc() -> Iterator[None]:
+    """Times shown in UTC; afterwards the process's own time zone again, for the tests it runs next."""
     import time
 
-    monkeypatch.setenv("TZ", "UTC")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TZ", "UTC")
+        time.tzset()
+        yield
     time.tzset()
 
 

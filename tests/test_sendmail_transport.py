@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, PermanentError
 from opos_tui.services.home import Home
@@ -24,7 +23,7 @@ from opos_tui.services.transports.sendmail import SendmailTransport
 from tests.conftest import Cli
 from tests.mailprograms import BCC, CC, SENDER, rendered_mail
 from tests.pdfs import write_letter
-from tests.servers.smtp import HOST, free_port
+from tests.servers.smtp import HOST, LocalController
 
 STAND_IN = """#!{python}
 import json, os, sys
@@ -206,9 +205,9 @@ def postfix(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
     if os.geteuid() != 0:
         pytest.skip("a private Postfix instance needs root to start its master process")
     inbox = _Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname=HOST, port=port)
+    controller = LocalController(inbox)
     controller.start()
+    port = controller.port
     # Postfix's own processes (user postfix) must reach it: not inside pytest's owner-only folders.
     root = Path(tempfile.mkdtemp(prefix="opos-tui-postfix-"))
     root.chmod(0o755)

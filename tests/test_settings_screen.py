@@ -18,6 +18,7 @@ from opos_tui.services.home import Home
 from tests.colours import in_sixteen_colours
 from tests.conftest import file_bytes
 from tests.keys import burst
+from tests.test_queue_screen import until
 
 
 def shown(screen: SettingsScreen, selector: str) -> bool:
@@ -32,6 +33,17 @@ def shown(screen: SettingsScreen, selector: str) -> bool:
 
 def pick(screen: SettingsScreen, key: str, value: str) -> None:
     screen.query_one(f"#{widget_id(key)}-{value}", Choice).value = True
+
+
+async def choose(pilot: Pilot[None], screen: SettingsScreen, key: str, value: str, effect: Callable[[], bool]) -> None:
+    """Press a choice, wait until the form shows ``effect``, then until the choice's messages are through.
+
+    Waiting for the effect, not for a quiet moment: Pilot's pause() takes a loaded machine's stall for one.
+    Then draining: while a radio set's message still travels up to the app, Textual holds back every radio
+    button's message, so a choice pressed in that moment would be lost."""
+    pick(screen, key, value)
+    await until(pilot, effect)
+    await pilot.pause()
 
 
 async def type_into(pilot: Pilot[None], screen: SettingsScreen, key: str, text: str) -> None:
@@ -62,40 +74,28 @@ async def test_three_connection_types_and_only_what_applies(home: Home) -> None:
         assert not shown(screen, "#field-auth-profile")
         assert not shown(screen, "#field-auth-password")
 
-        pick(screen, "connection", "windows")
-        await pilot.pause()
-        assert not shown(screen, "#section-auth")
+        await choose(pilot, screen, "connection", "windows", lambda: not shown(screen, "#section-auth"))
         assert not shown(screen, "#section-smtp")
         assert shown(screen, "#section-sender")
 
-        pick(screen, "connection", "outlook")
-        await pilot.pause()
-        assert shown(screen, "#section-auth")
+        await choose(pilot, screen, "connection", "outlook", lambda: shown(screen, "#section-auth"))
         assert not shown(screen, "#section-smtp")
         visible_methods = [b.name for b in screen.query_one("#auth-method", RadioSet).query("Choice") if b.display]
         assert visible_methods == ["none", "password"]
-        pick(screen, "auth.method", "password")
-        await pilot.pause()
-        assert shown(screen, "#field-auth-profile")
+        await choose(pilot, screen, "auth.method", "password", lambda: shown(screen, "#field-auth-profile"))
         assert shown(screen, "#field-auth-password")
 
-        pick(screen, "connection", "smtp")
-        pick(screen, "auth.method", "oauth-dialog")
-        await pilot.pause()
-        assert shown(screen, "#section-oauth")
+        await choose(pilot, screen, "connection", "smtp", lambda: shown(screen, "#section-smtp"))
+        await choose(pilot, screen, "auth.method", "oauth-dialog", lambda: shown(screen, "#section-oauth"))
         assert not shown(screen, "#field-auth-password")
         assert shown(screen, "#field-oauth-tenant-id")
         assert not shown(screen, "#field-oauth-client-secret")
-        pick(screen, "oauth.provider", "google")
-        await pilot.pause()
+        await choose(pilot, screen, "oauth.provider", "google", lambda: shown(screen, "#field-oauth-client-secret"))
         assert not shown(screen, "#field-oauth-tenant-id")
-        assert shown(screen, "#field-oauth-client-secret")
 
         # Switching to Outlook with OAuth chosen falls back visibly to "no login"
-        pick(screen, "connection", "outlook")
-        await pilot.pause()
-        await pilot.pause()  # the fallback is a second round of RadioSet messages
-        assert screen.pressed("auth.method") == "none"
+        await choose(pilot, screen, "connection", "outlook", lambda: screen.pressed("auth.method") == "none")
+        assert not shown(screen, "#section-oauth")
 
 
 async def test_keyboard_only_choice_of_connection(home: Home) -> None:
@@ -145,15 +145,13 @@ async def test_windows_types_say_windows_only_and_sendmail_asks_for_its_program(
         note = screen.query_one("#connection-note", Static)
         assert not shown(screen, "#connection-note")  # SMTP: nothing to say
         assert not shown(screen, "#section-sendmail")
-        for connection in ("windows", "outlook"):
-            pick(screen, "connection", connection)
-            await pilot.pause()
-            assert shown(screen, "#connection-note")
-            assert "works on Windows only" in str(note.render())
-        pick(screen, "connection", "sendmail")
-        await pilot.pause()
+        await choose(pilot, screen, "connection", "windows", lambda: shown(screen, "#connection-note"))
+        assert "works on Windows only" in str(note.render())
+        await choose(pilot, screen, "connection", "outlook", lambda: shown(screen, "#section-auth"))
+        assert shown(screen, "#connection-note")
+        assert "works on Windows only" in str(note.render())
+        await choose(pilot, screen, "connection", "sendmail", lambda: shown(screen, "#section-sendmail"))
         assert not shown(screen, "#connection-note")
-        assert shown(screen, "#section-sendmail")
         assert not shown(screen, "#section-auth") and not shown(screen, "#section-smtp")
         await type_into(pilot, screen, "sendmail.path", "/usr/local/sbin/sendmail")
         await pilot.press("ctrl+s")
@@ -221,8 +219,13 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
         # change every text key through the form, then save
         await type_into(pilot, screen, "smtp.host", "mail.example.org")
         await type_into(pilot, screen, "oauth.client_id", "other-client")
-        pick(screen, "smtp.security", "StartTlsWhenAvailable")
-        await pilot.pause()
+        await choose(
+            pilot,
+            screen,
+            "smtp.security",
+            "StartTlsWhenAvailable",
+            lambda: screen.valid is not None and screen.valid.smtp.security.value == "StartTlsWhenAvailable",
+        )
         assert screen.dirty
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -244,8 +247,7 @@ async def test_password_goes_to_the_secret_store_only(home: Home) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
-        pick(screen, "auth.method", "password")
-        await pilot.pause()
+        await choose(pilot, screen, "auth.method", "password", lambda: shown(screen, "#field-auth-profile"))
         await type_into(pilot, screen, "auth.profile", "buchhalter7")
         await type_into(pilot, screen, secrets.PASSWORD, password)
         screenshot = app.export_screenshot()
@@ -322,7 +324,6 @@ def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], 
         screen = pilot.app.screen
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")
-        screen.query_one("#smtp-port", Input).cursor_blink = False  # else caught on or off at random
 
     assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)
 

@@ -25,7 +25,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -198,15 +198,39 @@ class _LongLinesSMTP(SMTP):
         self.command_size_limits = collections.defaultdict(lambda: _LIMIT)
 
 
-class _Controller(Controller):
+class LocalController(Controller):
+    """aiosmtpd's controller on 127.0.0.1, on a port the system picks when it binds (read ``port`` after
+    ``start()``): no other test, in this process or a parallel one, can take the port in between."""
+
+    def __init__(self, handler: Any, **options: Any) -> None:
+        # Starting a thread and a server on a loaded machine can take longer than aiosmtpd's 5 s.
+        super().__init__(handler, hostname=HOST, port=0, ready_timeout=60, **options)
+
     def factory(self) -> SMTP:
         return _LongLinesSMTP(self.handler, **self.SMTP_kwargs)
 
+    def _create_server(self) -> Coroutine[Any, Any, asyncio.AbstractServer]:
+        return self._listen()
+
+    async def _listen(self) -> asyncio.AbstractServer:
+        server = await super()._create_server()
+        assert isinstance(server, asyncio.Server)
+        self.port = int(server.sockets[0].getsockname()[1])
+        return server
+
+
+_reserved: list[socket.socket] = []
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 where nothing listens, now or later in this test run: connecting is refused.
+
+    The port stays bound (without listening) until the process ends, so no server started meanwhile, by
+    this test process or a parallel one, can take it."""
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    _reserved.append(sock)
+    return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -244,13 +268,11 @@ def start_smtp_server(
     smtputf8: bool = False,
     accept_token: Callable[[str, str], bool] | None = None,
 ) -> tuple[SmtpServer, Controller]:
-    server = SmtpServer(HOST, free_port(), mode, pki.ca_file)
+    server = SmtpServer(HOST, 0, mode, pki.ca_file)
     handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding, accept_token)
     context = pki.server_context(cert)
-    controller = _Controller(
+    controller = LocalController(
         handler,
-        hostname=HOST,
-        port=server.port,
         server_hostname=SERVER_NAME,
         ssl_context=context if mode == "tls" else None,
         tls_context=context if mode == "starttls" else None,
@@ -263,6 +285,7 @@ def start_smtp_server(
         enable_SMTPUTF8=smtputf8,
     )
     controller.start()
+    server.port = controller.port
     return server, controller
 
 
