@@ -26,8 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import psycopg
 from psycopg import conninfo
@@ -40,9 +39,6 @@ from opos_tui.services.queue.liveness import STALE_REASON, claim_gone
 from opos_tui.services.queue.model import (
     DELETABLE,
     EDITABLE,
-    HOLDABLE,
-    RELEASABLE,
-    RETRYABLE,
     ActionResult,
     Attachment,
     AttachmentInfo,
@@ -57,6 +53,7 @@ from opos_tui.services.queue.model import (
     Status,
     UnknownItems,
 )
+from opos_tui.services.queue.operations import EngineOperations
 from opos_tui.services.queue.search import search_text, search_words
 
 CHANNEL = "opos_tui_queue"
@@ -280,7 +277,7 @@ def _note(cur: Cursor, ids: Sequence[int], at: float, outcome: str, reply: str =
     )
 
 
-class PostgresQueue:
+class PostgresQueue(EngineOperations):
     """The send queue in a PostgreSQL database (a :class:`~.engine.QueueEngine`). Thread-safe (one connection,
     used by one thread at a time); :meth:`another` gives a worker thread a connection of its own.
 
@@ -402,14 +399,6 @@ class PostgresQueue:
             if self._listener is not None:
                 self._listener.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
     def quick_check(self) -> list[str]:
         try:
             rows = self._read("SELECT version FROM schema_version")
@@ -419,10 +408,6 @@ class PostgresQueue:
         return ["ok"] if found == SCHEMA_VERSION else [f"schema version {found}, expected {SCHEMA_VERSION}"]
 
     # --- adding ---------------------------------------------------------------------------------------
-
-    def enqueue(self, item: NewItem) -> QueueItem:
-        (item_id,) = self.enqueue_many([item])
-        return self.get(item_id)
 
     def enqueue_many(self, items: Iterable[NewItem]) -> list[int]:
         ids: list[int] = []
@@ -655,17 +640,6 @@ class PostgresQueue:
 
         return self._act(ids, allowed, change)
 
-    def hold(self, ids: Iterable[int]) -> ActionResult:
-        return self._transition(ids, HOLDABLE, Status.HELD, "held")
-
-    def release(self, ids: Iterable[int]) -> ActionResult:
-        return self._transition(ids, RELEASABLE, Status.PENDING, "released")
-
-    def retry(self, ids: Iterable[int] | None = None) -> ActionResult:
-        if ids is None:
-            ids = self.ids(RETRYABLE)
-        return self._transition(ids, RETRYABLE, Status.PENDING, "retry", clear_backoff=True)
-
     def mark_sent(self, ids: Iterable[int]) -> ActionResult:
         def change(cur: Cursor, changed: list[int], now: float) -> None:
             cur.execute(
@@ -761,24 +735,6 @@ class PostgresQueue:
                 "UPDATE recipients SET refused = %s WHERE item_id = %s AND lower(address) = lower(%s)",
                 [(why, item_id, address) for address, why in (refused or {}).items()],
             )
-
-    def record_sent(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:
-        self._finish(item_id, Status.SENT, "sent", reply, error=None, sent=True, refused=refused)
-
-    def record_deferred(self, item_id: int, reply: str, retry_at: datetime) -> None:
-        self._finish(item_id, Status.DEFERRED, "deferred", reply, error=reply, next_attempt_at=retry_at.timestamp())
-
-    def record_failed(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:
-        self._finish(item_id, Status.FAILED, "failed", reply, error=reply, refused=refused)
-
-    def record_uncertain(self, item_id: int, reason: str) -> None:
-        self._finish(item_id, Status.UNCERTAIN, "uncertain", reason, error=reason)
-
-    def unclaim(self, item_id: int, reason: str) -> None:
-        self._unclaim(item_id, Status.PENDING, "not-sent", reason, error=None)
-
-    def record_held(self, item_id: int, reason: str) -> None:
-        self._unclaim(item_id, Status.HELD, "held", reason, error=reason)
 
     def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
         now = self.clock()

@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from opos_tui.services.files import make_file, narrow
 from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, StatusFilter
@@ -35,9 +33,6 @@ from opos_tui.services.queue.liveness import STALE_REASON, claim_gone
 from opos_tui.services.queue.model import (
     DELETABLE,
     EDITABLE,
-    HOLDABLE,
-    RELEASABLE,
-    RETRYABLE,
     ActionResult,
     Attachment,
     AttachmentInfo,
@@ -53,6 +48,7 @@ from opos_tui.services.queue.model import (
     Status,
     UnknownItems,
 )
+from opos_tui.services.queue.operations import EngineOperations
 from opos_tui.services.queue.search import search_text, search_words
 
 BUSY_TIMEOUT_MS = 15_000
@@ -304,7 +300,7 @@ def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: 
     db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
 
 
-class SqliteQueue:
+class SqliteQueue(EngineOperations):
     """The send queue in one SQLite file (a :class:`~.engine.QueueEngine`). Thread-safe; one instance per
     process is enough, plus one per worker thread that must not wait for the others (:meth:`another`).
     Each method does what :class:`~.engine.QueueEngine` says it does; the comments here say only how.
@@ -432,19 +428,7 @@ class SqliteQueue:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
     # --- adding ---------------------------------------------------------------------------------------
-
-    def enqueue(self, item: NewItem) -> QueueItem:
-        (item_id,) = self.enqueue_many([item])
-        return self.get(item_id)
 
     def enqueue_many(self, items: Iterable[NewItem]) -> list[int]:
         ids: list[int] = []
@@ -664,17 +648,6 @@ class SqliteQueue:
 
         return self._act(ids, allowed, change)
 
-    def hold(self, ids: Iterable[int]) -> ActionResult:
-        return self._transition(ids, HOLDABLE, Status.HELD, "held")
-
-    def release(self, ids: Iterable[int]) -> ActionResult:
-        return self._transition(ids, RELEASABLE, Status.PENDING, "released")
-
-    def retry(self, ids: Iterable[int] | None = None) -> ActionResult:
-        if ids is None:
-            ids = self.ids(RETRYABLE)
-        return self._transition(ids, RETRYABLE, Status.PENDING, "retry", clear_backoff=True)
-
     def mark_sent(self, ids: Iterable[int]) -> ActionResult:
         def change(db: sqlite3.Connection, item_id: int, now: float) -> None:
             db.execute("UPDATE items SET status = 'sent', sent_at = ?, error = NULL WHERE id = ?", (now, item_id))
@@ -762,24 +735,6 @@ class SqliteQueue:
                     "UPDATE recipients SET refused = ? WHERE item_id = ? AND lower(address) = lower(?)",
                     (why, item_id, address),
                 )
-
-    def record_sent(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:
-        self._finish(item_id, Status.SENT, "sent", reply, error=None, sent=True, refused=refused)
-
-    def record_deferred(self, item_id: int, reply: str, retry_at: datetime) -> None:
-        self._finish(item_id, Status.DEFERRED, "deferred", reply, error=reply, next_attempt_at=retry_at.timestamp())
-
-    def record_failed(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:
-        self._finish(item_id, Status.FAILED, "failed", reply, error=reply, refused=refused)
-
-    def record_uncertain(self, item_id: int, reason: str) -> None:
-        self._finish(item_id, Status.UNCERTAIN, "uncertain", reason, error=reason)
-
-    def unclaim(self, item_id: int, reason: str) -> None:
-        self._unclaim(item_id, Status.PENDING, "not-sent", reason, error=None)
-
-    def record_held(self, item_id: int, reason: str) -> None:
-        self._unclaim(item_id, Status.HELD, "held", reason, error=reason)
 
     def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
         now = self.clock()
