@@ -441,7 +441,6 @@ def test_settings_form_in_sixteen_colours_snapshot(
         screen = pilot.app.screen
         assert isinstance(screen, SettingsScreen)
         await type_into(pilot, screen, "smtp.port", "0")
-        screen.query_one("#smtp-port", Input).cursor_blink = False
         screen.query_one("#form").scroll_to_widget(screen.query_one("#field-smtp-port"), top=True, animate=False)
         await pilot.pause()
 
