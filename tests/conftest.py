@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from textual.pilot import Pilot
 
 from opos_tui.app import OposApp
 from opos_tui.cli import main
 from opos_tui.i18n import set_lang
+from opos_tui.screens.typeahead import TypeAheadApp
 from opos_tui.services.home import Home
 
 # The real local servers (tests/servers/) as fixtures for every test.
@@ -40,6 +42,23 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
     # A blinking cursor is caught on or off by chance: snapshots and Pilot tests see it always on.
     monkeypatch.setattr(OposApp, "cursor_blink", False)
+
+
+@pytest.fixture(autouse=True)
+def _keys_take_effect(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pilot.press returns once its keys are posted, but the app may still hold some of them back until the
+    # keys before them took effect (TypeAheadApp). The test's next line sees what every key did, as a person
+    # at the keyboard would.
+    press = Pilot.press
+
+    async def press_and_wait(self: Pilot[Any], *keys: str) -> None:
+        await press(self, *keys)
+        app = self.app
+        while isinstance(app, TypeAheadApp) and app.holding_keys:
+            await self.pause()
+        await self.pause()
+
+    monkeypatch.setattr(Pilot, "press", press_and_wait)
 
 
 @pytest.fixture
