@@ -15,15 +15,15 @@ one line of ``demo/server.log`` (JSON), which ``opos-tui demo --received`` and t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
 import secrets as random_secrets
-import socket
 import ssl
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from email import message_from_bytes, policy
 from email.utils import format_datetime, localtime
@@ -445,12 +445,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 class DemoServer:
     """The capturing SMTP server on 127.0.0.1: aiosmtpd's controller runs it in its own thread and event loop,
     so a TUI in the same process keeps its loop to itself."""
@@ -460,12 +454,26 @@ class DemoServer:
 
         # aiosmtpd logs (deprecation notes, dropped connections) would garble the TUI: the server log says it all.
         logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+        class OwnPort(Controller):
+            """The port is the one the system picks as the server binds (read after ``start()``): probing for a
+            free port first and binding it later could lose it to another program in between."""
+
+            async def _bind(self) -> asyncio.AbstractServer:
+                server = await Controller._create_server(self)
+                assert isinstance(server, asyncio.Server)
+                self.port = int(server.sockets[0].getsockname()[1])
+                return server
+
+            def _create_server(self) -> Coroutine[Any, Any, asyncio.AbstractServer]:
+                return self._bind()
+
         handler = _Handler(home, password)
-        self.port = _free_port()
-        self._controller = Controller(
+        self.port = 0
+        """Known once started."""
+        self._controller = OwnPort(
             handler,
             hostname=HOST,
-            port=self.port,
+            port=0,
             server_hostname=SERVER_NAME,
             tls_context=tls,
             require_starttls=True,
@@ -476,6 +484,7 @@ class DemoServer:
 
     def start(self) -> None:
         self._controller.start()
+        self.port = int(self._controller.port)
 
     def stop(self) -> None:
         self._controller.stop()
