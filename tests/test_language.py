@@ -16,6 +16,7 @@ from opos_tui.i18n import LANGS, Lang, set_lang
 from opos_tui.services import errors, secrets, settings
 from opos_tui.services.addresses import AddressError, check_addr_spec, parse_mailbox
 from opos_tui.services.home import Home
+from opos_tui.services.transports.base import AddressNotSupported
 from opos_tui.services.transports.smtp import errors as smtp
 from tests.servers.smtp import free_port
 
@@ -100,7 +101,7 @@ def sample_errors() -> list[errors.OposError]:
         smtp.MessageRejected(554, "5.6.0 rejected", "data"),
         smtp.RecipientsRefused({"a@example.com": "550 5.1.1 unknown"}),
         smtp.MessageTooLarge(30_000_000, 25_000_000),
-        smtp.AddressNotSupported("jürgen@example.de", address_error("jürgen@example.de")),
+        AddressNotSupported("jürgen@example.de", address_error("jürgen@example.de")),
         smtp.ServerRefused(554, "5.7.1 go away", host),
         smtp.HostNotFound(host),
         smtp.NotSmtp(host, port),

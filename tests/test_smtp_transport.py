@@ -12,7 +12,7 @@ from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, O
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
 from opos_tui.services.settings import SecurityMode, Settings
-from opos_tui.services.transports.base import Envelope, SendResult
+from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.services.transports.smtp import errors
 from opos_tui.services.transports.smtp.transport import (
@@ -416,7 +416,7 @@ async def test_idn_domains_go_into_the_envelope_as_idna(smtp_server: Any, smtput
 async def test_an_address_that_cannot_be_sent_is_refused_before_anything_goes_out(smtp_server: Any) -> None:
     # Only an item queued by an older version can still hold one: it fails, and nothing reaches the server.
     server = smtp_server("plain", smtputf8=True)
-    with pytest.raises(errors.AddressNotSupported) as caught:
+    with pytest.raises(AddressNotSupported) as caught:
         await send_one(config(server), Envelope("buchhaltung@example.test", ("jürgen@example.test",)))
     assert caught.value.category is Category.PERMANENT
     assert "jürgen@example.test" in str(caught.value) and "before the @" in str(caught.value)

@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Literal, Protocol, Self
 
 from opos_tui.i18n import tr
+from opos_tui.services.addresses import AddressError, ascii_addr_spec
+from opos_tui.services.errors import OposError, PermanentError
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,24 @@ class Transport(Protocol):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+class AddressNotSupported(PermanentError):
+    """An address that cannot go into the envelope (queued by an older version that did not check it)."""
+
+    def __init__(self, address: str, reason: OposError) -> None:
+        self.address = address
+        super().__init__(
+            f"The address {address} cannot be sent: {reason.en}. Correct the recipients and retry.",
+            f"Die Adresse {address} lässt sich nicht senden: {reason.de}. Empfänger korrigieren und neu senden.",
+        )
+
+
+def envelope_address(address: str) -> str:
+    """An address as it goes into an envelope (MAIL FROM / RCPT TO, a mail program's recipients): ASCII, its
+    domain in IDNA form (``xn--…``), so that no server on the way needs SMTPUTF8. Addresses that cannot be
+    written so are refused when queued; one queued by an older version fails here, before anything is sent."""
+    try:
+        return ascii_addr_spec(address)
+    except AddressError as exc:
+        raise AddressNotSupported(address, exc) from None

@@ -22,9 +22,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from opos_tui.services.addresses import AddressError, ascii_addr_spec
-from opos_tui.services.transports.base import Envelope, HandshakeEvent, Observer, SessionState, Stage
-from opos_tui.services.transports.smtp.errors import AddressNotSupported  # the same refusal as SMTP's
+from opos_tui.services.transports.base import (
+    Envelope,
+    HandshakeEvent,
+    Observer,
+    SessionState,
+    Stage,
+    envelope_address,
+)
 
 
 class LocalSession:
@@ -88,15 +93,6 @@ class ParsedMail:
     bcc: tuple[Recipient, ...]
     """The envelope's recipients that are in neither To nor Cc (the archive copy, ``sender.bcc``)."""
     attachments: tuple[Attachment, ...]
-
-
-def envelope_address(address: str) -> str:
-    """An address as it goes to a mail program or relay: ASCII, its domain in IDNA form. One queued by an
-    older version that cannot be written so fails here, before anything is handed over."""
-    try:
-        return ascii_addr_spec(address)
-    except AddressError as exc:
-        raise AddressNotSupported(address, exc) from None
 
 
 def parse_mail(message: bytes, envelope: Envelope) -> ParsedMail:

@@ -24,8 +24,8 @@ from opos_tui.services.errors import (
 )
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.settings import Settings
-from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
-from opos_tui.services.transports.mailprogram import LocalSession, envelope_address
+from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider, envelope_address
+from opos_tui.services.transports.mailprogram import LocalSession
 
 # sysexits.h: the status -> (name, category class, English meaning, German meaning).
 _EXITS: dict[int, tuple[str, type[OposError], str, str]] = {

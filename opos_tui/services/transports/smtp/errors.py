@@ -176,17 +176,6 @@ class MessageTooLarge(PermanentError):
         )
 
 
-class AddressNotSupported(PermanentError):
-    """An address that cannot go into the envelope (queued by an older version that did not check it)."""
-
-    def __init__(self, address: str, reason: OposError) -> None:
-        self.address = address
-        super().__init__(
-            f"The address {address} cannot be sent: {reason.en}. Correct the recipients and retry.",
-            f"Die Adresse {address} lässt sich nicht senden: {reason.de}. Empfänger korrigieren und neu senden.",
-        )
-
-
 class ServerRefused(ServerReply, ConfigurationFault):
     """The server refused the session itself (5xx greeting or EHLO), e.g. this client's address is blocked."""
 

@@ -37,7 +37,6 @@ from aiosmtplib.errors import (
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from opos_tui.i18n import tr
-from opos_tui.services.addresses import AddressError, ascii_addr_spec
 from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
 from opos_tui.services.secrets import PASSWORD, SecretStore
 from opos_tui.services.settings import SecurityMode, Settings
@@ -51,9 +50,9 @@ from opos_tui.services.transports.base import (
     SessionState,
     Stage,
     TokenProvider,
+    envelope_address,
 )
 from opos_tui.services.transports.smtp.errors import (
-    AddressNotSupported,
     AuthenticationFailed,
     AuthenticationRequired,
     AuthNotOffered,
@@ -505,8 +504,8 @@ class SmtpTransport:
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
         if limit and len(data) > limit:
             raise MessageTooLarge(len(data), limit)
-        sender = _smtp_address(envelope.sender)
-        recipients = {_smtp_address(r): r for r in envelope.recipients}
+        sender = envelope_address(envelope.sender)
+        recipients = {envelope_address(r): r for r in envelope.recipients}
         options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
         if client.supports_extension("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
@@ -569,16 +568,6 @@ class SmtpTransport:
             (*exchange, *_server_lines(final.code, final.message)),
         )
         return result
-
-
-def _smtp_address(address: str) -> str:
-    """The address as it goes into MAIL FROM / RCPT TO: ASCII, its domain in IDNA form (``xn--…``), so that
-    no server on the way needs SMTPUTF8. Addresses that cannot be written so are refused when queued; one
-    queued by an older version fails here, before anything is sent."""
-    try:
-        return ascii_addr_spec(address)
-    except AddressError as exc:
-        raise AddressNotSupported(address, exc) from None
 
 
 def smtp_config(
