@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from opos_tui.app import OposApp
@@ -44,20 +45,39 @@ def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(OposApp, "cursor_blink", False)
 
 
+def working(app: App[Any]) -> bool:
+    """Whether a screen of the app still reads or writes in the background what a key or its opening asked for
+    (the screens' ``working``): its outcome is not shown yet."""
+    return app.is_running and any(getattr(screen, "working", False) for screen in app.screen_stack)
+
+
 @pytest.fixture(autouse=True)
 def _keys_take_effect(monkeypatch: pytest.MonkeyPatch) -> None:
     # Pilot.press returns once its keys are posted, but the app may still hold some of them back until the
-    # keys before them took effect (TypeAheadApp). The test's next line sees what every key did, as a person
-    # at the keyboard would.
-    press = Pilot.press
+    # keys before them took effect (TypeAheadApp), and a screen may still be reading what a key asked for in
+    # a worker. Each key and the test's next line see what every key before did, as a person at the keyboard
+    # would; so does the next line after a pause. (A test of a screen that a lock keeps waiting uses
+    # tests/keys.py, which waits for none of this.)
+    press, pause = Pilot.press, Pilot.pause
+
+    async def until_done(self: Pilot[Any]) -> None:
+        while working(self.app):
+            await pause(self)
+
+    async def pause_and_wait(self: Pilot[Any], delay: float | None = None) -> None:
+        await pause(self, delay)
+        await until_done(self)
 
     async def press_and_wait(self: Pilot[Any], *keys: str) -> None:
-        await press(self, *keys)
-        app = self.app
-        while isinstance(app, TypeAheadApp) and app.holding_keys:
-            await self.pause()
-        await self.pause()
+        for key in keys:
+            await until_done(self)
+            await press(self, key)
+            app = self.app
+            while isinstance(app, TypeAheadApp) and app.holding_keys:
+                await pause(self)
+            await pause_and_wait(self)
 
+    monkeypatch.setattr(Pilot, "pause", pause_and_wait)
     monkeypatch.setattr(Pilot, "press", press_and_wait)
 
 

@@ -18,7 +18,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from opos_tui.i18n import tr
-from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
+from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, tell
+from opos_tui.screens.status import STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import AddressError, parse_mailbox
@@ -93,6 +94,24 @@ def verdict_text(verdict: plausibility.Verdict, item: QueueItem) -> Text:
 class AttachmentsRead(Message):
     attachments: Text
     verdict: plausibility.Verdict
+
+
+@dataclass
+class ItemRead(Message):
+    """The mail as read in a worker, with the queue's change probe before the read; None if it was deleted."""
+
+    version: int
+    item: QueueItem | None
+
+
+@dataclass
+class Changed(Message):
+    """An action on the mail is done (``result`` is None for new recipients), or failed (``error``)."""
+
+    done: str
+    result: ActionResult | None
+    error: OposError | None
+    then_send: bool
 
 
 def message_keys() -> list[Binding]:
@@ -182,7 +201,15 @@ class MessageScreen(Screen[None]):
         self.item_id = item_id
         self.send = send
         self.item: QueueItem | None = None
-        self.seen_version = -1
+        self.reading = False
+        """Whether a read of the mail is under way."""
+        self.again = False
+        """Read once more when the read under way is back: the queue changed meanwhile."""
+        self.acting = False
+        """Whether an action on the mail is under way: its key, or another action's, does nothing meanwhile."""
+        self.follower: QueueFollower | None = None
+        """Follows other processes' changes; started by the first read."""
+        self.verdict: plausibility.Verdict | None = None
         set_bindings(self, message_keys())
 
     def compose(self) -> ComposeResult:
@@ -205,26 +232,63 @@ class MessageScreen(Screen[None]):
         self.load()
         self.read_attachments()
         self.query_one("#detail").focus()
-        self.set_interval(POLL_SECONDS, self.poll)
 
-    def poll(self) -> None:
-        try:
-            moved = self.queue.version() != self.seen_version
-        except QueueError as exc:  # the queue file is gone: the queue screen below says so
-            self.notify(str(exc), severity="error")
-            self.dismiss()
-            return
-        if moved:
-            self.load()
+    def on_unmount(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+
+    @property
+    def working(self) -> bool:
+        """Whether a read or an action of this screen is still under way."""
+        return self.reading or self.acting
 
     def load(self) -> None:
-        self.seen_version = self.queue.version()
+        """Read the mail again, in a worker; once more after the read under way if one is."""
+        if self.reading:
+            self.again = True
+            return
+        self.reading, self.again = True, False
+        self.read_item()
+
+    @work(thread=True, group="message-read", exit_on_error=False)
+    def read_item(self) -> None:
         try:
-            item = self.item = self.queue.get(self.item_id)
-        except UnknownItems:
+            version = self.queue.version()
+            try:
+                item: QueueItem | None = self.queue.get(self.item_id)
+            except UnknownItems:
+                item = None
+        except QueueError as exc:
+            tell(self, QueueFailed(exc))
+            return
+        tell(self, ItemRead(version, item))
+
+    @on(QueueChanged)
+    def queue_changed(self) -> None:
+        self.load()
+
+    @on(QueueFailed)
+    def queue_failed(self, message: QueueFailed) -> None:
+        # The queue file is gone (the queue screen below says so), or the queue cannot be read.
+        self.reading = False
+        self.notify(str(message.error), severity="error")
+        self.dismiss()
+
+    @on(ItemRead)
+    def item_read(self, message: ItemRead) -> None:
+        self.reading = False
+        item = self.item = message.item
+        if item is None:
             self.notify(tr(f"#{self.item_id} was deleted.", f"#{self.item_id} wurde gelöscht."), severity="warning")
             self.dismiss()
             return
+        if self.follower is None:
+            self.follower = QueueFollower(self, self.queue, message.version)
+        if self.again:
+            self.load()
+        self.show_item(item)
+
+    def show_item(self, item: QueueItem) -> None:
         self.sub_title = tr(f"Mail #{item.id}", f"Mail #{item.id}")
         summary = Text.assemble(
             (f"#{item.id}  ", "bold"),
@@ -247,6 +311,7 @@ class MessageScreen(Screen[None]):
         self.query_one("#summary", Static).update(summary)
         self.query_one("#headers", Static).update(headers_text(item))
         self.query_one("#body", Static).update(Text(item.body.rstrip()))
+        self.show_verdict()
         history = Text()
         for attempt in item.history:
             history.append(f"{local_time(attempt.at)}  ", style="dim")
@@ -286,8 +351,13 @@ class MessageScreen(Screen[None]):
     @on(AttachmentsRead)
     def attachments_read(self, message: AttachmentsRead) -> None:
         self.query_one("#attachments", Static).update(message.attachments)
-        if self.item is not None:
-            self.query_one("#check", Static).update(verdict_text(message.verdict, self.item))
+        self.verdict = message.verdict
+        self.show_verdict()
+
+    def show_verdict(self) -> None:
+        """The plausibility check's verdict, once both it and the mail are read."""
+        if self.item is not None and self.verdict is not None:
+            self.query_one("#check", Static).update(verdict_text(self.verdict, self.item))
 
     # --- actions ------------------------------------------------------------------------------------------
 
@@ -306,26 +376,55 @@ class MessageScreen(Screen[None]):
     def action_back(self) -> None:
         self.dismiss()
 
-    def apply(self, action: Callable[[list[int]], ActionResult], done: str) -> bool:
+    def act(self, action: str, done: str, then_send: bool = False) -> None:
+        """Apply ``action`` (hold, release, retry, mark_sent) to this mail in a worker, then say what it did;
+        ``then_send``: send it once that worked. Nothing while an action is under way (a key pressed twice)."""
+        if self.acting:
+            return
+        self.acting = True
+        self.change(action, done, then_send)
+
+    @work(thread=True, group="message-act", exit_on_error=False)
+    def change(self, action: str, done: str, then_send: bool) -> None:
         try:
-            result = action([self.item_id])
+            with self.queue.another() as q:
+                method: Callable[[list[int]], ActionResult] = getattr(q, action)
+                tell(self, Changed(done, method([self.item_id]), None, then_send))
         except OposError as exc:
-            self.notify(str(exc), severity="error")
-            return False
-        if result.skipped:
-            status = result.skipped[self.item_id]
-            word = status_word(status)
+            tell(self, Changed(done, None, exc, then_send))
+
+    @work(thread=True, group="message-act", exit_on_error=False)
+    def save_recipients(self, recipients: list[Recipient]) -> None:
+        try:
+            with self.queue.another() as q:
+                q.set_recipients(self.item_id, recipients)
+        except OposError as exc:
+            tell(self, Changed("", None, exc, False))
+            return
+        tell(self, Changed(tr("Recipients saved.", "Empfänger gespeichert."), None, None, False))
+
+    @on(Changed)
+    def changed(self, message: Changed) -> None:
+        self.acting = False
+        if message.error is not None:
+            self.notify(str(message.error), severity="error")
+            return
+        skipped = message.result.skipped if message.result is not None else {}
+        if skipped:
+            word = status_word(skipped[self.item_id])
             self.notify(tr(f"Not changed: the mail is {word}.", f"Nicht geändert: die Mail ist {word}."))
         else:
-            self.notify(done)
+            self.notify(message.done)
+        if message.then_send and not skipped:
+            self.action_send()
+            return
         self.load()
-        return not result.skipped
 
     def action_hold(self) -> None:
-        self.apply(self.queue.hold, tr("Held.", "Angehalten."))
+        self.act("hold", tr("Held.", "Angehalten."))
 
     def action_release(self) -> None:
-        self.apply(self.queue.release, tr("Released.", "Freigegeben."))
+        self.act("release", tr("Released.", "Freigegeben."))
 
     def action_send(self) -> None:
         self.dismiss()
@@ -333,8 +432,8 @@ class MessageScreen(Screen[None]):
 
     def action_resend(self) -> None:
         def decided(answer: str | None) -> None:
-            if answer == "resend" and self.apply(self.queue.retry, tr("Back to pending.", "Wieder wartend.")):
-                self.action_send()
+            if answer == "resend":
+                self.act("retry", tr("Back to pending.", "Wieder wartend."), then_send=True)
 
         self.app.push_screen(
             ConfirmScreen(
@@ -347,7 +446,7 @@ class MessageScreen(Screen[None]):
     def action_mark_sent(self) -> None:
         def decided(answer: str | None) -> None:
             if answer == "sent":
-                self.apply(self.queue.mark_sent, tr("Marked as sent.", "Als gesendet markiert."))
+                self.act("mark_sent", tr("Marked as sent.", "Als gesendet markiert."))
 
         self.app.push_screen(
             ConfirmScreen(
@@ -361,19 +460,13 @@ class MessageScreen(Screen[None]):
         )
 
     def action_edit_recipients(self) -> None:
-        if self.item is None:
+        if self.item is None or self.acting:
             return
 
         def edited(recipients: list[Recipient] | None) -> None:
-            if recipients is None:
-                return
-            try:
-                self.queue.set_recipients(self.item_id, recipients)
-            except OposError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.notify(tr("Recipients saved.", "Empfänger gespeichert."))
-            self.load()
+            if recipients is not None and not self.acting:
+                self.acting = True
+                self.save_recipients(recipients)
 
         self.app.push_screen(RecipientsScreen(self.item.recipients), edited)
 

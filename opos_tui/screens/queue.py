@@ -3,10 +3,15 @@
 The queue may hold 100,000 items after a month-end dunning run. A DataTable measures every cell on the event
 loop, so the table only ever holds the rows that fit on the screen: the cursor's position is an index into
 the filtered queue, and moving it reads the window around it from SQL (``Queue.page``). Filtering and search
-are SQL too. Every half second the screen asks the queue's change probe whether any process changed
-something, and re-reads the window, keeping the cursor on its item and the selection as it was. The probe
-also notices when queue.db was deleted or replaced: the screen then shows nothing stale, refuses every action,
-and reopens the queue once a complete queue file is at its place again.
+are SQL too.
+
+The event loop never touches the queue: another operator's transaction may hold it locked, and the screen must
+keep taking keys meanwhile. Reads run in a worker, one at a time (the screen says it is reading, and after a
+moment that it waits for the queue); operator actions look their targets up and apply themselves in workers.
+A :class:`~opos_tui.screens.follow.QueueFollower` thread waits for other processes' changes (PostgreSQL wakes
+it through LISTEN/NOTIFY) and the screen re-reads the window, keeping the cursor on its item and the selection
+as it was. It also notices when queue.db was deleted or replaced: the screen then shows nothing stale, refuses
+every action, and reopens the queue once a complete queue file is at its place again.
 
 Sending runs in a thread with its own event loop and its own queue connection, so neither the SMTP dialogue
 nor SQLite's fsyncs ever block the screen; it reports back with messages.
@@ -31,9 +36,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichLog, Static
 
 from opos_tui.i18n import tr
+from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, close_later, tell
 from opos_tui.screens.letters import LettersScreen
 from opos_tui.screens.message import MessageScreen
 from opos_tui.screens.settings import SettingsScreen
@@ -52,7 +59,9 @@ from opos_tui.services.queue import (
     ActionResult,
     ItemRow,
     LetterType,
+    Queue,
     QueueError,
+    QueueGone,
     Status,
     UnknownItems,
     open_queue,
@@ -141,6 +150,121 @@ def summary(statuses: Mapping[int, Status]) -> str:
 
 
 # --- messages from the worker threads ---------------------------------------------------------------------
+
+
+BUSY_AFTER_SECONDS = 0.3
+"""A read that takes longer than this is shown as waiting for the queue (another operator holds a lock)."""
+
+
+@dataclass(frozen=True)
+class Want:
+    """What the screen asks the queue for: the window of ``window`` rows around row ``cursor`` of a filter,
+    scrolled as little as possible from ``top``; around ``item`` instead, wherever it stands now, if given."""
+
+    status: Status | None
+    search: str
+    cursor: int
+    top: int
+    window: int
+    item: int | None = None
+    counts: bool = False
+    """The items per status too (for the line above the table)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a read brought back."""
+
+    version: int
+    """The queue's change probe before the read: what was read is at least this new."""
+    total: int
+    cursor: int
+    top: int
+    rows: list[ItemRow]
+    counts: dict[Status, int] | None
+
+
+def scrolled(cursor: int, top: int, window: int, total: int) -> tuple[int, int]:
+    """The cursor kept inside the ``total`` rows, and the first row of a ``window`` that shows it, moved from
+    ``top`` as little as possible."""
+    cursor = max(0, min(cursor, total - 1))
+    if cursor < top:
+        top = cursor
+    elif cursor >= top + window:
+        top = cursor - window + 1
+    return cursor, max(0, min(top, total - window))
+
+
+def read_window(queue: Queue, want: Want) -> Window:
+    """Read what ``want`` asks for (in a worker thread)."""
+    version = queue.version()
+    total = queue.count(want.status, want.search)
+    cursor = want.cursor if want.item is None else queue.position(want.item, want.status, want.search)
+    cursor, top = scrolled(cursor, want.top, want.window, total)
+    rows = queue.page(want.status, want.search, offset=top, limit=want.window)
+    return Window(version, total, cursor, top, rows, queue.counts() if want.counts else None)
+
+
+def statuses_of(queue: Queue, ids: list[int]) -> dict[int, Status]:
+    """The status of each of ``ids`` still in the queue: another operator may have deleted some meanwhile."""
+    while ids:
+        try:
+            return queue.statuses(ids)
+        except UnknownItems as exc:
+            gone = set(exc.ids)
+            ids = [i for i in ids if i not in gone]
+    return {}
+
+
+@dataclass
+class Examined(Message):
+    """The statuses of an action's targets are read."""
+
+    action: str
+    ids: list[int]
+    found: dict[int, Status]
+
+
+@dataclass
+class Acted(Message):
+    """An action is done: what it changed, what it skipped, and which targets were deleted meanwhile."""
+
+    action: str
+    result: ActionResult
+    gone: set[int]
+
+
+@dataclass
+class ActionFailed(Message):
+    error: OposError
+
+
+@dataclass
+class Matching(Message):
+    """The ids of every mail the filter and search show (select all)."""
+
+    ids: list[int]
+
+
+@dataclass
+class WindowRead(Message):
+    want: Want
+    window: Window | None
+    error: QueueError | None
+
+
+@dataclass
+class QueueUnopenable(Message):
+    """While lost: the file now at the queue's path cannot be opened, and why."""
+
+    why: str
+
+
+@dataclass
+class QueueFound(Message):
+    """While lost: a complete queue file is at the queue's path again, opened."""
+
+    queue: Queue
 
 
 @dataclass
@@ -443,7 +567,23 @@ class QueueScreen(Screen[None]):
         self.cursor_id: int | None = None
         self.rows: list[ItemRow] = []
         self.selected: set[int] = set()
-        self.seen_version = -1
+        self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
+        self.loaded = False
+        """Whether the first read came back: until then the screen says it is reading, not that it is empty."""
+        self.reading = False
+        """Whether a read of the queue is under way (one at a time)."""
+        self.wanted: Want | None = None
+        """What to read as soon as the read under way is back; None when nothing more is wanted."""
+        self._busy_timer: Timer | None = None
+        self.slow = False
+        """Whether the read under way takes long: the screen says it waits for the queue."""
+        self.follower: QueueFollower | None = None
+        """Follows other processes' changes; started by the first read that succeeds."""
+        self.leaving = threading.Event()
+        """Set when the screen goes: the threads it started end."""
+        self.acting: str | None = None
+        """The list action (hold, release, retry, delete, select all) under way until its outcome is shown:
+        pressing its key again meanwhile does nothing."""
         self.sending = False
         self.quit_when_done = False
         self._stop = threading.Event()
@@ -453,8 +593,6 @@ class QueueScreen(Screen[None]):
         self._checking = False
         self.lost: str | None = None
         """Why the queue cannot be shown (its file was deleted or replaced); None while it can."""
-        self._found: tuple[int, int, int] | None = None
-        """The file seen at the queue's path on the last poll while lost: reopened once it stops changing."""
         self.unopenable: str | None = None
         """Why the file now at the queue's path cannot be opened instead, while lost."""
         self.ask_hint = ""
@@ -487,8 +625,8 @@ class QueueScreen(Screen[None]):
         self.table.fixed_columns = FIXED_COLUMNS
         self.table.focus()
         self.update_keys()
+        self.update_position()
         self.reload(keep_item=False)
-        self.set_interval(POLL_SECONDS, self.poll)
 
     def on_resize(self) -> None:
         self.update_keys()
@@ -504,14 +642,18 @@ class QueueScreen(Screen[None]):
         set_bindings(self, queue_keys(footer_fit(widths, self.app.size.width)))
         self.refresh_bindings()
 
-    def on_unmount(self) -> None:
-        self.queue.close()
-
     # --- reading the queue --------------------------------------------------------------------------------
+    # Every read runs in a worker (a lock another operator holds must never freeze the screen), one at a time:
+    # what is asked for meanwhile waits, the latest wish replacing earlier ones, and goes once the read is back.
 
     @property
     def table(self) -> QueueTable:
         return self.query_one(QueueTable)
+
+    @property
+    def working(self) -> bool:
+        """Whether a read or an action this screen started is still under way (not a send run)."""
+        return self.reading or self.acting is not None
 
     def window(self) -> int:
         """How many rows fit: the table's height without its header (and horizontal scrollbar)."""
@@ -520,38 +662,102 @@ class QueueScreen(Screen[None]):
 
     def reload(self, keep_item: bool = True) -> None:
         """Re-read counts and the window around the cursor; the cursor stays on its item if it still shows."""
-        if self.lost is not None:
-            return
-        try:
-            self.seen_version = self.queue.version()
-        except QueueError as exc:
-            self.lose(exc)
-            return
-        self.total = self.queue.count(self.status_filter, self.search)
-        if keep_item and self.cursor_id is not None:
-            self.cursor = self.queue.position(self.cursor_id, self.status_filter, self.search)
-        elif not keep_item:
-            self.cursor = self.top = 0
-        self.show(self.cursor, force=True)
-        self.update_counts()
+        keep = keep_item and self.cursor_id is not None
+        self.read(self.cursor if keep else 0, item=self.cursor_id if keep else None, counts=True)
 
-    def poll(self) -> None:
-        """Follow other processes: re-read when the queue's change probe moved."""
+    def read(self, cursor: int, item: int | None = None, counts: bool = False) -> None:
+        """Ask for the window around row ``cursor`` (or around ``item``, wherever it stands now)."""
         if self.lost is not None:
-            self.reopen()
             return
+        want = Want(self.status_filter, self.search, cursor, self.top, self.window(), item, counts)
+        if self.wanted is not None and self.wanted.counts:
+            want = replace(want, counts=True)
+        self.wanted = want
+        if not self.reading:
+            self.read_next()
+
+    def read_next(self) -> None:
+        want, self.wanted = self.wanted, None
+        if want is None:
+            return
+        self.reading = True
+        self._busy_timer = self.set_timer(BUSY_AFTER_SECONDS, self.show_busy)
+        self.read_window(want)
+
+    @work(thread=True, group="queue-read", exit_on_error=False)
+    def read_window(self, want: Want) -> None:
         try:
-            moved = self.queue.version() != self.seen_version
+            tell(self, WindowRead(want, read_window(self.queue, want), None))
         except QueueError as exc:
-            self.lose(exc)
+            tell(self, WindowRead(want, None, exc))
+
+    @on(WindowRead)
+    def window_read(self, message: WindowRead) -> None:
+        self.reading = self.slow = False
+        if self._busy_timer is not None:
+            self._busy_timer.stop()
+            self._busy_timer = None
+        if self.lost is not None:
             return
-        if moved:
-            self.reload()
+        if message.error is not None:
+            self.cannot_read(message.error)
+        elif message.window is not None and (message.want.status, message.want.search) == (
+            self.status_filter,
+            self.search,
+        ):
+            self.show_window(message.window)
+        self.read_next()
+
+    def cannot_read(self, error: QueueError) -> None:
+        if isinstance(error, QueueGone):
+            self.lose(error)
+            return
+        self.notify(str(error), severity="error")
+        self.update_position()
+
+    def show_window(self, shown: Window) -> None:
+        self.loaded = True
+        self.total, self.top, self.rows = shown.total, shown.top, shown.rows
+        if shown.counts is not None:
+            self.status_counts = shown.counts
+        self.fill()
+        self.place(shown.cursor)
+        self.update_counts()
+        if self.follower is None:
+            self.follower = QueueFollower(self, self.queue, shown.version)
+
+    def show_busy(self) -> None:
+        """A read takes long (another operator holds the queue locked): say so where the position shows."""
+        self._busy_timer = None
+        self.slow = True
+        self.update_position()
+
+    @on(QueueChanged)
+    def queue_changed(self) -> None:
+        self.reload()
+
+    @on(QueueFailed)
+    def queue_failed(self, message: QueueFailed) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None  # a new one starts with the next read that succeeds
+        self.cannot_read(message.error)
+
+    def on_unmount(self) -> None:
+        self.leaving.set()
+        if self.follower is not None:
+            self.follower.stop()
+        close_later(self.queue)
 
     def lose(self, why: QueueError) -> None:
         """The queue file was deleted or replaced: show nothing stale, and refuse every action until it is back."""
+        if self.lost is not None:
+            return
         self.lost = str(why)
-        self.queue.close()
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        close_later(self.queue)
         self.rows, self.selected = [], set()
         self.total = self.top = self.cursor = 0
         self.cursor_id = None
@@ -563,27 +769,41 @@ class QueueScreen(Screen[None]):
         self.update_position()
         self.refresh_bindings()
         self.notify(self.lost, severity="error")
+        threading.Thread(target=self.watch_for_queue, name="queue-reopen", daemon=True).start()
 
-    def reopen(self) -> None:
-        """While lost: open the queue file now at the path once it is complete (there, not empty, unchanged since
-        the last poll). Never makes a new queue."""
-        try:
-            stat = os.stat(self.home.queue_db)
-        except OSError:
-            self._found = None
+    def watch_for_queue(self) -> None:
+        """In a thread of its own while lost: open the queue file now at the path once it is complete (there, not
+        empty, unchanged since the last look). Never makes a new queue."""
+        seen: tuple[int, int, int] | None = None
+        unopenable: str | None = None
+        while not self.leaving.wait(POLL_SECONDS):
+            try:
+                stat = os.stat(self.home.queue_db)
+            except OSError:
+                seen = None
+                continue
+            found = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if stat.st_size == 0 or found != seen:
+                seen = found
+                continue
+            try:
+                queue = open_queue(self.home, create=False)
+            except QueueError as exc:
+                if str(exc) != unopenable:
+                    unopenable = str(exc)
+                    tell(self, QueueUnopenable(unopenable))
+                continue
+            tell(self, QueueFound(queue))
             return
-        found = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        if stat.st_size == 0 or found != self._found:
-            self._found = found
-            return
-        try:
-            queue = open_queue(self.home, create=False)
-        except QueueError as exc:
-            if str(exc) != self.unopenable:
-                self.unopenable = str(exc)
-                self.show_empty_hint()
-            return
-        self.queue, self.lost, self._found, self.unopenable = queue, None, None, None
+
+    @on(QueueUnopenable)
+    def queue_unopenable(self, message: QueueUnopenable) -> None:
+        self.unopenable = message.why
+        self.show_empty_hint()
+
+    @on(QueueFound)
+    def queue_found(self, message: QueueFound) -> None:
+        self.queue, self.lost, self.unopenable = message.queue, None, None
         self.remove_class("-lost")
         self.refresh_bindings()
         self.notify(
@@ -591,23 +811,11 @@ class QueueScreen(Screen[None]):
         )
         self.reload(keep_item=False)
 
-    def show(self, cursor: int, force: bool = False) -> None:
-        """Put the cursor on row ``cursor`` of the filtered queue, reading a new window if it leaves this one."""
-        window = self.window()
-        cursor = max(0, min(cursor, self.total - 1))
-        top = self.top
-        if cursor < top:
-            top = cursor
-        elif cursor >= top + window:
-            top = cursor - window + 1
-        top = max(0, min(top, self.total - window))
-        if force or top != self.top or not self.rows:
-            self.top = top
-            self.rows = self.queue.page(self.status_filter, self.search, offset=top, limit=window)
-            self.fill()
-        self.cursor = cursor
+    def place(self, cursor: int) -> None:
+        """Put the cursor on row ``cursor`` of the filtered queue, which the rows read show."""
+        self.cursor = max(0, min(cursor, self.total - 1))
         if self.rows:
-            index = min(cursor - self.top, len(self.rows) - 1)
+            index = max(0, min(self.cursor - self.top, len(self.rows) - 1))
             self.cursor_id = self.rows[index].id
             self.table.move_cursor(row=index, animate=False, scroll=False)
         else:
@@ -652,11 +860,21 @@ class QueueScreen(Screen[None]):
             return
         step = {"up": -1, "down": 1, "pageup": -self.window(), "pagedown": self.window()}
         if where == "home":
-            self.show(0)
+            self.move_to(0)
         elif where == "end":
-            self.show(self.total - 1)
+            self.move_to(self.total - 1)
         else:
-            self.show(self.cursor + step[where])
+            self.move_to(self.cursor + step[where])
+
+    def move_to(self, cursor: int) -> None:
+        """Move the cursor at once where the rows shown reach; read the window around it where they do not, or
+        when a read is under way (what it brings back may be another window)."""
+        cursor = max(0, min(cursor, self.total - 1))
+        if self.top <= cursor < self.top + len(self.rows):
+            self.place(cursor)
+            if not self.reading:
+                return
+        self.read(cursor)
 
     @on(DataTable.RowHighlighted)
     def highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -667,7 +885,7 @@ class QueueScreen(Screen[None]):
             self.update_position()
 
     def update_counts(self) -> None:
-        counts = self.queue.counts()
+        counts = self.status_counts
         total = sum(counts.values())
 
         def line(symbols: bool, words: bool) -> Text:
@@ -694,7 +912,11 @@ class QueueScreen(Screen[None]):
 
     def update_position(self) -> None:
         parts = []
-        if self.total:
+        if self.slow:
+            parts.append(tr("⏳ waiting for the queue", "⏳ warte auf die Warteschlange"))
+        if not self.loaded:
+            parts.append(tr("reading…", "lese…"))
+        elif self.total:
             parts.append(f"{self.cursor + 1:,}/{self.total:,}")
         else:
             parts.append(tr("no items", "keine Einträge"))
@@ -741,6 +963,9 @@ class QueueScreen(Screen[None]):
             hint.update(text)
             return
         if self.total:
+            return
+        if not self.loaded:
+            hint.update(tr("Reading the queue…", "Lese die Warteschlange…"))
             return
         if self.status_filter is not None or self.search:
             hint.update(
@@ -797,7 +1022,7 @@ class QueueScreen(Screen[None]):
             return
         self.selected ^= {self.cursor_id}
         self.fill_keep()
-        self.show(self.cursor + 1)
+        self.move_to(self.cursor + 1)
 
     def fill_keep(self) -> None:
         index = self.table.cursor_row
@@ -806,7 +1031,23 @@ class QueueScreen(Screen[None]):
         self.update_position()
 
     def action_select_all(self) -> None:
-        matching = set(self.queue.ids(self.status_filter, self.search))
+        if self.acting is None:
+            self.acting = "select_all"
+            self.select_all(self.status_filter, self.search)
+
+    @work(thread=True, group="act", exit_on_error=False)
+    def select_all(self, status: Status | None, search: str) -> None:
+        try:
+            with self.queue.another() as q:
+                tell(self, Matching(q.ids(status, search)))
+        except OposError as exc:
+            tell(self, ActionFailed(exc))
+
+    @on(Matching)
+    def matching(self, message: Matching) -> None:
+        """Select all the mails shown; all of them again: none."""
+        self.acting = None
+        matching = set(message.ids)
         self.selected = set() if matching and matching <= self.selected else matching
         self.fill_keep()
 
@@ -838,84 +1079,109 @@ class QueueScreen(Screen[None]):
         return True
 
     # --- operator actions ---------------------------------------------------------------------------------
+    # Each looks the targets' statuses up in a worker first, asks where it must, then applies itself in a
+    # worker; its key does nothing while the same screen's action is under way.
 
-    def statuses_of(self, ids: list[int]) -> dict[int, Status]:
-        """The status of each of ``ids`` still in the queue: another operator may have deleted some meanwhile."""
-        while ids:
-            try:
-                return self.queue.statuses(ids)
-            except UnknownItems as exc:
-                gone = set(exc.ids)
-                ids = [i for i in ids if i not in gone]
-        return {}
-
-    def applicable(self, action: str) -> tuple[list[int], dict[int, Status], list[int]] | None:
-        """The targets, their statuses and those the action can change; None (and why) when it can change
-        none of them."""
+    def examine(self, action: str) -> None:
+        """Start ``action`` (hold, release, retry, delete) on the targets: their statuses are read first."""
+        if self.acting is not None:
+            return
         ids = self.targets()
         if not ids:
             self.notify(tr("Nothing selected.", "Nichts ausgewählt."), severity="warning")
-            return None
-        found = self.statuses_of(ids)
+            return
+        self.acting = action
+        self.look_up(action, ids)
+
+    @work(thread=True, group="act", exit_on_error=False)
+    def look_up(self, action: str, ids: list[int]) -> None:
+        try:
+            with self.queue.another() as q:
+                found = statuses_of(q, ids)
+        except OposError as exc:
+            tell(self, ActionFailed(exc))
+            return
+        tell(self, Examined(action, ids, found))
+
+    @on(Examined)
+    def examined(self, message: Examined) -> None:
+        """The targets' statuses are known: go on, or say why the action can change none of them."""
+        action, ids, found = message.action, message.ids, message.found
         will = [i for i in ids if found.get(i) in ACTIONS[action]]
         if not will:
+            self.acting = None
             self.notify(f"{nothing_to(action)} ({summary(found)}).", severity="warning")
-            return None
-        return ids, found, will
-
-    def act(self, action: str) -> None:
-        """Hold, release: without asking, saying what changed and what could not."""
-        if checked := self.applicable(action):
-            self.apply(action, checked[0])
+        elif action == "retry":
+            self.ask_retry(ids, found, will)
+        elif action == "delete":
+            self.ask_delete(found, will)
+        else:  # hold, release: without asking, saying what changed and what could not
+            self.apply(action, ids)
 
     @work(thread=True, group="act", exit_on_error=False)
     def apply(self, action: str, ids: list[int]) -> None:
         """Apply a queue action in a worker: with a selection of 100,000 items it is one long write transaction."""
         gone: set[int] = set()
         try:
-            queue = self.queue.another()
-        except OposError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
-        with queue as q:
-            method: Callable[[list[int]], ActionResult] = getattr(q, action)
-            while True:
-                try:
-                    result = method(ids)
-                    break
-                except UnknownItems as exc:
-                    # Deleted by someone else meanwhile: drop them and go on with the rest.
-                    gone |= set(exc.ids)
-                    ids = [i for i in ids if i not in gone]
-                    if not ids:
-                        result = ActionResult((), {})
+            with self.queue.another() as q:
+                method: Callable[[list[int]], ActionResult] = getattr(q, action)
+                while True:
+                    try:
+                        result = method(ids)
                         break
-                except OposError as exc:
-                    self.app.call_from_thread(self.notify, str(exc), severity="error")
-                    return
-        self.app.call_from_thread(self.acted, action, result, gone)
+                    except UnknownItems as exc:
+                        # Deleted by someone else meanwhile: drop them and go on with the rest.
+                        gone |= set(exc.ids)
+                        ids = [i for i in ids if i not in gone]
+                        if not ids:
+                            result = ActionResult((), {})
+                            break
+        except OposError as exc:
+            tell(self, ActionFailed(exc))
+            return
+        tell(self, Acted(action, result, gone))
 
-    def acted(self, action: str, result: ActionResult, gone: set[int]) -> None:
+    @on(ActionFailed)
+    def action_failed(self, message: ActionFailed) -> None:
+        self.acting = None
+        self.notify(str(message.error), severity="error")
+
+    @on(Acted)
+    def acted(self, message: Acted) -> None:
         """Say what an action did, and what it could not do and why."""
-        self.selected -= set(result.changed) | gone
-        message = f"{len(result.changed):,} {done_word(action)}"
+        self.acting = None
+        action, result = message.action, message.result
+        self.selected -= set(result.changed) | message.gone
+        text = f"{len(result.changed):,} {done_word(action)}"
         if result.skipped:
-            message += tr(f"; not changed: {summary(result.skipped)}", f"; nicht geändert: {summary(result.skipped)}")
-        self.notify(message, severity="warning" if result.skipped else "information")
+            text += tr(f"; not changed: {summary(result.skipped)}", f"; nicht geändert: {summary(result.skipped)}")
+        self.notify(text, severity="warning" if result.skipped else "information")
         self.reload()
 
     def action_hold(self) -> None:
-        self.act("hold")
+        self.examine("hold")
 
     def action_release(self) -> None:
-        self.act("release")
+        self.examine("release")
 
     def action_retry(self) -> None:
+        self.examine("retry")
+
+    def action_delete(self) -> None:
+        self.examine("delete")
+
+    def ask(self, question: str, answers: dict[str, str], decided: Callable[[str | None], None]) -> None:
+        """Ask before an action goes on; nothing is under way meanwhile (the answer starts it, or nothing)."""
+        self.acting = None
+        self.app.push_screen(ConfirmScreen(question, answers), decided)
+
+    def go(self, action: str, ids: list[int]) -> None:
+        """Apply ``action`` to ``ids`` once the operator agreed."""
+        self.acting = action
+        self.apply(action, ids)
+
+    def ask_retry(self, ids: list[int], found: dict[int, Status], will: list[int]) -> None:
         """Back to pending; an uncertain mail only after the same warning as in its detail: it may arrive twice."""
-        checked = self.applicable("retry")
-        if checked is None:
-            return
-        ids, found, will = checked
         uncertain = [i for i in will if found[i] is Status.UNCERTAIN]
         if not uncertain:
             self.apply("retry", ids)
@@ -930,19 +1196,15 @@ class QueueScreen(Screen[None]):
 
         def decided(answer: str | None) -> None:
             if answer == "all":
-                self.apply("retry", ids)
+                self.go("retry", ids)
             elif answer == "others":
-                self.apply("retry", others)
+                self.go("retry", others)
 
         question = arrive_twice(uncertain) + tr(" Back to pending anyway?", " Trotzdem wieder einreihen?")
-        self.app.push_screen(ConfirmScreen(question, answers), decided)
+        self.ask(question, answers, decided)
 
-    def action_delete(self) -> None:
+    def ask_delete(self, found: dict[int, Status], will: list[int]) -> None:
         """Ask first, naming exactly what goes and what stays (sent mails are never deleted)."""
-        checked = self.applicable("delete")
-        if checked is None:
-            return
-        _, found, will = checked
         if len(will) == 1:
             what = f"#{will[0]} ({status_word(found[will[0]])})"
             question = tr(f"Delete {what}?", f"{what} löschen?")
@@ -956,12 +1218,9 @@ class QueueScreen(Screen[None]):
 
         def decided(answer: str | None) -> None:
             if answer == "delete":
-                self.apply("delete", will)
+                self.go("delete", will)
 
-        self.app.push_screen(
-            ConfirmScreen(question, {"cancel": tr("Cancel", "Abbrechen"), "delete": delete}),
-            decided,
-        )
+        self.ask(question, {"cancel": tr("Cancel", "Abbrechen"), "delete": delete}, decided)
 
     def action_transcript(self) -> None:
         log = self.query_one("#transcript", RichLog)
