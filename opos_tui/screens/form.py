@@ -11,19 +11,23 @@ reads, merges and writes under config.toml's lock.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
 
 from opos_tui.i18n import tr
 from opos_tui.screens import labels
+from opos_tui.screens.follow import tell
 from opos_tui.screens.widgets import Choice, ConfirmScreen
 from opos_tui.services import settings
 from opos_tui.services.errors import OposError
@@ -32,6 +36,30 @@ from opos_tui.services.settings import Settings
 
 REPLACE = ""
 """In ``SettingsForm.save``'s ``agreed``: the admin agreed to replace a config.toml that is not TOML."""
+
+
+@dataclass
+class SaveOutcome(Message):
+    """What saving found, from its worker: ``saved`` as these settings, or why not (``failed``, ``invalid``
+    together with someone else's changes), or what the admin must decide first (``unreadable``: replace a
+    file that is not TOML; ``both``: keys someone else changed too). ``mine``, ``then_close`` and ``agreed``
+    as the save was asked for."""
+
+    mine: Settings
+    then_close: bool
+    agreed: frozenset[str]
+    saved: Settings | None = None
+    failed: str = ""
+    invalid: str | None = None
+    unreadable: OposError | None = None
+    both: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SettingsRead(Message):
+    """config.toml as saved now, read in a worker."""
+
+    settings: Settings
 
 
 def widget_id(key: str) -> str:
@@ -137,6 +165,8 @@ class SettingsForm(Screen[None]):
         """Invalid values of choices (which cannot show them), marked on their field until it is changed."""
         self.dirty = False
         self.valid: Settings | None = self.saved
+        self.saving = False
+        """Whether a save is under way in a worker."""
 
     def heading(self) -> str:
         """The form's name, shown in the header (with `*` while anything is unsaved)."""
@@ -146,8 +176,15 @@ class SettingsForm(Screen[None]):
         """Whether the form holds anything unsaved besides settings keys (typed secrets)."""
         return False
 
-    def save_extra(self) -> None:
-        """Save what the form holds besides settings keys, right after config.toml."""
+    def extra_to_save(self) -> dict[str, str]:
+        """What the form holds besides settings keys (typed secrets), to be saved with them."""
+        return {}
+
+    def save_extra(self, extra: dict[str, str]) -> None:
+        """Save ``extra`` right after config.toml, in the saving worker, under config.toml's lock."""
+
+    def extra_saved(self) -> None:
+        """``extra_to_save`` was saved: the form shows that."""
 
     def file_problems_solved(self) -> None:
         """config.toml was just written whole: whatever the form showed about a broken file is past."""
@@ -279,10 +316,14 @@ class SettingsForm(Screen[None]):
     def save(self, then_close: bool = False, agreed: frozenset[str] = frozenset()) -> None:
         """Save what the form holds, merged with what someone else saved since the form was opened.
 
-        Reading, merging and writing happen under config.toml's lock. Where the admin must decide first (keys
-        both changed; a file that is not TOML), the lock is let go while they do, and all is done again after.
-        ``agreed``: the keys they chose their value for, and REPLACE if they agreed to replace the file.
+        Reading, merging and writing happen under config.toml's lock, in a worker: another program may hold the
+        lock, and the form keeps taking keys meanwhile (Ctrl+S again does nothing until this save is done). Where
+        the admin must decide first (keys both changed; a file that is not TOML), the lock is let go while they
+        do, and all is done again after. ``agreed``: the keys they chose their value for, and REPLACE if they
+        agreed to replace the file.
         """
+        if self.saving:
+            return
         self.changed()
         if self.valid is None:
             self.refuse(
@@ -292,34 +333,66 @@ class SettingsForm(Screen[None]):
                 )
             )
             return
-        mine = self.valid
+        self.saving = True
+        self.write_settings(self.saved, self.valid, self.extra_to_save(), then_close, agreed)
+
+    @property
+    def working(self) -> bool:
+        """Whether a save is under way."""
+        return self.saving
+
+    @work(thread=True, group="settings-save", exit_on_error=False)
+    def write_settings(
+        self, base: Settings, mine: Settings, extra: dict[str, str], then_close: bool, agreed: frozenset[str]
+    ) -> None:
         try:
             with settings.write_lock(self.home):
                 found = settings.salvage(self.home)
                 if found.unreadable is not None and REPLACE not in agreed:
-                    self.ask_replace(found.unreadable, then_close, agreed)
+                    tell(self, SaveOutcome(mine, then_close, agreed, unreadable=found.unreadable))
                     return
-                data, both = settings.merge(self.saved, mine, found.settings)
+                data, both = settings.merge(base, mine, found.settings)
                 try:
                     merged = Settings.model_validate(data, context={"check_files": True})
                 except ValidationError as exc:
-                    problem = self.name_fields(next(iter(settings.field_errors(exc).values())))
-                    self.say(
-                        tr(
-                            "Not saved: config.toml was changed elsewhere meanwhile, and together with this form:"
-                            f" {problem}",
-                            "Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit"
-                            f" diesem Formular gilt: {problem}",
-                        ),
-                        error=True,
+                    tell(
+                        self,
+                        SaveOutcome(mine, then_close, agreed, invalid=next(iter(settings.field_errors(exc).values()))),
                     )
                     return
                 if set(both) - agreed:
-                    self.ask_clash(both, then_close, agreed)
+                    tell(self, SaveOutcome(mine, then_close, agreed, both=both))
                     return
-                self.write(merged, mine, then_close)
-        except OposError as exc:  # the lock file cannot be made: the folder is not writable
-            self.say(tr(f"Not saved: {exc}", f"Nicht gespeichert: {exc}"), error=True)
+                settings.save(self.home, merged)
+                self.save_extra(extra)
+        except (OSError, OposError) as exc:  # the lock file cannot be made, the file or a secret not written
+            tell(self, SaveOutcome(mine, then_close, agreed, failed=str(exc)))
+            return
+        tell(self, SaveOutcome(mine, then_close, agreed, saved=merged))
+
+    @on(SaveOutcome)
+    def save_done(self, message: SaveOutcome) -> None:
+        """What the saving worker found: saved, failed, or a question for the admin first."""
+        self.saving = False
+        if message.saved is not None:
+            self.saved_as(message.saved, message.mine, message.then_close)
+        elif message.unreadable is not None:
+            self.ask_replace(message.unreadable, message.then_close, message.agreed)
+        elif message.both:
+            self.ask_clash(message.both, message.then_close, message.agreed)
+        elif message.invalid is not None:
+            problem = self.name_fields(message.invalid)
+            self.say(
+                tr(
+                    f"Not saved: config.toml was changed elsewhere meanwhile, and together with this form: {problem}",
+                    "Nicht gespeichert: config.toml wurde inzwischen anderswo geändert, zusammen mit"
+                    f" diesem Formular gilt: {problem}",
+                ),
+                error=True,
+            )
+        else:
+            problem = self.name_fields(message.failed)
+            self.say(tr(f"Not saved: {problem}", f"Nicht gespeichert: {problem}"), error=True)
 
     def ask_clash(self, both: list[str], then_close: bool, agreed: frozenset[str]) -> None:
         keys = ", ".join(self.name_fields(key) for key in both)
@@ -359,14 +432,9 @@ class SettingsForm(Screen[None]):
             decided,
         )
 
-    def write(self, new: Settings, mine: Settings, then_close: bool) -> None:
-        try:
-            settings.save(self.home, new)
-            self.save_extra()
-        except (OSError, OposError) as exc:
-            problem = self.name_fields(str(exc))
-            self.say(tr(f"Not saved: {problem}", f"Nicht gespeichert: {problem}"), error=True)
-            return
+    def saved_as(self, new: Settings, mine: Settings, then_close: bool) -> None:
+        """The form's values are saved as ``new`` (with what someone else saved meanwhile): show that."""
+        self.extra_saved()
         theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
         self.saved = new
         self.found = settings.Salvaged(new)
@@ -433,12 +501,19 @@ class SettingsForm(Screen[None]):
 
     def on_screen_resume(self) -> None:
         # Back from another form or page that may have saved: show what it saved, unless this form holds
-        # unsaved edits (saving merges those with it anyway).
+        # unsaved edits (saving merges those with it anyway). Read in a worker: another program may hold the file.
+        if not self.dirty:
+            self.read_saved()
+
+    @work(thread=True, group="settings-read", exclusive=True, exit_on_error=False)
+    def read_saved(self) -> None:
+        with contextlib.suppress(OposError):
+            tell(self, SettingsRead(settings.load(self.home)))
+
+    @on(SettingsRead)
+    def settings_read(self, message: SettingsRead) -> None:
+        current = message.settings
         if self.dirty:
-            return
-        try:
-            current = settings.load(self.home)
-        except OposError:
             return
         changed = [k for k in settings.KEYS if settings.get_value(current, k) != settings.get_value(self.saved, k)]
         if changed:

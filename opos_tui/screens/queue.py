@@ -1227,12 +1227,7 @@ class QueueScreen(Screen[None]):
         log.display = not log.display
 
     def action_settings(self) -> None:
-        try:
-            form = SettingsScreen(self.home)  # a broken config.toml opens too, to be fixed there
-        except OposError as exc:  # the secret store cannot be opened
-            self.notify(str(exc), severity="error")
-            return
-        self.app.push_screen(form)
+        self.app.push_screen(SettingsScreen(self.home))  # a broken config.toml opens too, to be fixed there
 
     def action_letters(self) -> None:
         self.app.push_screen(LettersScreen(self.home))

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioSet, Static
 
 from opos_tui.i18n import tr
 from opos_tui.screens import labels
 from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
+from opos_tui.screens.follow import tell
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
 from opos_tui.screens.signin import ask_sign_in
 from opos_tui.screens.widgets import Tick
 from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
+from opos_tui.services.secrets import SecretStore
 from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode, Settings
 from opos_tui.services.transports import outlook
 from opos_tui.services.transports.kinds import windows_only
@@ -85,6 +89,17 @@ def provider_labels() -> dict[str, str]:
 
 
 FORM_SECRETS = (secrets.PASSWORD, secrets.GOOGLE_CLIENT_SECRET)
+
+
+@dataclass
+class StoreOpened(Message):
+    """The secret store, opened in a worker, and which of the form's secrets it holds; or why it cannot be."""
+
+    store: SecretStore | None
+    stored: dict[str, bool]
+    error: OposError | None
+
+
 """The secrets this form has fields for (the queue's database password is set on the command line)."""
 
 
@@ -102,7 +117,13 @@ class SettingsScreen(SettingsForm):
 
     def __init__(self, home: Home) -> None:
         super().__init__(home)
-        self.store = secrets.open_store(home)
+        self.store: SecretStore | None = None
+        """The secret store, once a worker opened it (a keyring may keep it waiting for a while)."""
+        self.store_error: OposError | None = None
+        """Why the secret store cannot be opened, if it cannot."""
+        self.store_reading = False
+        self.secrets_saving: dict[str, str] = {}
+        """The secrets typed when the save under way began."""
 
     def heading(self) -> str:
         return tr("E-mail settings", "E-Mail-Einstellungen")
@@ -113,14 +134,54 @@ class SettingsScreen(SettingsForm):
         return labels.field_labels()
 
     def secret_field(self, name: str) -> FormField:
-        stored = self.store.get(name) is not None
-        hint = (
+        # Whether it is stored shows once the store is open (open_secrets).
+        editor = Input("", placeholder="…", password=True, id=widget_id(name), compact=True)
+        return FormField(name, labels.field_labels()[name], editor)
+
+    @work(thread=True, group="secret-store", exit_on_error=False)
+    def open_secrets(self) -> None:
+        """Open the secret store and look which of the form's secrets it holds, off the event loop."""
+        try:
+            store = secrets.open_store(self.home)
+            stored = {name: store.get(name) is not None for name in FORM_SECRETS}
+        except OposError as exc:
+            tell(self, StoreOpened(None, {}, exc))
+            return
+        tell(self, StoreOpened(store, stored, None))
+
+    @on(StoreOpened)
+    def store_opened(self, message: StoreOpened) -> None:
+        self.store, self.store_error = message.store, message.error
+        self.store_reading = False
+        where = self.query_one("#secret-store", Static)
+        if message.store is None:
+            where.update(f"⚠ {message.error}")
+            return
+        where.update(
+            tr(f"Secrets are kept in: {message.store.describe()}", f"Geheimnisse liegen in: {message.store.describe()}")
+        )
+        for name, stored in message.stored.items():
+            self.show_stored(name, stored)
+
+    def show_stored(self, name: str, stored: bool) -> None:
+        self.query_one(f"#{widget_id(name)}", Input).placeholder = (
             tr("stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten")
             if stored
             else tr("not set", "nicht gesetzt")
         )
-        editor = Input("", placeholder=hint, password=True, id=widget_id(name), compact=True)
-        return FormField(name, labels.field_labels()[name], editor)
+
+    def opened_store(self) -> SecretStore:
+        """The secret store; why not if it cannot be opened (or is not open yet)."""
+        if self.store is not None:
+            return self.store
+        raise self.store_error or OposError(
+            "the secret store is still being opened: try again in a moment",
+            "der Geheimnisspeicher wird noch geöffnet: gleich noch einmal versuchen",
+        )
+
+    @property
+    def working(self) -> bool:
+        return super().working or self.store_reading
 
     def compose(self) -> ComposeResult:
         s = self.saved
@@ -195,15 +256,15 @@ class SettingsScreen(SettingsForm):
                 yield self.text_field("sender.reply_to", label["sender.reply_to"])
                 yield self.text_field("sender.bcc", label["sender.bcc"])
             yield Static(
-                tr(f"Secrets are kept in: {self.store.describe()}", f"Geheimnisse liegen in: {self.store.describe()}"),
-                id="secret-store",
-                classes="note",
+                tr("Opening the secret store…", "Öffne den Geheimnisspeicher…"), id="secret-store", classes="note"
             )
         # Outcomes of saving and testing: a line above the footer, where a notification would cover the form.
         yield Static("", id="form-status")
         yield Footer()
 
     async def on_mount(self) -> None:
+        self.store_reading = True
+        self.open_secrets()
         self.prepare_form()
         await self.show_file_problems()
         self.apply_visibility()
@@ -279,16 +340,22 @@ class SettingsScreen(SettingsForm):
     def unsaved_extra(self) -> bool:
         return bool(self.typed_secrets())
 
-    def save_extra(self) -> None:
-        for name, value in self.typed_secrets().items():
-            self.store.set(name, value)
-        for name in FORM_SECRETS:
+    def extra_to_save(self) -> dict[str, str]:
+        self.secrets_saving = self.typed_secrets()
+        return self.secrets_saving
+
+    def save_extra(self, extra: dict[str, str]) -> None:
+        if extra:
+            store = self.opened_store()
+            for name, value in extra.items():
+                store.set(name, value)
+
+    def extra_saved(self) -> None:
+        for name, value in self.secrets_saving.items():
             secret_input = self.query_one(f"#{widget_id(name)}", Input)
-            secret_input.value = ""
-            if self.store.get(name) is not None:
-                secret_input.placeholder = tr(
-                    "stored; leave empty to keep it", "gespeichert; leer lassen, um es zu behalten"
-                )
+            if secret_input.value == value:  # not typed over while it was saved
+                secret_input.value = ""
+            self.show_stored(name, True)
 
     # --- reacting -------------------------------------------------------------------------------------
 
@@ -354,7 +421,12 @@ class SettingsScreen(SettingsForm):
             focused = self.focused
             if focused is not None:
                 self.call_after_refresh(focused.scroll_visible, animate=False)
-        panel.start(self.valid, self.store, self.typed_secrets().get(secrets.PASSWORD), self.home)
+        try:
+            store = self.opened_store()
+        except OposError as exc:
+            self.say(tr(f"Not tested: {exc}", f"Nicht getestet: {exc}"), error=True)
+            return
+        panel.start(self.valid, store, self.typed_secrets().get(secrets.PASSWORD), self.home)
 
     def oauth_shown(self) -> bool:
         return bool(self.query_one("#section-oauth").display)
