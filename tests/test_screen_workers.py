@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import tomli_w
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -239,11 +240,35 @@ async def test_saving_waits_for_a_config_lock_held_elsewhere_without_freezing_th
     assert settings.load(home).smtp.host == "mail.example.com"
 
 
-async def test_the_form_says_where_secrets_are_kept_once_the_store_is_open(home: Home) -> None:
-    app = OposApp(home, start="settings")
-    async with app.run_test(size=(80, 24)) as pilot:
-        form = app.screen
-        assert isinstance(form, SettingsScreen)
-        await pilot.pause()
-        assert "Secrets are kept in:" in text_of(form, "#secret-store")
-        assert form.query_one(f"#{widget_id(secrets.PASSWORD)}", Input).placeholder == "not set"
+async def test_a_secret_store_that_keeps_the_form_waiting_does_not_freeze_it(home: Home) -> None:
+    """A secret file that is a FIFO: reading it waits until someone writes, as a keyring waits for its unlock
+    dialog. The form opens at once, takes keys, and shows what the store holds once it answers."""
+    home.ensure()
+    os.mkfifo(home.secrets_file)
+
+    def answer() -> None:
+        content = tomli_w.dumps({"secrets": {secrets.PASSWORD: "geheim"}})
+        with home.secrets_file.open("w") as fifo:  # once the form's first lookup is waiting for it
+            answered = home.secrets_file.with_name("answered.toml")
+            answered.write_text(content)
+            answered.replace(home.secrets_file)  # lookups after this one read a plain file
+            fifo.write(content)
+
+    waiting = Held(lambda: threading.Thread(target=answer, daemon=True).start())
+    try:
+        app = OposApp(home, start="settings")
+        async with app.run_test(size=(80, 24)) as pilot:
+            form = app.screen
+            assert isinstance(form, SettingsScreen)
+            await glance(pilot)
+            assert "Opening the secret store" in text_of(form, "#secret-store")
+            await press_now(pilot, "tab")  # keys work meanwhile
+            assert form.working
+            waiting.release()
+            await pilot.pause()  # until the store answered
+            assert not waiting.expired
+            assert "Secrets are kept in:" in text_of(form, "#secret-store")
+            shown = form.query_one(f"#{widget_id(secrets.PASSWORD)}", Input).placeholder
+            assert shown == "stored; leave empty to keep it"
+    finally:
+        waiting.release()

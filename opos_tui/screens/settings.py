@@ -100,6 +100,20 @@ class StoreOpened(Message):
     error: OposError | None
 
 
+@dataclass
+class SignedIn(Message):
+    """Who is signed in, as lookup number ``asked`` found it."""
+
+    asked: int
+    text: str
+
+
+@dataclass
+class SignedOut(Message):
+    text: str
+    error: bool = False
+
+
 """The secrets this form has fields for (the queue's database password is set on the command line)."""
 
 
@@ -124,6 +138,9 @@ class SettingsScreen(SettingsForm):
         self.store_reading = False
         self.secrets_saving: dict[str, str] = {}
         """The secrets typed when the save under way began."""
+        self.signed_in_asked = self.signed_in_shown = 0
+        """How often who is signed in was looked up, and which lookup shows."""
+        self.signing_out = False
 
     def heading(self) -> str:
         return tr("E-mail settings", "E-Mail-Einstellungen")
@@ -181,7 +198,8 @@ class SettingsScreen(SettingsForm):
 
     @property
     def working(self) -> bool:
-        return super().working or self.store_reading
+        """Whether a save, the secret store, a sign-in status or a sign-out is still under way."""
+        return super().working or self.store_reading or self.signing_out or self.signed_in_shown != self.signed_in_asked
 
     def compose(self) -> ComposeResult:
         s = self.saved
@@ -437,12 +455,19 @@ class SettingsScreen(SettingsForm):
         return super().check_action(action, parameters)
 
     def show_signed_in(self) -> None:
-        """Who is signed in with the settings as typed (from the token cache, no network)."""
+        """Who is signed in with the settings as typed (from the token cache, no network), looked up in a worker:
+        the cache may be in a keyring that keeps it waiting."""
         from opos_tui.services import signin
 
         current = self.valid or self.saved
-        if not signin.uses_oauth(current):
-            return
+        if signin.uses_oauth(current):
+            self.signed_in_asked += 1
+            self.look_signed_in(current, self.signed_in_asked)
+
+    @work(thread=True, group="oauth-status", exit_on_error=False)
+    def look_signed_in(self, current: Settings, asked: int) -> None:
+        from opos_tui.services import signin
+
         try:
             found = signin.status(current, self.home)
         except OposError as exc:
@@ -456,7 +481,13 @@ class SettingsScreen(SettingsForm):
                 if found.signed_in
                 else tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
             )
-        self.query_one("#oauth-signed-in", Static).update(text)
+        tell(self, SignedIn(asked, text))
+
+    @on(SignedIn)
+    def signed_in(self, message: SignedIn) -> None:
+        if message.asked == self.signed_in_asked:  # not an answer for settings typed over since
+            self.signed_in_shown = message.asked
+            self.query_one("#oauth-signed-in", Static).update(message.text)
 
     def oauth_settings(self) -> Settings | None:
         if self.valid is None:
@@ -481,21 +512,34 @@ class SettingsScreen(SettingsForm):
         self.show_signed_in()
 
     def action_oauth_sign_out(self) -> None:
+        current = self.oauth_settings()
+        if current is not None and not self.signing_out:
+            self.signing_out = True
+            self.sign_out(current)
+
+    @work(thread=True, group="oauth-sign-out", exit_on_error=False)
+    def sign_out(self, current: Settings) -> None:
+        """Delete the cached tokens (in a keyring, perhaps) off the event loop."""
         from opos_tui.services.signin import sign_in_for
 
-        current = self.oauth_settings()
-        if current is None:
-            return
         try:
             was = sign_in_for(current, self.home).sign_out()
         except OposError as exc:
-            self.notify(exc.message(), severity="error")
+            tell(self, SignedOut(exc.message(), error=True))
             return
-        self.notify(
-            tr("Signed out; the cached tokens are deleted.", "Abgemeldet; die gespeicherten Tokens sind gelöscht.")
-            if was
-            else tr("Nobody was signed in.", "Niemand war angemeldet.")
+        tell(
+            self,
+            SignedOut(
+                tr("Signed out; the cached tokens are deleted.", "Abgemeldet; die gespeicherten Tokens sind gelöscht.")
+                if was
+                else tr("Nobody was signed in.", "Niemand war angemeldet.")
+            ),
         )
+
+    @on(SignedOut)
+    def signed_out(self, message: SignedOut) -> None:
+        self.signing_out = False
+        self.notify(message.text, severity="error" if message.error else "information")
         self.show_signed_in()
 
     def action_leave(self) -> None:
