@@ -1,7 +1,8 @@
 """The send engine of a run (``services.send_run``, which every face drives): claim -> send -> record.
 
-Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out), builds
-the message from the queue's own copy, sends it over a reused transport session and records what the server
+Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out), takes
+the mail as it was written once when it was queued (written now and kept, for an item that has none yet), puts
+in its Date and Message-ID, sends it over a reused transport session and records what the server
 said. What happens after a failure depends on the error's category only, never on the transport in use:
 
 - transient (4xx, connection lost before the data went out): ``deferred`` with the server's reply and a
@@ -31,14 +32,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NoReturn
 
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
-from opos_tui.services.compose import NoSender, build_message
+from opos_tui.services.compose import NoSender, render, wire_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
 from opos_tui.services.queue import Queue, QueueItem, Status
 from opos_tui.services.settings import RetrySettings
@@ -320,24 +321,27 @@ class Dispatcher:
         """Claim items until one is ready to go out: it passes the plausibility check (or the operator
         confirmed it) and is written as a mail. The others are held or failed on the way. None: no more."""
         while (item := self._claim()) is not None:
-            if not item.sender:
-                if not self.sender:
-                    self._unclaim(item, NoSender().en)
-                    self._stop(NoSender())
-                item = replace(item, sender=self.sender)
+            if not item.sender and not self.sender:
+                self._unclaim(item, NoSender().en)
+                self._stop(NoSender())
             if item.id not in self._skip_check and self._held_back(item):
                 continue
-            attachments = self.queue.attachments(item.id)
+            rendered = self.queue.rendered(item.id)
+            attachments = self.queue.attachments(item.id) if rendered is None else []
             try:
-                message = build_message(item, attachments)
-                envelope = Envelope(sender=parse_mailbox(item.sender).addr_spec, recipients=item.envelope_recipients)
+                if rendered is None:  # queued by an older version, or its recipients changed: written once now
+                    rendered = render(item, attachments)
+                message = wire_message(item, rendered, self.sender)
+                sender = parse_mailbox(item.sender or self.sender).addr_spec
             except Exception as exc:  # whatever the renderer raises: nothing went out, so this one failed
                 why = exc.en if isinstance(exc, OposError) else str(exc)
                 reason = f"nothing was sent: {why}"
                 self.queue.record_failed(item.id, reason)
                 self._done(item, Outcome.FAILED, reason, self.result.failed)
                 continue
-            return item, message, envelope
+            if attachments:
+                self.queue.store_rendered(item.id, rendered)
+            return item, message, Envelope(sender=sender, recipients=item.envelope_recipients)
         return None
 
     def _held_back(self, item: QueueItem) -> bool:

@@ -26,7 +26,7 @@ The guarantees every engine gives:
   knows to be gone, is found by :meth:`QueueEngine.recover_stale` and becomes ``uncertain``: it may have
   arrived, so it is never resent without an operator.
 - **Cheap listing**: paging, counting, searching, :meth:`QueueEngine.version` and claiming never read
-  attachment bytes; only :meth:`QueueEngine.attachments` does.
+  attachment bytes or a rendered mail; only :meth:`QueueEngine.attachments` and :meth:`QueueEngine.rendered` do.
 - **One clock**: every time an engine records or compares (created, attempts, leases, backoff) comes from
   the ``clock`` it was opened with (``time.time`` unless a test gives another).
 """
@@ -45,6 +45,7 @@ from opos_tui.services.queue.model import (
     NewItem,
     QueueItem,
     Recipient,
+    Rendered,
     Status,
 )
 
@@ -99,7 +100,8 @@ class QueueEngine(Protocol):
     # --- adding -------------------------------------------------------------------------------------
 
     def enqueue(self, item: NewItem) -> QueueItem:
-        """Queue one mail as ``pending``; it gets its id and Message-ID now.
+        """Queue one mail as ``pending``; it gets its id and Message-ID now. Its ``rendered`` mail, if it has
+        one, is stored apart from the item (see :meth:`rendered`).
 
         ``DuplicateImport`` (with the earlier item's id) if its ``source_key`` was queued before."""
         ...
@@ -173,6 +175,16 @@ class QueueEngine(Protocol):
         """The attachment bytes exactly as queued, in order; empty for an unknown item."""
         ...
 
+    def rendered(self, item_id: int) -> Rendered | None:
+        """The item's mail as written once (at enqueue, or at its first claim), or None while it has none (queued
+        by an older version, or its recipients changed since)."""
+        ...
+
+    def store_rendered(self, item_id: int, rendered: Rendered) -> None:
+        """Keep ``rendered`` as the item's written mail, replacing any earlier one; nothing for an item deleted
+        meanwhile."""
+        ...
+
     def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
         """How many items :meth:`claim` would still hand out with the same ``ids`` (any number of them) and
         ``since``."""
@@ -225,8 +237,9 @@ class QueueEngine(Protocol):
         ...
 
     def set_recipients(self, item_id: int, recipients: Sequence[Recipient]) -> None:
-        """Replace an unsent item's recipients (already validated by the caller); search follows them.
-        ``QueueError`` if its status no longer allows it (sent, sending)."""
+        """Replace an unsent item's recipients (already validated by the caller); search follows them and its
+        rendered mail is dropped (written again when it is claimed). ``QueueError`` if its status no longer
+        allows it (sent, sending)."""
         ...
 
     # --- sending ------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from opos_tui.services.queue.model import (
     QueueGone,
     QueueItem,
     Recipient,
+    Rendered,
     Status,
     UnknownItems,
 )
@@ -125,6 +126,15 @@ MIGRATIONS: tuple[str, ...] = (
         item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
         ok INTEGER NOT NULL,
         detail TEXT NOT NULL
+    );
+    """,
+    # 3: each mail written once, as it goes on the wire (model.Rendered), in a table of its own so that
+    # listing, counting and claiming never read it. Items queued before get theirs when first claimed.
+    """
+    CREATE TABLE rendered (
+        item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        data BLOB NOT NULL
     );
     """,
 )
@@ -292,6 +302,14 @@ def _insert_recipients(db: sqlite3.Connection, item_id: int, recipients: Iterabl
     db.executemany(
         "INSERT INTO recipients (item_id, position, kind, name, address) VALUES (?, ?, ?, ?, ?)",
         [(item_id, pos, r.kind, r.name, r.address) for pos, r in enumerate(recipients)],
+    )
+
+
+def _store_rendered(db: sqlite3.Connection, item_id: int, rendered: Rendered) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO rendered (item_id, at, data) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM items"
+        " WHERE id = ?)",
+        (item_id, rendered.at, rendered.data, item_id),
     )
 
 
@@ -471,6 +489,8 @@ class SqliteQueue(EngineOperations):
                         for pos, a in enumerate(item.attachments)
                     ],
                 )
+                if item.rendered is not None:
+                    _store_rendered(db, item_id, item.rendered)
                 ids.append(item_id)
         return ids
 
@@ -585,6 +605,14 @@ class SqliteQueue(EngineOperations):
             )
         ]
 
+    def rendered(self, item_id: int) -> Rendered | None:
+        rows = self._read("SELECT at, data FROM rendered WHERE item_id = ?", (item_id,))
+        return Rendered(bytes(rows[0]["data"]), int(rows[0]["at"])) if rows else None
+
+    def store_rendered(self, item_id: int, rendered: Rendered) -> None:
+        with self._write() as db:
+            _store_rendered(db, item_id, rendered)
+
     def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
         now = self.clock()
         since = now if since is None else since
@@ -670,6 +698,7 @@ class SqliteQueue(EngineOperations):
                     f"#{item_id} ist {status}: die Empfänger sind nicht mehr änderbar",
                 )
             db.execute("DELETE FROM recipients WHERE item_id = ?", (item_id,))
+            db.execute("DELETE FROM rendered WHERE item_id = ?", (item_id,))
             _insert_recipients(db, item_id, recipients)
             subject, raw_vars = db.execute("SELECT subject, vars FROM items WHERE id = ?", (item_id,)).fetchone()
             db.execute(
