@@ -413,6 +413,22 @@ async def test_idn_domains_go_into_the_envelope_as_idna(smtp_server: Any, smtput
     assert received.rcpt_tos == ["kunde@xn--strae-oqa.example"]  # IDNA 2008: ß stays ß, not "strasse"
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        MESSAGE + b".\r\n..\r\n.Punkt\r\nEnde.\r\n.\r\n",  # a lone dot would end the data early unless stuffed
+        b".Erste Zeile mit Punkt\r\n\r\n.\r\n",  # the very first line too
+    ],
+    ids=["dot-lines", "dot-first"],
+)
+async def test_lines_starting_with_a_dot_arrive_as_they_were(smtp_server: Any, message: bytes) -> None:
+    server = smtp_server("plain")
+    result = await send_one(config(server), message=message)
+    assert result.reply.startswith("250")
+    (received,) = server.received
+    assert received.content == message
+
+
 async def test_an_address_that_cannot_be_sent_is_refused_before_anything_goes_out(smtp_server: Any) -> None:
     # Only an item queued by an older version can still hold one: it fails, and nothing reaches the server.
     server = smtp_server("plain", smtputf8=True)

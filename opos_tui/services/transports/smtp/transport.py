@@ -34,7 +34,6 @@ from aiosmtplib.errors import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
-from aiosmtplib.protocol import normalize_message_line_endings
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
@@ -141,6 +140,13 @@ def ehlo_name(local_address: str | None) -> str:
         return name
     address = local_address or "127.0.0.1"
     return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """``data`` (CRLF line ends) with each line that starts with a dot given one more (RFC 5321 4.5.2), so that
+    no line of the message ends its DATA: a plain byte replacement, not a scan line by line."""
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
 
 
 def _server_lines(code: int, message: str) -> tuple[str, ...]:
@@ -500,14 +506,13 @@ class SmtpTransport:
         cfg = self.config
         self._stage = Stage.SEND
         self._failed_exchange = ()
-        data = normalize_message_line_endings(message)
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
-        if limit and len(data) > limit:
-            raise MessageTooLarge(len(data), limit)
+        if limit and len(message) > limit:
+            raise MessageTooLarge(len(message), limit)
         sender = envelope_address(envelope.sender)
         recipients = {envelope_address(r): r for r in envelope.recipients}
-        options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
-        if client.supports_extension("8bitmime") and not data.isascii():
+        options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
+        if client.supports_extension("8bitmime") and not message.isascii():
             options.append("BODY=8BITMIME")
         exchange: list[str] = []
         try:
@@ -543,12 +548,13 @@ class SmtpTransport:
             protocol = client.protocol
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
-            protocol.write(re.sub(rb"(?m)^\.", b"..", data) + b".\r\n")
+            protocol.write(dot_stuffed(message))
+            protocol.write(b".\r\n")
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
         # From here on the message may have arrived: a lost connection is no reason to send it again.
-        exchange.append(tr(f"C: ({len(data):,} bytes of message data)", f"C: ({len(data):,} Bytes Nachricht)"))
+        exchange.append(tr(f"C: ({len(message):,} bytes of message data)", f"C: ({len(message):,} Bytes Nachricht)"))
         try:
             final = await protocol.read_response(timeout=cfg.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
