@@ -17,7 +17,8 @@ The life of an item::
 
 The guarantees every engine gives:
 
-- **Durable**: a method that returned has committed its change; it survives a crash or power loss.
+- **Durable**: a method that returned has committed its change; it survives a crash or power loss (inside
+  :meth:`QueueEngine.together`: once the block has ended).
 - **Atomic**: each method changes all it says or nothing (``enqueue_many`` and the operator actions too).
 - **One winner**: :meth:`QueueEngine.claim` hands an item to exactly one claimant however many processes
   and threads claim at once, and the item is ``sending`` (committed) before ``claim`` returns, so its data
@@ -34,6 +35,7 @@ The guarantees every engine gives:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -87,6 +89,12 @@ class QueueEngine(Protocol):
     def quick_check(self) -> list[str]:
         """A check of the storage's own integrity (SQLite: ``PRAGMA quick_check``): ``["ok"]`` when sound,
         else the problems found, never an exception for a damaged store."""
+        ...
+
+    def together(self) -> AbstractContextManager[None]:
+        """Commit every write made in the block (by this handle, in this thread) as one transaction when the
+        block ends: one flush to disk for all of them. Each write is still all or nothing on its own (one that
+        raises leaves the others be); none is durable, nor seen by others, before the block ends. Not nested."""
         ...
 
     def __enter__(self) -> Self: ...

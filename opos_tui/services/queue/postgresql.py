@@ -385,6 +385,12 @@ class PostgresQueue(EngineOperations):
             cur.execute(f"NOTIFY {CHANNEL}")
 
     @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        # One transaction around the block; psycopg makes each write's own transaction a savepoint of it.
+        with self._write():
+            yield
+
+    @contextlib.contextmanager
     def copying(self) -> Iterator[Cursor]:
         """One write transaction in which :mod:`.migrate` copies whole tables, ids as they are."""
         with self._write() as cur:

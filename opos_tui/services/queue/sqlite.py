@@ -344,6 +344,7 @@ class SqliteQueue(EngineOperations):
         self.host = socket.gethostname() if host is None else host
         self.pid = os.getpid()
         self._lock = threading.RLock()
+        self._together = False
         self._create = create
         try:
             if create:
@@ -403,10 +404,31 @@ class SqliteQueue(EngineOperations):
             raise queue_error(self.path, exc) from None
 
     @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        # One transaction around the block; each write inside is a savepoint of it (see _write).
+        with self._write():
+            self._together = True
+            try:
+                yield
+            finally:
+                self._together = False
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock."""
+        """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock; inside
+        :meth:`together`, a savepoint of its transaction (all or nothing on its own, committed with the rest)."""
         with self._lock, self._sqlite_errors():
             db = self._db
+            if self._together:
+                db.execute("SAVEPOINT one_write")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK TO one_write")
+                    raise
+                finally:
+                    db.execute("RELEASE one_write")
+                return
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
