@@ -438,3 +438,17 @@ def test_oauth_dialog_on_a_terminal_prints_the_code_waits_and_goes_on(
     else:
         assert f"Logged in as {ACCOUNT} with XOAUTH2" in output
     assert oauth_smtp.logins and set(oauth_smtp.logins) == {ACCOUNT}
+
+
+def test_a_transport_made_without_a_sign_in_says_so_not_that_oauth_is_missing(tmp_path: Path) -> None:
+    from opos_tui.services.errors import TransportUnavailable
+    from opos_tui.services.secrets import FileSecretStore
+    from opos_tui.services.transports.registry import build_transport
+
+    oauth = settings.Settings.model_validate(
+        {"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth-dialog", "profile": ACCOUNT}}
+    )
+    with pytest.raises(TransportUnavailable) as caught:
+        build_transport(oauth, FileSecretStore(tmp_path / "secrets.toml"))
+    assert "not available in this version" not in caught.value.en
+    assert "auth.method is oauth-dialog" in caught.value.en and "opos-tui oauth login" in caught.value.en
