@@ -255,3 +255,38 @@ def test_without_a_keyring_backend_the_file_is_plain_0600_and_says_so(
     assert "not encrypted, readable by its owner only" in shown["cache"] and str(cache_file(home)) in shown["cache"]
     code, out, _ = run(home, "oauth", "status")
     assert code == 0 and "not encrypted" in out
+
+
+@pytest.fixture
+def no_keyring_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process (the TUI in a test) finds no keyring backend, as in an SSH session."""
+    import keyring.core
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    keyring.core.init_backend()
+    yield
+    monkeypatch.undo()
+    keyring.core.init_backend()
+
+
+async def test_settings_form_says_where_the_tokens_are_and_why_a_cache_cannot_be_used(
+    no_keyring_backend: None, home: Home, oauth_smtp: SmtpServer, oauth_authority: Authority
+) -> None:
+    from opos_tui.app import OposApp
+    from tests.test_queue_screen import text_of
+
+    configure(home, oauth_smtp, oauth_authority, auth__method="oauth-dialog")
+    app = OposApp(home, "settings")
+    async with app.run_test(size=(80, 24)):
+        shown = text_of(app.screen, "#oauth-cache")
+        assert shown.startswith(f"Tokens kept in: file {cache_file(home)} (not encrypted, readable by its owner only")
+    # A cache encrypted elsewhere (under a key in a keyring this session does not have).
+    sealed = {"encrypted": "AES-256-GCM", "nonce": "AAAAAAAAAAAAAAAA", "ciphertext": "AAAAAAAAAAAAAAAAAAAAAA=="}
+    cache_file(home).write_text(json.dumps(sealed))
+    app = OposApp(home, "settings")
+    async with app.run_test(size=(80, 24)):
+        assert text_of(app.screen, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
+        shown = text_of(app.screen, "#oauth-cache")
+        assert "sign-in required: run `opos-tui oauth login`" in shown
+        assert "is encrypted and cannot be opened: no system keyring is available" in shown
+    assert json.loads(cache_file(home).read_text()) == sealed
