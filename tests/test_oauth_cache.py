@@ -53,8 +53,8 @@ def secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     missing = [program for program in PROGRAMS if shutil.which(program) is None]
     if missing:
         pytest.skip(
-            f"NOT TESTED: the encrypted token cache needs a real Secret Service, and {' and '.join(missing)} "
-            "is not installed (as root: apt-get install -y gnome-keyring dbus)"
+            f"NOT TESTED: the encrypted token cache needs a real Secret Service, and this machine lacks "
+            f"{', '.join(missing)} (as root: apt-get install -y gnome-keyring dbus)"
         )
     session = tmp_path / "session"
     for variable, folder in {
