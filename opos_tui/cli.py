@@ -850,6 +850,8 @@ def cmd_oauth_status(args: argparse.Namespace) -> int:
             )
         )
     print(tr(f"token cache: {found.cache}", f"Token-Cache: {found.cache}"))
+    if found.problem:
+        print(found.problem)
     print(tr(f"proxy: {found.proxy}", f"Proxy: {found.proxy}"))
     return EXIT_OK
 

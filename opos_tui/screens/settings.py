@@ -188,6 +188,7 @@ class SettingsScreen(SettingsForm):
                 yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
                 yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
                 yield Static("", id="oauth-signed-in", classes="note")
+                yield Static("", id="oauth-cache", classes="note", markup=False)
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
                 yield self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com")
@@ -371,11 +372,15 @@ class SettingsScreen(SettingsForm):
         current = self.valid or self.saved
         if not signin.uses_oauth(current):
             return
+        cache = ""
         try:
             found = signin.status(current, self.home)
         except OposError as exc:
             text = exc.message()
         else:
+            cache = "\n".join(
+                filter(None, [tr(f"Tokens kept in: {found.cache}", f"Tokens liegen in: {found.cache}"), found.problem])
+            )
             text = (
                 tr(
                     f"Signed in as {found.account} · Ctrl+G signs out",
@@ -385,6 +390,7 @@ class SettingsScreen(SettingsForm):
                 else tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
             )
         self.query_one("#oauth-signed-in", Static).update(text)
+        self.query_one("#oauth-cache", Static).update(cache)
 
     def oauth_settings(self) -> Settings | None:
         if self.valid is None:
