@@ -34,7 +34,7 @@ def request(tmp_path: Path, n: int, **changes: object) -> LetterRequest:
     base = LetterRequest(
         type="dunning",
         level=2,
-        to=[f"\"Ärger, Jörg\" <joerg{n}@aerger.example>"],
+        to=[f'"Ärger, Jörg" <joerg{n}@aerger.example>'],
         cc=["Müller Stahl <kunde@müller-stahl.de>"],
         attachments=[pdf],
         vars={"customer_name": "Jörg Ärger & Söhne KG " * 3, "document_number": f"M-{n}"},
