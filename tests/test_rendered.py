@@ -55,6 +55,8 @@ def claimed(queue: SqliteQueue, item_id: int) -> QueueItem:
         {"sender": {**SENDER, "reply_to": "antwort@mueller.example", "bcc": "archiv@mueller.example"}},
         {"sender": {}},  # queued before a sender was set: From is the one in force when it goes
         {"letters": {"signature": "Müller GmbH\n.\n..Punkt am Zeilenanfang"}},
+        # A Message-ID too long for one line: put in as the email package folds it.
+        {"sender": {"address": f"buchhaltung@{'forderungsmanagement.' * 3}mueller-gruppe.example"}},
     ],
 )
 def test_the_wire_bytes_are_the_ones_build_message_writes(tmp_path: Path, config: dict[str, object]) -> None:
