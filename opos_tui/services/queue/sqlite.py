@@ -235,17 +235,24 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     return db
 
 
-def select_in(db: sqlite3.Connection, sql: str, ids: Iterable[int], *params: object) -> Iterator[sqlite3.Row]:
+def select_in(
+    db: sqlite3.Connection, sql: str, ids: Iterable[int], *params: object, first: int | None = None
+) -> Iterator[sqlite3.Row]:
     """The rows of ``sql`` for any number of ``ids``: ``sql`` holds ``IN ({ids})``, which is filled with one
     chunk of ids at a time (in the order given), followed by ``params``. Lazy: stop early and the remaining
-    chunks are never queried."""
+    chunks are never queried. ``first``: the first chunk holds only so many ids, and each next one four times
+    as many (up to the most a statement takes), for a query that mostly stops at its first rows."""
     wanted = list(ids)
-    size = MAX_PARAMETERS - len(params)
-    for start in range(0, len(wanted), size):
+    most = MAX_PARAMETERS - len(params)
+    size = min(first or most, most)
+    start = 0
+    while start < len(wanted):
         chunk = wanted[start : start + size]
         cursor = db.execute(sql.format(ids=", ".join(["?"] * len(chunk))), [*chunk, *params])
         cursor.row_factory = sqlite3.Row
         yield from cursor
+        start += size
+        size = min(size * 4, most)
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -745,9 +752,10 @@ class SqliteQueue(EngineOperations):
                 )
                 found = db.execute(sql, (now, since)).fetchone()[0]
             else:
-                # Chunks in ascending order: the first one holding a sendable item holds the oldest.
+                # Chunks in ascending order: the first one holding a sendable item holds the oldest. A run hands
+                # in the items it has not yet passed over, so that one is mostly among the first few.
                 sql = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
-                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since)), None)
+                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since, first=16)), None)
             if found is None:
                 return None
             item_id = int(found)
