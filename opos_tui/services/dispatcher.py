@@ -1,6 +1,7 @@
 """The send engine of a run (``services.send_run``, which every face drives): claim -> send -> record.
 
-Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out), takes
+Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out; its
+envelope, MAIL and RCPT, may go while the claim is committed), takes
 the mail as it was written once when it was queued (written now and kept, for an item that has none yet), puts
 in its Date and Message-ID, sends it over a reused transport session and records what the server
 said. What happens after a failure depends on the error's category only, never on the transport in use:
@@ -42,7 +43,7 @@ from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
 from opos_tui.services.compose import NoSender, render, wire_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
-from opos_tui.services.queue import Queue, QueueItem, Rendered, Status
+from opos_tui.services.queue import Queue, QueueError, QueueItem, Rendered, Status
 from opos_tui.services.queue.writer import Writer
 from opos_tui.services.settings import RetrySettings
 from opos_tui.services.transports.base import Envelope, Transport
@@ -232,9 +233,9 @@ class Dispatcher:
         assert self._writer is not None
         await self._writer.do(work)
 
-    async def _claim(self, finished: _Finished | None) -> tuple[QueueItem, Rendered | None] | None:
-        """Record ``finished`` (the connection's last mail) and claim its next item, in one transaction;
-        the item with its rendered mail, or None when there is none."""
+    async def _claim(self, finished: _Finished | None) -> _Claimed | None:
+        """Record ``finished`` (the connection's last mail) and claim its next item, in one transaction; the item
+        with its rendered mail and the commit to wait for before its data goes out, or None when there is none."""
         assert self._writer is not None
         wanted, since = self._wanted, self._since
 
@@ -251,14 +252,17 @@ class Dispatcher:
             if claimed is not None:  # the connection was cancelled meanwhile: nothing of it went out
                 self.queue.unclaim(claimed[0].id, "the run was interrupted before this mail was sent")
 
-        claimed = await self._writer.do(claim, abandoned)
-        self._finished(finished)
-        if claimed is not None:
-            item_id = claimed[0].id
-            self._on_hand.add(item_id)
-            if self._wanted is not None:  # the ones before it were passed over (sent, held, taken by another)
-                self._wanted = self._wanted[bisect.bisect_right(self._wanted, item_id) :]
-        return claimed
+        claimed, committed = await self._writer.begin(claim, abandoned)
+        if claimed is None:
+            await committed
+        self._finished(finished)  # recorded; its commit (with this claim's) is under way while the envelope goes
+        if claimed is None:
+            return None
+        item, rendered = claimed
+        self._on_hand.add(item.id)
+        if self._wanted is not None:  # the ones before it were passed over (sent, held, taken by another)
+            self._wanted = self._wanted[bisect.bisect_right(self._wanted, item.id) :]
+        return _Claimed(item, rendered, committed)
 
     def _finished(self, finished: _Finished | None) -> None:
         if finished is not None:
@@ -342,14 +346,15 @@ class Dispatcher:
                 finished = None
                 if ready is None:
                     break
-                item, message, envelope = ready
+                claimed, message, envelope = ready
+                item = claimed.item
                 if transport is None:
                     session = self._signed_in  # the sign-ins this session's login may know of
                     transport = await self._connect(item, session)
                     if transport is None:
                         continue  # sign-in done: claim again
                 self._emit(Outcome.SENDING, item, "")
-                finished, keep = await self._send(transport, item, message, envelope, session)
+                finished, keep = await self._send(transport, claimed, message, envelope, session)
                 if not keep:
                     await self._close(transport)
                     transport = None
@@ -360,13 +365,13 @@ class Dispatcher:
             if transport is not None:
                 await self._close(transport)
 
-    async def _next_ready(self, finished: _Finished | None) -> tuple[QueueItem, bytes, Envelope] | None:
+    async def _next_ready(self, finished: _Finished | None) -> tuple[_Claimed, bytes, Envelope] | None:
         """Record ``finished`` and claim items until one is ready to go out: it passes the plausibility check
         (or the operator confirmed it) and is written as a mail. The others are held or failed on the way.
         None: no more."""
         while (claimed := await self._claim(finished)) is not None:
             finished = None
-            item, rendered = claimed
+            item, rendered = claimed.item, claimed.rendered
             if self.stop_requested.is_set():  # asked to stop while it was being claimed: it stays as it was
                 await self._unclaim(item, "the run was stopped before this mail was sent")
                 return None
@@ -389,7 +394,7 @@ class Dispatcher:
                 continue
             if attachments:
                 await self._write(_kept(item.id, rendered))
-            return item, message, Envelope(sender=sender, recipients=item.envelope_recipients)
+            return claimed, message, Envelope(sender=sender, recipients=item.envelope_recipients)
         return None
 
     async def _held_back(self, item: QueueItem) -> bool:
@@ -443,12 +448,16 @@ class Dispatcher:
                 await transport.close()
 
     async def _send(
-        self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope, session: int
+        self, transport: Transport, claimed: _Claimed, message: bytes, envelope: Envelope, session: int
     ) -> tuple[_Finished | None, bool]:
-        """Send one claimed item; its result (recorded with the connection's next claim), and False if the
-        session should be renewed."""
+        """Send one claimed item, its data once its claim is committed; its result (recorded with the
+        connection's next claim), and False if the session should be renewed."""
+        item = claimed.item
         try:
-            result = await transport.send(message, envelope)
+            result = await transport.send(message, envelope, ready=claimed.committed)
+        except QueueError:  # its claim could not be committed: nothing of it went out, and the queue is unusable
+            self._on_hand.discard(item.id)
+            raise
         except InteractionNeeded as exc:  # a sign-in expired mid-session: nothing went out
             await self._unclaim(item, exc.en)
             await self._interaction(exc, session)
@@ -499,6 +508,14 @@ class Dispatcher:
         # Configuration trouble surfacing mid-session: not this mail's fault.
         await self._unclaim(item, exc.en)
         self._stop(exc)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    item: QueueItem
+    rendered: Rendered | None
+    committed: asyncio.Future[None]
+    """Done once the claim is committed: the item's data waits for it (its envelope need not)."""
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 The connections of a run hand their writes (a mail's result and the claim of their next one, a hold, ...) to
 one :class:`Writer`. It makes them on its own queue handle, in a thread, so that the other connections go on
 sending while a commit is flushed to disk; the writes that arrive while a commit is under way are committed
-together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them). A caller gets its
-result only once its write is committed: a claim is durable before its data goes out, as ever.
+together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them). A caller of
+:meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.begin` (a claim) gets
+it at once, with a future for the commit, so that it may do what needs no commit meanwhile (an SMTP envelope)
+and wait for it before what does (the message data).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class _Request(Generic[T]):
     work: Work[T]
     future: asyncio.Future[T]
     abandoned: Callable[[T], None] | None
+    committed: asyncio.Future[None] | None = None
+    """For :meth:`Writer.begin`: done once the work is committed, or with why it was not."""
 
 
 class Writer:
@@ -50,6 +54,17 @@ class Writer:
         self._requests.put(_Request(work, future, abandoned))
         return await future
 
+    async def begin(
+        self, work: Work[T], abandoned: Callable[[T], None] | None = None
+    ) -> tuple[T, asyncio.Future[None]]:
+        """``work`` done, with what it returned as soon as it is done, before it is committed, and a future that
+        is done once it is committed (or holds why not). ``abandoned`` as for :meth:`do`."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        committed: asyncio.Future[None] = self._loop.create_future()
+        committed.add_done_callback(_seen)  # nobody may wait for it (a mail held back after its claim)
+        self._requests.put(_Request(work, future, abandoned, committed))
+        return await future, committed
+
     async def close(self) -> None:
         """Finish what was asked, then end the thread and let go of the handle."""
         self._requests.put(None)
@@ -65,17 +80,25 @@ class Writer:
                     break
                 batch.append(more)
             outcomes: list[tuple[bool, Any]] = []
+            failed: Exception | None = None
             try:
                 with self._queue.together():
                     for request in batch:
                         try:
-                            outcomes.append((True, request.work(self._queue)))
+                            outcome = (True, request.work(self._queue))
                         except Exception as exc:  # that request's own failure: the others are committed
-                            outcomes.append((False, exc))
+                            outcome = (False, exc)
+                        outcomes.append(outcome)
+                        if request.committed is not None:  # told at once; its commit is awaited apart
+                            self._loop.call_soon_threadsafe(_deliver, request, *outcome)
             except Exception as exc:  # the commit failed: nothing of the batch happened
+                failed = exc
                 outcomes = [(False, exc)] * len(batch)
             for request, (ok, value) in zip(batch, outcomes, strict=True):
-                self._loop.call_soon_threadsafe(_deliver, request, ok, value)
+                if request.committed is None:
+                    self._loop.call_soon_threadsafe(_deliver, request, ok, value)
+                else:
+                    self._loop.call_soon_threadsafe(_settle, request.committed, failed)
 
 
 def _deliver(request: _Request[Any], ok: bool, value: Any) -> None:
@@ -86,3 +109,17 @@ def _deliver(request: _Request[Any], ok: bool, value: Any) -> None:
         request.future.set_result(value)
     else:
         request.future.set_exception(value)
+
+
+def _settle(committed: asyncio.Future[None], failed: Exception | None) -> None:
+    if committed.cancelled():
+        return
+    if failed is None:
+        committed.set_result(None)
+    else:
+        committed.set_exception(failed)
+
+
+def _seen(committed: asyncio.Future[None]) -> None:
+    if not committed.cancelled():
+        committed.exception()  # looked at: no warning that it was never retrieved

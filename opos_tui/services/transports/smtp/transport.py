@@ -16,6 +16,7 @@ import asyncio
 import re
 import socket
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -205,13 +206,14 @@ class SmtpTransport:
             self._drop()
             raise
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
-        """Submit one message. Recipients refused while others were accepted come back in ``refused``."""
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        """Submit one message (its data once ``ready`` is done). Recipients refused while others were accepted come
+        back in ``refused``."""
         async with self._lock:
             if not self.connected:
                 # The server may close an idle connection between two mails; nothing was sent yet.
                 await self.connect()
-            return await self._submit(message, envelope)
+            return await self._submit(message, envelope, ready)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -500,7 +502,7 @@ class SmtpTransport:
             except (SMTPException, OSError):
                 self._drop()
 
-    async def _submit(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def _submit(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None) -> SendResult:
         client = self._client
         assert client is not None
         cfg = self.config
@@ -539,6 +541,12 @@ class SmtpTransport:
                 first = next(r for r in refused.values() if not r.startswith("5"))
                 code, _, text = first.partition(" ")
                 raise ServerDeferred(int(code), text, "rcpt", refused)
+            if ready is not None:
+                try:
+                    await ready
+                except Exception:
+                    await self._reset()  # the envelope goes, nothing of the message went out
+                    raise
             exchange.append("C: DATA")
             start = await client.execute_command(b"DATA")
             if start.code != 354:
