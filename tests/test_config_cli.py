@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -313,6 +314,44 @@ def test_help_imports_none_of_the_heavy_modules(tmp_path: Path, argv: list[str])
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert "usage: opos-tui" in shown.stdout
     assert shown.stderr == "[]"
+
+
+ARGV_SAMPLES = [
+    ["send"],
+    ["--home", "enqueue", "send", "--json"],
+    ["--ho", "enqueue", "send"],
+    ["--home=send", "queue", "--status", "held"],
+    ["--lang", "de", "enqueue", "--type", "dunning", "--to", "a@example.test", "--attach", "a.pdf"],
+    ["config", "set", "smtp.port", "2525"],
+    ["oauth", "status", "--json"],
+    ["hold", "1", "2"],
+    ["mark-sent", "7"],
+    ["--home", "/tmp/x"],
+    [],
+]
+
+
+@pytest.mark.parametrize("argv", ARGV_SAMPLES)
+def test_a_command_line_parses_alike_with_only_its_commands_parser(argv: list[str]) -> None:
+    """Only the named command's parser is built for a run (none for the TUI); what is parsed is what the whole
+    parser makes of the same words, also where --home's value is a command's name."""
+    from opos_tui.cli import build_parser
+
+    alone = build_parser(argv)
+    commands = next(a for a in alone._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(commands.choices) == (1 if argv and argv != ["--home", "/tmp/x"] else 0)
+    parsed, whole = vars(alone.parse_args(argv)), vars(build_parser().parse_args(argv))
+    assert parsed.keys() == whole.keys()
+    assert {k: v for k, v in parsed.items() if k != "handler"} == {k: v for k, v in whole.items() if k != "handler"}
+    assert getattr(parsed["handler"], "__name__", "") == getattr(whole["handler"], "__name__", "")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--hel"], ["-h"], ["sendd"], ["--home", "x", "--", "send"]])
+def test_help_and_unknown_commands_get_the_whole_parser(argv: list[str]) -> None:
+    from opos_tui.cli import COMMANDS, build_parser
+
+    commands = next(a for a in build_parser(argv)._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(commands.choices) == list(COMMANDS)
 
 
 def test_config_set_help_lists_every_key_when_asked(cli: Cli) -> None:
