@@ -422,6 +422,21 @@ def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home)
     assert sent.stderr == "[]"
 
 
+def test_send_with_nothing_due_leaves_the_system_keyring_alone(home: Home) -> None:
+    """`opos-tui send` with nothing due and the default secret store (keyring if there is one): finding the
+    keyring's backend costs more than the whole run, so it is not even imported."""
+    env = {"OPOS_TUI_HOME": str(home.root), "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "code = main(['send', '--json'])\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith('keyring'))))"
+    )
+    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(sent.stdout)["left"] == 0
+    assert sent.stderr == "[]"
+
+
 def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:
     for url in (
         "postgresql://opos:Geheim-4711@db.example/opos",
