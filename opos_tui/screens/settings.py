@@ -366,11 +366,11 @@ class SettingsScreen(SettingsForm):
 
     def show_signed_in(self) -> None:
         """Who is signed in with the settings as typed (from the token cache, no network)."""
-        from opos_tui.services import signin
-
         current = self.valid or self.saved
-        if not signin.uses_oauth(current):
+        if not current.uses_oauth():
             return
+        from opos_tui.services import signin  # its HTTP client only where OAuth is used
+
         try:
             found = signin.status(current, self.home)
         except OposError as exc:

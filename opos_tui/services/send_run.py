@@ -192,7 +192,7 @@ class SendRun:
                 # The secret store only when a mail is to go: finding the system keyring costs more than a
                 # run with nothing due does.
                 effective, tokens = current, self.token_provider
-                if tokens is None:
+                if tokens is None and current.uses_oauth():
                     from opos_tui.services import signin  # requests and msal only where OAuth is used
 
                     effective, tokens = signin.for_transport(current, self.home)  # OAuth: SignInRequired if none

@@ -45,13 +45,7 @@ __all__ = [
     "wait_for_sign_in",
 ]
 
-OAUTH_METHODS = ("oauth", "oauth-dialog")
-
 SignIn = MicrosoftSignIn | GoogleSignIn
-
-
-def uses_oauth(settings: Settings) -> bool:
-    return settings.connection == "smtp" and settings.auth.method in OAUTH_METHODS
 
 
 def sign_in_for(settings: Settings, home: Home) -> SignIn:
@@ -71,7 +65,7 @@ def for_transport(settings: Settings, home: Home) -> tuple[Settings, TokenProvid
 
     The XOAUTH2 user is auth.profile, else the signed-in account's user name: with nobody signed in and no
     profile, :class:`SignInRequired` is raised here already."""
-    if not uses_oauth(settings):
+    if not settings.uses_oauth():
         return settings, None
     signin = sign_in_for(settings, home)
 
