@@ -1314,16 +1314,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+START_SECONDS = 1.0
+"""How long the garbage collector stays off at the start (:func:`run`)."""
+
+
 def run() -> NoReturn:
     """The ``opos-tui`` program: :func:`main`, then exit with its code.
 
-    Before exiting, everything the process holds is frozen out of the garbage collector (``gc.freeze``):
-    Python's exit would otherwise walk every object of the modules a command imported (pydantic's and the
-    settings model's above all), which costs a short command such as ``send`` with nothing due a tenth of its
-    time. Nothing the program writes depends on that walk: files and the queue are closed by the commands
-    themselves, the log by ``logging``'s exit handler, which still runs.
+    Python's garbage collector is off for the first :data:`START_SECONDS`: the start imports much (pydantic and
+    the settings model above all) and frees next to nothing, so a collection meanwhile only walks what stays,
+    which costs a short command such as ``send`` with nothing due a tenth of its time. Every command that runs
+    longer (the TUI, a send run, a loop over many mails) collects as usual from then on. Before exiting,
+    everything is frozen out of the collector (``gc.freeze``) for the same reason: Python's exit would walk it
+    all once more. Nothing the program writes depends on either: files and the queue are closed by the
+    commands themselves, the log by ``logging``'s exit handler, which still runs.
     """
+    import threading
+
+    gc.disable()
+    collect_later = threading.Timer(START_SECONDS, gc.enable)
+    collect_later.daemon = True
+    collect_later.start()
     code = main()
+    collect_later.cancel()
     gc.freeze()
     sys.exit(code)
 

@@ -354,6 +354,31 @@ def test_help_and_unknown_commands_get_the_whole_parser(argv: list[str]) -> None
     assert list(commands.choices) == list(COMMANDS)
 
 
+RUN_PROBE = """
+import atexit, gc, sys, threading
+from opos_tui import cli
+
+def main():
+    print("start", gc.isenabled())
+    for waiting in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        waiting.join()  # a command that runs longer than the start: the TUI, a send run
+    print("later", gc.isenabled())
+    return 3
+
+cli.main = main
+atexit.register(lambda: print("frozen at exit", gc.get_freeze_count() > 0))
+cli.run()
+"""
+
+
+def test_the_program_collects_no_garbage_while_it_starts_and_as_usual_after() -> None:
+    """``opos-tui`` (cli.run) keeps the garbage collector off while it starts (its imports free next to
+    nothing), on again for whatever runs longer, and frozen at the exit; the exit code is main's."""
+    ran = subprocess.run([sys.executable, "-c", RUN_PROBE], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stdout.splitlines() == ["start False", "later True", "frozen at exit True"]
+
+
 def test_config_set_help_lists_every_key_when_asked(cli: Cli) -> None:
     shown = cli("config", "set", "--help")
     assert shown.code == 0
