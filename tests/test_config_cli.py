@@ -462,6 +462,21 @@ def test_send_with_nothing_due_leaves_the_system_keyring_alone(home: Home) -> No
     assert sent.stderr == "[]"
 
 
+def test_an_installation_named_by_its_home_starts_without_platformdirs(home: Home) -> None:
+    """The platform's data folder is looked up only when neither --home nor OPOS_TUI_HOME names one."""
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "main(sys.argv[1:])\n"
+        "sys.stderr.write(repr('platformdirs' in sys.modules))"
+    )
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "HOME": str(home.root.parent)}
+    for argv, looked_up in ((["--home", str(home.root), "queue"], False), (["queue"], True)):
+        listed = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stderr == repr(looked_up)
+
+
 def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:
     for url in (
         "postgresql://opos:Geheim-4711@db.example/opos",
