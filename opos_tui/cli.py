@@ -832,9 +832,11 @@ def cmd_oauth_status(args: argparse.Namespace) -> int:
 
     home = home_of(args)
     found = status(settings.load(home), home)
+    # Not configured: the report still comes (nobody signed in, and why), with login's exit code for it.
+    done = EXIT_OK if found.configured else EXIT_USAGE
     if args.json:
         print_json(found.to_json())
-        return EXIT_OK
+        return done
     if found.signed_in:
         expires = iso_time(found.expires_at)
         print(
@@ -851,8 +853,10 @@ def cmd_oauth_status(args: argparse.Namespace) -> int:
             )
         )
     print(tr(f"token cache: {found.cache}", f"Token-Cache: {found.cache}"))
+    if found.problem:
+        print(found.problem)
     print(tr(f"proxy: {found.proxy}", f"Proxy: {found.proxy}"))
-    return EXIT_OK
+    return done
 
 
 def iso_time(epoch: float | None) -> str:

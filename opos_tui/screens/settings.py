@@ -188,6 +188,7 @@ class SettingsScreen(SettingsForm):
                 yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
                 yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
                 yield Static("", id="oauth-signed-in", classes="note")
+                yield Static("", id="oauth-cache", classes="note", markup=False)
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
                 yield self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com")
@@ -371,20 +372,25 @@ class SettingsScreen(SettingsForm):
             return
         from opos_tui.services import signin  # its HTTP client only where OAuth is used
 
+        cache = ""
         try:
             found = signin.status(current, self.home)
         except OposError as exc:
             text = exc.message()
         else:
-            text = (
-                tr(
+            kept = tr(f"Tokens kept in: {found.cache}", f"Tokens liegen in: {found.cache}")
+            cache = "\n".join(filter(None, [kept, found.problem if found.configured else ""]))
+            if not found.configured:
+                text = found.problem
+            elif found.signed_in:
+                text = tr(
                     f"Signed in as {found.account} · Ctrl+G signs out",
                     f"Angemeldet als {found.account} · Strg+G meldet ab",
                 )
-                if found.signed_in
-                else tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
-            )
+            else:
+                text = tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
         self.query_one("#oauth-signed-in", Static).update(text)
+        self.query_one("#oauth-cache", Static).update(cache)
 
     def oauth_settings(self) -> Settings | None:
         if self.valid is None:

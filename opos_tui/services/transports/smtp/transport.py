@@ -604,9 +604,10 @@ def smtp_config(
     elif method in ("oauth", "oauth-dialog"):
         if token_provider is None:
             raise TransportUnavailable(
-                "OAuth 2.0 sign-in is not available in this version yet: use auth.method password for now",
-                "Die OAuth-2.0-Anmeldung ist in dieser Version noch nicht verfügbar: vorerst auth.method "
-                "password verwenden",
+                f"auth.method is {method}, but this connection was made without an OAuth 2.0 sign-in to ask for "
+                "tokens (`opos-tui send` and `test-connection` use the one of `opos-tui oauth login`)",
+                f"auth.method ist {method}, aber diese Verbindung wurde ohne OAuth-2.0-Anmeldung erstellt, die "
+                "Tokens liefert (`opos-tui send` und `test-connection` nutzen die von `opos-tui oauth login`)",
             )
         login = OAuthLogin(user, token_provider)
     return SmtpConfig(
