@@ -244,6 +244,18 @@ def test_no_client_id_names_what_to_register(
     assert result.code == 2 and "Desktop app" in result.err and "https://mail.google.com/" in result.err
 
 
+def test_status_before_any_app_registration_still_reports(cli: Cli, home: Home) -> None:
+    """A new installation: status answers (nobody signed in, and why) with login's exit code for it."""
+    result = cli("oauth", "status", "--json")
+    assert result.code == 2
+    shown = json.loads(result.out)
+    assert shown["signed_in"] is False and shown["configured"] is False and shown["provider"] == "microsoft"
+    assert "oauth.client_id" in shown["problem"] and "Allow public client flows" in shown["problem"]
+    assert str(cache_file(home)) in shown["cache"]
+    result = cli("oauth", "status")
+    assert result.code == 2 and "not signed in" in result.out and "oauth.client_id" in result.out
+
+
 @pytest.mark.parametrize(
     ("values", "words"),
     [

@@ -34,10 +34,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichLog, Static
 
 from opos_tui.i18n import tr
-from opos_tui.screens.letters import LettersScreen
-from opos_tui.screens.message import MessageScreen
-from opos_tui.screens.settings import SettingsScreen
-from opos_tui.screens.signin import sign_in_from_worker
 from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
@@ -968,6 +964,8 @@ class QueueScreen(Screen[None]):
         log.display = not log.display
 
     def action_settings(self) -> None:
+        from opos_tui.screens.settings import SettingsScreen  # each screen imported when first opened
+
         try:
             form = SettingsScreen(self.home)  # a broken config.toml opens too, to be fixed there
         except OposError as exc:  # the secret store cannot be opened
@@ -976,6 +974,8 @@ class QueueScreen(Screen[None]):
         self.app.push_screen(form)
 
     def action_letters(self) -> None:
+        from opos_tui.screens.letters import LettersScreen
+
         self.app.push_screen(LettersScreen(self.home))
 
     def action_open(self) -> None:
@@ -990,6 +990,8 @@ class QueueScreen(Screen[None]):
     def open_mail(self, item_id: int) -> None:
         if self.lost is not None:
             return
+        from opos_tui.screens.message import MessageScreen
+
         self.app.push_screen(MessageScreen(self.queue, item_id, self.send))
 
     # --- sending ------------------------------------------------------------------------------------------
@@ -1101,6 +1103,8 @@ class QueueScreen(Screen[None]):
     def dispatch(self, ids: list[int], confirmed: list[int]) -> None:
         """The run, in its own thread and event loop with its own queue connection; the settings are read
         there too, so a config.toml another operator holds locked never freezes the screen."""
+        from opos_tui.screens.signin import sign_in_from_worker
+
         try:
             with self.queue.another() as q:
                 run = self.started(

@@ -367,28 +367,28 @@ class SettingsScreen(SettingsForm):
 
     def show_signed_in(self) -> None:
         """Who is signed in with the settings as typed (from the token cache, no network)."""
-        from opos_tui.services import signin
-
         current = self.valid or self.saved
-        if not signin.uses_oauth(current):
+        if not current.uses_oauth():
             return
+        from opos_tui.services import signin  # its HTTP client only where OAuth is used
+
         cache = ""
         try:
             found = signin.status(current, self.home)
         except OposError as exc:
             text = exc.message()
         else:
-            cache = "\n".join(
-                filter(None, [tr(f"Tokens kept in: {found.cache}", f"Tokens liegen in: {found.cache}"), found.problem])
-            )
-            text = (
-                tr(
+            kept = tr(f"Tokens kept in: {found.cache}", f"Tokens liegen in: {found.cache}")
+            cache = "\n".join(filter(None, [kept, found.problem if found.configured else ""]))
+            if not found.configured:
+                text = found.problem
+            elif found.signed_in:
+                text = tr(
                     f"Signed in as {found.account} · Ctrl+G signs out",
                     f"Angemeldet als {found.account} · Strg+G meldet ab",
                 )
-                if found.signed_in
-                else tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
-            )
+            else:
+                text = tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
         self.query_one("#oauth-signed-in", Static).update(text)
         self.query_one("#oauth-cache", Static).update(cache)
 

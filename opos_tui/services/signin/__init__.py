@@ -45,13 +45,7 @@ __all__ = [
     "wait_for_sign_in",
 ]
 
-OAUTH_METHODS = ("oauth", "oauth-dialog")
-
 SignIn = MicrosoftSignIn | GoogleSignIn
-
-
-def uses_oauth(settings: Settings) -> bool:
-    return settings.connection == "smtp" and settings.auth.method in OAUTH_METHODS
 
 
 def sign_in_for(settings: Settings, home: Home) -> SignIn:
@@ -71,7 +65,7 @@ def for_transport(settings: Settings, home: Home) -> tuple[Settings, TokenProvid
 
     The XOAUTH2 user is auth.profile, else the signed-in account's user name: with nobody signed in and no
     profile, :class:`SignInRequired` is raised here already."""
-    if not uses_oauth(settings):
+    if not settings.uses_oauth():
         return settings, None
     signin = sign_in_for(settings, home)
 
@@ -148,7 +142,9 @@ class SignInStatus:
     cache_encrypted: bool
     proxy: str
     problem: str = ""
-    """Why the cached sign-in cannot be used (an encrypted cache whose key is gone), else ''."""
+    """Why the cached sign-in cannot be used (an encrypted cache whose key is gone, no app registration), else ''."""
+    configured: bool = True
+    """False while oauth.client_id is empty."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -160,13 +156,29 @@ class SignInStatus:
             "cache_encrypted": self.cache_encrypted,
             "proxy": self.proxy,
             "problem": self.problem or None,
+            "configured": self.configured,
         }
 
 
 def status(settings: Settings, home: Home) -> SignInStatus:
     """Who is signed in (from the cache, no network), where the tokens are kept and the proxy in use. A cache
-    that cannot be opened any more counts as nobody signed in, with the reason as ``problem``."""
-    signin = sign_in_for(settings, home)
+    that cannot be opened any more counts as nobody signed in, with the reason as ``problem``; so does an
+    installation with no app registration yet (``configured`` False: nobody can sign in)."""
+    try:
+        signin = sign_in_for(settings, home)
+    except NotConfigured as exc:
+        cache = TokenCacheFile(home)
+        return SignInStatus(
+            settings.oauth.provider,
+            False,
+            "",
+            None,
+            cache.describe(),
+            cache.encrypted(),
+            proxy_in_use(settings),
+            exc.message(),
+            configured=False,
+        )
     try:
         account = signin.account()
         expires_at = signin.expires_at() if account else None
