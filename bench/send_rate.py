@@ -5,7 +5,8 @@ The bare loop is the floor of what any sender on aiosmtplib can do (no queue, no
 in a loop; for 4 connections, 4 such loops at once). ``smtp-source`` is Postfix's C load generator, sending
 messages of the same size. ``opos-tui send --all`` is the real command, one process (its start included), with
 ``smtp.connections`` set: each mail claimed as ``sending`` in a committed transaction before its data goes out
-and recorded after the server's reply, built from the queue's copy.
+(the transaction that also records the connection's last mail) and recorded after the server's reply, its bytes
+the ones written when it was queued.
 
 Needs ``smtp-sink`` (Debian package ``postfix``; the Postfix daemon need not run); ``smtp-source`` is skipped
 with a note where it is missing. Talks to 127.0.0.1 only. Run: ``python bench/send_rate.py [--mails 1000]

@@ -245,14 +245,18 @@ def main() -> None:
             print(row(label, times, paint_base))
 
         imports = {
+            "pydantic (BaseModel, Field, ...)": "pydantic.main, pydantic.fields, pydantic.functional_validators",
+            "the settings model, with pydantic": "opos_tui.services.settings",
+            "enqueue: + the queue, the mail": "opos_tui.services.queue, opos_tui.services.compose",
+            "send: + asyncio, the send run": "opos_tui.services.queue, opos_tui.services.send_run",
             "minimal app: textual, 3 widgets": ", ".join(
                 ["textual.app", *(f"textual.widgets._{w}" for w in ("data_table", "footer", "header"))]
             ),
-            "opos-tui TUI: opos_tui.app": "opos_tui.app",
-            "  of which the settings model": "opos_tui.services.settings",
+            "opos-tui TUI with the queue screen": "opos_tui.app, opos_tui.screens.queue",
+            "opos-tui TUI with the settings form": "opos_tui.app, opos_tui.screens.settings",
         }
         print()
-        print("what costs what: importing, in a fresh process")
+        print("what costs what: importing, in a fresh process (the garbage collector on, as Python starts)")
         for label, modules in imports.items():
             print(row(label, import_time(modules, env, runs)))
 

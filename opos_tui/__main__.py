@@ -1,3 +1,3 @@
-from opos_tui.cli import main
+from opos_tui.cli import run
 
-raise SystemExit(main())
+run()

@@ -16,10 +16,6 @@ from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
 from opos_tui.i18n import tr
-from opos_tui.screens.form import SettingsForm
-from opos_tui.screens.letters import LettersScreen, page_of
-from opos_tui.screens.queue import QueueScreen
-from opos_tui.screens.settings import SettingsScreen
 from opos_tui.screens.typeahead import TypeAheadApp
 from opos_tui.screens.widgets import ConfirmScreen, KeysScreen, screen_keys, set_bindings
 from opos_tui.services.errors import OposError
@@ -113,12 +109,19 @@ class OposApp(TypeAheadApp[None]):
         # Also the legacy Windows console, which has 16 colours too.
         if self.console.color_system in ("standard", "windows") and "TEXTUAL_THEME" not in os.environ:
             self.theme = ANSI_THEME
+        # Each screen is imported when it is first shown: the start pays only for the one it shows.
         if self.start == "settings":
+            from opos_tui.screens.settings import SettingsScreen
+
             self.push_screen(SettingsScreen(self.home))
             return
         if self.start in ("letters", "reports"):
+            from opos_tui.screens.letters import LettersScreen, page_of
+
             self.push_screen(LettersScreen(self.home, page_of(self.start)))
             return
+        from opos_tui.screens.queue import QueueScreen
+
         try:
             screen = QueueScreen(self.home)
         except OposError as exc:  # the queue file cannot be opened: say so plainly, no traceback
@@ -168,6 +171,9 @@ class OposApp(TypeAheadApp[None]):
         self.push_screen(KeysScreen(title, screen_keys(screen)))
 
     async def action_quit(self) -> None:
+        from opos_tui.screens.form import SettingsForm
+        from opos_tui.screens.queue import QueueScreen
+
         screen = self.screen
         if isinstance(screen, SettingsForm) and screen.dirty:
             screen.action_leave()

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, assert_never
 
 from opos_tui import __version__
 from opos_tui.i18n import LANGS, set_lang, tr
@@ -831,9 +832,11 @@ def cmd_oauth_status(args: argparse.Namespace) -> int:
 
     home = home_of(args)
     found = status(settings.load(home), home)
+    # Not configured: the report still comes (nobody signed in, and why), with login's exit code for it.
+    done = EXIT_OK if found.configured else EXIT_USAGE
     if args.json:
         print_json(found.to_json())
-        return EXIT_OK
+        return done
     if found.signed_in:
         expires = iso_time(found.expires_at)
         print(
@@ -850,8 +853,10 @@ def cmd_oauth_status(args: argparse.Namespace) -> int:
             )
         )
     print(tr(f"token cache: {found.cache}", f"Token-Cache: {found.cache}"))
+    if found.problem:
+        print(found.problem)
     print(tr(f"proxy: {found.proxy}", f"Proxy: {found.proxy}"))
-    return EXIT_OK
+    return done
 
 
 def iso_time(epoch: float | None) -> str:
@@ -993,6 +998,11 @@ class Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
+"""Where a command's parser is added."""
+AddCommand = Callable[[Commands, Parser], None]
+
+
 def config_keys_help() -> str:
     from opos_tui.services import settings
 
@@ -1021,17 +1031,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = common_options()
-    parser = Parser(
-        prog="opos-tui",
-        description="E-mail dispatch of payment advices and dunning letters (OPOS): settings, queue, sending.",
-        parents=[common],
-    )
-    parser.add_argument("--version", action="version", version=f"opos-tui {__version__}")
-    parser.set_defaults(handler=cmd_tui)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
+def _add_settings(sub: Commands, common: Parser) -> None:
     p = sub.add_parser("settings", parents=[common], help="open the TUI on the settings form")
     p.add_argument(
         "--page",
@@ -1041,6 +1041,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_settings)
 
+
+def _add_test_connection(sub: Commands, common: Parser) -> None:
     p = sub.add_parser(
         "test-connection",
         parents=[common],
@@ -1053,6 +1055,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_test_connection)
 
+
+def _add_config(sub: Commands, common: Parser) -> None:
     config = sub.add_parser("config", parents=[common], help="show or change the settings")
     config.set_defaults(handler=lambda _args: _usage(config))
     csub = config.add_subparsers(title="config commands", metavar="ACTION")
@@ -1078,6 +1082,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help=", ".join(SECRET_NAMES))
     p.set_defaults(handler=cmd_config_delete_secret)
 
+
+def _add_enqueue(sub: Commands, common: Parser) -> None:
     p = sub.add_parser(
         "enqueue",
         parents=[common],
@@ -1101,11 +1107,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_enqueue)
 
+
+def _add_import(sub: Commands, common: Parser) -> None:
     p = sub.add_parser("import", parents=[common], help="queue the manifests in the spool folder")
     p.add_argument("dir", nargs="?", metavar="DIR", help="spool inbox (default: $OPOS_TUI_HOME/spool/inbox)")
     add_json(p)
     p.set_defaults(handler=cmd_import)
 
+
+def _add_queue(sub: Commands, common: Parser) -> None:
     p = sub.add_parser(
         "queue",
         parents=[common],
@@ -1119,25 +1129,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_queue)
 
-    for name, handler, text in (
-        ("hold", cmd_hold, "hold items back (pending or deferred)"),
-        ("release", cmd_release, "release held items"),
-        ("mark-sent", cmd_mark_sent, "mark uncertain items as sent (they did arrive)"),
-    ):
-        p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("ids", nargs="+", type=int, metavar="ID")
-        add_json(p)
-        p.set_defaults(handler=handler)
+
+def _add_retry(sub: Commands, common: Parser) -> None:
     p = sub.add_parser("retry", parents=[common], help="deferred, failed or uncertain items back to pending")
     p.add_argument("ids", nargs="*", type=int, metavar="ID")
     p.add_argument("--all", action="store_true", help="every deferred, failed and uncertain item")
     add_json(p)
     p.set_defaults(handler=cmd_retry)
+
+
+def _add_delete(sub: Commands, common: Parser) -> None:
     p = sub.add_parser("delete", parents=[common], help="delete unsent items")
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     p.add_argument("--yes", action="store_true", help="do not ask")
     add_json(p)
     p.set_defaults(handler=cmd_delete)
+
+
+def _add_send(sub: Commands, common: Parser) -> None:
     p = sub.add_parser("send", parents=[common], help="send pending items (all, or the given ones)")
     p.add_argument("ids", nargs="*", type=int, metavar="ID")
     p.add_argument("--all", action="store_true", help="every pending item (the default)")
@@ -1152,6 +1161,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_send)
 
+
+def _add_oauth(sub: Commands, common: Parser) -> None:
     oauth = sub.add_parser("oauth", parents=[common], help="OAuth 2.0 sign-in for sending (Microsoft, Google)")
     oauth.set_defaults(handler=lambda _args: _usage(oauth))
     osub = oauth.add_subparsers(title="oauth commands", metavar="ACTION")
@@ -1169,6 +1180,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_oauth_status)
 
+
+def _add_demo(sub: Commands, common: Parser) -> None:
     p = sub.add_parser(
         "demo",
         parents=[common],
@@ -1181,6 +1194,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_demo)
 
+
+def _add_doctor(sub: Commands, common: Parser) -> None:
     p = sub.add_parser(
         "doctor",
         parents=[common],
@@ -1190,6 +1205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p)
     p.set_defaults(handler=cmd_doctor)
 
+
+def _add_run(sub: Commands, common: Parser) -> None:
     p = sub.add_parser(
         "run",
         parents=[common],
@@ -1201,6 +1218,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS", help="time between rounds (60)")
     p.add_argument("--once", action="store_true", help="one round, then exit (for cron and timers)")
     p.set_defaults(handler=cmd_run)
+
+
+def _add_item_action(name: str, handler: Handler, text: str) -> AddCommand:
+    """An operator action on the items given by number (hold, release, mark-sent)."""
+
+    def add(sub: Commands, common: Parser) -> None:
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("ids", nargs="+", type=int, metavar="ID")
+        add_json(p)
+        p.set_defaults(handler=handler)
+
+    return add
+
+
+COMMANDS: dict[str, AddCommand] = {
+    "settings": _add_settings,
+    "test-connection": _add_test_connection,
+    "config": _add_config,
+    "enqueue": _add_enqueue,
+    "import": _add_import,
+    "queue": _add_queue,
+    "hold": _add_item_action("hold", cmd_hold, "hold items back (pending or deferred)"),
+    "release": _add_item_action("release", cmd_release, "release held items"),
+    "mark-sent": _add_item_action("mark-sent", cmd_mark_sent, "mark uncertain items as sent (they did arrive)"),
+    "retry": _add_retry,
+    "delete": _add_delete,
+    "send": _add_send,
+    "oauth": _add_oauth,
+    "demo": _add_demo,
+    "doctor": _add_doctor,
+    "run": _add_run,
+}
+"""Every command and what adds its parser, in the order ``--help`` lists them."""
+
+
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is neither an option nor the value of ``--home`` or
+    ``--lang`` (also abbreviated, as argparse takes them). ``""`` when it names none and asks for no help (the
+    TUI); None when that word is no command, or for help: then every command's parser is needed."""
+    value_next = False
+    for word in argv:
+        if value_next:
+            value_next = False
+        elif word == "--":
+            return None
+        elif word.startswith("-"):
+            value_next = "=" not in word and len(word) > 2 and any(o.startswith(word) for o in ("--home", "--lang"))
+        else:
+            return word if word in COMMANDS else None
+    asks_help = any(word == "-h" or (len(word) > 2 and "--help".startswith(word)) for word in argv)
+    return None if asks_help else ""
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. Given the ``argv`` it is to parse, only the parser of the command named there
+    is built (none for the TUI): building all of them costs every start more than parsing does. Without
+    ``argv``, for help, or when ``argv`` names no command (a typo), all of them."""
+    common = common_options()
+    parser = Parser(
+        prog="opos-tui",
+        description="E-mail dispatch of payment advices and dunning letters (OPOS): settings, queue, sending.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"opos-tui {__version__}")
+    parser.set_defaults(handler=cmd_tui)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    wanted = named_command(argv) if argv is not None else None
+    for name, add in COMMANDS.items():
+        if wanted in (None, name):
+            add(sub, common)
     return parser
 
 
@@ -1211,8 +1298,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     set_lang(getattr(args, "lang", None))
     handler: Handler = args.handler
     try:
@@ -1229,6 +1316,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the last resort for the environment (permissions, a full disk): one line
         print(f"opos-tui: {os_error_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
+
+
+START_SECONDS = 1.0
+"""How long the garbage collector stays off at the start (:func:`run`)."""
+
+
+def run() -> NoReturn:
+    """The ``opos-tui`` program: :func:`main`, then exit with its code.
+
+    Python's garbage collector is off for the first :data:`START_SECONDS`: the start imports much (pydantic and
+    the settings model above all) and frees next to nothing, so a collection meanwhile only walks what stays,
+    which costs a short command such as ``send`` with nothing due a tenth of its time. Every command that runs
+    longer (the TUI, a send run, a loop over many mails) collects as usual from then on. Before exiting,
+    everything is frozen out of the collector (``gc.freeze``) for the same reason: Python's exit would walk it
+    all once more. Nothing the program writes depends on either: files and the queue are closed by the
+    commands themselves, the log by ``logging``'s exit handler, which still runs.
+    """
+    import threading
+
+    gc.disable()
+    collect_later = threading.Timer(START_SECONDS, gc.enable)
+    collect_later.daemon = True
+    collect_later.start()
+    code = main()
+    collect_later.cancel()
+    gc.freeze()
+    sys.exit(code)
 
 
 def os_error_text(exc: OSError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -315,6 +316,69 @@ def test_help_imports_none_of_the_heavy_modules(tmp_path: Path, argv: list[str])
     assert shown.stderr == "[]"
 
 
+ARGV_SAMPLES = [
+    ["send"],
+    ["--home", "enqueue", "send", "--json"],
+    ["--ho", "enqueue", "send"],
+    ["--home=send", "queue", "--status", "held"],
+    ["--lang", "de", "enqueue", "--type", "dunning", "--to", "a@example.test", "--attach", "a.pdf"],
+    ["config", "set", "smtp.port", "2525"],
+    ["oauth", "status", "--json"],
+    ["hold", "1", "2"],
+    ["mark-sent", "7"],
+    ["--home", "/tmp/x"],
+    [],
+]
+
+
+@pytest.mark.parametrize("argv", ARGV_SAMPLES)
+def test_a_command_line_parses_alike_with_only_its_commands_parser(argv: list[str]) -> None:
+    """Only the named command's parser is built for a run (none for the TUI); what is parsed is what the whole
+    parser makes of the same words, also where --home's value is a command's name."""
+    from opos_tui.cli import build_parser
+
+    alone = build_parser(argv)
+    commands = next(a for a in alone._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(commands.choices) == (1 if argv and argv != ["--home", "/tmp/x"] else 0)
+    parsed, whole = vars(alone.parse_args(argv)), vars(build_parser().parse_args(argv))
+    assert parsed.keys() == whole.keys()
+    assert {k: v for k, v in parsed.items() if k != "handler"} == {k: v for k, v in whole.items() if k != "handler"}
+    assert getattr(parsed["handler"], "__name__", "") == getattr(whole["handler"], "__name__", "")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--hel"], ["-h"], ["sendd"], ["--home", "x", "--", "send"]])
+def test_help_and_unknown_commands_get_the_whole_parser(argv: list[str]) -> None:
+    from opos_tui.cli import COMMANDS, build_parser
+
+    commands = next(a for a in build_parser(argv)._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(commands.choices) == list(COMMANDS)
+
+
+RUN_PROBE = """
+import atexit, gc, sys, threading
+from opos_tui import cli
+
+def main():
+    print("start", gc.isenabled())
+    for waiting in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        waiting.join()  # a command that runs longer than the start: the TUI, a send run
+    print("later", gc.isenabled())
+    return 3
+
+cli.main = main
+atexit.register(lambda: print("frozen at exit", gc.get_freeze_count() > 0))
+cli.run()
+"""
+
+
+def test_the_program_collects_no_garbage_while_it_starts_and_as_usual_after() -> None:
+    """``opos-tui`` (cli.run) keeps the garbage collector off while it starts (its imports free next to
+    nothing), on again for whatever runs longer, and frozen at the exit; the exit code is main's."""
+    ran = subprocess.run([sys.executable, "-c", RUN_PROBE], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 3, ran.stderr
+    assert ran.stdout.splitlines() == ["start False", "later True", "frozen at exit True"]
+
+
 def test_config_set_help_lists_every_key_when_asked(cli: Cli) -> None:
     shown = cli("config", "set", "--help")
     assert shown.code == 0
@@ -381,6 +445,36 @@ def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home)
     sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert json.loads(sent.stdout)["left"] == 0
     assert sent.stderr == "[]"
+
+
+def test_send_with_nothing_due_leaves_the_system_keyring_alone(home: Home) -> None:
+    """`opos-tui send` with nothing due and the default secret store (keyring if there is one): finding the
+    keyring's backend costs more than the whole run, so it is not even imported."""
+    env = {"OPOS_TUI_HOME": str(home.root), "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "code = main(['send', '--json'])\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith('keyring'))))"
+    )
+    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(sent.stdout)["left"] == 0
+    assert sent.stderr == "[]"
+
+
+def test_an_installation_named_by_its_home_starts_without_platformdirs(home: Home) -> None:
+    """The platform's data folder is looked up only when neither --home nor OPOS_TUI_HOME names one."""
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "main(sys.argv[1:])\n"
+        "sys.stderr.write(repr('platformdirs' in sys.modules))"
+    )
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "HOME": str(home.root.parent)}
+    for argv, looked_up in ((["--home", str(home.root), "queue"], False), (["queue"], True)):
+        listed = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stderr == repr(looked_up)
 
 
 def test_a_refused_queue_url_never_repeats_its_password(cli: Cli, home: Home) -> None:

@@ -279,3 +279,23 @@ def test_invalid_placeholder_snapshot_16_colours(snap_compare: Callable[..., boo
         await pilot.pause()
 
     assert snap_compare(OposApp(home, start="letters"), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_tab_stops_only_at_what_takes_input(home: Home) -> None:
+    """Tab walks the fields and the preview; the page itself is no stop (it showed as a focus that did nothing)."""
+    app = OposApp(home, start="letters")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = letters_screen(app)
+        for page in ("letters", "reports"):
+            if page == "reports":
+                await pilot.press("ctrl+r")
+                await pilot.pause()
+            stops: list[str] = []
+            for _ in range(40):
+                await pilot.press("tab")
+                focused = app.focused
+                assert focused is not None
+                stops.append(focused.id or type(focused).__name__)
+            assert page not in stops, stops
+            assert "preview" in stops
+            assert screen.page == page

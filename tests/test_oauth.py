@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,8 +192,6 @@ def test_two_processes_refreshing_at_once_take_turns(
 
 def wait_until_blocked_on_lock(pid: int) -> None:
     """Until the process waits for a file lock (Linux lists waiters in /proc/locks with '->')."""
-    import time
-
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for line in Path("/proc/locks").read_text().splitlines():
@@ -240,6 +242,18 @@ def test_no_client_id_names_what_to_register(
     configure(home, oauth_smtp, oauth_authority, oauth__client_id="", oauth__provider="google")
     result = cli("oauth", "login")
     assert result.code == 2 and "Desktop app" in result.err and "https://mail.google.com/" in result.err
+
+
+def test_status_before_any_app_registration_still_reports(cli: Cli, home: Home) -> None:
+    """A new installation: status answers (nobody signed in, and why) with login's exit code for it."""
+    result = cli("oauth", "status", "--json")
+    assert result.code == 2
+    shown = json.loads(result.out)
+    assert shown["signed_in"] is False and shown["configured"] is False and shown["provider"] == "microsoft"
+    assert "oauth.client_id" in shown["problem"] and "Allow public client flows" in shown["problem"]
+    assert str(cache_file(home)) in shown["cache"]
+    result = cli("oauth", "status")
+    assert result.code == 2 and "not signed in" in result.out and "oauth.client_id" in result.out
 
 
 @pytest.mark.parametrize(
@@ -374,3 +388,79 @@ def test_connection_test_signs_in_with_the_cached_token(
     result = cli("test-connection")
     assert result.code == 0, result.out
     assert f"Logged in as {ACCOUNT} with XOAUTH2" in result.out
+
+
+def read_until(fd: int, pattern: str, seen: list[str]) -> re.Match[str]:
+    """Read the terminal's output until ``pattern`` appears in it (or it ends)."""
+    deadline = time.monotonic() + 60
+    while (found := re.search(pattern, "".join(seen))) is None:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        if not ready:
+            raise AssertionError(f"never printed {pattern!r}: {''.join(seen)!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other side is closed, the program has ended
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"ended without printing {pattern!r}: {''.join(seen)!r}")
+        seen.append(chunk.decode("utf-8", "replace"))
+    return found
+
+
+def read_to_the_end(fd: int, seen: list[str]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return
+        if not chunk:
+            return
+        seen.append(chunk.decode("utf-8", "replace"))
+
+
+@pytest.mark.parametrize("command", [("send",), ("test-connection",)])
+def test_oauth_dialog_on_a_terminal_prints_the_code_waits_and_goes_on(
+    home: Home, oauth_smtp: SmtpServer, oauth_authority: Authority, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    configure(home, oauth_smtp, oauth_authority, auth__method="oauth-dialog")
+    ids = queue_mails(home, tmp_path, 2)
+    env = {**os.environ, "OPOS_TUI_HOME": str(home.root), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a new session whose controlling terminal is the pty
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "opos_tui", *command], env)
+    seen: list[str] = []
+    try:
+        shown = read_until(fd, r"open (\S+) on any device and enter the code (\w+)", seen)
+        assert shown[1].startswith(oauth_authority.url) and oauth_authority.device_codes_requested == 1
+        oauth_authority.approve(shown[2])
+        read_to_the_end(fd, seen)
+        _, wait_status = os.waitpid(pid, 0)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(fd)
+    output = "".join(seen)
+    assert os.waitstatus_to_exitcode(wait_status) == 0, output
+    assert f"signed in as {ACCOUNT}" in output
+    if command == ("send",):
+        assert statuses(home, ids) == {Status.SENT} and len(oauth_smtp.received) == 2
+    else:
+        assert f"Logged in as {ACCOUNT} with XOAUTH2" in output
+    assert oauth_smtp.logins and set(oauth_smtp.logins) == {ACCOUNT}
+
+
+def test_a_transport_made_without_a_sign_in_says_so_not_that_oauth_is_missing(tmp_path: Path) -> None:
+    from opos_tui.services.errors import TransportUnavailable
+    from opos_tui.services.secrets import FileSecretStore
+    from opos_tui.services.transports.registry import build_transport
+
+    oauth = settings.Settings.model_validate(
+        {"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth-dialog", "profile": ACCOUNT}}
+    )
+    with pytest.raises(TransportUnavailable) as caught:
+        build_transport(oauth, FileSecretStore(tmp_path / "secrets.toml"))
+    assert "not available in this version" not in caught.value.en
+    assert "auth.method is oauth-dialog" in caught.value.en and "opos-tui oauth login" in caught.value.en

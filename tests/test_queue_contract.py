@@ -285,6 +285,24 @@ def test_operator_actions_and_their_limits(queue: QueueEngine) -> None:
     assert [x.outcome for x in queue.get(b).history] == ["held", "released"]
 
 
+def test_writes_made_together_are_committed_together(engine: Engine, queue: QueueEngine) -> None:
+    """A send run records a mail's result and claims the next one in one transaction: nothing of the block is
+    seen (or durable) before it ends, and a write that fails inside it leaves the others be."""
+    a, b = queue.enqueue_many(new_item(n) for n in (1, 2))
+    other = engine.open()
+    seen = other.version()
+    with queue.together():
+        assert queue.claim([a]) is not None
+        queue.hold([b])
+        with pytest.raises(UnknownItems):
+            queue.hold([b, 999])
+        assert other.statuses([a, b]) == {a: Status.PENDING, b: Status.PENDING}
+        assert other.version() == seen
+    assert other.statuses([a, b]) == {a: Status.SENDING, b: Status.HELD}
+    assert other.version() != seen
+    assert [x.outcome for x in other.get(b).history] == ["held"]
+
+
 def test_retry_without_ids_takes_every_retryable_item(queue: QueueEngine, clock: HandClock) -> None:
     deferred, failed, uncertain, pending = queue.enqueue_many(new_item(n) for n in range(1, 5))
     for item_id, record in (

@@ -16,7 +16,7 @@ import pytest
 from psycopg import conninfo
 
 from opos_tui.services.home import Home
-from opos_tui.services.queue import HOST_ENV, DuplicateImport, QueueError, SqliteQueue, Status, open_queue
+from opos_tui.services.queue import HOST_ENV, DuplicateImport, QueueError, Rendered, SqliteQueue, Status, open_queue
 from opos_tui.services.queue.postgresql import SCHEMA_VERSION, PostgresQueue
 from tests.conftest import ROOT, Cli, send_process
 from tests.servers.smtp import StartServer
@@ -51,19 +51,21 @@ def test_two_hosts_on_one_database_send_each_mail_once(
 
 
 def _role_without_attachment_bytes(url: str) -> str:
-    """A user of the database that may do everything but read attachment bytes; its connection string."""
+    """A user of the database that may do everything but read attachment bytes and rendered mails; its
+    connection string."""
     with psycopg.connect(url, autocommit=True) as db:
         name = f"lister_{db.info.dbname}"
         db.execute(f"CREATE ROLE {name} LOGIN")
         db.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}")
         db.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}")
         db.execute(f"REVOKE ALL ON attachment_data FROM {name}")
+        db.execute(f"REVOKE ALL ON rendered FROM {name}")
     return conninfo.make_conninfo(url, user=name)
 
 
-def test_listing_and_claiming_never_read_attachment_bytes(postgresql_url: str) -> None:
+def test_listing_and_claiming_never_read_attachment_bytes_or_rendered_mails(postgresql_url: str) -> None:
     with PostgresQueue(postgresql_url) as owner:
-        ids = owner.enqueue_many(new_item(n) for n in range(1, 4))
+        ids = owner.enqueue_many(new_item(n, rendered=Rendered(b"From: x\r\n\r\nbody\r\n", 9)) for n in range(1, 4))
     with PostgresQueue(_role_without_attachment_bytes(postgresql_url)) as queue:
         assert [r.id for r in queue.page(search="mahnung")] == ids[::-1]
         assert queue.page()[0].attachments == ("Mahnung_3_Größe.pdf",)
@@ -72,7 +74,9 @@ def test_listing_and_claiming_never_read_attachment_bytes(postgresql_url: str) -
         assert claimed is not None and claimed.attachment_infos[0].size > 0
         queue.record_sent(claimed.id, "250 ok")
         with pytest.raises(QueueError, match="attachment_data"):
-            queue.attachments(claimed.id)  # the one method that reads them
+            queue.attachments(claimed.id)  # the methods that read them
+        with pytest.raises(QueueError, match="rendered"):
+            queue.rendered(claimed.id)
 
 
 def test_an_empty_or_newer_database_is_refused(postgresql_url: str) -> None:

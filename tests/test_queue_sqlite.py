@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opos_tui.services.queue import QueueError, SqliteQueue, Status
+from opos_tui.services.queue import QueueError, Rendered, SqliteQueue, Status
 from opos_tui.services.queue.sqlite import MAX_PARAMETERS, MIGRATIONS, SCHEMA_VERSION, connect
 from tests.test_queue_contract import new_item
 
@@ -82,3 +82,28 @@ def test_a_dead_claimant_on_this_host_leaves_its_item_uncertain_at_once(tmp_path
         assert queue.claim() is None  # never resent by itself
         assert queue.mark_sent([item_id]).changed == (item_id,)
         assert queue.get(item_id).status is Status.SENT
+
+
+def test_listing_counting_and_claiming_never_read_message_or_attachment_bytes(tmp_path: Path) -> None:
+    """The queue's own connection may not read rendered mails or attachment bytes (SQLite's authorizer): everything
+    but the two methods that hand them out still works."""
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        ids = queue.enqueue_many(new_item(n, rendered=Rendered(b"From: x\r\n\r\nbody\r\n", 9)) for n in range(1, 4))
+        bytes_columns = {("rendered", "data"), ("attachments", "data")}
+
+        def no_bytes(action: int, table: str | None, column: str | None, *_: str | None) -> int:
+            reads_bytes = action == sqlite3.SQLITE_READ and (table, column) in bytes_columns
+            return sqlite3.SQLITE_DENY if reads_bytes else sqlite3.SQLITE_OK
+
+        queue._db.set_authorizer(no_bytes)
+        assert [r.id for r in queue.page(search="mahnung")] == ids[::-1]
+        assert queue.page()[0].attachments == ("Mahnung_3_Größe.pdf",)
+        assert queue.count() == 3 and queue.counts()[Status.PENDING] == 3 and queue.version() > 0
+        assert queue.sendable_count() == 3 and queue.sendable_count(ids) == 3
+        claimed = queue.claim()
+        assert claimed is not None and claimed.attachment_infos[0].size > 0
+        queue.record_sent(claimed.id, "250 ok")
+        assert queue.get(claimed.id).status is Status.SENT
+        for reader in (queue.rendered, queue.attachments):  # the two methods that read them
+            with pytest.raises(QueueError, match=r"(rendered|attachments)\.data is prohibited"):
+                reader(claimed.id)

@@ -309,8 +309,8 @@ class SignInFirst:
             raise InteractionNeeded("sign-in required", "Anmeldung erforderlich")
         await self.inner.connect()
 
-    async def send(self, message: bytes, envelope: Any) -> Any:
-        return await self.inner.send(message, envelope)
+    async def send(self, message: bytes, envelope: Any, ready: Any = None) -> Any:
+        return await self.inner.send(message, envelope, ready)
 
     async def close(self) -> None:
         await self.inner.close()

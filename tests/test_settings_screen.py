@@ -546,3 +546,37 @@ async def test_saved_is_said_until_the_next_change(home: Home) -> None:
         assert status.display and "Saved to" in str(status.render())
         await type_into(pilot, screen, "smtp.host", "mail.example.org")
         assert not status.display
+
+
+SIGN_IN_PROBE = """
+import asyncio, sys
+from pathlib import Path
+from textual.widgets import Static
+from opos_tui.app import OposApp
+from opos_tui.services.home import Home
+
+async def main() -> None:
+    app = OposApp(Home(Path(sys.argv[1])), "settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#oauth-signed-in", Static)
+
+asyncio.run(main())
+print(sorted(m for m in sys.modules if m.startswith(("opos_tui.services.signin", "requests", "msal"))))
+"""
+
+
+@pytest.mark.parametrize(("method", "imported"), [("password", False), ("oauth", True)])
+def test_the_settings_form_imports_the_sign_in_package_only_for_oauth(home: Home, method: str, imported: bool) -> None:
+    """The sign-in package and its HTTP client cost the form's first paint a fifth of its time: only a
+    form whose settings use OAuth asks who is signed in."""
+    import subprocess
+    import sys
+
+    settings.save(home, settings.validate({"smtp": {"host": "127.0.0.1"}, "auth": {"method": method}}))
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    shown = subprocess.run(
+        [sys.executable, "-c", SIGN_IN_PROBE, str(home.root)], capture_output=True, text=True, env=env, check=True
+    )
+    assert ("opos_tui.services.signin" in shown.stdout) is imported
+    assert ("requests" in shown.stdout) is imported

@@ -157,6 +157,18 @@ async def test_settings_form_shows_who_is_signed_in_and_signs_in_and_out(
     assert "microsoft" not in (home.root / "oauth-tokens.json").read_text("utf-8")
 
 
+async def test_settings_form_before_any_app_registration_names_what_to_register(
+    home: Home, oauth_smtp: SmtpServer, oauth_authority: Authority
+) -> None:
+    configure(home, oauth_smtp, oauth_authority, auth__method="oauth-dialog", oauth__client_id="")
+    app = OposApp(home, "settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        shown = text_of(app.screen, "#oauth-signed-in")
+        assert "oauth.client_id is empty" in shown and "Allow public client flows" in shown
+        assert text_of(app.screen, "#oauth-cache").startswith("Tokens kept in: ")
+
+
 async def test_google_modal_takes_the_pasted_address(home: Home, google: Authority) -> None:
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:

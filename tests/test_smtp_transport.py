@@ -9,10 +9,11 @@ import pytest
 
 from opos_tui.i18n import LANGS
 from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, OposError, TransportUnavailable
+from opos_tui.services.queue import QueueError
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
 from opos_tui.services.settings import SecurityMode, Settings
-from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult
+from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult, Stage
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.services.transports.smtp import errors
 from opos_tui.services.transports.smtp.transport import (
@@ -411,6 +412,52 @@ async def test_idn_domains_go_into_the_envelope_as_idna(smtp_server: Any, smtput
     (received,) = server.received
     assert received.mail_from == "buchhaltung@xn--mller-gmbh-9db.de"
     assert received.rcpt_tos == ["kunde@xn--strae-oqa.example"]  # IDNA 2008: ß stays ß, not "strasse"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        MESSAGE + b".\r\n..\r\n.Punkt\r\nEnde.\r\n.\r\n",  # a lone dot would end the data early unless stuffed
+        b".Erste Zeile mit Punkt\r\n\r\n.\r\n",  # the very first line too
+    ],
+    ids=["dot-lines", "dot-first"],
+)
+async def test_lines_starting_with_a_dot_arrive_as_they_were(smtp_server: Any, message: bytes) -> None:
+    server = smtp_server("plain")
+    result = await send_one(config(server), message=message)
+    assert result.reply.startswith("250")
+    (received,) = server.received
+    assert received.content == message
+
+
+async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fails(smtp_server: Any) -> None:
+    """The dispatcher hands in the commit of the mail's claim as ``ready``: the envelope may go meanwhile, the data
+    only after it. If it fails, the transaction is reset, its error comes back as it is, and the session serves
+    the next mail."""
+    server = smtp_server("plain")
+    committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiting = asyncio.Event()
+
+    async def ready() -> None:
+        waiting.set()
+        await committed
+
+    gone = QueueError("the queue cannot grow: the disk is full", "die Warteschlange kann nicht wachsen")
+    async with SmtpTransport(config(server)) as transport:
+        sending = asyncio.create_task(transport.send(MESSAGE, ENVELOPE, ready=ready()))
+        waited = asyncio.create_task(waiting.wait())
+        done, _ = await asyncio.wait({sending, waited}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {waited}  # the envelope was accepted, and the data waits
+        assert transport.state.stage is Stage.SEND and server.received == []
+        committed.set_exception(gone)
+        with pytest.raises(QueueError) as caught:
+            await sending
+        assert caught.value is gone
+        assert server.received == []
+        later: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        later.set_result(None)
+        assert (await transport.send(MESSAGE, ENVELOPE, ready=later)).reply.startswith("250")
+    assert [r.content for r in server.received] == [MESSAGE]
 
 
 async def test_an_address_that_cannot_be_sent_is_refused_before_anything_goes_out(smtp_server: Any) -> None:

@@ -118,6 +118,50 @@ def test_the_same_manifest_twice_is_queued_once(cli: Cli, home: Home, inbox: Pat
     ]
 
 
+def test_many_manifests_are_queued_in_one_commit_and_then_moved(cli: Cli, home: Home, inbox: Path) -> None:
+    """One durable commit for the mails of many manifests (not one per manifest): each manifest is moved to
+    done/ after it, and a bad one between them is rejected as before."""
+    for n in range(5):
+        drop(inbox, f"K{n}.json", manifest(attachments=[f"M{n}.pdf"]), f"M{n}.pdf")
+    drop(inbox, "K2a.json", manifest(to=[]))
+    with open_queue(home) as q:
+        before = q.version()
+    result = cli("import", "--json")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert [i["manifest"] for i in report["imported"]] == [f"K{n}.json" for n in range(5)]
+    assert [r["manifest"] for r in report["rejected"]] == ["K2a.json"]
+    with open_queue(home) as q:
+        assert q.version() - before == 2  # K0-K2 before the rejected manifest, K3-K4 after it
+        assert [r.attachments for r in reversed(q.page())] == [(f"M{n}.pdf",) for n in range(5)]
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == sorted(
+        [f"K{n}.json" for n in range(5)] + [f"M{n}.pdf" for n in range(5)]
+    )
+    assert sorted(p.name for p in inbox.iterdir()) == ["done", "rejected"]
+
+
+def test_an_import_killed_after_its_commit_queues_nothing_twice(cli: Cli, home: Home, inbox: Path) -> None:
+    """What a kill between the commit and the moves leaves: manifests whose mails are queued still in the
+    folder, beside new ones. Those are known by their content; the new ones are queued."""
+    for n in range(3):
+        drop(inbox, f"K{n}.json", manifest(attachments=[f"M{n}.pdf"]), f"M{n}.pdf")
+    first = json.loads(cli("import", "--json").out)
+    for name in ("K0.json", "M0.pdf", "K2.json", "M2.pdf"):
+        shutil.copy(inbox / "done" / name, inbox / name)
+    drop(inbox, "K1b.json", manifest(attachments=["M1b.pdf"]), "M1b.pdf")
+    again = cli("import", "--json")
+    assert again.code == 0, again.err
+    ids = {i["manifest"]: i["id"] for i in first["imported"]}
+    assert [(i["manifest"], i["duplicate"]) for i in json.loads(again.out)["imported"]] == [
+        ("K0.json", True),
+        ("K1b.json", False),
+        ("K2.json", True),
+    ]
+    assert [i["id"] for i in json.loads(again.out)["imported"] if i["duplicate"]] == [ids["K0.json"], ids["K2.json"]]
+    assert len(queued(home)) == 4
+    assert sorted(p.name for p in inbox.iterdir()) == ["done"]
+
+
 def test_a_file_shared_by_two_manifests(cli: Cli, home: Home, inbox: Path) -> None:
     drop(inbox, "a.json", manifest(), "Mahnung_2_K1001.pdf")
     drop(inbox, "b.json", manifest(to=["zweite@aerger.example"]))

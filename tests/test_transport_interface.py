@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+from collections.abc import Awaitable
 from pathlib import Path
 from types import TracebackType
 from typing import Self, get_args
@@ -99,7 +100,9 @@ class MailProgram:
             raise NotSignedIn()
         self._step(Stage.SIGN_IN, "profile Buchhaltung")
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        if ready is not None:
+            await ready
         self._state = SessionState(Stage.SEND, encrypted=True)
         to = envelope.recipients[0]
         if to.startswith("busy@"):
@@ -280,9 +283,9 @@ class PromptingProgram(MailProgram):
 
     answered = threading.Event()
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
         await asyncio.to_thread(self.answered.wait, 30)
-        return await super().send(message, envelope)
+        return await super().send(message, envelope, ready)
 
 
 async def test_the_queue_says_the_mail_program_may_be_asking_while_it_holds_a_mail(

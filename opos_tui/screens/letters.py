@@ -63,7 +63,7 @@ class LettersScreen(SettingsForm):
         yield Header()
         yield Static("", id="form-error", classes="form-error")
         with ContentSwitcher(initial=self.page, id="pages"):
-            with VerticalScroll(id="letters", classes="page"):
+            with VerticalScroll(id="letters", classes="page", can_focus=False):
                 yield Static(
                     tr(
                         "Global settings for letter reports sent by e-mail",
@@ -141,7 +141,7 @@ class LettersScreen(SettingsForm):
                             "Mails pro Minute, 0 = unbegrenzt (Exchange Online: 30)",
                         ),
                     )
-            with VerticalScroll(id="reports", classes="page"):
+            with VerticalScroll(id="reports", classes="page", can_focus=False):
                 yield Static(
                     tr(
                         "Settings of each report: payment advices and dunning letters",
@@ -199,6 +199,8 @@ class LettersScreen(SettingsForm):
         self.query_one("#pages", ContentSwitcher).current = self.page
         self.sub_title = self.heading() + (" *" if self.dirty else "")
         self.query_one("#letters-language" if self.page == "letters" else "#report").focus()
+        # After the choices have scrolled to their saved buttons: the page opens at its top, title and all.
+        self.call_after_refresh(self.query_one(f"#{self.page}").scroll_home, animate=False)
 
     def show_preview(self) -> None:
         """The mail of the chosen report for a sample item, made by the same code as every queued mail."""

@@ -41,10 +41,6 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichL
 
 from opos_tui.i18n import tr
 from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, close_later, tell
-from opos_tui.screens.letters import LettersScreen
-from opos_tui.screens.message import MessageScreen
-from opos_tui.screens.settings import SettingsScreen
-from opos_tui.screens.signin import sign_in_from_worker
 from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
 from opos_tui.services import plausibility
@@ -1227,9 +1223,13 @@ class QueueScreen(Screen[None]):
         log.display = not log.display
 
     def action_settings(self) -> None:
+        from opos_tui.screens.settings import SettingsScreen  # each screen imported when first opened
+
         self.app.push_screen(SettingsScreen(self.home))  # a broken config.toml opens too, to be fixed there
 
     def action_letters(self) -> None:
+        from opos_tui.screens.letters import LettersScreen
+
         self.app.push_screen(LettersScreen(self.home))
 
     def action_open(self) -> None:
@@ -1244,6 +1244,8 @@ class QueueScreen(Screen[None]):
     def open_mail(self, item_id: int) -> None:
         if self.lost is not None:
             return
+        from opos_tui.screens.message import MessageScreen
+
         self.app.push_screen(MessageScreen(self.queue, item_id, self.send))
 
     # --- sending ------------------------------------------------------------------------------------------
@@ -1355,6 +1357,8 @@ class QueueScreen(Screen[None]):
     def dispatch(self, ids: list[int], confirmed: list[int]) -> None:
         """The run, in its own thread and event loop with its own queue connection; the settings are read
         there too, so a config.toml another operator holds locked never freezes the screen."""
+        from opos_tui.screens.signin import sign_in_from_worker
+
         try:
             with self.queue.another() as q:
                 run = self.started(

@@ -106,6 +106,8 @@ class SignedIn(Message):
 
     asked: int
     text: str
+    cache: str
+    """Where the tokens are kept, and what is wrong with that."""
 
 
 @dataclass
@@ -267,6 +269,7 @@ class SettingsScreen(SettingsForm):
                 yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
                 yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
                 yield Static("", id="oauth-signed-in", classes="note")
+                yield Static("", id="oauth-cache", classes="note", markup=False)
             with Vertical(id="section-sender", classes="section"):
                 yield Static(tr("Sender", "Absender"), classes="section-title")
                 yield self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com")
@@ -457,37 +460,40 @@ class SettingsScreen(SettingsForm):
     def show_signed_in(self) -> None:
         """Who is signed in with the settings as typed (from the token cache, no network), looked up in a worker:
         the cache may be in a keyring that keeps it waiting."""
-        from opos_tui.services import signin
-
         current = self.valid or self.saved
-        if signin.uses_oauth(current):
+        if current.uses_oauth():
             self.signed_in_asked += 1
             self.look_signed_in(current, self.signed_in_asked)
 
     @work(thread=True, group="oauth-status", exit_on_error=False)
     def look_signed_in(self, current: Settings, asked: int) -> None:
-        from opos_tui.services import signin
+        from opos_tui.services import signin  # its HTTP client only where OAuth is used
 
+        cache = ""
         try:
             found = signin.status(current, self.home)
         except OposError as exc:
             text = exc.message()
         else:
-            text = (
-                tr(
+            kept = tr(f"Tokens kept in: {found.cache}", f"Tokens liegen in: {found.cache}")
+            cache = "\n".join(filter(None, [kept, found.problem if found.configured else ""]))
+            if not found.configured:
+                text = found.problem
+            elif found.signed_in:
+                text = tr(
                     f"Signed in as {found.account} · Ctrl+G signs out",
                     f"Angemeldet als {found.account} · Strg+G meldet ab",
                 )
-                if found.signed_in
-                else tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
-            )
-        tell(self, SignedIn(asked, text))
+            else:
+                text = tr("Not signed in · Ctrl+O signs in", "Nicht angemeldet · Strg+O meldet an")
+        tell(self, SignedIn(asked, text, cache))
 
     @on(SignedIn)
     def signed_in(self, message: SignedIn) -> None:
         if message.asked == self.signed_in_asked:  # not an answer for settings typed over since
             self.signed_in_shown = message.asked
             self.query_one("#oauth-signed-in", Static).update(message.text)
+            self.query_one("#oauth-cache", Static).update(message.cache)
 
     def oauth_settings(self) -> Settings | None:
         if self.valid is None:

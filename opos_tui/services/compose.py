@@ -20,19 +20,27 @@ import random
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import policy
 from email.errors import MessageError
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formatdate
 from pathlib import Path, PurePath
 from string import Template
 
-from opos_tui.services.addresses import AddressError, check_one_line, header_address, new_message_id, parse_mailbox
+from opos_tui.services.addresses import AddressError, check_one_line, header_address, parse_mailbox
 from opos_tui.services.errors import BadInput, ConfigurationFault, OposError
 from opos_tui.services.files import FileProblem, FileTooLarge, Snapshot, StillWriting, read_regular
-from opos_tui.services.queue import Attachment, LetterType, NewAttachment, NewItem, QueueItem, Recipient, RecipientKind
+from opos_tui.services.queue import (
+    Attachment,
+    LetterType,
+    NewAttachment,
+    NewItem,
+    QueueItem,
+    Recipient,
+    RecipientKind,
+    Rendered,
+)
 from opos_tui.services.settings import ReportTemplate, Settings
 
 MAX_LEVEL = 9
@@ -353,9 +361,9 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
         vars=values,
         source_key=request.source_key,
     )
-    # The checks above give the precise reasons; this makes sure that nothing send would fail on gets in.
-    _write_message(item, item.attachments, formatdate(localtime=True), new_message_id(item.sender))
-    return item
+    # The checks above give the precise reasons; writing it now, once, as it will go out (its Message-ID and
+    # Date, made by the queue, are ASCII), makes sure that nothing send would fail on gets in.
+    return replace(item, rendered=render(item, item.attachments))
 
 
 def default_sender(settings: Settings) -> str:
@@ -455,6 +463,51 @@ def build_message(item: QueueItem, attachments: Sequence[Attachment]) -> bytes:
     """The mail as it goes on the wire: RFC 5322 with CRLF line ends, its stable Message-ID and Date.
     BadLetter if it cannot be written (only an item queued by an older version that did not check everything)."""
     return _write_message(item, attachments, item.date, item.message_id)
+
+
+_PLACE = "<place-of-the-message-id@opos-tui.invalid>"
+"""Stands for the Message-ID while a mail is rendered: where it was is where Date and Message-ID go."""
+
+
+def render(item: QueueItem | NewItem, attachments: Sequence[Attachment] | Sequence[NewAttachment]) -> Rendered:
+    """The mail written once, as :func:`build_message` writes it but without the headers fixed when it is sent
+    (Date and Message-ID; From while the item has no sender): :func:`wire_message` puts them in. BadLetter if it
+    cannot be written."""
+    raw = _write_message(item, attachments, None, _PLACE)
+    line = f"Message-ID: {_PLACE}\r\n".encode()
+    at = raw.index(line)
+    return Rendered(raw[:at] + raw[at + len(line) :], at)
+
+
+def wire_message(item: QueueItem, rendered: Rendered, sender: str = "") -> bytes:
+    """The bytes that go out for a claimed ``item`` from its ``rendered`` mail: byte for byte what
+    :func:`build_message` writes, with the item's Date and Message-ID, and ``sender`` as From when the item has
+    none (the one in force when it is sent)."""
+    fixed = _header_line("Date", item.date) if item.date else b""
+    fixed += _header_line("Message-ID", item.message_id)
+    data, at = rendered.data, rendered.at
+    start = b""
+    if not item.sender:
+        mailbox = parse_mailbox(sender)
+        start = _header_lines({"From": header_address(mailbox.display_name, mailbox.addr_spec)})
+    return b"".join((start, data[:at], fixed, data[at:]))
+
+
+def _header_line(name: str, value: str) -> bytes:
+    """One header line as the email package writes it (``WIRE``): a short ASCII value as it is, without asking
+    the package (which parses it first, the time of a whole header block)."""
+    line = f"{name}: {value}"
+    if len(line) <= (WIRE.max_line_length or sys.maxsize) and line.isascii() and "\r" not in line and "\n" not in line:
+        return line.encode("ascii") + b"\r\n"
+    return _header_lines({name: value})
+
+
+def _header_lines(headers: Mapping[str, object]) -> bytes:
+    """Header lines written by the email package (``WIRE``), folded and encoded as in a whole mail."""
+    message = EmailMessage(policy=WIRE)
+    for name, value in headers.items():
+        message[name] = value
+    return message.as_bytes().removesuffix(b"\r\n")
 
 
 def _write_message(

@@ -116,21 +116,20 @@ async def run_connection_test(
                 "sender.address ist nicht gesetzt: die Testmail braucht eine Absenderadresse",
             )
     try:
-        if token_provider is None and home is not None:
+        if token_provider is None and home is not None and settings.uses_oauth():
             from opos_tui.services import signin  # requests and msal only where OAuth is used
 
-            if signin.uses_oauth(settings):
-                proxy = signin.proxy_in_use(settings)
-                record(
-                    HandshakeEvent(
-                        Stage.CONNECT,
-                        "ok",
-                        tr(
-                            f"OAuth sign-in ({settings.oauth.provider}), proxy: {proxy}",
-                            f"OAuth-Anmeldung ({settings.oauth.provider}), Proxy: {proxy}",
-                        ),
-                    )
+            proxy = signin.proxy_in_use(settings)
+            record(
+                HandshakeEvent(
+                    Stage.CONNECT,
+                    "ok",
+                    tr(
+                        f"OAuth sign-in ({settings.oauth.provider}), proxy: {proxy}",
+                        f"OAuth-Anmeldung ({settings.oauth.provider}), Proxy: {proxy}",
+                    ),
                 )
+            )
             settings, token_provider = signin.for_transport(settings, home)
         transport = build_transport(settings, store, password=password, token_provider=token_provider, observer=record)
     except ConfigError:

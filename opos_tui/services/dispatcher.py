@@ -1,7 +1,9 @@
 """The send engine of a run (``services.send_run``, which every face drives): claim -> send -> record.
 
-Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out), builds
-the message from the queue's own copy, sends it over a reused transport session and records what the server
+Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out; its
+envelope, MAIL and RCPT, may go while the claim is committed), takes
+the mail as it was written once when it was queued (written now and kept, for an item that has none yet), puts
+in its Date and Message-ID, sends it over a reused transport session and records what the server
 said. What happens after a failure depends on the error's category only, never on the transport in use:
 
 - transient (4xx, connection lost before the data went out): ``deferred`` with the server's reply and a
@@ -28,27 +30,30 @@ Progress is reported as small :class:`Progress` events through a plain callback.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NoReturn
 
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
-from opos_tui.services.compose import NoSender, build_message
+from opos_tui.services.compose import NoSender, render, wire_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
-from opos_tui.services.queue import Queue, QueueItem, Status
+from opos_tui.services.queue import Queue, QueueError, QueueItem, Rendered, Status
+from opos_tui.services.queue.writer import Writer
 from opos_tui.services.settings import RetrySettings
 from opos_tui.services.transports.base import Envelope, Transport
 
 TransportFactory = Callable[[], Transport]
 InteractionHandler = Callable[[InteractionNeeded], Awaitable[bool]]
+Record = Callable[[Queue], None]
+"""How a mail's result is written to the queue: with the claim of its connection's next mail, in one
+transaction (alone when there is none)."""
 
-CLAIM_CHUNK = 1000
-"""Ids named in one claim: SQLite takes at most 32,766 parameters in one statement."""
 MEASURED_AFTER = 3
 """Mails a run must have finished before it states a rate and an ETA: one or two are no measure."""
 
@@ -172,8 +177,9 @@ class Dispatcher:
         """Sign-ins done in this run: a connection that waited for another's question goes on with it."""
         self.result = RunResult()
         """What the current (or last) run did so far; complete when :meth:`run` returns or is interrupted."""
-        self._chunks: list[list[int] | None] = [None]
-        self._chunk = 0
+        self._wanted: list[int] | None = None
+        """The named items this run may still claim, in order (None: every sendable item)."""
+        self._writer: Writer | None = None
         self._skip_check: frozenset[int] = frozenset()
         self._since = 0.0
         self._started = 0.0
@@ -200,13 +206,12 @@ class Dispatcher:
             statuses = self.queue.statuses(wanted)
             sendable = (Status.PENDING, Status.DEFERRED)
             self.result.not_sendable = [i for i in wanted if statuses[i] not in sendable]
-            wanted = sorted(i for i in wanted if statuses[i] in sendable)
-            self._chunks = [wanted[start : start + CLAIM_CHUNK] for start in range(0, len(wanted), CLAIM_CHUNK)]
+            self._wanted = sorted(i for i in wanted if statuses[i] in sendable)
         else:
-            self._chunks = [None]
-        self._chunk = 0
+            self._wanted = None
         if self._left() == 0:
             return self.result
+        self._writer = Writer(self.queue)
         workers = [asyncio.create_task(self._worker()) for _ in range(self.connections)]
         try:
             done = await asyncio.gather(*workers, return_exceptions=True)
@@ -214,27 +219,58 @@ class Dispatcher:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await self._writer.close()
             self.result.left = self._count_left()
             raise
+        await self._writer.close()
         for outcome in done:
             if isinstance(outcome, BaseException) and not isinstance(outcome, _Stop):
                 raise outcome
         self.result.left = self._count_left()
         return self.result
 
-    def _claim(self) -> QueueItem | None:
-        """The next item of this run, claimed; None when there is none."""
-        while self._chunk < len(self._chunks):
-            item = self.queue.claim(self._chunks[self._chunk], since=self._since)
-            if item is not None:
-                self._on_hand.add(item.id)
-                return item
-            self._chunk += 1
-        return None
+    async def _write(self, work: Record) -> None:
+        assert self._writer is not None
+        await self._writer.do(work)
+
+    async def _claim(self, finished: _Finished | None) -> _Claimed | None:
+        """Record ``finished`` (the connection's last mail) and claim its next item, in one transaction; the item
+        with its rendered mail and the commit to wait for before its data goes out, or None when there is none."""
+        assert self._writer is not None
+        wanted, since = self._wanted, self._since
+
+        def claim(queue: Queue) -> tuple[QueueItem, Rendered | None] | None:
+            if finished is not None:
+                finished.record(queue)
+            if self.stop_requested.is_set():
+                return None  # asked to stop meanwhile: claim nothing more
+            item = queue.claim(wanted, since=since)
+            return None if item is None else (item, queue.rendered(item.id))
+
+        def abandoned(claimed: tuple[QueueItem, Rendered | None] | None) -> None:
+            self._finished(finished)
+            if claimed is not None:  # the connection was cancelled meanwhile: nothing of it went out
+                self.queue.unclaim(claimed[0].id, "the run was interrupted before this mail was sent")
+
+        claimed, committed = await self._writer.begin(claim, abandoned)
+        if claimed is None:
+            await committed
+        self._finished(finished)  # recorded; its commit (with this claim's) is under way while the envelope goes
+        if claimed is None:
+            return None
+        item, rendered = claimed
+        self._on_hand.add(item.id)
+        if self._wanted is not None:  # the ones before it were passed over (sent, held, taken by another)
+            self._wanted = self._wanted[bisect.bisect_right(self._wanted, item.id) :]
+        return _Claimed(item, rendered, committed)
+
+    def _finished(self, finished: _Finished | None) -> None:
+        if finished is not None:
+            self._done(finished.item, finished.outcome, finished.reply, finished.bucket)
 
     def _count_left(self) -> int:
         """Items this run would still hand out (a query over the queue)."""
-        return sum(self.queue.sendable_count(chunk, since=self._since) for chunk in self._chunks[self._chunk :])
+        return self.queue.sendable_count(self._wanted, since=self._since)
 
     def _left(self) -> int:
         # Counting is a query over the whole queue: at most once a second, estimated in between.
@@ -280,9 +316,15 @@ class Dispatcher:
         bucket.append(item.id)
         self._emit(outcome, item, reply)
 
-    def _unclaim(self, item: QueueItem, reason: str) -> None:
+    async def _unclaim(self, item: QueueItem, reason: str) -> None:
+        """Give a claimed item back untouched: this run claims it again (after a sign-in) or leaves it pending."""
+        await self._write(lambda queue: queue.unclaim(item.id, reason))
+        self._given_back(item)
+
+    def _given_back(self, item: QueueItem) -> None:
         self._on_hand.discard(item.id)
-        self.queue.unclaim(item.id, reason)
+        if self._wanted is not None:
+            bisect.insort(self._wanted, item.id)
 
     def _stop(self, error: OposError) -> NoReturn:
         if self.result.stopped is None:
@@ -294,59 +336,74 @@ class Dispatcher:
     async def _worker(self) -> None:
         transport: Transport | None = None
         session = 0
+        finished: _Finished | None = None
         try:
             while not self.stop_requested.is_set():
                 await self.rate_limit.wait()
                 if self.stop_requested.is_set():
                     break
-                ready = self._next_ready()
+                ready = await self._next_ready(finished)
+                finished = None
                 if ready is None:
                     break
-                item, message, envelope = ready
+                claimed, message, envelope = ready
+                item = claimed.item
                 if transport is None:
                     session = self._signed_in  # the sign-ins this session's login may know of
                     transport = await self._connect(item, session)
                     if transport is None:
                         continue  # sign-in done: claim again
                 self._emit(Outcome.SENDING, item, "")
-                if not await self._send(transport, item, message, envelope, session):
+                finished, keep = await self._send(transport, claimed, message, envelope, session)
+                if not keep:
                     await self._close(transport)
                     transport = None
         finally:
+            if finished is not None:  # no next mail to record it with: recorded alone
+                finished.record(self.queue)
+                self._finished(finished)
             if transport is not None:
                 await self._close(transport)
 
-    def _next_ready(self) -> tuple[QueueItem, bytes, Envelope] | None:
-        """Claim items until one is ready to go out: it passes the plausibility check (or the operator
-        confirmed it) and is written as a mail. The others are held or failed on the way. None: no more."""
-        while (item := self._claim()) is not None:
-            if not item.sender:
-                if not self.sender:
-                    self._unclaim(item, NoSender().en)
-                    self._stop(NoSender())
-                item = replace(item, sender=self.sender)
-            if item.id not in self._skip_check and self._held_back(item):
+    async def _next_ready(self, finished: _Finished | None) -> tuple[_Claimed, bytes, Envelope] | None:
+        """Record ``finished`` and claim items until one is ready to go out: it passes the plausibility check
+        (or the operator confirmed it) and is written as a mail. The others are held or failed on the way.
+        None: no more."""
+        while (claimed := await self._claim(finished)) is not None:
+            finished = None
+            item, rendered = claimed.item, claimed.rendered
+            if self.stop_requested.is_set():  # asked to stop while it was being claimed: it stays as it was
+                await self._unclaim(item, "the run was stopped before this mail was sent")
+                return None
+            if not item.sender and not self.sender:
+                await self._unclaim(item, NoSender().en)
+                self._stop(NoSender())
+            if item.id not in self._skip_check and await self._held_back(item):
                 continue
-            attachments = self.queue.attachments(item.id)
+            attachments = self.queue.attachments(item.id) if rendered is None else []
             try:
-                message = build_message(item, attachments)
-                envelope = Envelope(sender=parse_mailbox(item.sender).addr_spec, recipients=item.envelope_recipients)
+                if rendered is None:  # queued by an older version, or its recipients changed: written once now
+                    rendered = render(item, attachments)
+                message = wire_message(item, rendered, self.sender)
+                sender = parse_mailbox(item.sender or self.sender).addr_spec
             except Exception as exc:  # whatever the renderer raises: nothing went out, so this one failed
                 why = exc.en if isinstance(exc, OposError) else str(exc)
                 reason = f"nothing was sent: {why}"
-                self.queue.record_failed(item.id, reason)
+                await self._write(_failed(item.id, reason))
                 self._done(item, Outcome.FAILED, reason, self.result.failed)
                 continue
-            return item, message, envelope
+            if attachments:
+                await self._write(_kept(item.id, rendered))
+            return claimed, message, Envelope(sender=sender, recipients=item.envelope_recipients)
         return None
 
-    def _held_back(self, item: QueueItem) -> bool:
+    async def _held_back(self, item: QueueItem) -> bool:
         """Hold the item if it fails the plausibility check; True if it was held."""
         verdict = plausibility.verdict(self.queue, item.id)
         if verdict.ok:
             return False
         reason = "held back by the plausibility check: " + "; ".join(f.texts()[0] for f in verdict.findings)
-        self.queue.record_held(item.id, reason)
+        await self._write(lambda queue: queue.record_held(item.id, reason))
         self._done(item, Outcome.HELD, reason, self.result.held)
         return True
 
@@ -356,17 +413,18 @@ class Dispatcher:
             transport = self.transport_factory()
             await transport.connect()
         except InteractionNeeded as exc:
-            self._unclaim(item, exc.en)
+            await self._unclaim(item, exc.en)
             await self._close(transport)
             await self._interaction(exc, session)
             return None
         except OposError as exc:
             # Cannot connect or log in: not this mail's fault. Stop; everything stays pending.
-            self._unclaim(item, exc.en)
+            await self._unclaim(item, exc.en)
             await self._close(transport)
             self._stop(exc)
         except BaseException:
-            self._unclaim(item, "the run was interrupted before this mail was sent")
+            self.queue.unclaim(item.id, "the run was interrupted before this mail was sent")
+            self._given_back(item)
             await self._close(transport)
             raise
         return transport
@@ -390,18 +448,22 @@ class Dispatcher:
                 await transport.close()
 
     async def _send(
-        self, transport: Transport, item: QueueItem, message: bytes, envelope: Envelope, session: int
-    ) -> bool:
-        """Send one claimed item and record the outcome; False if the session should be renewed."""
+        self, transport: Transport, claimed: _Claimed, message: bytes, envelope: Envelope, session: int
+    ) -> tuple[_Finished | None, bool]:
+        """Send one claimed item, its data once its claim is committed; its result (recorded with the
+        connection's next claim), and False if the session should be renewed."""
+        item = claimed.item
         try:
-            result = await transport.send(message, envelope)
+            result = await transport.send(message, envelope, ready=claimed.committed)
+        except QueueError:  # its claim could not be committed: nothing of it went out, and the queue is unusable
+            self._on_hand.discard(item.id)
+            raise
         except InteractionNeeded as exc:  # a sign-in expired mid-session: nothing went out
-            self._unclaim(item, exc.en)
+            await self._unclaim(item, exc.en)
             await self._interaction(exc, session)
-            return False
+            return None, False
         except OposError as exc:
-            self._record_failure(item, exc)
-            return False
+            return await self._failure(item, exc), False
         except asyncio.CancelledError:
             # Interrupted mid-mail (Ctrl+C, SIGTERM, the TUI closing): the data may be out. Say so honestly.
             reason = "interrupted while this mail was being sent: it may have arrived"
@@ -414,30 +476,63 @@ class Dispatcher:
             self._on_hand.discard(item.id)
             self.result.uncertain.append(item.id)
             raise
-        self.queue.record_sent(item.id, result.reply, result.refused)
-        self._done(item, Outcome.SENT, result.reply, self.result.sent)
-        return True
 
-    def _record_failure(self, item: QueueItem, exc: OposError) -> None:
+        return _Finished(
+            item,
+            Outcome.SENT,
+            result.reply,
+            self.result.sent,
+            lambda q: q.record_sent(item.id, result.reply, result.refused),
+        ), True
+
+    async def _failure(self, item: QueueItem, exc: OposError) -> _Finished:
+        """A failed mail's result by the error's category; a configuration fault stops the run."""
         reply = exc.reply or exc.en  # the server's reply (code and text) if the error is one
         refused = dict(exc.refused) or None
+        r = self.result
         if exc.category is Category.TRANSIENT:
             first = item.first_attempt_at or datetime.now(UTC)
             if datetime.now(UTC) - first >= timedelta(days=self.retry.give_up_days):
-                reply = f"{reply} (gave up after {self.retry.give_up_days} days)"
-                self.queue.record_failed(item.id, reply, refused)
-                self._done(item, Outcome.FAILED, reply, self.result.failed)
-                return
+                given_up = f"{reply} (gave up after {self.retry.give_up_days} days)"
+                return _Finished(
+                    item, Outcome.FAILED, given_up, r.failed, lambda q: q.record_failed(item.id, given_up, refused)
+                )
             retry_at = datetime.now(UTC) + backoff(self.retry, item.attempts)
-            self.queue.record_deferred(item.id, reply, retry_at)
-            self._done(item, Outcome.DEFERRED, reply, self.result.deferred)
-        elif exc.category is Category.PERMANENT:
-            self.queue.record_failed(item.id, reply, refused)
-            self._done(item, Outcome.FAILED, reply, self.result.failed)
-        elif exc.category is Category.UNCERTAIN:
-            self.queue.record_uncertain(item.id, reply)
-            self._done(item, Outcome.UNCERTAIN, reply, self.result.uncertain)
-        else:
-            # Configuration trouble surfacing mid-session: not this mail's fault.
-            self._unclaim(item, exc.en)
-            self._stop(exc)
+            return _Finished(
+                item, Outcome.DEFERRED, reply, r.deferred, lambda q: q.record_deferred(item.id, reply, retry_at)
+            )
+        if exc.category is Category.PERMANENT:
+            return _Finished(item, Outcome.FAILED, reply, r.failed, lambda q: q.record_failed(item.id, reply, refused))
+        if exc.category is Category.UNCERTAIN:
+            return _Finished(item, Outcome.UNCERTAIN, reply, r.uncertain, lambda q: q.record_uncertain(item.id, reply))
+        # Configuration trouble surfacing mid-session: not this mail's fault.
+        await self._unclaim(item, exc.en)
+        self._stop(exc)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    item: QueueItem
+    rendered: Rendered | None
+    committed: asyncio.Future[None]
+    """Done once the claim is committed: the item's data waits for it (its envelope need not)."""
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A mail's result: recorded in one transaction with the claim of its connection's next mail (alone when
+    there is none), and counted once that is committed."""
+
+    item: QueueItem
+    outcome: Outcome
+    reply: str
+    bucket: list[int]
+    record: Record
+
+
+def _failed(item_id: int, reason: str) -> Record:
+    return lambda queue: queue.record_failed(item_id, reason)
+
+
+def _kept(item_id: int, rendered: Rendered) -> Record:
+    return lambda queue: queue.store_rendered(item_id, rendered)

@@ -9,8 +9,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from opos_tui.services.files import make_folder
 
 HOME_ENV = "OPOS_TUI_HOME"
@@ -28,6 +26,8 @@ class Home:
         env = os.environ.get(HOME_ENV)
         if env:
             return cls(Path(env).expanduser().absolute())
+        import platformdirs  # only here: an installation named by --home or OPOS_TUI_HOME starts without it
+
         return cls(Path(platformdirs.user_data_dir("opos-tui", appauthor=False)))
 
     @property

@@ -187,15 +187,16 @@ class SendRun:
             if confirmed:
                 self.queue.statuses(confirmed)
             current = self.settings if self.settings is not None else load(self.home)
-            store = open_store(self.home)
 
             def transport() -> Transport:
+                # The secret store only when a mail is to go: finding the system keyring costs more than a
+                # run with nothing due does.
                 effective, tokens = current, self.token_provider
-                if tokens is None:
+                if tokens is None and current.uses_oauth():
                     from opos_tui.services import signin  # requests and msal only where OAuth is used
 
                     effective, tokens = signin.for_transport(current, self.home)  # OAuth: SignInRequired if none
-                return build_transport(effective, store, token_provider=tokens)
+                return build_transport(effective, open_store(self.home), token_provider=tokens)
 
             self._dispatcher = Dispatcher(
                 self.queue,

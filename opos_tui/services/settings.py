@@ -56,6 +56,8 @@ class SecurityMode(StrEnum):
 
 
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
+OAUTH_METHODS: tuple[AuthMethod, ...] = ("oauth", "oauth-dialog")
+"""The login methods that sign in with OAuth 2.0."""
 # "Anmelden" exists for Outlook and SMTP only; OAuth only for SMTP (the original dialog's rules).
 AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
     "windows": ("none",),
@@ -381,6 +383,11 @@ class Settings(_Section):
     """Mahnung level 8."""
     dunning_9: ReportTemplate = Field(default_factory=ReportTemplate)
     """Mahnung level 9."""
+
+    def uses_oauth(self) -> bool:
+        """Whether mails go out with an OAuth 2.0 sign-in: SMTP with an OAuth login method. Asked before the
+        sign-in package (with its HTTP client) is imported: nothing else needs it."""
+        return self.connection == "smtp" and self.auth.method in OAUTH_METHODS
 
     def report(self, section: str) -> ReportTemplate:
         """The template section of one report: ``payment_advice`` or ``dunning_1`` .. ``dunning_9``."""

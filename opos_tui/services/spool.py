@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from opos_tui.services.compose import ATTACHMENT, BadLetter, LetterRequest, Reader, prepare
 from opos_tui.services.errors import ConfigError
@@ -48,7 +48,7 @@ from opos_tui.services.files import (
     write_atomic,
 )
 from opos_tui.services.home import Home
-from opos_tui.services.queue import DuplicateImport, Queue
+from opos_tui.services.queue import DuplicateImport, NewItem, Queue
 from opos_tui.services.settings import Settings
 
 FIELDS = {"type", "level", "to", "cc", "attachments", "subject", "body", "vars"}
@@ -269,8 +269,28 @@ def _references(folder: _Folder, manifests: list[str]) -> Counter[str]:
     return counts
 
 
+GROUP = 250
+"""Manifests queued in one transaction at most: one durable commit for many mails, as ``enqueue --batch``."""
+GROUP_BYTES = 64 * 1024 * 1024
+"""Attachment bytes a group holds in memory at most before it is queued."""
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A manifest read and checked, its mail prepared: queued with the others of its group, then moved."""
+
+    name: str
+    item: NewItem
+    names: list[str]
+    snapshots: dict[str, Snapshot]
+
+
 def import_spool(settings: Settings, queue: Queue, inbox: Path) -> ImportReport:
-    """Queue every ``*.json`` manifest in ``inbox`` (in name order) and move it and its files away."""
+    """Queue every ``*.json`` manifest in ``inbox`` (in name order) and move it and its files away.
+
+    The mails of up to :data:`GROUP` manifests are queued in one transaction, and only then are those
+    manifests moved to ``done/``: a killed import leaves every manifest whose mail is not committed where it
+    was, and one whose mail is committed but that was not moved yet is known by its content the next time."""
     if not inbox.is_dir():
         raise ConfigError(f"spool folder not found: {inbox}", f"Spool-Ordner nicht gefunden: {inbox}")
     report = ImportReport(inbox, inbox / "done", inbox / "rejected")
@@ -278,16 +298,35 @@ def import_spool(settings: Settings, queue: Queue, inbox: Path) -> ImportReport:
     try:
         manifests = folder.manifests()
         references = _references(folder, manifests)
+        group: list[_Ready] = []
+        size = 0
         for name in manifests:
-            _import_one(settings, queue, folder, name, references, report)
+            outcome = _prepare_one(settings, folder, name)
+            if isinstance(outcome, _Ready):
+                group.append(outcome)
+                size += sum(len(a.data) for a in outcome.item.attachments)
+                if len(group) >= GROUP or size >= GROUP_BYTES:
+                    _queue_group(queue, folder, group, references, report)
+                    group, size = [], 0
+            elif outcome == "waiting":
+                report.waiting.append(name)
+            elif isinstance(outcome, tuple):
+                # Those before it are moved first: a file it shares with them goes where it always went.
+                _queue_group(queue, folder, group, references, report)
+                group, size = [], 0
+                _reject(folder, name, *outcome, references, report)
+        _queue_group(queue, folder, group, references, report)
     finally:
         folder.close()
     return report
 
 
-def _import_one(
-    settings: Settings, queue: Queue, folder: _Folder, name: str, references: Counter[str], report: ImportReport
-) -> None:
+def _prepare_one(
+    settings: Settings, folder: _Folder, name: str
+) -> _Ready | tuple[BadLetter | FileProblem, list[str], dict[str, Snapshot]] | Literal["waiting", "gone"]:
+    """Read and check one manifest and its files: its prepared mail, why it is rejected (with the attachment
+    names and what was read), ``waiting`` (still being written or changed since it was read) or ``gone``
+    (taken by a concurrent import)."""
     snapshots: dict[str, Snapshot] = {}
     names: list[str] = []
     try:
@@ -297,31 +336,58 @@ def _import_one(
         request.source_key = hashlib.sha256(name.encode() + b"\0" + manifest.data).hexdigest()
         request.read = folder.reader(snapshots)
         new_item = prepare(settings, request)
-        if not all(folder.settled(n, snapshots) for n in snapshots):
-            report.waiting.append(name)  # changed since it was read: the next import takes it as it is then
-            return
-        try:
-            item_id, duplicate = queue.enqueue(new_item).id, False
-        except DuplicateImport as known:
-            item_id, duplicate = known.item_id, True
     except FileMissing:
-        return  # taken by a concurrent import
+        return "gone"
     except StillWriting:
-        report.waiting.append(name)
-        return
+        return "waiting"
     except (BadLetter, FileProblem) as exc:
         if not folder.settled(name, snapshots):
-            report.waiting.append(name)  # rewritten meanwhile: judged again as it is then
-            return
-        moved = _move(folder.path / name, report.rejected_dir)
-        if moved is not None:
-            write_atomic(moved.with_suffix(".error.txt"), f"{exc.en}\n{exc.de}\n".encode())
-            _move_files(folder, names, references, snapshots, report.rejected_dir)
-            report.rejected.append(Rejected(name, exc.en))
+            return "waiting"  # rewritten meanwhile: judged again as it is then
+        return exc, names, snapshots
+    if not all(folder.settled(n, snapshots) for n in snapshots):
+        return "waiting"  # changed since it was read: the next import takes it as it is then
+    return _Ready(name, new_item, names, snapshots)
+
+
+def _queue_group(
+    queue: Queue, folder: _Folder, group: list[_Ready], references: Counter[str], report: ImportReport
+) -> None:
+    """Queue the mails of ``group`` in one transaction, then move each manifest and its files to ``done/``."""
+    if not group:
         return
-    if folder.settled(name, snapshots) and _move(folder.path / name, report.done) is not None:
-        _move_files(folder, names, references, snapshots, report.done)
-    report.imported.append(Imported(name, item_id, duplicate))
+    try:
+        queued = [
+            (ready, item_id, False)
+            for ready, item_id in zip(group, queue.enqueue_many([r.item for r in group]), strict=True)
+        ]
+    except DuplicateImport:
+        # Some were queued before (an import killed between its commit and its moves): one at a time, then.
+        queued = []
+        for ready in group:
+            try:
+                queued.append((ready, queue.enqueue_many([ready.item])[0], False))
+            except DuplicateImport as known:
+                queued.append((ready, known.item_id, True))
+    for ready, item_id, duplicate in queued:
+        if folder.settled(ready.name, ready.snapshots) and _move(folder.path / ready.name, report.done) is not None:
+            _move_files(folder, ready.names, references, ready.snapshots, report.done)
+        report.imported.append(Imported(ready.name, item_id, duplicate))
+
+
+def _reject(
+    folder: _Folder,
+    name: str,
+    exc: BadLetter | FileProblem,
+    names: list[str],
+    snapshots: dict[str, Snapshot],
+    references: Counter[str],
+    report: ImportReport,
+) -> None:
+    moved = _move(folder.path / name, report.rejected_dir)
+    if moved is not None:
+        write_atomic(moved.with_suffix(".error.txt"), f"{exc.en}\n{exc.de}\n".encode())
+        _move_files(folder, names, references, snapshots, report.rejected_dir)
+        report.rejected.append(Rejected(name, exc.en))
 
 
 def _move_files(

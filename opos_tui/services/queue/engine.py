@@ -17,7 +17,8 @@ The life of an item::
 
 The guarantees every engine gives:
 
-- **Durable**: a method that returned has committed its change; it survives a crash or power loss.
+- **Durable**: a method that returned has committed its change; it survives a crash or power loss (inside
+  :meth:`QueueEngine.together`: once the block has ended).
 - **Atomic**: each method changes all it says or nothing (``enqueue_many`` and the operator actions too).
 - **One winner**: :meth:`QueueEngine.claim` hands an item to exactly one claimant however many processes
   and threads claim at once, and the item is ``sending`` (committed) before ``claim`` returns, so its data
@@ -26,7 +27,7 @@ The guarantees every engine gives:
   knows to be gone, is found by :meth:`QueueEngine.recover_stale` and becomes ``uncertain``: it may have
   arrived, so it is never resent without an operator.
 - **Cheap listing**: paging, counting, searching, :meth:`QueueEngine.version` and claiming never read
-  attachment bytes; only :meth:`QueueEngine.attachments` does.
+  attachment bytes or a rendered mail; only :meth:`QueueEngine.attachments` and :meth:`QueueEngine.rendered` do.
 - **One clock**: every time an engine records or compares (created, attempts, leases, backoff) comes from
   the ``clock`` it was opened with (``time.time`` unless a test gives another).
 """
@@ -34,6 +35,7 @@ The guarantees every engine gives:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -45,6 +47,7 @@ from opos_tui.services.queue.model import (
     NewItem,
     QueueItem,
     Recipient,
+    Rendered,
     Status,
 )
 
@@ -88,6 +91,12 @@ class QueueEngine(Protocol):
         else the problems found, never an exception for a damaged store."""
         ...
 
+    def together(self) -> AbstractContextManager[None]:
+        """Commit every write made in the block (by this handle, in this thread) as one transaction when the
+        block ends: one flush to disk for all of them. Each write is still all or nothing on its own (one that
+        raises leaves the others be); none is durable, nor seen by others, before the block ends. Not nested."""
+        ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -99,7 +108,8 @@ class QueueEngine(Protocol):
     # --- adding -------------------------------------------------------------------------------------
 
     def enqueue(self, item: NewItem) -> QueueItem:
-        """Queue one mail as ``pending``; it gets its id and Message-ID now.
+        """Queue one mail as ``pending``; it gets its id and Message-ID now. Its ``rendered`` mail, if it has
+        one, is stored apart from the item (see :meth:`rendered`).
 
         ``DuplicateImport`` (with the earlier item's id) if its ``source_key`` was queued before."""
         ...
@@ -173,6 +183,16 @@ class QueueEngine(Protocol):
         """The attachment bytes exactly as queued, in order; empty for an unknown item."""
         ...
 
+    def rendered(self, item_id: int) -> Rendered | None:
+        """The item's mail as written once (at enqueue, or at its first claim), or None while it has none (queued
+        by an older version, or its recipients changed since)."""
+        ...
+
+    def store_rendered(self, item_id: int, rendered: Rendered) -> None:
+        """Keep ``rendered`` as the item's written mail, replacing any earlier one; nothing for an item deleted
+        meanwhile."""
+        ...
+
     def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
         """How many items :meth:`claim` would still hand out with the same ``ids`` (any number of them) and
         ``since``."""
@@ -225,8 +245,9 @@ class QueueEngine(Protocol):
         ...
 
     def set_recipients(self, item_id: int, recipients: Sequence[Recipient]) -> None:
-        """Replace an unsent item's recipients (already validated by the caller); search follows them.
-        ``QueueError`` if its status no longer allows it (sent, sending)."""
+        """Replace an unsent item's recipients (already validated by the caller); search follows them and its
+        rendered mail is dropped (written again when it is claimed). ``QueueError`` if its status no longer
+        allows it (sent, sending)."""
         ...
 
     # --- sending ------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Moving an installation's SQLite queue into a PostgreSQL database (``opos-tui queue migrate --to URL``).
 
 Everything goes, as it is: every item with its number, Message-ID, status, times and error, its recipients,
-attachments, history and plausibility result. The copy is one PostgreSQL transaction (all or nothing) made
-while the SQLite file's write lock is held (nothing is queued or sent meanwhile), into a database that holds
-no queue yet or an unused one: a second run finds the first one's items and refuses. ``queue.db`` is left as
-it was.
+attachments, history, plausibility result and rendered mail. The copy is one PostgreSQL transaction (all or
+nothing) made while the SQLite file's write lock is held (nothing is queued or sent meanwhile), into a database
+that holds no queue yet or an unused one: a second run finds the first one's items and refuses. ``queue.db`` is
+left as it was.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _TABLES = (
     ("attachment_data", "item_id, position, data", "attachments", "item_id, position"),
     ("attempts", "id, item_id, at, outcome, reply", "attempts", "id"),
     ("plausibility", "item_id, ok, detail", "(SELECT item_id, ok != 0 AS ok, detail FROM plausibility)", "item_id"),
+    ("rendered", "item_id, at, data", "rendered", "item_id"),
 )
 _NUMBERED = ("items", "attempts")
 """The tables whose ids the database hands out: new ones go on above every id SQLite ever gave."""

@@ -110,6 +110,16 @@ class NewAttachment:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """A mail written once, as it goes on the wire (RFC 5322, CRLF line ends, not dot-stuffed), without the
+    headers fixed when it is sent: its Date and Message-ID go in at ``at``; its From at the start while the item
+    has no sender."""
+
+    data: bytes
+    at: int
+
+
+@dataclass(frozen=True)
 class NewItem:
     """A mail ready to be queued: templates already rendered, addresses and files already checked."""
 
@@ -126,6 +136,8 @@ class NewItem:
     """The item's placeholder values (customer_name, customer_number, document_number, amount, ...)."""
     source_key: str | None = None
     """Identity of the spool manifest it came from: the same key is never queued twice."""
+    rendered: Rendered | None = None
+    """The mail written once (``compose.prepare``); None: written when it is first claimed."""
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ promises of :mod:`.engine`:
   while its process is; from another host, while its lease lasts (:func:`.liveness.claim_gone`).
 - The schema is versioned (table ``schema_version``); :data:`MIGRATIONS` bring a database of any earlier
   version up to date when it is opened, in one transaction under an advisory lock.
-- Attachment bytes live in a table of their own (``attachment_data``): listing, counting, searching and
-  claiming read only ``attachments`` (names and sizes).
+- Attachment bytes live in a table of their own (``attachment_data``), and so does each rendered mail
+  (``rendered``): listing, counting, searching and claiming read only ``attachments`` (names and sizes).
 - Every write adds one to a change counter (spread over :data:`COUNTER_SHARDS` rows, so that concurrent
   writers do not queue up behind one row) and notifies the channel :data:`CHANNEL` on commit:
   :meth:`PostgresQueue.wait_for_change` wakes from that notification instead of polling.
@@ -50,6 +50,7 @@ from opos_tui.services.queue.model import (
     QueueError,
     QueueItem,
     Recipient,
+    Rendered,
     Status,
     UnknownItems,
 )
@@ -134,6 +135,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE changes (shard INTEGER PRIMARY KEY, value BIGINT NOT NULL);
     INSERT INTO changes (shard, value) SELECT s, 0 FROM generate_series(0, {COUNTER_SHARDS - 1}) AS s;
+    """,
+    # 2: each mail written once, as it goes on the wire (model.Rendered), in a table of its own so that
+    # listing, counting and claiming never read it. Items queued before get theirs when first claimed.
+    """
+    CREATE TABLE rendered (
+        item_id BIGINT PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        data BYTEA NOT NULL
+    );
     """,
 )
 """The schema, one step per version: ``MIGRATIONS[n]`` turns a database of version ``n`` into version ``n + 1``."""
@@ -269,6 +279,14 @@ def _insert_recipients(cur: Cursor, item_id: int, recipients: Iterable[Recipient
     )
 
 
+def _store_rendered(cur: Cursor, item_id: int, rendered: Rendered) -> None:
+    cur.execute(
+        """INSERT INTO rendered (item_id, at, data) SELECT %s, %s, %s WHERE EXISTS (SELECT 1 FROM items WHERE id = %s)
+           ON CONFLICT (item_id) DO UPDATE SET at = excluded.at, data = excluded.data""",
+        (item_id, rendered.at, rendered.data, item_id),
+    )
+
+
 def _note(cur: Cursor, ids: Sequence[int], at: float, outcome: str, reply: str = "") -> None:
     """One line of history for each of ``ids``."""
     cur.execute(
@@ -367,6 +385,12 @@ class PostgresQueue(EngineOperations):
             cur.execute(f"NOTIFY {CHANNEL}")
 
     @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        # One transaction around the block; psycopg makes each write's own transaction a savepoint of it.
+        with self._write():
+            yield
+
+    @contextlib.contextmanager
     def copying(self) -> Iterator[Cursor]:
         """One write transaction in which :mod:`.migrate` copies whole tables, ids as they are."""
         with self._write() as cur:
@@ -454,6 +478,8 @@ class PostgresQueue(EngineOperations):
                     "INSERT INTO attachment_data (item_id, position, data) VALUES (%s, %s, %s)",
                     [(item_id, pos, a.data) for pos, a in enumerate(item.attachments)],
                 )
+                if item.rendered is not None:
+                    _store_rendered(cur, item_id, item.rendered)
                 ids.append(item_id)
         return ids
 
@@ -573,6 +599,14 @@ class PostgresQueue(EngineOperations):
             )
         ]
 
+    def rendered(self, item_id: int) -> Rendered | None:
+        rows = self._read("SELECT at, data FROM rendered WHERE item_id = %s", (item_id,))
+        return Rendered(bytes(rows[0]["data"]), int(rows[0]["at"])) if rows else None
+
+    def store_rendered(self, item_id: int, rendered: Rendered) -> None:
+        with self._write() as cur:
+            _store_rendered(cur, item_id, rendered)
+
     def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
         now = self.clock()
         params: dict[str, object] = {"now": now, "since": now if since is None else since}
@@ -664,6 +698,7 @@ class PostgresQueue(EngineOperations):
                     f"#{item_id} ist {status}: die Empfänger sind nicht mehr änderbar",
                 )
             cur.execute("DELETE FROM recipients WHERE item_id = %s", (item_id,))
+            cur.execute("DELETE FROM rendered WHERE item_id = %s", (item_id,))
             _insert_recipients(cur, item_id, recipients)
             cur.execute("SELECT subject, vars FROM items WHERE id = %s", (item_id,))
             found = cur.fetchone()

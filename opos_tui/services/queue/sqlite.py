@@ -45,6 +45,7 @@ from opos_tui.services.queue.model import (
     QueueGone,
     QueueItem,
     Recipient,
+    Rendered,
     Status,
     UnknownItems,
 )
@@ -125,6 +126,15 @@ MIGRATIONS: tuple[str, ...] = (
         item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
         ok INTEGER NOT NULL,
         detail TEXT NOT NULL
+    );
+    """,
+    # 3: each mail written once, as it goes on the wire (model.Rendered), in a table of its own so that
+    # listing, counting and claiming never read it. Items queued before get theirs when first claimed.
+    """
+    CREATE TABLE rendered (
+        item_id INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        data BLOB NOT NULL
     );
     """,
 )
@@ -225,17 +235,24 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     return db
 
 
-def select_in(db: sqlite3.Connection, sql: str, ids: Iterable[int], *params: object) -> Iterator[sqlite3.Row]:
+def select_in(
+    db: sqlite3.Connection, sql: str, ids: Iterable[int], *params: object, first: int | None = None
+) -> Iterator[sqlite3.Row]:
     """The rows of ``sql`` for any number of ``ids``: ``sql`` holds ``IN ({ids})``, which is filled with one
     chunk of ids at a time (in the order given), followed by ``params``. Lazy: stop early and the remaining
-    chunks are never queried."""
+    chunks are never queried. ``first``: the first chunk holds only so many ids, and each next one four times
+    as many (up to the most a statement takes), for a query that mostly stops at its first rows."""
     wanted = list(ids)
-    size = MAX_PARAMETERS - len(params)
-    for start in range(0, len(wanted), size):
+    most = MAX_PARAMETERS - len(params)
+    size = min(first or most, most)
+    start = 0
+    while start < len(wanted):
         chunk = wanted[start : start + size]
         cursor = db.execute(sql.format(ids=", ".join(["?"] * len(chunk))), [*chunk, *params])
         cursor.row_factory = sqlite3.Row
         yield from cursor
+        start += size
+        size = min(size * 4, most)
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -295,6 +312,14 @@ def _insert_recipients(db: sqlite3.Connection, item_id: int, recipients: Iterabl
     )
 
 
+def _store_rendered(db: sqlite3.Connection, item_id: int, rendered: Rendered) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO rendered (item_id, at, data) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM items"
+        " WHERE id = ?)",
+        (item_id, rendered.at, rendered.data, item_id),
+    )
+
+
 def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: str = "") -> None:
     """One line of an item's history."""
     db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
@@ -326,6 +351,7 @@ class SqliteQueue(EngineOperations):
         self.host = socket.gethostname() if host is None else host
         self.pid = os.getpid()
         self._lock = threading.RLock()
+        self._together = False
         self._create = create
         try:
             if create:
@@ -385,10 +411,31 @@ class SqliteQueue(EngineOperations):
             raise queue_error(self.path, exc) from None
 
     @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        # One transaction around the block; each write inside is a savepoint of it (see _write).
+        with self._write():
+            self._together = True
+            try:
+                yield
+            finally:
+                self._together = False
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock."""
+        """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock; inside
+        :meth:`together`, a savepoint of its transaction (all or nothing on its own, committed with the rest)."""
         with self._lock, self._sqlite_errors():
             db = self._db
+            if self._together:
+                db.execute("SAVEPOINT one_write")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK TO one_write")
+                    raise
+                finally:
+                    db.execute("RELEASE one_write")
+                return
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -471,6 +518,8 @@ class SqliteQueue(EngineOperations):
                         for pos, a in enumerate(item.attachments)
                     ],
                 )
+                if item.rendered is not None:
+                    _store_rendered(db, item_id, item.rendered)
                 ids.append(item_id)
         return ids
 
@@ -585,6 +634,14 @@ class SqliteQueue(EngineOperations):
             )
         ]
 
+    def rendered(self, item_id: int) -> Rendered | None:
+        rows = self._read("SELECT at, data FROM rendered WHERE item_id = ?", (item_id,))
+        return Rendered(bytes(rows[0]["data"]), int(rows[0]["at"])) if rows else None
+
+    def store_rendered(self, item_id: int, rendered: Rendered) -> None:
+        with self._write() as db:
+            _store_rendered(db, item_id, rendered)
+
     def sendable_count(self, ids: Sequence[int] | None = None, since: float | None = None) -> int:
         now = self.clock()
         since = now if since is None else since
@@ -670,6 +727,7 @@ class SqliteQueue(EngineOperations):
                     f"#{item_id} ist {status}: die Empfänger sind nicht mehr änderbar",
                 )
             db.execute("DELETE FROM recipients WHERE item_id = ?", (item_id,))
+            db.execute("DELETE FROM rendered WHERE item_id = ?", (item_id,))
             _insert_recipients(db, item_id, recipients)
             subject, raw_vars = db.execute("SELECT subject, vars FROM items WHERE id = ?", (item_id,)).fetchone()
             db.execute(
@@ -694,9 +752,10 @@ class SqliteQueue(EngineOperations):
                 )
                 found = db.execute(sql, (now, since)).fetchone()[0]
             else:
-                # Chunks in ascending order: the first one holding a sendable item holds the oldest.
+                # Chunks in ascending order: the first one holding a sendable item holds the oldest. A run hands
+                # in the items it has not yet passed over, so that one is mostly among the first few.
                 sql = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
-                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since)), None)
+                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since, first=16)), None)
             if found is None:
                 return None
             item_id = int(found)

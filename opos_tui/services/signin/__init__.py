@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from opos_tui.services.home import Home
 from opos_tui.services.settings import Settings
-from opos_tui.services.signin.cache import TokenCacheFile
+from opos_tui.services.signin.cache import CacheUnreadable, TokenCacheFile
 from opos_tui.services.signin.errors import Cancelled, NotConfigured, SignInRefused, SignInRequired
 from opos_tui.services.signin.google import Authorization, GoogleSignIn
 from opos_tui.services.signin.http import describe_proxy
@@ -45,13 +45,7 @@ __all__ = [
     "wait_for_sign_in",
 ]
 
-OAUTH_METHODS = ("oauth", "oauth-dialog")
-
 SignIn = MicrosoftSignIn | GoogleSignIn
-
-
-def uses_oauth(settings: Settings) -> bool:
-    return settings.connection == "smtp" and settings.auth.method in OAUTH_METHODS
 
 
 def sign_in_for(settings: Settings, home: Home) -> SignIn:
@@ -71,7 +65,7 @@ def for_transport(settings: Settings, home: Home) -> tuple[Settings, TokenProvid
 
     The XOAUTH2 user is auth.profile, else the signed-in account's user name: with nobody signed in and no
     profile, :class:`SignInRequired` is raised here already."""
-    if not uses_oauth(settings):
+    if not settings.uses_oauth():
         return settings, None
     signin = sign_in_for(settings, home)
 
@@ -145,7 +139,12 @@ class SignInStatus:
     account: str
     expires_at: float | None
     cache: str
+    cache_encrypted: bool
     proxy: str
+    problem: str = ""
+    """Why the cached sign-in cannot be used (an encrypted cache whose key is gone, no app registration), else ''."""
+    configured: bool = True
+    """False while oauth.client_id is empty."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -154,19 +153,46 @@ class SignInStatus:
             "account": self.account or None,
             "expires_at": int(self.expires_at) if self.expires_at else None,
             "cache": self.cache,
+            "cache_encrypted": self.cache_encrypted,
             "proxy": self.proxy,
+            "problem": self.problem or None,
+            "configured": self.configured,
         }
 
 
 def status(settings: Settings, home: Home) -> SignInStatus:
-    """Who is signed in (from the cache, no network), where the tokens are kept and the proxy in use."""
-    signin = sign_in_for(settings, home)
-    account = signin.account()
+    """Who is signed in (from the cache, no network), where the tokens are kept and the proxy in use. A cache
+    that cannot be opened any more counts as nobody signed in, with the reason as ``problem``; so does an
+    installation with no app registration yet (``configured`` False: nobody can sign in)."""
+    try:
+        signin = sign_in_for(settings, home)
+    except NotConfigured as exc:
+        cache = TokenCacheFile(home)
+        return SignInStatus(
+            settings.oauth.provider,
+            False,
+            "",
+            None,
+            cache.describe(),
+            cache.encrypted(),
+            proxy_in_use(settings),
+            exc.message(),
+            configured=False,
+        )
+    try:
+        account = signin.account()
+        expires_at = signin.expires_at() if account else None
+    except CacheUnreadable as exc:
+        account, expires_at, problem = "", None, exc.message()
+    else:
+        problem = ""
     return SignInStatus(
         signin.provider,
         bool(account),
         account,
-        signin.expires_at() if account else None,
+        expires_at,
         signin.cache.describe(),
+        signin.cache.encrypted(),
         proxy_in_use(settings),
+        problem,
     )

@@ -244,7 +244,7 @@ class GoogleSignIn:
             raise self._refused(exc.error, exc.description or "") from None
         except requests.RequestException as exc:
             raise self._unreachable(exc) from None
-        with self.cache.locked() as data:
+        with self.cache.locked(replace_unreadable=True) as data:
             return self._save(data, dict(answer), "")
 
     def wait(self, authorization: Authorization, cancelled: threading.Event | None = None) -> Token:
@@ -263,8 +263,7 @@ class GoogleSignIn:
             authorization.close()
 
     def sign_out(self) -> bool:
-        with self.cache.locked() as data:
-            return data.pop(CACHE_KEY, None) is not None
+        return self.cache.forget(CACHE_KEY)
 
 
 def _json(reply: requests.Response) -> dict[str, Any]:

@@ -236,7 +236,7 @@ class MicrosoftSignIn:
 
     def poll(self, code: DeviceCode) -> Token | None:
         """Ask once whether the person has signed in: the token (saved in the cache), or None while pending."""
-        with self.cache.locked() as data:
+        with self.cache.locked(replace_unreadable=True) as data:
             app, token_cache = self._app(data.get(CACHE_KEY))
             try:
                 result = app.acquire_token_by_device_flow(code.flow, exit_condition=lambda _flow: True)
@@ -252,5 +252,4 @@ class MicrosoftSignIn:
 
     def sign_out(self) -> bool:
         """Forget every signed-in account; True if there was one."""
-        with self.cache.locked() as data:
-            return data.pop(CACHE_KEY, None) is not None
+        return self.cache.forget(CACHE_KEY)

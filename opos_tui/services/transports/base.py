@@ -143,7 +143,14 @@ class Transport(Protocol):
 
     async def connect(self) -> None: ...
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult: ...
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        """Hand over ``message``: RFC 5322 bytes with CRLF line ends, ending in CRLF, as ``compose`` writes them
+        (not dot-stuffed). A transport passes them on as they are, without normalising them again.
+
+        ``ready`` (the commit of the mail's claim) is awaited before anything of the message itself goes out
+        (SMTP: after the envelope was accepted, before DATA); if it raises, nothing of the message went out and
+        its error is raised as it is."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -15,7 +15,7 @@ import asyncio
 import ctypes
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, PermanentError, TransientError
@@ -289,7 +289,9 @@ class MapiTransport(LocalSession):
     async def close(self) -> None:
         """Nothing stays open: each mail is one call, with the mail program's own session."""
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        if ready is not None:
+            await ready
         self._at(Stage.SEND)
         mail = parse_mail(message, envelope)
         # The call blocks while the mail program asks the operator: in a worker thread, the screen stays alive.

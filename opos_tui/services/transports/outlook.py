@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -307,7 +307,9 @@ class OutlookTransport(LocalSession):
             ),
         )
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        if ready is not None:
+            await ready
         self._at(Stage.SEND)
         mail = parse_mail(message, envelope)
         await self._in_thread(lambda: self._send(mail))

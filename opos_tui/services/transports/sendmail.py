@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 
 from opos_tui.i18n import tr
@@ -154,7 +155,9 @@ class SendmailTransport(LocalSession):
     async def close(self) -> None:
         """Nothing stays open between two mails."""
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        if ready is not None:
+            await ready
         self._at(Stage.SEND)
         program = self.program()
         sender = envelope_address(envelope.sender)

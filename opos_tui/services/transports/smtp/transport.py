@@ -16,6 +16,7 @@ import asyncio
 import re
 import socket
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -34,7 +35,6 @@ from aiosmtplib.errors import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
-from aiosmtplib.protocol import normalize_message_line_endings
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import ConfigError, OposError, TransportUnavailable
@@ -143,6 +143,13 @@ def ehlo_name(local_address: str | None) -> str:
     return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
 
 
+def dot_stuffed(data: bytes) -> bytes:
+    """``data`` (CRLF line ends) with each line that starts with a dot given one more (RFC 5321 4.5.2), so that
+    no line of the message ends its DATA: a plain byte replacement, not a scan line by line."""
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
 def _server_lines(code: int, message: str) -> tuple[str, ...]:
     lines = message.splitlines() or [""]
     return tuple(f"S: {code}{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
@@ -199,13 +206,14 @@ class SmtpTransport:
             self._drop()
             raise
 
-    async def send(self, message: bytes, envelope: Envelope) -> SendResult:
-        """Submit one message. Recipients refused while others were accepted come back in ``refused``."""
+    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+        """Submit one message (its data once ``ready`` is done). Recipients refused while others were accepted come
+        back in ``refused``."""
         async with self._lock:
             if not self.connected:
                 # The server may close an idle connection between two mails; nothing was sent yet.
                 await self.connect()
-            return await self._submit(message, envelope)
+            return await self._submit(message, envelope, ready)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -494,20 +502,19 @@ class SmtpTransport:
             except (SMTPException, OSError):
                 self._drop()
 
-    async def _submit(self, message: bytes, envelope: Envelope) -> SendResult:
+    async def _submit(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None) -> SendResult:
         client = self._client
         assert client is not None
         cfg = self.config
         self._stage = Stage.SEND
         self._failed_exchange = ()
-        data = normalize_message_line_endings(message)
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
-        if limit and len(data) > limit:
-            raise MessageTooLarge(len(data), limit)
+        if limit and len(message) > limit:
+            raise MessageTooLarge(len(message), limit)
         sender = envelope_address(envelope.sender)
         recipients = {envelope_address(r): r for r in envelope.recipients}
-        options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
-        if client.supports_extension("8bitmime") and not data.isascii():
+        options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
+        if client.supports_extension("8bitmime") and not message.isascii():
             options.append("BODY=8BITMIME")
         exchange: list[str] = []
         try:
@@ -534,6 +541,12 @@ class SmtpTransport:
                 first = next(r for r in refused.values() if not r.startswith("5"))
                 code, _, text = first.partition(" ")
                 raise ServerDeferred(int(code), text, "rcpt", refused)
+            if ready is not None:
+                try:
+                    await ready
+                except Exception:
+                    await self._reset()  # the envelope goes, nothing of the message went out
+                    raise
             exchange.append("C: DATA")
             start = await client.execute_command(b"DATA")
             if start.code != 354:
@@ -543,12 +556,13 @@ class SmtpTransport:
             protocol = client.protocol
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
-            protocol.write(re.sub(rb"(?m)^\.", b"..", data) + b".\r\n")
+            protocol.write(dot_stuffed(message))
+            protocol.write(b".\r\n")
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
         # From here on the message may have arrived: a lost connection is no reason to send it again.
-        exchange.append(tr(f"C: ({len(data):,} bytes of message data)", f"C: ({len(data):,} Bytes Nachricht)"))
+        exchange.append(tr(f"C: ({len(message):,} bytes of message data)", f"C: ({len(message):,} Bytes Nachricht)"))
         try:
             final = await protocol.read_response(timeout=cfg.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
@@ -604,9 +618,10 @@ def smtp_config(
     elif method in ("oauth", "oauth-dialog"):
         if token_provider is None:
             raise TransportUnavailable(
-                "OAuth 2.0 sign-in is not available in this version yet: use auth.method password for now",
-                "Die OAuth-2.0-Anmeldung ist in dieser Version noch nicht verfügbar: vorerst auth.method "
-                "password verwenden",
+                f"auth.method is {method}, but this connection was made without an OAuth 2.0 sign-in to ask for "
+                "tokens (`opos-tui send` and `test-connection` use the one of `opos-tui oauth login`)",
+                f"auth.method ist {method}, aber diese Verbindung wurde ohne OAuth-2.0-Anmeldung erstellt, die "
+                "Tokens liefert (`opos-tui send` und `test-connection` nutzen die von `opos-tui oauth login`)",
             )
         login = OAuthLogin(user, token_provider)
     return SmtpConfig(

@@ -1,0 +1,125 @@
+"""The one writer of a send run: every queue write of the run's connections is made on a thread of its own.
+
+The connections of a run hand their writes (a mail's result and the claim of their next one, a hold, ...) to
+one :class:`Writer`. It makes them on its own queue handle, in a thread, so that the other connections go on
+sending while a commit is flushed to disk; the writes that arrive while a commit is under way are committed
+together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them). A caller of
+:meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.begin` (a claim) gets
+it at once, with a future for the commit, so that it may do what needs no commit meanwhile (an SMTP envelope)
+and wait for it before what does (the message data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from queue import SimpleQueue
+from typing import Any, Generic, TypeVar
+
+from opos_tui.services.queue.engine import QueueEngine
+
+T = TypeVar("T")
+
+Work = Callable[[QueueEngine], T]
+"""Queue writes (and the reads that go with them) to make on the writer's handle."""
+
+
+@dataclass
+class _Request(Generic[T]):
+    work: Work[T]
+    future: asyncio.Future[T]
+    abandoned: Callable[[T], None] | None
+    committed: asyncio.Future[None] | None = None
+    """For :meth:`Writer.begin`: done once the work is committed, or with why it was not."""
+
+
+class Writer:
+    """One run's writer over ``queue`` (it opens a handle of its own with ``queue.another()``). Use it from one
+    event loop; :meth:`close` it when the run is over."""
+
+    def __init__(self, queue: QueueEngine) -> None:
+        self._queue = queue.another()
+        self._loop = asyncio.get_running_loop()
+        self._requests: SimpleQueue[_Request[Any] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="opos-tui queue writer", daemon=True)
+        self._thread.start()
+
+    async def do(self, work: Work[T], abandoned: Callable[[T], None] | None = None) -> T:
+        """``work`` done and committed, with what it returned (or raised). If the caller is cancelled meanwhile,
+        the work is still done, and ``abandoned`` gets its result (on the event loop): e.g. to give back a claim
+        nobody will send."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._requests.put(_Request(work, future, abandoned))
+        return await future
+
+    async def begin(
+        self, work: Work[T], abandoned: Callable[[T], None] | None = None
+    ) -> tuple[T, asyncio.Future[None]]:
+        """``work`` done, with what it returned as soon as it is done, before it is committed, and a future that
+        is done once it is committed (or holds why not). ``abandoned`` as for :meth:`do`."""
+        future: asyncio.Future[T] = self._loop.create_future()
+        committed: asyncio.Future[None] = self._loop.create_future()
+        committed.add_done_callback(_seen)  # nobody may wait for it (a mail held back after its claim)
+        self._requests.put(_Request(work, future, abandoned, committed))
+        return await future, committed
+
+    async def close(self) -> None:
+        """Finish what was asked, then end the thread and let go of the handle."""
+        self._requests.put(None)
+        await asyncio.to_thread(self._thread.join)  # the results delivered meanwhile are handed out first
+        self._queue.close()
+
+    def _serve(self) -> None:
+        while (first := self._requests.get()) is not None:
+            batch = [first]
+            while not self._requests.empty():
+                if (more := self._requests.get()) is None:
+                    self._requests.put(None)  # end after this batch
+                    break
+                batch.append(more)
+            outcomes: list[tuple[bool, Any]] = []
+            failed: Exception | None = None
+            try:
+                with self._queue.together():
+                    for request in batch:
+                        try:
+                            outcome = (True, request.work(self._queue))
+                        except Exception as exc:  # that request's own failure: the others are committed
+                            outcome = (False, exc)
+                        outcomes.append(outcome)
+                        if request.committed is not None:  # told at once; its commit is awaited apart
+                            self._loop.call_soon_threadsafe(_deliver, request, *outcome)
+            except Exception as exc:  # the commit failed: nothing of the batch happened
+                failed = exc
+                outcomes = [(False, exc)] * len(batch)
+            for request, (ok, value) in zip(batch, outcomes, strict=True):
+                if request.committed is None:
+                    self._loop.call_soon_threadsafe(_deliver, request, ok, value)
+                else:
+                    self._loop.call_soon_threadsafe(_settle, request.committed, failed)
+
+
+def _deliver(request: _Request[Any], ok: bool, value: Any) -> None:
+    if request.future.cancelled():
+        if ok and request.abandoned is not None:
+            request.abandoned(value)
+    elif ok:
+        request.future.set_result(value)
+    else:
+        request.future.set_exception(value)
+
+
+def _settle(committed: asyncio.Future[None], failed: Exception | None) -> None:
+    if committed.cancelled():
+        return
+    if failed is None:
+        committed.set_result(None)
+    else:
+        committed.set_exception(failed)
+
+
+def _seen(committed: asyncio.Future[None]) -> None:
+    if not committed.cancelled():
+        committed.exception()  # looked at: no warning that it was never retrieved

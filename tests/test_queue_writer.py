@@ -1,0 +1,70 @@
+"""A send run's one queue writer (services.queue.writer): what arrives together is committed together, each
+caller is answered only once its write is committed, and a claim nobody waits for any more is handed back.
+Real SQLite files, a real aiosmtpd server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from opos_tui.services import secrets
+from opos_tui.services.dispatcher import Dispatcher
+from opos_tui.services.home import Home
+from opos_tui.services.queue import QueueItem, SqliteQueue, Status, open_queue
+from opos_tui.services.queue.sqlite import connect
+from opos_tui.services.queue.writer import Writer
+from opos_tui.services.transports.registry import build_transport
+from tests.servers.smtp import StartServer
+from tests.test_queue_contract import new_item
+from tests.test_send import advice
+
+
+async def test_writes_that_arrive_while_one_waits_share_a_commit(tmp_path: Path) -> None:
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        ids = queue.enqueue_many(new_item(n) for n in range(1, 5))
+        seen = queue.version()
+        blocker = connect(tmp_path / "queue.db")
+        blocker.execute("BEGIN IMMEDIATE")  # another process writing: the writer's first commit waits for it
+        writer = Writer(queue)
+        holds = [asyncio.create_task(writer.do(lambda q, i=i: q.hold([i]))) for i in ids]
+        await asyncio.sleep(0)  # every task has handed its write over
+        assert not any(task.done() for task in holds)  # nobody is answered before the commit
+        blocker.execute("ROLLBACK")
+        await asyncio.gather(*holds)
+        await writer.close()
+        blocker.close()
+        assert queue.counts()[Status.HELD] == 4
+        assert queue.version() - seen <= 2  # at most the first alone, then the other three in one commit
+
+
+async def test_a_claim_whose_caller_was_cancelled_is_handed_to_abandoned(tmp_path: Path) -> None:
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        (item_id,) = queue.enqueue_many([new_item(1)])
+        blocker = connect(tmp_path / "queue.db")
+        blocker.execute("BEGIN IMMEDIATE")
+        writer = Writer(queue)
+        left: list[QueueItem | None] = []
+        claim = asyncio.create_task(writer.do(lambda q: q.claim(), left.append))
+        await asyncio.sleep(0)
+        claim.cancel()
+        blocker.execute("ROLLBACK")
+        await writer.close()
+        blocker.close()
+        assert claim.cancelled()
+        assert [x.id for x in left if x is not None] == [item_id]  # the dispatcher gives it back from there
+
+
+async def test_one_connection_commits_once_per_mail(home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
+    """Each mail's result goes into the transaction that claims the next one: five mails, six commits (the last
+    result with the claim that finds nothing more), where a commit each for claims and results made eleven."""
+    server = smtp_server("plain")
+    current = server.settings()
+    with open_queue(home) as queue:
+        ids = queue.enqueue_many(advice(current, tmp_path, n, f"k{n}@aerger.example") for n in range(5))
+        seen = queue.version()
+        store = secrets.open_store(home)
+        result = await Dispatcher(queue, lambda: build_transport(current, store)).run(ids, skip_check=ids)
+        assert result.sent == ids and result.all_went
+        assert queue.counts()[Status.SENT] == 5
+        assert queue.version() - seen == 6
+    assert len(server.received) == 5
