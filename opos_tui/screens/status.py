@@ -13,7 +13,8 @@ from opos_tui.i18n import tr
 from opos_tui.services.queue import LetterType, Status
 
 POLL_SECONDS = 0.5
-"""How often the screens ask the queue whether another process changed something."""
+"""How often a screen looks at a file for a change: the demo's mail log, a queue file put back at its place.
+(The queue itself wakes the screens that follow it: screens/follow.py.)"""
 
 # Colour alone is lost on some SSH terminals: every status has its symbol and its word.
 STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
