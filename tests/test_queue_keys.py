@@ -165,6 +165,7 @@ async def test_delete_and_hold_count_what_they_change_before_asking(home: Home) 
     set_status(home, sent, Status.SENT)
     app = OposApp(home)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the queue is read
         await until(pilot, lambda: cells(queue_screen(app), 2)["status"] == "✓ sent")
         await pilot.press("end", "d")  # the sent one: nothing to ask
         await pilot.pause()
@@ -355,6 +356,7 @@ async def test_number_and_status_stay_at_the_left_and_the_address_has_room(home:
     app = OposApp(home)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = queue_screen(app)
+        await pilot.pause()  # the queue is read
         table = screen.table
         assert [str(c.key.value) for c in table.ordered_columns][:3] == ["sel", "number", "status"]
         assert table.fixed_columns == 3
@@ -369,6 +371,7 @@ async def test_number_and_status_stay_at_the_left_and_the_address_has_room(home:
         assert row_line.split()[:3] == [str(first), "✗", "failed"]
         assert "Dunning 2" not in row_line  # the type scrolled away, unlike number and status
     async with OposApp(home).run_test(size=(80, 24)) as pilot:  # at 80 columns the line under the table has it
+        await pilot.pause()
         current = text_of(queue_screen(pilot.app), "#current")  # type: ignore[arg-type]
         assert current.startswith(f"#{first} {LONG_ADDRESS} · 550 5.1.1")
 
