@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from opos_tui.services import settings
     from opos_tui.services.dispatcher import InteractionHandler, Progress
     from opos_tui.services.home import Home
-    from opos_tui.services.queue import ActionResult, ItemRow
+    from opos_tui.services.queue import ActionResult, ItemRow, Queue
+    from opos_tui.services.run_result import RunResult
     from opos_tui.services.send_run import RunEvent
     from opos_tui.services.signin import Authorization, DeviceCode, SignIn, Token
 
@@ -569,9 +570,8 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
 def cmd_send(args: argparse.Namespace) -> int:
     from opos_tui.services import settings
-    from opos_tui.services.dispatcher import Outcome, Progress
     from opos_tui.services.queue import open_queue
-    from opos_tui.services.send_run import SendRun
+    from opos_tui.services.run_result import RunResult, nothing_due
 
     if args.all and args.ids:
         raise UsageError("give item numbers or --all, not both", "Nummern oder --all angeben, nicht beides")
@@ -584,32 +584,13 @@ def cmd_send(args: argparse.Namespace) -> int:
         )
     home = home_of(args)
     current = settings.load(home)
-    on_terminal = sys.stderr.isatty()
-    width = 0
-
-    def show(event: RunEvent) -> None:
-        nonlocal width
-        if not isinstance(event, Progress):
-            return
-        if on_terminal:
-            line = progress_line(event)[:200]
-            sys.stderr.write("\r" + line.ljust(width))
-            sys.stderr.flush()
-            width = len(line)
-        elif not args.json and event.outcome not in (Outcome.SENDING, Outcome.STOPPED):
-            print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
-
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
-        run = SendRun(q, home, settings=current, on_event=show, on_interaction=sign_in_on_terminal(current, home))
-        try:
-            result = run_stoppable(run.run(args.ids or None, skip_check=confirmed))
-        except (KeyboardInterrupt, Terminated) as exc:
-            interrupted, result = exc, run.result
-        finally:
-            if on_terminal and width:
-                sys.stderr.write("\n")  # the summary below starts on a line of its own
-                sys.stderr.flush()
+        # Mostly nothing is due (cron, every minute): counting says so without asyncio and the send run.
+        if not args.ids and not confirmed and nothing_due(q):
+            result = RunResult()
+        else:
+            result, interrupted = send_run(args, q, home, current, confirmed)
     stopped = result.stopped.message() if result.stopped else None
     if isinstance(interrupted, Terminated):
         stopped = tr("terminated", "beendet")
@@ -662,6 +643,39 @@ def cmd_send(args: argparse.Namespace) -> int:
     if interrupted is not None:
         raise interrupted
     return EXIT_OK if result.all_went else EXIT_FAILED
+
+
+def send_run(
+    args: argparse.Namespace, q: Queue, home: Home, current: settings.Settings, confirmed: list[int]
+) -> tuple[RunResult, KeyboardInterrupt | Terminated | None]:
+    """``send``'s run, its progress on the terminal: what it did, and the Ctrl+C or SIGTERM that ended it."""
+    from opos_tui.services.dispatcher import Outcome, Progress
+    from opos_tui.services.send_run import SendRun
+
+    on_terminal = sys.stderr.isatty()
+    width = 0
+
+    def show(event: RunEvent) -> None:
+        nonlocal width
+        if not isinstance(event, Progress):
+            return
+        if on_terminal:
+            line = progress_line(event)[:200]
+            sys.stderr.write("\r" + line.ljust(width))
+            sys.stderr.flush()
+            width = len(line)
+        elif not args.json and event.outcome not in (Outcome.SENDING, Outcome.STOPPED):
+            print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
+
+    run = SendRun(q, home, settings=current, on_event=show, on_interaction=sign_in_on_terminal(current, home))
+    try:
+        return run_stoppable(run.run(args.ids or None, skip_check=confirmed)), None
+    except (KeyboardInterrupt, Terminated) as exc:
+        return run.result, exc
+    finally:
+        if on_terminal and width:
+            sys.stderr.write("\n")  # the summary below starts on a line of its own
+            sys.stderr.flush()
 
 
 # --- OAuth 2.0 sign-in ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -560,3 +561,33 @@ async def test_rate_and_eta_only_once_measured_and_never_above_the_limit(
     assert [(e.rate, e.eta) for e in done[:2]] == [(None, None), (None, None)]  # one or two mails are no measure
     assert all(e.rate is not None and 0 < e.rate * 60 <= 600 for e in done[2:])
     assert [e.left for e in events] == sorted((e.left for e in events), reverse=True) and events[-1].left == 0
+
+
+def test_send_with_nothing_due_says_so_in_both_languages_and_as_json(cli: Cli, home: Home, tmp_path: Path) -> None:
+    """Nothing due (the queue's only mail is held): nothing is tried, and the summary is all zeros."""
+    configure(cli, home, type("Nowhere", (), {"host": "127.0.0.1", "port": 9, "mode": "plain", "ca_file": ""}))
+    assert cli("hold", str(enqueue(cli, tmp_path, "kunde@aerger.example"))).code == 0
+    said = cli("send")
+    assert (said.code, said.out, said.err) == (0, "0 sent, 0 deferred, 0 failed, 0 uncertain\n", "")
+    said = cli("--lang", "de", "send", "--all")
+    assert (said.code, said.out, said.err) == (0, "0 gesendet, 0 zurückgestellt, 0 fehlgeschlagen, 0 unsicher\n", "")
+    said = cli("send", "--json")
+    assert (said.code, said.err) == (0, "")
+    fields = '"sent": [],\n  "deferred": [],\n  "failed": [],\n  "uncertain": [],\n  "held": [],\n  "not_sendable": []'
+    assert said.out == '{\n  "ok": true,\n  ' + fields + ',\n  "left": 0,\n  "stopped": null\n}\n'
+
+
+def test_send_with_nothing_due_starts_neither_asyncio_nor_the_send_run(home: Home) -> None:
+    """`opos-tui send` run by cron every minute mostly finds nothing due: it counts, and says so, without
+    importing asyncio and the send run (the better part of its start)."""
+    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import sys\n"
+        "from opos_tui.cli import main\n"
+        "code = main(['send'])\n"
+        "heavy = ('asyncio', 'opos_tui.services.send_run', 'opos_tui.services.dispatcher')\n"
+        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith(heavy))))"
+    )
+    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert sent.stdout == "0 sent, 0 deferred, 0 failed, 0 uncertain\n"
+    assert sent.stderr == "[]"

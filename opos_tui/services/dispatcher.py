@@ -34,7 +34,7 @@ import bisect
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NoReturn
@@ -45,6 +45,7 @@ from opos_tui.services.compose import NoSender, render, wire_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
 from opos_tui.services.queue import Queue, QueueError, QueueItem, Rendered, Status
 from opos_tui.services.queue.writer import Writer
+from opos_tui.services.run_result import RunResult as RunResult
 from opos_tui.services.settings import RetrySettings
 from opos_tui.services.transports.base import Envelope, Transport
 
@@ -91,32 +92,6 @@ class Progress:
     :data:`MEASURED_AFTER` mails are finished."""
     eta: float | None
     """Seconds until ``left`` reaches 0 at that rate; None while the rate is."""
-
-
-@dataclass
-class RunResult:
-    sent: list[int] = field(default_factory=list)
-    deferred: list[int] = field(default_factory=list)
-    failed: list[int] = field(default_factory=list)
-    uncertain: list[int] = field(default_factory=list)
-    held: list[int] = field(default_factory=list)
-    """Held back by the plausibility check (and not confirmed by the operator)."""
-    not_sendable: list[int] = field(default_factory=list)
-    """Requested ids that were not pending or deferred (held, sent, ...)."""
-    left: int = 0
-    """Items this run would still have sent when it ended: those it left pending when it stopped or was
-    interrupted (and any queued after its last claim)."""
-    stopped: OposError | None = None
-    """Why the run stopped early (configuration fault, sign-in needed, server unreachable), else None."""
-
-    @property
-    def all_went(self) -> bool:
-        return not (self.deferred or self.failed or self.uncertain or self.held or self.not_sendable or self.stopped)
-
-    @property
-    def finished(self) -> int:
-        """Items this run is done with."""
-        return len(self.sent) + len(self.deferred) + len(self.failed) + len(self.uncertain) + len(self.held)
 
 
 def backoff(retry: RetrySettings, attempts: int) -> timedelta:
