@@ -8,7 +8,7 @@ from functools import partial
 from typing import Literal
 
 from rich.terminal_theme import TerminalTheme
-from textual import events
+from textual import events, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
@@ -18,7 +18,7 @@ from textual.widgets import Input, TextArea
 from opos_tui.i18n import tr
 from opos_tui.screens.typeahead import TypeAheadApp
 from opos_tui.screens.widgets import ConfirmScreen, KeysScreen, screen_keys, set_bindings
-from opos_tui.services.errors import OposError
+from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 
 StartScreen = Literal["main", "settings", "letters", "reports"]
@@ -98,10 +98,14 @@ class OposApp(TypeAheadApp[None]):
     """Whether the text cursor blinks in every field of every screen. The tests turn it off: a screenshot
     must never catch the cursor in its "off" half."""
 
-    def __init__(self, home: Home, start: StartScreen = "main") -> None:
+    def __init__(self, home: Home, start: StartScreen = "main", check_config: bool = False) -> None:
+        """``check_config``: validate config.toml once the queue is on the screen, and end with its
+        :class:`ConfigError` (in :attr:`config_error`) if it is broken."""
         super().__init__()
         self.home = home
         self.start = start
+        self.config_pending = check_config
+        self.config_error: ConfigError | None = None
         set_bindings(self, app_keys())
         self.ansi_theme_dark = ANSI_COLOURS
 
@@ -128,6 +132,22 @@ class OposApp(TypeAheadApp[None]):
             self.exit(return_code=1, message=f"opos-tui: {exc}")
             return
         self.push_screen(screen)
+
+    def on_queue_shown(self) -> None:
+        if self.config_pending:
+            self.config_pending = False
+            self.check_config()
+
+    @work(thread=True, exit_on_error=False)
+    def check_config(self) -> None:
+        # The settings model (pydantic) costs as much as the rest of the start: the queue is painted first.
+        from opos_tui.services import settings
+
+        try:
+            settings.load(self.home)
+        except ConfigError as exc:
+            self.config_error = exc
+            self.call_from_thread(self.exit, return_code=1)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # A cursor blinks only while its field has the focus, so this reaches every field, on any screen.

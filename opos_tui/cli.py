@@ -883,14 +883,19 @@ def iso_time(epoch: float | None) -> str:
 
 
 def run_tui(args: argparse.Namespace, start: StartScreen) -> int:
-    from opos_tui.services import settings
-
     home = home_of(args)
-    settings.load(home)  # a broken config.toml is reported here, plainly, not as a traceback in the TUI
+    # A broken config.toml is reported plainly, not as a traceback in the TUI: the settings pages check it
+    # before they start; the queue screen once it is painted, ending the TUI with the same message.
+    if start != "main":
+        from opos_tui.services import settings
+
+        settings.load(home)
     from opos_tui.app import OposApp
 
-    app = OposApp(home=home, start=start)
+    app = OposApp(home=home, start=start, check_config=start == "main")
     app.run()
+    if app.config_error is not None:
+        raise app.config_error
     return app.return_code or EXIT_OK
 
 

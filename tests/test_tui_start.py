@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 
@@ -78,3 +84,82 @@ def test_a_screen_opened_from_the_queue_is_imported_then(configured: Home) -> No
     screens, imported = start(configured, "main", "c")
     assert screens == ["QueueScreen", "SettingsScreen"]
     assert {SCREENS["queue"], SCREENS["settings"]} <= imported
+
+
+FIRST_PAINT_PROBE = """
+import asyncio, sys
+from pathlib import Path
+from opos_tui import app as opos_app
+from opos_tui.app import OposApp
+from opos_tui.services.home import Home
+
+
+class Probe(OposApp):
+    CSS_PATH = str(Path(opos_app.__file__).with_name("app.tcss"))
+
+    def on_queue_shown(self) -> None:
+        print("at the first page:", "pydantic" in sys.modules)
+        super().on_queue_shown()
+
+
+async def main() -> None:
+    app = Probe(Home(Path(sys.argv[1])), check_config=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        while "opos_tui.services.settings" not in sys.modules or app.workers:
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+        print("then:", "pydantic" in sys.modules, app.config_error)
+
+asyncio.run(main())
+"""
+
+
+def test_the_queue_is_on_the_screen_before_the_settings_model_is_built(configured: Home) -> None:
+    """pydantic and the settings model cost as much as the rest of the start: the queue screen (on SQLite) is
+    painted without them, and config.toml is checked afterwards."""
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    shown = subprocess.run(
+        [sys.executable, "-c", FIRST_PAINT_PROBE, str(configured.root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == ["at the first page: False", "then: True None"]
+
+
+def test_a_broken_config_toml_ends_the_tui_with_its_message(configured: Home) -> None:
+    """`opos-tui` in a terminal with a config.toml whose value is invalid: one plain line and exit 2, as before
+    the queue screen painted first, never a traceback."""
+    configured.config_file.write_text('[smtp]\nport = "many"\n')
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opos_tui", "--home", str(configured.root)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        while select.select([leader], [], [], 120)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the program ended (EIO)
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+        code = process.wait(timeout=120)
+    said = seen.decode(errors="replace")
+    assert code == 2, said
+    assert f"opos-tui: {configured.config_file}: " in said and "smtp.port" in said
+    assert "Traceback" not in said

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -43,8 +44,6 @@ from opos_tui.i18n import tr
 from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, close_later, tell
 from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
 from opos_tui.screens.widgets import ConfirmScreen, set_bindings
-from opos_tui.services import plausibility
-from opos_tui.services.dispatcher import Outcome, Progress, RunResult
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import (
@@ -62,17 +61,10 @@ from opos_tui.services.queue import (
     UnknownItems,
     open_queue,
 )
-from opos_tui.services.send_run import (
-    Checking,
-    Finished,
-    Paused,
-    Plan,
-    Resumed,
-    RunEvent,
-    SendRun,
-    Started,
-    progress_text,
-)
+
+if TYPE_CHECKING:  # sending, and the plausibility check, are imported when they are first used
+    from opos_tui.services.dispatcher import Progress
+    from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun, Started
 
 
 def check_text(plausible: bool | None) -> Text:
@@ -233,6 +225,10 @@ class Acted(Message):
 @dataclass
 class ActionFailed(Message):
     error: OposError
+
+
+class QueueShown(Message):
+    """The queue's first page is on the screen (for the app: what can wait until then goes now)."""
 
 
 @dataclass
@@ -721,6 +717,7 @@ class QueueScreen(Screen[None]):
         self.update_counts()
         if self.follower is None:
             self.follower = QueueFollower(self, self.queue, shown.version)
+            self.post_message(QueueShown())
 
     def show_busy(self) -> None:
         """A read takes long (another operator holds the queue locked): say so where the position shows."""
@@ -999,6 +996,8 @@ class QueueScreen(Screen[None]):
     def check_rows(self, ids: list[int]) -> None:
         # A queue gone or busy meanwhile is not this worker's to report: the next poll says so.
         try:
+            from opos_tui.services import plausibility
+
             with contextlib.suppress(QueueError), self.queue.another() as q:
                 plausibility.check_items(q, ids)
         finally:
@@ -1283,6 +1282,8 @@ class QueueScreen(Screen[None]):
 
     @work(thread=True, group="send", exit_on_error=False)
     def prepare(self, ids: list[int] | None) -> None:
+        from opos_tui.services.send_run import SendRun
+
         try:
             with self.queue.another() as q:
                 plan = self.started(SendRun(q, self.home, on_event=self.post_run_event)).plan(ids)
@@ -1358,6 +1359,8 @@ class QueueScreen(Screen[None]):
         """The run, in its own thread and event loop with its own queue connection; the settings are read
         there too, so a config.toml another operator holds locked never freezes the screen."""
         from opos_tui.screens.signin import sign_in_from_worker
+        from opos_tui.services.run_result import RunResult
+        from opos_tui.services.send_run import Finished, SendRun
 
         try:
             with self.queue.another() as q:
@@ -1388,6 +1391,9 @@ class QueueScreen(Screen[None]):
 
     @on(RunUpdate)
     def run_update(self, update: RunUpdate) -> None:
+        from opos_tui.services.dispatcher import Progress
+        from opos_tui.services.send_run import Checking, Finished, Paused, Resumed, Started
+
         event = update.event
         if isinstance(event, Checking):
             self.show_checking(event)
@@ -1428,6 +1434,8 @@ class QueueScreen(Screen[None]):
             self.query_one("#progress-label", Static).update(f"{tr('Connecting…', 'Verbinde…')} · {self.ask_hint}")
 
     def show_run_progress(self, p: Progress) -> None:
+        from opos_tui.services.send_run import progress_text
+
         label = progress_text(p, " · ") + tr(" · Esc stop · t log", " · Esc Stopp · t Log")
         if self.ask_hint:
             label = f"{self.ask_hint} · {label}"
@@ -1482,6 +1490,8 @@ class QueueScreen(Screen[None]):
 
 def transcript_line(event: Progress) -> str:
     """One line per mail: what happened and what the server said. Never a secret: replies carry none."""
+    from opos_tui.services.dispatcher import Outcome
+
     if event.outcome is Outcome.SENDING:
         return ""
     if event.item_id is None:

@@ -14,7 +14,6 @@ files, home, i18n), which they use; they import nothing else of opos_tui.
 
 import contextlib
 import re
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,6 +35,7 @@ from pydantic import (
 
 from opos_tui.i18n import Lang, tr
 from opos_tui.services.addresses import check_addr_spec, check_one_line
+from opos_tui.services.config_file import parse
 from opos_tui.services.errors import Bilingual, ConfigError, InvalidValue, OposError
 from opos_tui.services.files import hold_lock, write_atomic
 from opos_tui.services.home import Home
@@ -565,25 +565,10 @@ def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, A
     return merged, both
 
 
-def _parse(path: Path) -> tuple[str, dict[str, Any]] | None:
-    """The text of config.toml and its TOML data; None if there is no file yet; ConfigError if unreadable."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", f"{path} nicht lesbar: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-        return text, tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", f"{path} ist kein gültiges TOML: {exc}") from None
-
-
 def load(home: Home) -> Settings:
     """The saved settings, or the defaults when there is no config.toml yet."""
     path = home.config_file
-    parsed = _parse(path)
+    parsed = parse(path)
     if parsed is None:
         return Settings()
     try:
@@ -618,7 +603,7 @@ class Salvaged:
 def salvage(home: Home) -> Salvaged:
     """config.toml as far as it is valid: every invalid or unknown key is set aside as a :class:`FileProblem`."""
     try:
-        parsed = _parse(home.config_file)
+        parsed = parse(home.config_file)
     except ConfigError as exc:
         return Salvaged(Settings(), unreadable=exc)
     if parsed is None:

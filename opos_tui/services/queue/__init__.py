@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from opos_tui.services import secrets, settings
+from opos_tui.services import config_file, secrets
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.home import Home
 from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, Queue, QueueEngine
@@ -106,6 +106,12 @@ def queue_url(home: Home) -> str:
     """The installation's ``queue.url`` (empty: SQLite). Read even from a config.toml with other invalid keys,
     but never guessed: an unreadable file or an invalid ``queue.url`` is a :class:`ConfigError`, since a wrong
     guess would put mails into a queue that the farm's senders never see."""
+    parsed = config_file.parse(home.config_file)
+    section = parsed[1].get("queue") if parsed is not None else None
+    if not isinstance(section, dict) or section.get("url", "") == "":
+        return ""  # SQLite, as in most installations: found without building the settings model
+    from opos_tui.services import settings
+
     found = settings.salvage(home)
     if found.unreadable is not None:
         raise found.unreadable
