@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from opos_tui.services.queue import Queue, QueueError
+if TYPE_CHECKING:  # the forms use tell() without the queue
+    from opos_tui.services.queue import Queue, QueueError
 
 FOLLOW_SECONDS = 1.0
 """How long one wait for a change lasts: how soon the thread ends after its screen let go of it."""
@@ -55,6 +57,8 @@ class QueueFollower:
         self._stopped.set()
 
     def _follow(self, queue: Queue, seen: int) -> None:
+        from opos_tui.services.queue import QueueError
+
         try:
             with queue.another() as mine:
                 while not self._stopped.is_set():

@@ -167,6 +167,8 @@ class SettingsForm(Screen[None]):
         self.valid: Settings | None = self.saved
         self.saving = False
         """Whether a save is under way in a worker."""
+        self.edits_pending = False
+        """Whether the form is to be revalidated for edits that arrived meanwhile."""
 
     def heading(self) -> str:
         """The form's name, shown in the header (with `*` while anything is unsaved)."""
@@ -289,6 +291,14 @@ class SettingsForm(Screen[None]):
     @on(Checkbox.Changed)
     @on(TextArea.Changed)
     def on_edit(self) -> None:
+        # Once for the edits that arrive together (every field posts one as the form is mounted): each
+        # revalidates the whole form.
+        if not self.edits_pending:
+            self.edits_pending = True
+            self.call_later(self.edited)
+
+    def edited(self) -> None:
+        self.edits_pending = False
         self.changed()
 
     # --- telling the outcome ---------------------------------------------------------------------------

@@ -25,12 +25,12 @@ from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from opos_tui.i18n import tr
-from opos_tui.services.dispatcher import InteractionHandler
 from opos_tui.services.errors import InteractionNeeded, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.settings import load
 
-if TYPE_CHECKING:  # requests and msal are imported only where OAuth is used
+if TYPE_CHECKING:  # requests and msal are imported only where OAuth is used, the send engine where it runs
+    from opos_tui.services.dispatcher import InteractionHandler
     from opos_tui.services.signin import Authorization, DeviceCode, SignIn
 
 Clock = Callable[[], float]
