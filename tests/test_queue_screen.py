@@ -845,6 +845,7 @@ async def test_an_empty_queue_says_how_to_fill_it(home: Home) -> None:
     app = OposApp(home)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = queue_screen(app)
+        await until(pilot, lambda: screen.loaded)  # until the first read is back, it says it is reading
         hint = text_of(screen, "#empty-hint")
         assert "opos-tui enqueue" in hint
         assert str(home.spool_dir / "inbox") in hint

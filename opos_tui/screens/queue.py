@@ -548,7 +548,8 @@ class QueueScreen(Screen[None]):
     """The send queue: table, filters, search, selection, actions and the sending progress."""
 
     def __init__(self, home: Home) -> None:
-        super().__init__()
+        # Empty until the first read is back: styled so as it is mounted, not restyled at once by on_mount.
+        super().__init__(classes="-empty")
         self.home = home
         self.queue = open_queue(home)
         self.status_filter: Status | None = None
