@@ -106,7 +106,9 @@ class _RecordingHandler:
         gate: threading.Event,
         holding: threading.Event,
         accept_token: Callable[[str, str], bool] | None = None,
+        pipelining: bool = False,
     ):
+        self.pipelining = pipelining
         self.accept_token = accept_token or (lambda user, token: user == USER and token == TOKEN)
         self.received = received
         self.logins = logins
@@ -125,6 +127,13 @@ class _RecordingHandler:
         if login == USER and data.password.decode() == PASSWORD:
             return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads one command line after the other, so commands sent together work; it only never says so.
+        return [responses[0], "250-PIPELINING", *responses[1:]] if self.pipelining else responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -267,9 +276,10 @@ def start_smtp_server(
     auth_required: bool = False,
     smtputf8: bool = False,
     accept_token: Callable[[str, str], bool] | None = None,
+    pipelining: bool = False,
 ) -> tuple[SmtpServer, Controller]:
     server = SmtpServer(HOST, 0, mode, pki.ca_file)
-    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding, accept_token)
+    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding, accept_token, pipelining)
     context = pki.server_context(cert)
     controller = LocalController(
         handler,
@@ -295,8 +305,9 @@ StartServer = Callable[..., SmtpServer]
 
 @pytest.fixture
 def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
-    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=..., smtputf8=...)
-    -> SmtpServer`` (``smtputf8=True``: the server offers SMTPUTF8)."""
+    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=..., smtputf8=...,
+    pipelining=...) -> SmtpServer`` (``smtputf8=True``: the server offers SMTPUTF8; ``pipelining=True``:
+    PIPELINING, RFC 2920)."""
     controllers: list[Controller] = []
 
     servers: list[SmtpServer] = []
