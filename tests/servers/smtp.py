@@ -98,6 +98,13 @@ class SmtpServer:
         return Settings.model_validate(data)
 
 
+def ehlo(session: Session, hostname: str, responses: list[str], pipelining: bool) -> list[str]:
+    """A handler's ``handle_EHLO``: aiosmtpd's replies, with PIPELINING (RFC 2920) among them if ``pipelining``.
+    aiosmtpd reads one command line after the other, so commands sent together work; it only never says so."""
+    session.host_name = hostname
+    return [responses[0], "250-PIPELINING", *responses[1:]] if pipelining else responses
+
+
 class _RecordingHandler:
     def __init__(
         self,
@@ -131,9 +138,7 @@ class _RecordingHandler:
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
-        session.host_name = hostname
-        # aiosmtpd reads one command line after the other, so commands sent together work; it only never says so.
-        return [responses[0], "250-PIPELINING", *responses[1:]] if self.pipelining else responses
+        return ehlo(session, hostname, responses, self.pipelining)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
