@@ -595,6 +595,7 @@ class SmtpTransport:
                 if len(refused) == len(recipients):
                     await self._reset()
                 self._check_recipients(refused, recipients, exchange)
+                data = dot_stuffed(message)
                 await self._wait(ready, None)
                 exchange.append("C: DATA")
                 start = await client.execute_command(b"DATA")
@@ -602,6 +603,7 @@ class SmtpTransport:
                 commands = [" ".join((f"MAIL FROM:<{sender}>", *options))]
                 commands += [f"RCPT TO:<{address}>" for address in recipients]
                 replies.write(("\r\n".join((*commands, "DATA")) + "\r\n").encode("ascii"))
+                data = dot_stuffed(message)  # while the server answers
                 mail = await replies.read(cfg.timeout)
                 for address, original in recipients.items():
                     exchange.append(f"C: RCPT TO:<{address}>")
@@ -628,7 +630,7 @@ class SmtpTransport:
             protocol = client.protocol
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
-            protocol.write(dot_stuffed(message))
+            protocol.write(data)
             protocol.write(b".\r\n")
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
