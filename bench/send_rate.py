@@ -49,12 +49,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_sink(port: int) -> subprocess.Popen[bytes]:
+def start_sink(port: int, pipelining: bool) -> subprocess.Popen[bytes]:
     sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not Path(sink).exists():
         sys.exit("smtp-sink not found: apt-get install postfix (the daemon need not run)")
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    process = subprocess.Popen([sink, *user, f"{HOST}:{port}", "256"])
+    process = subprocess.Popen([sink, *user, *([] if pipelining else ["-P"]), f"{HOST}:{port}", "256"])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -167,10 +167,15 @@ def main() -> None:
     parser.add_argument("--kb", type=int, default=100, help="size of the PDF attached to each mail")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (bare loop, smtp-source, opos-tui)")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="smtp-sink does not offer PIPELINING: what it gains, by the bare loop",
+    )
     args = parser.parse_args()
     os.environ["OPOS_TUI_SECRETS"] = "file"
     port = free_port()
-    sink = start_sink(port)
+    sink = start_sink(port, pipelining=not args.no_pipelining)
     # connections -> sender -> seconds of each round (None: not run)
     runs: dict[int, dict[str, list[float | None]]] = {c: {name: [] for name in SENDERS} for c in args.connections}
     sent: dict[int, list[int]] = {c: [] for c in args.connections}
@@ -197,9 +202,10 @@ def main() -> None:
     finally:
         sink.terminate()
         sink.wait()
+    offered = " (PIPELINING not offered)" if args.no_pipelining else ""
     print(
-        f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{port}, "
-        f"{args.rounds} interleaved round(s); median and range over the rounds, each ratio taken within its round"
+        f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{port}"
+        f"{offered}, {args.rounds} interleaved round(s); median and range over the rounds, each ratio within its round"
     )
     for connections, found in runs.items():
         bare = [s for s in found[BARE] if s is not None]
