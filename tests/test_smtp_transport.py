@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -477,10 +479,11 @@ async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fa
     assert [r.content for r in server.received] == [MESSAGE]
 
 
-async def test_with_pipelining_the_envelope_and_data_go_in_one_write_and_replies_arriving_together_are_read() -> None:
-    """A server that offers PIPELINING and answers nothing before DATA arrived: a client waiting for each reply
-    would never send DATA. It then sends all the replies at once, in one write."""
-    seen: list[bytes] = []
+@contextlib.asynccontextmanager
+async def pipelining_server(answers: bytes, seen: list[bytes]) -> AsyncIterator[SmtpConfig]:
+    """A server for one session that offers PIPELINING and answers nothing before DATA arrived (a client waiting
+    for each reply would never send DATA), then ``answers`` all at once, in one write. ``seen``: the commands
+    before DATA, then each message's data (ending in the line with the dot); complete once the block is left."""
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 pipelining.example.test ESMTP\r\n")
@@ -488,26 +491,57 @@ async def test_with_pipelining_the_envelope_and_data_go_in_one_write_and_replies
         writer.write(b"250-pipelining.example.test\r\n250 PIPELINING\r\n")
         while (line := await reader.readline()) not in (b"DATA\r\n", b""):
             seen.append(line)
-        writer.write(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n354 End data with .\r\n")
-        seen.append(await reader.readuntil(b"\r\n.\r\n"))
-        writer.write(b"250-2.0.0 Ok:\r\n250 queued as 4F2A1\r\n")
-        await reader.readline()  # QUIT
-        writer.write(b"221 Bye\r\n")
-        await writer.drain()
+        writer.write(answers)
+        data = b""
+        while line := await reader.readline():
+            if line in (b"QUIT\r\n", b"RSET\r\n"):
+                writer.write(b"221 Bye\r\n" if line == b"QUIT\r\n" else b"250 Ok\r\n")
+                continue
+            data += line
+            if line == b".\r\n":
+                seen.append(data)
+                writer.write(b"250-2.0.0 Ok:\r\n250 queued as 4F2A1\r\n")
         writer.close()
+        ended.set()
 
+    ended = asyncio.Event()
     listener = await asyncio.start_server(session, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    envelope = Envelope("buchhaltung@example.test", ("kunde@example.test", "unknown@example.test"))
     async with listener:
-        result = await send_one(SmtpConfig("127.0.0.1", port, SecurityMode.NONE, timeout=5), envelope)
-    assert seen == [
-        b"MAIL FROM:<buchhaltung@example.test>\r\n",
-        b"RCPT TO:<kunde@example.test>\r\n",
-        b"RCPT TO:<unknown@example.test>\r\n",
-        MESSAGE + b".\r\n",
-    ]
+        yield SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=5)
+        await asyncio.wait_for(ended.wait(), 5)  # the client hung up: all it sent is in ``seen``
+
+
+TWO = Envelope("buchhaltung@example.test", ("kunde@example.test", "unknown@example.test"))
+PIPELINED_ENVELOPE = [
+    b"MAIL FROM:<buchhaltung@example.test>\r\n",
+    b"RCPT TO:<kunde@example.test>\r\n",
+    b"RCPT TO:<unknown@example.test>\r\n",
+]
+
+
+async def test_with_pipelining_the_envelope_and_data_go_in_one_write_and_replies_arriving_together_are_read() -> None:
+    seen: list[bytes] = []
+    answers = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n354 End data with .\r\n"
+    async with pipelining_server(answers, seen) as cfg:
+        result = await send_one(cfg, TWO)
+    assert seen == [*PIPELINED_ENVELOPE, MESSAGE + b".\r\n"]
     assert result == SendResult("250 2.0.0 Ok: queued as 4F2A1", {"unknown@example.test": "550 5.1.1 no such user"})
+
+
+async def test_with_pipelining_a_server_waiting_for_data_that_must_not_come_is_hung_up_on() -> None:
+    """Every recipient refused, yet 354 to DATA (a server may answer so): no data may follow, not even an
+    empty message, so the transport hangs up instead of ending the data; the mail is refused as without
+    PIPELINING."""
+    seen: list[bytes] = []
+    answers = b"250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n550 5.1.1 no such user\r\n354 End data with .\r\n"
+    async with pipelining_server(answers, seen) as cfg:
+        transport = SmtpTransport(cfg)
+        await transport.connect()
+        with pytest.raises(errors.RecipientsRefused):
+            await transport.send(MESSAGE, TWO)
+        assert not transport.connected
+        await transport.close()
+    assert seen == PIPELINED_ENVELOPE
 
 
 async def test_an_address_that_cannot_be_sent_is_refused_before_anything_goes_out(smtp_server: Any) -> None:
