@@ -10,7 +10,11 @@ the ones written when it was queued.
 
 Needs ``smtp-sink`` (Debian package ``postfix``; the Postfix daemon need not run); ``smtp-source`` is skipped
 with a note where it is missing. Talks to 127.0.0.1 only. Run: ``python bench/send_rate.py [--mails 1000]
-[--kb 100]``. Nothing is asserted.
+[--kb 100] [--rounds 3] [--connections 1 4]``. Nothing is asserted.
+
+The machine's noise (other processes, fsync times) moves whole runs by a factor of two, so the three senders run
+in interleaved rounds and each ratio is taken within its round: the median of those ratios and their range are
+what a change is judged by.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +39,8 @@ from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.settings import Settings, save
 
 HOST = "127.0.0.1"
+BARE, SOURCE, OURS = "bare aiosmtplib loop", "Postfix smtp-source", "opos-tui send --all"
+SENDERS = (BARE, SOURCE, OURS)
 
 
 def free_port() -> int:
@@ -42,12 +49,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_sink(port: int) -> subprocess.Popen[bytes]:
+def start_sink(port: int, pipelining: bool) -> subprocess.Popen[bytes]:
     sink = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not Path(sink).exists():
         sys.exit("smtp-sink not found: apt-get install postfix (the daemon need not run)")
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    process = subprocess.Popen([sink, *user, f"{HOST}:{port}", "256"])
+    process = subprocess.Popen([sink, *user, *([] if pipelining else ["-P"]), f"{HOST}:{port}", "256"])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -145,54 +152,80 @@ def opos_send(home: Home) -> tuple[float, int]:
     return elapsed, sent
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    """Median and range of ``values``: ``1.23x (1.10-1.31)``."""
+    return f"{median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=1000)
     parser.add_argument("--kb", type=int, default=100, help="size of the PDF attached to each mail")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (bare loop, smtp-source, opos-tui)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="smtp-sink does not offer PIPELINING: what it gains, by the bare loop",
+    )
     args = parser.parse_args()
     os.environ["OPOS_TUI_SECRETS"] = "file"
     port = free_port()
-    sink = start_sink(port)
-    rows: dict[int, list[tuple[str, float | None, int]]] = {}
-    notes = []
+    sink = start_sink(port, pipelining=not args.no_pipelining)
+    # connections -> sender -> seconds of each round (None: not run)
+    runs: dict[int, dict[str, list[float | None]]] = {c: {name: [] for name in SENDERS} for c in args.connections}
+    sent: dict[int, list[int]] = {c: [] for c in args.connections}
     try:
         with tempfile.TemporaryDirectory() as folder:
             pdf = Path(folder) / "Mahnung.pdf"
             pdf.write_bytes(b"%PDF-1.4\n" + os.urandom(args.kb * 1024))
-            base_home = Home(Path(folder) / "raw")
-            fill(base_home, settings_for(port, 1), args.mails, pdf)
-            messages = rendered(base_home)
+            template = Home(Path(folder) / "template")
+            fill(template, settings_for(port, 1), args.mails, pdf)
+            messages = rendered(template)
             size = sum(len(data) for _, data in messages) // len(messages)
-            for connections in (1, 4):
-                found = rows.setdefault(connections, [])
-                base = asyncio.run(raw_loop(port, messages, connections))
-                found.append(("bare aiosmtplib loop", base, args.mails))
-                source = smtp_source(port, args.mails, size, connections)
-                if source is None:
-                    notes.append("smtp-source not found (Debian package postfix): skipped")
-                found.append(("Postfix smtp-source", source, args.mails))
-                home = Home(Path(folder) / f"queue{connections}")
-                fill(home, settings_for(port, connections), args.mails, pdf)
-                elapsed, sent = opos_send(home)
-                found.append(("opos-tui send --all", elapsed, sent))
+            for round_ in range(args.rounds):
+                for connections in args.connections:
+                    found = runs[connections]
+                    found[BARE].append(asyncio.run(raw_loop(port, messages, connections)))
+                    found[SOURCE].append(smtp_source(port, args.mails, size, connections))
+                    home = Home(Path(folder) / f"round{round_}-{connections}")
+                    shutil.copytree(template.root, home.root)
+                    save(home, settings_for(port, connections))
+                    elapsed, count = opos_send(home)
+                    shutil.rmtree(home.root)
+                    found[OURS].append(elapsed)
+                    sent[connections].append(count)
     finally:
         sink.terminate()
         sink.wait()
-    print(f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{port}")
-    for connections, found in rows.items():
-        base = found[0][1]
-        source = found[1][1]
-        assert base is not None
+    offered = " (PIPELINING not offered)" if args.no_pipelining else ""
+    print(
+        f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{port}"
+        f"{offered}, {args.rounds} interleaved round(s); median and range over the rounds, each ratio within its round"
+    )
+    for connections, found in runs.items():
+        bare = [s for s in found[BARE] if s is not None]
+        source = [s for s in found[SOURCE] if s is not None]
         print(f"\n{connections} connection(s)")
-        print(f"{'sender':<24}{'mails/s':>9}{'time':>9}{'x bare loop':>13}{'x smtp-source':>15}")
-        for name, seconds, count in found:
-            if seconds is None:
-                print(f"{name:<24}{'-':>9}")
+        print(f"{'sender':<22}{'mails/s (median, range)':>26}{'x bare loop':>22}{'x smtp-source':>22}")
+        for name in SENDERS:
+            seconds = found[name]
+            if any(s is None for s in seconds):
+                print(f"{name:<22}{'- (not found: Debian package postfix)':>26}")
                 continue
-            versus_source = f"{source / seconds:14.2f}x" if source else f"{'-':>15}"
-            print(f"{name:<24}{count / seconds:9.0f}{seconds:8.2f}s{base / seconds:12.2f}x{versus_source}")
-    for note in dict.fromkeys(notes):
-        print(note)
+            times = [s for s in seconds if s is not None]
+            counts = sent[connections] if name == OURS else [args.mails] * len(times)
+            rates = [n / s for n, s in zip(counts, times, strict=True)]
+            rate = f"{median(rates):.0f} ({min(rates):.0f}-{max(rates):.0f})"
+            versus_bare = spread([b / s for b, s in zip(bare, times, strict=True)])
+            versus_source = spread([b / s for b, s in zip(source, times, strict=True)]) if source else "-"
+            print(f"{name:<22}{rate:>26}{versus_bare:>22}{versus_source:>22}")
+        if sent[connections] and min(sent[connections]) < args.mails:
+            print(f"opos-tui sent only {min(sent[connections])} of {args.mails} in a round")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from opos_tui.services.home import Home
 from opos_tui.services.queue import Recipient, Status, open_queue
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
-from tests.servers.smtp import HOST, LocalController, StartServer
+from tests.servers.smtp import HOST, LocalController, StartServer, ehlo
 from tests.test_send import configure
 
 
@@ -54,11 +54,17 @@ class HoldingHandler:
     in which a sender that dies leaves a mail in doubt. ``hold_mail = n`` holds the reply to the n-th mail of
     each connection (a sender process uses one), chosen before the process starts, so no race decides which."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool) -> None:
+        self.pipelining = pipelining
         self.received: list[Any] = []
         self.hold_mail: int | None = None
         self.data_arrived = threading.Event()
         self.release = threading.Event()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return ehlo(session, hostname, responses, self.pipelining)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append(types.SimpleNamespace(content=bytes(envelope.original_content or b"")))
@@ -69,9 +75,10 @@ class HoldingHandler:
         return "250 2.0.0 Ok: queued"
 
 
-@pytest.fixture
-def holding_server() -> Iterator[tuple[Any, HoldingHandler]]:
-    handler = HoldingHandler()
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def holding_server(request: pytest.FixtureRequest) -> Iterator[tuple[Any, HoldingHandler]]:
+    """A holding server, one that takes each command as it comes and one that offers PIPELINING (RFC 2920)."""
+    handler = HoldingHandler(pipelining=request.param)
     controller = LocalController(handler, server_hostname="mail.example.test")
     controller.start()
     server = types.SimpleNamespace(host=HOST, port=controller.port, mode="plain", ca_file="", handler=handler)

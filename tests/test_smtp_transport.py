@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,6 +29,9 @@ from tests.servers.smtp import BASIC_OFF_USER, DISABLED_USER, PASSWORD, TOKEN, U
 
 MESSAGE = b"From: buchhaltung@example.test\r\nTo: kunde@example.test\r\nSubject: Zahlungsavis\r\n\r\nHallo\r\n"
 ENVELOPE = Envelope("buchhaltung@example.test", ("kunde@example.test",))
+PIPELINING = pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelining"])
+"""The replies are the same, and so is what the transport makes of them, whether the server offers PIPELINING
+(RFC 2920: the envelope and DATA go in one write) or not (one command after the other)."""
 
 
 def config(server: SmtpServer, security: str | None = None, **overrides: Any) -> SmtpConfig:
@@ -310,10 +315,11 @@ REPLIES: list[tuple[str, type[OposError], int, str, Category]] = [
 
 
 @pytest.mark.parametrize(("recipient", "kind", "code", "reply", "category"), REPLIES)
+@PIPELINING
 async def test_replies_are_classified_and_the_connection_reused(
-    smtp_server: Any, recipient: str, kind: type[OposError], code: int, reply: str, category: Category
+    smtp_server: Any, pipelining: bool, recipient: str, kind: type[OposError], code: int, reply: str, category: Category
 ) -> None:
-    server = smtp_server("starttls")
+    server = smtp_server("starttls", pipelining=pipelining)
     async with SmtpTransport(config(server)) as transport:
         with pytest.raises(kind) as caught:
             await transport.send(MESSAGE, Envelope("buchhaltung@example.test", (recipient,)))
@@ -323,15 +329,17 @@ async def test_replies_are_classified_and_the_connection_reused(
     assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
 
 
-async def test_refused_sender_is_permanent(smtp_server: Any) -> None:
-    server = smtp_server("plain")
+@PIPELINING
+async def test_refused_sender_is_permanent(smtp_server: Any, pipelining: bool) -> None:
+    server = smtp_server("plain", pipelining=pipelining)
     with pytest.raises(errors.MessageRejected) as caught:
         await send_one(config(server), Envelope("blocked@example.test", ("kunde@example.test",)))
     assert (caught.value.stage, caught.value.code) == ("mail", 550)
 
 
-async def test_some_recipients_refused_others_accepted(smtp_server: Any) -> None:
-    server = smtp_server("starttls")
+@PIPELINING
+async def test_some_recipients_refused_others_accepted(smtp_server: Any, pipelining: bool) -> None:
+    server = smtp_server("starttls", pipelining=pipelining)
     envelope = Envelope("buchhaltung@example.test", ("kunde@example.test", "unknown@example.test", "busy@example.test"))
     result = await send_one(config(server), envelope)
     assert result.refused == {
@@ -341,15 +349,19 @@ async def test_some_recipients_refused_others_accepted(smtp_server: Any) -> None
     assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
 
 
-async def test_all_refused_with_one_temporary_is_transient(smtp_server: Any) -> None:
-    server = smtp_server("starttls")
+@PIPELINING
+async def test_all_refused_with_one_temporary_is_transient(smtp_server: Any, pipelining: bool) -> None:
+    server = smtp_server("starttls", pipelining=pipelining)
     with pytest.raises(errors.ServerDeferred) as caught:
         await send_one(config(server), Envelope("a@example.test", ("unknown@example.test", "busy@example.test")))
     assert set(caught.value.refused) == {"unknown@example.test", "busy@example.test"}
 
 
-async def test_connection_lost_after_data_is_uncertain_and_next_send_reconnects(smtp_server: Any) -> None:
-    server = smtp_server("starttls")
+@PIPELINING
+async def test_connection_lost_after_data_is_uncertain_and_next_send_reconnects(
+    smtp_server: Any, pipelining: bool
+) -> None:
+    server = smtp_server("starttls", pipelining=pipelining)
     async with SmtpTransport(config(server)) as transport:
         with pytest.raises(DeliveryUncertain):
             await transport.send(MESSAGE, Envelope("buchhaltung@example.test", ("vanish@example.test",)))
@@ -358,8 +370,9 @@ async def test_connection_lost_after_data_is_uncertain_and_next_send_reconnects(
     assert [r.rcpt_tos for r in server.received] == [["vanish@example.test"], ["kunde@example.test"]]
 
 
-async def test_connection_lost_before_data_is_transient(smtp_server: Any) -> None:
-    server = smtp_server("plain")
+@PIPELINING
+async def test_connection_lost_before_data_is_transient(smtp_server: Any, pipelining: bool) -> None:
+    server = smtp_server("plain", pipelining=pipelining)
     async with SmtpTransport(config(server)) as transport:
         with pytest.raises(errors.ConnectionLost) as caught:
             await transport.send(MESSAGE, Envelope("buchhaltung@example.test", ("drop@example.test",)))
@@ -422,19 +435,25 @@ async def test_idn_domains_go_into_the_envelope_as_idna(smtp_server: Any, smtput
     ],
     ids=["dot-lines", "dot-first"],
 )
-async def test_lines_starting_with_a_dot_arrive_as_they_were(smtp_server: Any, message: bytes) -> None:
-    server = smtp_server("plain")
+@PIPELINING
+async def test_lines_starting_with_a_dot_arrive_as_they_were(
+    smtp_server: Any, pipelining: bool, message: bytes
+) -> None:
+    server = smtp_server("plain", pipelining=pipelining)
     result = await send_one(config(server), message=message)
     assert result.reply.startswith("250")
     (received,) = server.received
     assert received.content == message
 
 
-async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fails(smtp_server: Any) -> None:
+@PIPELINING
+async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fails(
+    smtp_server: Any, pipelining: bool
+) -> None:
     """The dispatcher hands in the commit of the mail's claim as ``ready``: the envelope may go meanwhile, the data
     only after it. If it fails, the transaction is reset, its error comes back as it is, and the session serves
     the next mail."""
-    server = smtp_server("plain")
+    server = smtp_server("plain", pipelining=pipelining)
     committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     waiting = asyncio.Event()
 
@@ -458,6 +477,71 @@ async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fa
         later.set_result(None)
         assert (await transport.send(MESSAGE, ENVELOPE, ready=later)).reply.startswith("250")
     assert [r.content for r in server.received] == [MESSAGE]
+
+
+@contextlib.asynccontextmanager
+async def pipelining_server(answers: bytes, seen: list[bytes]) -> AsyncIterator[SmtpConfig]:
+    """A server for one session that offers PIPELINING and answers nothing before DATA arrived (a client waiting
+    for each reply would never send DATA), then ``answers`` all at once, in one write. ``seen``: the commands
+    before DATA, then each message's data (ending in the line with the dot); complete once the block is left."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 pipelining.example.test ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-pipelining.example.test\r\n250 PIPELINING\r\n")
+        while (line := await reader.readline()) not in (b"DATA\r\n", b""):
+            seen.append(line)
+        writer.write(answers)
+        data = b""
+        while line := await reader.readline():
+            if line in (b"QUIT\r\n", b"RSET\r\n"):
+                writer.write(b"221 Bye\r\n" if line == b"QUIT\r\n" else b"250 Ok\r\n")
+                continue
+            data += line
+            if line == b".\r\n":
+                seen.append(data)
+                writer.write(b"250-2.0.0 Ok:\r\n250 queued as 4F2A1\r\n")
+        writer.close()
+        ended.set()
+
+    ended = asyncio.Event()
+    listener = await asyncio.start_server(session, "127.0.0.1", 0)
+    async with listener:
+        yield SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=5)
+        await asyncio.wait_for(ended.wait(), 5)  # the client hung up: all it sent is in ``seen``
+
+
+TWO = Envelope("buchhaltung@example.test", ("kunde@example.test", "unknown@example.test"))
+PIPELINED_ENVELOPE = [
+    b"MAIL FROM:<buchhaltung@example.test>\r\n",
+    b"RCPT TO:<kunde@example.test>\r\n",
+    b"RCPT TO:<unknown@example.test>\r\n",
+]
+
+
+async def test_with_pipelining_the_envelope_and_data_go_in_one_write_and_replies_arriving_together_are_read() -> None:
+    seen: list[bytes] = []
+    answers = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n354 End data with .\r\n"
+    async with pipelining_server(answers, seen) as cfg:
+        result = await send_one(cfg, TWO)
+    assert seen == [*PIPELINED_ENVELOPE, MESSAGE + b".\r\n"]
+    assert result == SendResult("250 2.0.0 Ok: queued as 4F2A1", {"unknown@example.test": "550 5.1.1 no such user"})
+
+
+async def test_with_pipelining_a_server_waiting_for_data_that_must_not_come_is_hung_up_on() -> None:
+    """Every recipient refused, yet 354 to DATA (a server may answer so): no data may follow, not even an
+    empty message, so the transport hangs up instead of ending the data; the mail is refused as without
+    PIPELINING."""
+    seen: list[bytes] = []
+    answers = b"250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n550 5.1.1 no such user\r\n354 End data with .\r\n"
+    async with pipelining_server(answers, seen) as cfg:
+        transport = SmtpTransport(cfg)
+        await transport.connect()
+        with pytest.raises(errors.RecipientsRefused):
+            await transport.send(MESSAGE, TWO)
+        assert not transport.connected
+        await transport.close()
+    assert seen == PIPELINED_ENVELOPE
 
 
 async def test_an_address_that_cannot_be_sent_is_refused_before_anything_goes_out(smtp_server: Any) -> None:

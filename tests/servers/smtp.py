@@ -98,6 +98,13 @@ class SmtpServer:
         return Settings.model_validate(data)
 
 
+def ehlo(session: Session, hostname: str, responses: list[str], pipelining: bool) -> list[str]:
+    """A handler's ``handle_EHLO``: aiosmtpd's replies, with PIPELINING (RFC 2920) among them if ``pipelining``.
+    aiosmtpd reads one command line after the other, so commands sent together work; it only never says so."""
+    session.host_name = hostname
+    return [responses[0], "250-PIPELINING", *responses[1:]] if pipelining else responses
+
+
 class _RecordingHandler:
     def __init__(
         self,
@@ -106,7 +113,9 @@ class _RecordingHandler:
         gate: threading.Event,
         holding: threading.Event,
         accept_token: Callable[[str, str], bool] | None = None,
+        pipelining: bool = False,
     ):
+        self.pipelining = pipelining
         self.accept_token = accept_token or (lambda user, token: user == USER and token == TOKEN)
         self.received = received
         self.logins = logins
@@ -125,6 +134,11 @@ class _RecordingHandler:
         if login == USER and data.password.decode() == PASSWORD:
             return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return ehlo(session, hostname, responses, self.pipelining)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -267,9 +281,10 @@ def start_smtp_server(
     auth_required: bool = False,
     smtputf8: bool = False,
     accept_token: Callable[[str, str], bool] | None = None,
+    pipelining: bool = False,
 ) -> tuple[SmtpServer, Controller]:
     server = SmtpServer(HOST, 0, mode, pki.ca_file)
-    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding, accept_token)
+    handler = _RecordingHandler(server.received, server.logins, server.gate, server.holding, accept_token, pipelining)
     context = pki.server_context(cert)
     controller = LocalController(
         handler,
@@ -295,8 +310,9 @@ StartServer = Callable[..., SmtpServer]
 
 @pytest.fixture
 def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
-    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=..., smtputf8=...)
-    -> SmtpServer`` (``smtputf8=True``: the server offers SMTPUTF8)."""
+    """A factory: ``smtp_server("plain" | "starttls" | "tls", cert=..., data_size_limit=..., smtputf8=...,
+    pipelining=...) -> SmtpServer`` (``smtputf8=True``: the server offers SMTPUTF8; ``pipelining=True``:
+    PIPELINING, RFC 2920)."""
     controllers: list[Controller] = []
 
     servers: list[SmtpServer] = []

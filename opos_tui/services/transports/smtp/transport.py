@@ -78,6 +78,7 @@ from opos_tui.services.transports.smtp.errors import (
     TlsMismatch,
     reply_text,
 )
+from opos_tui.services.transports.smtp.replies import Replies
 from opos_tui.services.transports.smtp.tls import (
     TlsSession,
     certificate_error,
@@ -494,6 +495,42 @@ class SmtpTransport:
             return MessageRejected(code, message, stage)
         return ServerDeferred(code, message, stage)
 
+    def _check_recipients(self, refused: dict[str, str], recipients: dict[str, str], exchange: list[str]) -> None:
+        """Raise if every recipient was refused: permanently if all refusals were, else for a later try."""
+        if len(refused) < len(recipients):
+            return
+        self._failed_exchange = tuple(exchange)
+        if all(r.startswith("5") for r in refused.values()):
+            raise RecipientsRefused(refused)
+        first = next(r for r in refused.values() if not r.startswith("5"))
+        code, _, text = first.partition(" ")
+        raise ServerDeferred(int(code), text, "rcpt", refused)
+
+    async def _wait(
+        self, ready: Awaitable[None] | None, pipelined: tuple[Replies, aiosmtplib.SMTPResponse] | None
+    ) -> None:
+        """Wait for ``ready`` before the message data; if it fails, end the mail's transaction and raise its error
+        as it is: nothing of the message went out."""
+        if ready is None:
+            return
+        try:
+            await ready
+        except Exception:
+            if pipelined is None:
+                await self._reset()
+            else:
+                await self._abandon(*pipelined)
+            raise
+
+    async def _abandon(self, replies: Replies, start: aiosmtplib.SMTPResponse) -> None:
+        """End a pipelined transaction before its message: RSET, or, where the server already waits for the
+        message data (354 to DATA), hang up, since no data may go."""
+        replies.close()
+        if start.code == 354:
+            self._drop()
+        else:
+            await self._reset()
+
     async def _reset(self) -> None:
         """RSET after a refused envelope, so the connection serves the next mail."""
         if self._client is not None and self._client.is_connected:
@@ -505,7 +542,6 @@ class SmtpTransport:
     async def _submit(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None) -> SendResult:
         client = self._client
         assert client is not None
-        cfg = self.config
         self._stage = Stage.SEND
         self._failed_exchange = ()
         limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
@@ -516,47 +552,85 @@ class SmtpTransport:
         options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
         if client.supports_extension("8bitmime") and not message.isascii():
             options.append("BODY=8BITMIME")
-        exchange: list[str] = []
+        replies: Replies | None = None
         try:
-            exchange.append(f"C: MAIL FROM:<{sender}>")
-            try:
-                await client.mail(sender, options=options, encoding="ascii")
-            except SMTPSenderRefused as exc:
-                self._failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
-                await self._reset()
-                raise self._reply_error(exc.code, exc.message, "mail") from exc
-            refused: dict[str, str] = {}
-            for address, original in recipients.items():
-                exchange.append(f"C: RCPT TO:<{address}>")
+            if client.supports_extension("pipelining") and client.protocol is not None:
+                replies = Replies(client.protocol)
+            return await self._transaction(client, replies, message, sender, options, recipients, ready)
+        finally:
+            if replies is not None and not replies.close():
+                self._drop()  # the server said more than it was asked: the session is out of step
+
+    async def _transaction(
+        self,
+        client: aiosmtplib.SMTP,
+        replies: Replies | None,
+        message: bytes,
+        sender: str,
+        options: list[str],
+        recipients: dict[str, str],
+        ready: Awaitable[None] | None,
+    ) -> SendResult:
+        """MAIL, RCPT for each recipient, DATA and the message: one command after the other, or, with
+        ``replies`` (the server offers PIPELINING), the commands up to DATA in one write and their replies read
+        in order. Either way the message goes only once ``ready`` is done."""
+        cfg = self.config
+        exchange: list[str] = [f"C: MAIL FROM:<{sender}>"]
+        refused: dict[str, str] = {}
+        try:
+            if replies is None:
                 try:
-                    await client.rcpt(address, encoding="ascii")
-                except SMTPRecipientRefused as exc:
-                    refused[original] = reply_text(exc.code, exc.message)
-                    exchange.extend(_server_lines(exc.code, exc.message))
-            if len(refused) == len(recipients):
-                self._failed_exchange = tuple(exchange)
-                await self._reset()
-                if all(r.startswith("5") for r in refused.values()):
-                    raise RecipientsRefused(refused)
-                first = next(r for r in refused.values() if not r.startswith("5"))
-                code, _, text = first.partition(" ")
-                raise ServerDeferred(int(code), text, "rcpt", refused)
-            if ready is not None:
-                try:
-                    await ready
-                except Exception:
-                    await self._reset()  # the envelope goes, nothing of the message went out
-                    raise
-            exchange.append("C: DATA")
-            start = await client.execute_command(b"DATA")
+                    await client.mail(sender, options=options, encoding="ascii")
+                except SMTPSenderRefused as exc:
+                    self._failed_exchange = (*exchange, *_server_lines(exc.code, exc.message))
+                    await self._reset()
+                    raise self._reply_error(exc.code, exc.message, "mail") from exc
+                for address, original in recipients.items():
+                    exchange.append(f"C: RCPT TO:<{address}>")
+                    try:
+                        await client.rcpt(address, encoding="ascii")
+                    except SMTPRecipientRefused as exc:
+                        refused[original] = reply_text(exc.code, exc.message)
+                        exchange.extend(_server_lines(exc.code, exc.message))
+                if len(refused) == len(recipients):
+                    await self._reset()
+                self._check_recipients(refused, recipients, exchange)
+                data = dot_stuffed(message)
+                await self._wait(ready, None)
+                exchange.append("C: DATA")
+                start = await client.execute_command(b"DATA")
+            else:
+                commands = [" ".join((f"MAIL FROM:<{sender}>", *options))]
+                commands += [f"RCPT TO:<{address}>" for address in recipients]
+                replies.write(("\r\n".join((*commands, "DATA")) + "\r\n").encode("ascii"))
+                data = dot_stuffed(message)  # while the server answers
+                mail = await replies.read(cfg.timeout)
+                for address, original in recipients.items():
+                    exchange.append(f"C: RCPT TO:<{address}>")
+                    rcpt = await replies.read(cfg.timeout)
+                    if rcpt.code not in (250, 251):
+                        refused[original] = reply_text(rcpt.code, rcpt.message)
+                        exchange.extend(_server_lines(rcpt.code, rcpt.message))
+                start = await replies.read(cfg.timeout)
+                if mail.code != 250:
+                    self._failed_exchange = (exchange[0], *_server_lines(mail.code, mail.message))
+                    await self._abandon(replies, start)
+                    raise self._reply_error(mail.code, mail.message, "mail")
+                if len(refused) == len(recipients):
+                    await self._abandon(replies, start)
+                self._check_recipients(refused, recipients, exchange)
+                await self._wait(ready, (replies, start))
+                exchange.append("C: DATA")
             if start.code != 354:
                 self._failed_exchange = (*exchange, *_server_lines(start.code, start.message))
+                if replies is not None:
+                    replies.close()
                 await self._reset()
                 raise self._reply_error(start.code, start.message, "data")
             protocol = client.protocol
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
-            protocol.write(dot_stuffed(message))
+            protocol.write(data)
             protocol.write(b".\r\n")
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
@@ -564,7 +638,7 @@ class SmtpTransport:
         # From here on the message may have arrived: a lost connection is no reason to send it again.
         exchange.append(tr(f"C: ({len(message):,} bytes of message data)", f"C: ({len(message):,} Bytes Nachricht)"))
         try:
-            final = await protocol.read_response(timeout=cfg.timeout)
+            final = await (protocol.read_response if replies is None else replies.read)(cfg.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
             raise ReplyLost(cfg.host, str(exc)) from exc
