@@ -565,6 +565,8 @@ class QueueScreen(Screen[None]):
         """Whether the first read came back: until then the screen says it is reading, not that it is empty."""
         self.reading = False
         """Whether a read of the queue is under way (one at a time)."""
+        self.moved_to: int | None = None
+        """Where a key moved the cursor while the rows there are still being read."""
         self.wanted: Want | None = None
         """What to read as soon as the read under way is back; None when nothing more is wanted."""
         self._busy_timer: Timer | None = None
@@ -645,8 +647,9 @@ class QueueScreen(Screen[None]):
 
     @property
     def working(self) -> bool:
-        """Whether a read or an action this screen started is still under way (not a send run)."""
-        return self.reading or self.acting is not None
+        """Whether a read or an action this screen started is still under way (not a send run), or the first
+        read is still to come."""
+        return self.reading or self.acting is not None or (not self.loaded and self.lost is None)
 
     def window(self) -> int:
         """How many rows fit: the table's height without its header (and horizontal scrollbar)."""
@@ -654,7 +657,13 @@ class QueueScreen(Screen[None]):
         return height if height > 0 else 20
 
     def reload(self, keep_item: bool = True) -> None:
-        """Re-read counts and the window around the cursor; the cursor stays on its item if it still shows."""
+        """Re-read counts and the window around the cursor; the cursor stays on its item if it still shows (or
+        goes where a key moved it, if that read is not back yet)."""
+        if not keep_item:
+            self.moved_to = None
+        elif self.moved_to is not None:
+            self.read(self.moved_to, counts=True)
+            return
         keep = keep_item and self.cursor_id is not None
         self.read(self.cursor if keep else 0, item=self.cursor_id if keep else None, counts=True)
 
@@ -687,6 +696,7 @@ class QueueScreen(Screen[None]):
     @on(WindowRead)
     def window_read(self, message: WindowRead) -> None:
         self.reading = self.slow = False
+        self.loaded = True  # or failed: the screen says why
         if self._busy_timer is not None:
             self._busy_timer.stop()
             self._busy_timer = None
@@ -698,6 +708,8 @@ class QueueScreen(Screen[None]):
             self.status_filter,
             self.search,
         ):
+            if message.want.item is None and message.want.cursor == self.moved_to:
+                self.moved_to = None  # the cursor is where the key moved it
             self.show_window(message.window)
         self.read_next()
 
@@ -709,7 +721,6 @@ class QueueScreen(Screen[None]):
         self.update_position()
 
     def show_window(self, shown: Window) -> None:
-        self.loaded = True
         self.total, self.top, self.rows = shown.total, shown.top, shown.rows
         if shown.counts is not None:
             self.status_counts = shown.counts
@@ -754,7 +765,7 @@ class QueueScreen(Screen[None]):
         close_later(self.queue)
         self.rows, self.selected = [], set()
         self.total = self.top = self.cursor = 0
-        self.cursor_id = None
+        self.cursor_id = self.moved_to = None
         self.table.clear()
         self.add_class("-lost")
         self.query_one("#counts", Static).update(
@@ -867,7 +878,9 @@ class QueueScreen(Screen[None]):
         if self.top <= cursor < self.top + len(self.rows):
             self.place(cursor)
             if not self.reading:
+                self.moved_to = None
                 return
+        self.moved_to = cursor
         self.read(cursor)
 
     @on(DataTable.RowHighlighted)
