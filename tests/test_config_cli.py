@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -431,35 +432,31 @@ def test_parallel_config_set_keeps_every_value(home: Home) -> None:
     assert mode_of(home.root / "config.toml.lock") == 0o600
 
 
-def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home) -> None:
-    """`opos-tui send` (cron, every minute) with nothing due and no OAuth: neither the sign-in package with its
-    HTTP client nor the SMTP client nor the PDF reader is imported."""
-    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+def modules_after_idle_send(home: Home, prefixes: tuple[str, ...], **env: str) -> list[str]:
+    """The modules starting with one of ``prefixes`` that `opos-tui send --json` with nothing due imported."""
     probe = (
         "import sys\n"
         "from opos_tui.cli import main\n"
         "code = main(['send', '--json'])\n"
-        "heavy = ('opos_tui.services.signin', 'requests', 'aiosmtplib', 'pypdf')\n"
-        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith(heavy))))"
+        f"sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
     )
+    env = {"OPOS_TUI_HOME": str(home.root), "PATH": "/usr/bin:/bin", **env}
     sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert json.loads(sent.stdout)["left"] == 0
-    assert sent.stderr == "[]"
+    return list(ast.literal_eval(sent.stderr))
+
+
+def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home) -> None:
+    """`opos-tui send` (cron, every minute) with nothing due and no OAuth: neither the sign-in package with its
+    HTTP client nor the SMTP client nor the PDF reader is imported."""
+    heavy = ("opos_tui.services.signin", "requests", "aiosmtplib", "pypdf")
+    assert modules_after_idle_send(home, heavy, OPOS_TUI_SECRETS="file") == []
 
 
 def test_send_with_nothing_due_leaves_the_system_keyring_alone(home: Home) -> None:
     """`opos-tui send` with nothing due and the default secret store (keyring if there is one): finding the
     keyring's backend costs more than the whole run, so it is not even imported."""
-    env = {"OPOS_TUI_HOME": str(home.root), "PATH": "/usr/bin:/bin"}
-    probe = (
-        "import sys\n"
-        "from opos_tui.cli import main\n"
-        "code = main(['send', '--json'])\n"
-        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith('keyring'))))"
-    )
-    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(sent.stdout)["left"] == 0
-    assert sent.stderr == "[]"
+    assert modules_after_idle_send(home, ("keyring",)) == []
 
 
 def test_an_installation_named_by_its_home_starts_without_platformdirs(home: Home) -> None:

@@ -449,7 +449,7 @@ async def test_a_deferred_mail_is_tried_once_from_the_list_and_from_the_detail(h
         await confirm_sending(pilot, mails=3, customers=3)
         # A run hammering the 451 never ends: wait for its end, not for its workers.
         await until(pilot, lambda: "Done:" in text_of(screen, "#progress-label"))
-        assert "Done: sent 2 · failed 1" in text_of(screen, "#progress-label")
+        assert "Done: sent 2 · failed 0 · deferred 1 (tried again later)" in text_of(screen, "#progress-label")
         assert sorted(r.rcpt_tos[0] for r in server.received) == ["kunde2@example.test", "kunde3@example.test"]
         assert [statuses(home)[i] for i in [busy, *others]] == [Status.DEFERRED, Status.SENT, Status.SENT]
         with open_queue(home) as queue:
@@ -459,7 +459,7 @@ async def test_a_deferred_mail_is_tried_once_from_the_list_and_from_the_detail(h
         assert detail.item_id == busy
         await pilot.press("s")
         await until(pilot, lambda: "Done:" in text_of(screen, "#progress-label") and not screen.sending)
-        assert "Done: sent 0 · failed 1" in text_of(screen, "#progress-label")
+        assert "Done: sent 0 · failed 0 · deferred 1" in text_of(screen, "#progress-label")
         with open_queue(home) as queue:
             assert queue.get(busy).attempts == 2 and queue.get(busy).status is Status.DEFERRED
 

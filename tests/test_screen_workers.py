@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import tomli_w
@@ -24,6 +25,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from opos_tui.app import OposApp
+from opos_tui.screens.connection_test import ConnectionTestPanel
 from opos_tui.screens.message import MessageScreen
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.screens.settings import SettingsScreen, widget_id
@@ -34,6 +36,7 @@ from opos_tui.services.queue import Status, open_queue
 from tests.conftest import run_cli
 from tests.keys import glance, press_now
 from tests.pdfs import write_letter
+from tests.servers.smtp import PASSWORD, USER
 from tests.test_queue_screen import SENDER, configure, letter, many, shown_ids, statuses, text_of, until
 
 SAFETY_SECONDS = 60.0
@@ -272,3 +275,43 @@ async def test_a_secret_store_that_keeps_the_form_waiting_does_not_freeze_it(hom
             assert shown == "stored; leave empty to keep it"
     finally:
         waiting.release()
+
+
+async def test_a_connection_test_waiting_for_the_secret_store_does_not_freeze_the_form(
+    home: Home, smtp_server: Any
+) -> None:
+    """Ctrl+T reads the password from the secret store: while the store keeps it waiting (a FIFO, as a keyring
+    waiting for its unlock dialog), the form takes keys; once it answers, the test logs in with it."""
+    server = smtp_server("starttls")
+    settings.save(home, server.settings(auth__method="password", auth__profile=USER))
+    secrets.open_store(home).set(secrets.PASSWORD, PASSWORD)
+    content = home.secrets_file.read_text("utf-8")
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.screen
+        assert isinstance(form, SettingsScreen)
+        await pilot.pause()  # the form has read the store once
+        home.secrets_file.unlink()
+        os.mkfifo(home.secrets_file)
+
+        def answer() -> None:
+            with home.secrets_file.open("w") as fifo:  # once the test's lookup is waiting for it
+                answered = home.secrets_file.with_name("answered.toml")
+                answered.write_text(content)
+                answered.replace(home.secrets_file)
+                fifo.write(content)
+
+        waiting = Held(lambda: threading.Thread(target=answer, daemon=True).start())
+        try:
+            focused = app.focused
+            await press_now(pilot, "ctrl+t", "tab")  # keys work while the test waits for the store
+            assert app.focused is not focused
+            assert not waiting.expired
+            waiting.release()
+            panel = form.query_one(ConnectionTestPanel)
+            await until(pilot, lambda: panel.result is not None)
+            assert not waiting.expired
+            assert panel.result is not None and panel.result.ok
+            assert server.logins == [USER]
+        finally:
+            waiting.release()

@@ -122,7 +122,7 @@ class ConnectionTestPanel(Vertical):
         if home is not None and settings.auth.method == "oauth-dialog" and settings.connection == "smtp":
             from opos_tui.services.signin import has_usable_token, sign_in_for
 
-            signin = sign_in_for(settings, home)
+            signin = await asyncio.to_thread(sign_in_for, settings, home)  # may read the secret store
             if not await asyncio.to_thread(has_usable_token, signin):
                 await ask_sign_in(self.app, signin)  # cancelled: the test says "sign-in required"
         return await run_connection_test(settings, store, password=password, home=home, on_event=report)

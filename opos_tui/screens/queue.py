@@ -1464,9 +1464,17 @@ class QueueScreen(Screen[None]):
         failed = len(r.deferred) + len(r.failed) + len(r.uncertain)
         stopped = r.stopped or done.error
         summary = tr(
-            f"Done: sent {len(r.sent):,} · failed {failed:,}",
-            f"Fertig: gesendet {len(r.sent):,} · fehlgeschl. {failed:,}",
+            f"Done: sent {len(r.sent):,} · failed {len(r.failed):,}",
+            f"Fertig: gesendet {len(r.sent):,} · fehlgeschl. {len(r.failed):,}",
         )
+        # A deferred mail is tried again later and an uncertain one may have arrived: neither counts as failed.
+        if r.deferred:
+            summary += tr(
+                f" · deferred {len(r.deferred):,} (tried again later)",
+                f" · zurückgestellt {len(r.deferred):,} (später erneut)",
+            )
+        if r.uncertain:
+            summary += tr(f" · uncertain {len(r.uncertain):,}", f" · unsicher {len(r.uncertain):,}")
         if r.held:
             summary += tr(
                 f" · {len(r.held):,} held by the plausibility check", f" · {len(r.held):,} angehalten (Plausibilität)"

@@ -512,7 +512,8 @@ class SettingsScreen(SettingsForm):
         from opos_tui.services.signin import sign_in_for
 
         try:
-            await ask_sign_in(self.app, sign_in_for(current, self.home))
+            signin = await asyncio.to_thread(sign_in_for, current, self.home)  # may read the secret store
+            await ask_sign_in(self.app, signin)
         except OposError as exc:
             self.notify(exc.message(), severity="error")
         self.show_signed_in()

@@ -245,7 +245,7 @@ def sign_in_from_worker(app: App[Any], home: Home) -> InteractionHandler:
             current = await asyncio.to_thread(load, home)
             if current.auth.method != "oauth-dialog":
                 return False
-            signin = sign_in_for(current, home)
+            signin = await asyncio.to_thread(sign_in_for, current, home)  # may read the secret store
             if await asyncio.to_thread(has_usable_token, signin):
                 return True  # another connection's sign-in just finished
         except OposError:

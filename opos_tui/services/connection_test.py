@@ -9,6 +9,7 @@ per event, the settings screen fills a transcript panel. Nothing secret appears:
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.settings import Settings
-from opos_tui.services.transports.base import CertificateInfo, Envelope, HandshakeEvent, Stage, TokenProvider
+from opos_tui.services.transports.base import (
+    CertificateInfo,
+    Envelope,
+    HandshakeEvent,
+    Stage,
+    TokenProvider,
+    Transport,
+)
 from opos_tui.services.transports.registry import build_transport
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "Stage", "check_test_address", "run_connection_test"]
@@ -115,8 +123,11 @@ async def run_connection_test(
                 "sender.address is not set: the test mail needs a From address",
                 "sender.address ist nicht gesetzt: die Testmail braucht eine Absenderadresse",
             )
-    try:
-        if token_provider is None and home is not None and settings.uses_oauth():
+
+    def make_transport() -> tuple[Settings, Transport]:
+        """Reads the secret store and the token cache (a keyring may keep it waiting): run off the event loop."""
+        chosen, tokens = settings, token_provider
+        if tokens is None and home is not None and settings.uses_oauth():
             from opos_tui.services import signin  # requests and msal only where OAuth is used
 
             proxy = signin.proxy_in_use(settings)
@@ -130,8 +141,11 @@ async def run_connection_test(
                     ),
                 )
             )
-            settings, token_provider = signin.for_transport(settings, home)
-        transport = build_transport(settings, store, password=password, token_provider=token_provider, observer=record)
+            chosen, tokens = signin.for_transport(settings, home)
+        return chosen, build_transport(chosen, store, password=password, token_provider=tokens, observer=record)
+
+    try:
+        settings, transport = await asyncio.to_thread(make_transport)
     except ConfigError:
         raise
     except OposError as exc:
