@@ -273,18 +273,20 @@ async def test_settings_form_says_where_the_tokens_are_and_why_a_cache_cannot_be
     no_keyring_backend: None, home: Home, oauth_smtp: SmtpServer, oauth_authority: Authority
 ) -> None:
     from opos_tui.app import OposApp
-    from tests.test_queue_screen import text_of
+    from tests.test_queue_screen import text_of, until
 
     configure(home, oauth_smtp, oauth_authority, auth__method="oauth-dialog")
     app = OposApp(home, "settings")
-    async with app.run_test(size=(80, 24)):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: bool(text_of(app.screen, "#oauth-cache")))  # looked up in a worker
         shown = text_of(app.screen, "#oauth-cache")
         assert shown.startswith(f"Tokens kept in: file {cache_file(home)} (not encrypted, readable by its owner only")
     # A cache encrypted elsewhere (under a key in a keyring this session does not have).
     sealed = {"encrypted": "AES-256-GCM", "nonce": "AAAAAAAAAAAAAAAA", "ciphertext": "AAAAAAAAAAAAAAAAAAAAAA=="}
     cache_file(home).write_text(json.dumps(sealed))
     app = OposApp(home, "settings")
-    async with app.run_test(size=(80, 24)):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: bool(text_of(app.screen, "#oauth-signed-in")))
         assert text_of(app.screen, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
         shown = text_of(app.screen, "#oauth-cache")
         assert "sign-in required: run `opos-tui oauth login`" in shown

@@ -146,6 +146,7 @@ async def test_settings_form_shows_who_is_signed_in_and_signs_in_and_out(
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:
         form = app.screen
+        await pilot.pause()  # who is signed in is looked up in a worker
         assert text_of(form, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
         await pilot.press("ctrl+o")
         oauth_authority.approve(await code_shown(pilot))
@@ -173,6 +174,7 @@ async def test_google_modal_takes_the_pasted_address(home: Home, google: Authori
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:
         form = app.screen
+        await pilot.pause()  # who is signed in is looked up in a worker
         assert text_of(form, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
         await pilot.press("ctrl+o")
         await until(pilot, lambda: isinstance(app.screen, SignInScreen), 30)
