@@ -67,6 +67,16 @@ class Held:
 
 
 @contextmanager
+def holding(let_go: Callable[[], None]) -> Iterator[Held]:
+    """A lock held until the test releases it, or the safety timer does; released at the end in any case."""
+    held = Held(let_go)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+@contextmanager
 def sqlite_write_lock(home: Home) -> Iterator[Held]:
     """Another connection holds the queue file's write lock (BEGIN IMMEDIATE), as a sender's transaction does."""
     db = sqlite3.connect(home.queue_db, isolation_level=None, check_same_thread=False)
@@ -76,11 +86,8 @@ def sqlite_write_lock(home: Home) -> Iterator[Held]:
         db.execute("ROLLBACK")
         db.close()
 
-    held = Held(let_go)
-    try:
+    with holding(let_go) as held:
         yield held
-    finally:
-        held.release()
 
 
 @contextmanager
@@ -93,11 +100,8 @@ def postgresql_table_lock(url: str) -> Iterator[Held]:
         db.rollback()
         db.close()
 
-    held = Held(let_go)
-    try:
+    with holding(let_go) as held:
         yield held
-    finally:
-        held.release()
 
 
 @contextmanager
@@ -105,11 +109,8 @@ def config_lock(home: Home) -> Iterator[Held]:
     """Another program holds config.toml's lock (``config set`` in the middle of its read-modify-write)."""
     fd = os.open(settings.lock_file(home), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    held = Held(lambda: os.close(fd))
-    try:
+    with holding(lambda: os.close(fd)) as held:
         yield held
-    finally:
-        held.release()
 
 
 async def meanwhile(pilot: Pilot[None], condition: Callable[[], bool]) -> None:
