@@ -1461,7 +1461,6 @@ class QueueScreen(Screen[None]):
 
     def show_finished(self, done: Finished) -> None:
         r = done.result
-        failed = len(r.deferred) + len(r.failed) + len(r.uncertain)
         stopped = r.stopped or done.error
         summary = tr(
             f"Done: sent {len(r.sent):,} · failed {len(r.failed):,}",
@@ -1488,7 +1487,8 @@ class QueueScreen(Screen[None]):
         elif done.stop_requested:
             summary += tr(" · stopped by the operator", " · vom Bediener angehalten")
         self.query_one("#transcript", RichLog).write(summary)
-        self.finish(summary, error=stopped is not None or done.stop_requested or bool(failed) or bool(r.held))
+        not_sent = bool(r.deferred or r.failed or r.uncertain or r.held)
+        self.finish(summary, error=stopped is not None or done.stop_requested or not_sent)
 
     def show_progress(self, label: str, progress: int, total: int) -> None:
         self.query_one("#progress").display = True
