@@ -99,8 +99,8 @@ class OposApp(TypeAheadApp[None]):
     must never catch the cursor in its "off" half."""
 
     def __init__(self, home: Home, start: StartScreen = "main", check_config: bool = False) -> None:
-        """``check_config``: validate config.toml once the queue is on the screen, and end with its
-        :class:`ConfigError` (in :attr:`config_error`) if it is broken."""
+        """``check_config``: validate config.toml once the first page (the queue, a settings form) is on the
+        screen, and end with its :class:`ConfigError` (in :attr:`config_error`) if it is broken."""
         super().__init__()
         self.home = home
         self.start = start
@@ -118,11 +118,13 @@ class OposApp(TypeAheadApp[None]):
             from opos_tui.screens.settings import SettingsScreen
 
             self.push_screen(SettingsScreen(self.home))
+            self.call_after_refresh(self.first_page_shown)
             return
         if self.start in ("letters", "reports"):
             from opos_tui.screens.letters import LettersScreen, page_of
 
             self.push_screen(LettersScreen(self.home, page_of(self.start)))
+            self.call_after_refresh(self.first_page_shown)
             return
         from opos_tui.screens.queue import QueueScreen
 
@@ -134,13 +136,16 @@ class OposApp(TypeAheadApp[None]):
         self.push_screen(screen)
 
     def on_queue_shown(self) -> None:
+        self.first_page_shown()
+
+    def first_page_shown(self) -> None:
         if self.config_pending:
             self.config_pending = False
             self.check_config()
 
     @work(thread=True, exit_on_error=False)
     def check_config(self) -> None:
-        # The settings model (pydantic) costs as much as the rest of the start: the queue is painted first.
+        # The settings model (pydantic) costs as much as the rest of the start: the first page is painted first.
         from opos_tui.services import settings
 
         try:

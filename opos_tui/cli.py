@@ -884,15 +884,11 @@ def iso_time(epoch: float | None) -> str:
 
 def run_tui(args: argparse.Namespace, start: StartScreen) -> int:
     home = home_of(args)
-    # A broken config.toml is reported plainly, not as a traceback in the TUI: the settings pages check it
-    # before they start; the queue screen once it is painted, ending the TUI with the same message.
-    if start != "main":
-        from opos_tui.services import settings
-
-        settings.load(home)
+    # A broken config.toml is reported plainly, not as a traceback in the TUI: it is checked once the first
+    # page is painted, ending the TUI with its message.
     from opos_tui.app import OposApp
 
-    app = OposApp(home=home, start=start, check_config=start == "main")
+    app = OposApp(home=home, start=start, check_config=True)
     app.run()
     if app.config_error is not None:
         raise app.config_error

@@ -212,6 +212,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
     before = settings.load(home)
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # config.toml is checked once the form is on the screen
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
         assert settings.Settings.model_validate(screen.draft()) == before

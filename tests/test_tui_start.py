@@ -130,15 +130,69 @@ def test_the_queue_is_on_the_screen_before_the_settings_model_is_built(configure
     assert shown.stdout.splitlines() == ["at the first page: False", "then: True None"]
 
 
-def test_a_broken_config_toml_ends_the_tui_with_its_message(configured: Home) -> None:
-    """`opos-tui` in a terminal with a config.toml whose value is invalid: one plain line and exit 2, as before
-    the queue screen painted first, never a traceback."""
+SETTINGS_PAINT_PROBE = """
+import asyncio, sys
+from pathlib import Path
+from opos_tui.app import OposApp
+from opos_tui.screens import settings as screen
+from opos_tui.services.home import Home
+
+
+class Probe(screen.SettingsScreen):
+    def check_file(self):  # once the form is on the screen
+        print("on the screen:", "pydantic" in sys.modules, self.checked)
+        return super().check_file()
+
+
+screen.SettingsScreen = Probe
+
+
+async def main() -> None:
+    app = OposApp(Home(Path(sys.argv[1])), "settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        form = app.screen
+        print("then:", "pydantic" in sys.modules, form.checked, form.saved.smtp.port, form.dirty)
+
+asyncio.run(main())
+"""
+
+
+def test_the_settings_form_is_on_the_screen_before_the_settings_model_is_built(configured: Home) -> None:
+    """The E-mail settings form shows config.toml's values without pydantic and the settings model, which cost
+    as much as the rest of its start; the model checks them once the form is on the screen."""
+    settings.set_value(configured, "smtp.port", "2525")
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    shown = subprocess.run(
+        [sys.executable, "-c", SETTINGS_PAINT_PROBE, str(configured.root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == ["on the screen: False False", "then: True True 2525 False"]
+
+
+def test_the_defaults_the_form_shows_first_are_the_models() -> None:
+    """The plain defaults (services/setting_defaults.py) are generated from the model: one source of truth."""
+    from opos_tui.services.setting_defaults import DEFAULTS
+
+    assert DEFAULTS == settings.Settings().model_dump(mode="json")
+
+
+@pytest.mark.parametrize("argv", [[], ["settings"]], ids=["queue", "settings"])
+def test_a_broken_config_toml_ends_the_tui_with_its_message(configured: Home, argv: list[str]) -> None:
+    """`opos-tui` (and `opos-tui settings`) in a terminal with a config.toml whose value is invalid: one plain
+    line and exit 2, as before the first page painted first, never a traceback."""
     configured.config_file.write_text('[smtp]\nport = "many"\n')
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "opos_tui", "--home", str(configured.root)],
+        [sys.executable, "-m", "opos_tui", "--home", str(configured.root), *argv],
         stdin=follower,
         stdout=follower,
         stderr=follower,

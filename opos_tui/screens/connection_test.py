@@ -7,6 +7,7 @@ same service the command line uses (``services.connection_test``); this module o
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -24,7 +25,9 @@ from opos_tui.services.connection_test import ConnectionTestResult, HandshakeEve
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.settings import Settings
+
+if TYPE_CHECKING:
+    from opos_tui.services.settings import Settings
 
 MARKS = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "failed": ("✗", "red")}
 

@@ -12,10 +12,11 @@ reads, merges and writes under config.toml's lock.
 from __future__ import annotations
 
 import contextlib
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,10 +30,14 @@ from opos_tui.i18n import tr
 from opos_tui.screens import labels
 from opos_tui.screens.follow import tell
 from opos_tui.screens.widgets import Choice, ConfirmScreen
-from opos_tui.services import settings
-from opos_tui.services.errors import OposError
+from opos_tui.services.config_file import parse
+from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
-from opos_tui.services.settings import Settings
+from opos_tui.services.setting_choices import format_value
+from opos_tui.services.setting_defaults import DEFAULTS
+
+if TYPE_CHECKING:  # the settings model (pydantic) is imported once the form is on the screen
+    from opos_tui.services.settings import Salvaged, Settings
 
 REPLACE = ""
 """In ``SettingsForm.save``'s ``agreed``: the admin agreed to replace a config.toml that is not TOML."""
@@ -62,8 +67,31 @@ class SettingsRead(Message):
     settings: Settings
 
 
+@dataclass
+class SettingsChecked(Message):
+    """config.toml as far as the settings model takes it, checked in a worker once the form is on the screen."""
+
+    found: Salvaged
+
+
 def widget_id(key: str) -> str:
     return key.replace(".", "-").replace("_", "-")
+
+
+def file_values(home: Home) -> dict[str, Any]:
+    """config.toml's values over the defaults, as plain data, before the settings model has checked any of them
+    (a file that cannot be read gives the defaults): what a form shows first. Building the model costs as much as
+    the rest of a form's start, so it checks them once the form is on the screen (:class:`SettingsChecked`)."""
+    values = copy.deepcopy(DEFAULTS)
+    with contextlib.suppress(ConfigError):
+        parsed = parse(home.config_file)
+        for key, value in (parsed[1] if parsed else {}).items():
+            if isinstance(values.get(key), dict):
+                if isinstance(value, dict):
+                    values[key].update(value)
+            elif key in values:
+                values[key] = value
+    return values
 
 
 class FormField(Vertical):
@@ -154,17 +182,26 @@ class SettingsForm(Screen[None]):
         Binding("escape", "leave", tr("Back", "Zurück"), id="settings.leave"),
     ]
 
+    found: Salvaged
+    """config.toml as the settings model takes it, once checked (:attr:`checked`)."""
+    saved: Settings
+    """The settings as saved, once checked (:attr:`checked`)."""
+
     def __init__(self, home: Home) -> None:
         super().__init__()
         self.home = home
-        self.found = settings.salvage(home)
-        self.saved = self.found.settings
-        self.raw = {p.key: p.raw for p in self.found.problems if p.raw is not None}
-        """The file's invalid values, put into their fields to be corrected."""
+        self.values = file_values(home)
+        """What the form shows first: config.toml's values over the defaults, not checked yet. Invalid values
+        stay in their fields, to be corrected."""
+        self.checked = False
+        """Whether config.toml was checked against the settings model (in a worker, once the form is shown):
+        until then the form shows the file's values but neither validates nor saves them."""
+        self.after_check: list[Callable[[], object]] = []
+        """What keys asked for before config.toml was checked (saving, leaving, testing), done once it is."""
         self.file_errors: dict[str, str] = {}
         """Invalid values of choices (which cannot show them), marked on their field until it is changed."""
         self.dirty = False
-        self.valid: Settings | None = self.saved
+        self.valid: Settings | None = None
         self.saving = False
         """Whether a save is under way in a worker."""
         self.edits_pending = False
@@ -209,27 +246,80 @@ class SettingsForm(Screen[None]):
         """``text`` (a message about settings) with the keys of this form's fields named by their labels."""
         return labels.name_fields(text, self.field_labels())
 
+    def value(self, key: str) -> Any:
+        """A key's value as the form shows it first (:attr:`values`)."""
+        section, _, name = key.rpartition(".")
+        return (self.values[section] if section else self.values)[name]
+
+    def choice(self, key: str, choices: dict[str, str]) -> str:
+        """The choice the form shows first: the file's, or the default if the file's is none of them."""
+        section, _, name = key.rpartition(".")
+        value = self.value(key)
+        return value if value in choices else str((DEFAULTS[section] if section else DEFAULTS)[name])
+
     def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
-        value = self.raw.get(key, settings.format_value(settings.get_value(self.saved, key)))
+        value = format_value(self.value(key))
         # A compact field has no border: an empty one would be invisible without a placeholder.
         hint = placeholder or tr("(empty)", "(leer)")
         return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
 
     def text_area(self, key: str, label: str, hint: str, lines: int) -> FormField:
         """A field for text of several lines; Tab moves on to the next field (keyboard only), Enter breaks."""
-        text = self.raw.get(key, str(settings.get_value(self.saved, key)))
+        text = str(self.value(key))
         editor = TextArea(text, id=widget_id(key), compact=True, tab_behavior="focus", placeholder=hint)
         editor.styles.height = lines
         return FormField(key, label, editor)
 
     def prepare_form(self) -> None:
-        """Once mounted: the title, and the keyboard cursor of each choice on its saved value."""
+        """Once mounted: the title, the keyboard cursor of each choice on its saved value, and config.toml checked
+        against the settings model in a worker."""
         self.title = "opos-tui"
         self.sub_title = self.heading()
         for radio in self.query(RadioSet):
             # Put the keyboard cursor on the saved choice, not on the first one.
             for _ in range(max(radio.pressed_index, 0)):
                 radio.action_next_button()
+        # Once the form is on the screen: the model's import would hold up the first paint even in a thread.
+        self.call_after_refresh(self.check_file)
+
+    @work(thread=True, group="settings-check", exit_on_error=False)
+    def check_file(self) -> None:
+        from opos_tui.services import settings
+
+        tell(self, SettingsChecked(settings.salvage(self.home)))
+
+    @on(SettingsChecked)
+    async def file_checked(self, message: SettingsChecked) -> None:
+        """config.toml is checked: the form holds it as the model takes it, marks what is invalid, and shows a
+        valid value where the model reads the file's otherwise (a choice the file misspelt: its default)."""
+        from opos_tui.services import settings
+
+        self.found = message.found
+        self.saved = self.valid = message.found.settings
+        self.checked = True
+        await self.show_file_problems()
+        invalid = {problem.key for problem in message.found.problems if problem.raw is not None}
+        self.show_values(
+            self.saved,
+            [
+                key
+                for key in settings.KEYS
+                if key not in invalid and settings.get_value(self.saved, key) != self.value(key)
+            ],
+        )
+        self.changed()
+        while self.after_check:
+            self.after_check.pop(0)()
+
+    def unchecked(self, action: Callable[[], object]) -> bool:
+        """Whether config.toml is still being checked; if so, ``action`` (what a key asked for) is done once it
+        is, as if the key had come then."""
+        if not self.checked:
+            self.after_check.append(action)
+        return not self.checked
+
+    async def show_file_problems(self) -> None:
+        """Show what is wrong with config.toml (:attr:`found`), once it is checked."""
 
     # --- reading the form -----------------------------------------------------------------------------
 
@@ -242,6 +332,8 @@ class SettingsForm(Screen[None]):
         Keys this form does not show (letter templates, retry) are kept as saved. One walk over the fields, not
         one query per key: this runs at every key typed.
         """
+        from opos_tui.services import settings
+
         data: dict[str, Any] = self.saved.model_dump(mode="json")
         for form_field in self.query(FormField):
             key, editor = form_field.key, form_field.editor
@@ -260,10 +352,14 @@ class SettingsForm(Screen[None]):
     # --- reacting -------------------------------------------------------------------------------------
 
     def revalidate(self) -> None:
+        from pydantic import ValidationError
+
+        from opos_tui.services import settings
+
         errors: dict[str, str] = {}
         data = self.draft()
         try:
-            self.valid = Settings.model_validate(data, context={"check_files": True})
+            self.valid = settings.Settings.model_validate(data, context={"check_files": True})
         except ValidationError as exc:
             self.valid = None
             errors = settings.field_errors(exc)
@@ -279,6 +375,8 @@ class SettingsForm(Screen[None]):
         form_error.display = "" in errors
 
     def changed(self) -> None:
+        if not self.checked:
+            return  # the form is checked as a whole once config.toml is (file_checked)
         self.revalidate()
         self.dirty = self.valid != self.saved or self.unsaved_extra()
         self.sub_title = self.heading() + (" *" if self.dirty else "")
@@ -334,6 +432,8 @@ class SettingsForm(Screen[None]):
         """
         if self.saving:
             return
+        if self.unchecked(lambda: self.save(then_close, agreed)):
+            return
         self.changed()
         if self.valid is None:
             self.refuse(
@@ -348,13 +448,17 @@ class SettingsForm(Screen[None]):
 
     @property
     def working(self) -> bool:
-        """Whether a save is under way."""
-        return self.saving
+        """Whether config.toml is still being checked, or a save is under way."""
+        return not self.checked or self.saving
 
     @work(thread=True, group="settings-save", exit_on_error=False)
     def write_settings(
         self, base: Settings, mine: Settings, extra: dict[str, str], then_close: bool, agreed: frozenset[str]
     ) -> None:
+        from pydantic import ValidationError
+
+        from opos_tui.services import settings
+
         try:
             with settings.write_lock(self.home):
                 found = settings.salvage(self.home)
@@ -363,7 +467,7 @@ class SettingsForm(Screen[None]):
                     return
                 data, both = settings.merge(base, mine, found.settings)
                 try:
-                    merged = Settings.model_validate(data, context={"check_files": True})
+                    merged = settings.Settings.model_validate(data, context={"check_files": True})
                 except ValidationError as exc:
                     tell(
                         self,
@@ -444,6 +548,8 @@ class SettingsForm(Screen[None]):
 
     def saved_as(self, new: Settings, mine: Settings, then_close: bool) -> None:
         """The form's values are saved as ``new`` (with what someone else saved meanwhile): show that."""
+        from opos_tui.services import settings
+
         self.extra_saved()
         theirs = [key for key in settings.KEYS if settings.get_value(new, key) != settings.get_value(mine, key)]
         self.saved = new
@@ -463,6 +569,8 @@ class SettingsForm(Screen[None]):
 
     def show_values(self, values: Settings, keys: list[str]) -> None:
         """Put saved values into the form's fields (those someone else changed meanwhile)."""
+        from opos_tui.services import settings
+
         for key in keys:
             found = self.query(f"#{widget_id(key)}")
             if not found:
@@ -473,7 +581,7 @@ class SettingsForm(Screen[None]):
             elif isinstance(editor, Checkbox):
                 editor.value = bool(value)
             elif isinstance(editor, Input):
-                editor.value = settings.format_value(value)
+                editor.value = format_value(value)
             elif isinstance(editor, TextArea):
                 editor.text = str(value)
 
@@ -484,6 +592,8 @@ class SettingsForm(Screen[None]):
             self.app.exit()
 
     def action_leave(self) -> None:
+        if self.unchecked(self.action_leave):
+            return
         if not self.dirty:
             self.close()
             return
@@ -512,16 +622,21 @@ class SettingsForm(Screen[None]):
     def on_screen_resume(self) -> None:
         # Back from another form or page that may have saved: show what it saved, unless this form holds
         # unsaved edits (saving merges those with it anyway). Read in a worker: another program may hold the file.
-        if not self.dirty:
+        # Not when the form is first shown: it is read once it is on the screen (check_file).
+        if self.checked and not self.dirty:
             self.read_saved()
 
     @work(thread=True, group="settings-read", exclusive=True, exit_on_error=False)
     def read_saved(self) -> None:
+        from opos_tui.services import settings
+
         with contextlib.suppress(OposError):
             tell(self, SettingsRead(settings.load(self.home)))
 
     @on(SettingsRead)
     def settings_read(self, message: SettingsRead) -> None:
+        from opos_tui.services import settings
+
         current = message.settings
         if self.dirty:
             return

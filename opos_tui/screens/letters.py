@@ -57,7 +57,6 @@ class LettersScreen(SettingsForm):
     # --- building the form ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        s = self.saved
         values = placeholders(*LETTER_VALUES)
         shipped = tr("(empty = the shipped text)", "(leer = mitgelieferter Text)")
         yield Header()
@@ -75,10 +74,11 @@ class LettersScreen(SettingsForm):
                     tr(f"Placeholders: {values} {placeholders(LEVEL_VALUE)}", f"Platzhalter: {values} ${{level}}"),
                     classes="note",
                 )
+                languages = {"de": "Deutsch", "en": "English"}
                 yield FormField(
                     "letters.language",
                     tr("Language of the shipped texts", "Sprache der mitgelieferten Texte"),
-                    radio_set("letters.language", {"de": "Deutsch", "en": "English"}, s.letters.language),
+                    radio_set("letters.language", languages, self.choice("letters.language", languages)),
                 )
                 yield self.text_field(
                     "letters.subject",
@@ -207,6 +207,8 @@ class LettersScreen(SettingsForm):
         panel = self.query_one("#preview", VerticalScroll)
         panel.border_title = tr(f"Preview: {report_name(self.report)}", f"Vorschau: {report_name(self.report)}")
         mail = self.query_one("#preview-mail", Static)
+        if not self.checked:
+            return  # shown once config.toml is checked
         if self.valid is None:
             invalid = ", ".join(f"'{f.label}'" for f in self.query(FormField) if f.has_class("-invalid"))
             mail.update(

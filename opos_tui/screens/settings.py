@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -32,10 +33,13 @@ from opos_tui.services import secrets
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.settings import AUTH_METHODS_FOR, SecurityMode, Settings
+from opos_tui.services.setting_choices import AUTH_METHODS_FOR, SecurityMode
 from opos_tui.services.transports import outlook
 from opos_tui.services.transports.kinds import windows_only
 from opos_tui.services.transports.registry import offered_here
+
+if TYPE_CHECKING:  # the settings model (pydantic) is imported once the form is on the screen
+    from opos_tui.services.settings import Settings
 
 
 def connection_note(connection: str) -> str:
@@ -204,7 +208,6 @@ class SettingsScreen(SettingsForm):
         return super().working or self.store_reading or self.signing_out or self.signed_in_shown != self.signed_in_asked
 
     def compose(self) -> ComposeResult:
-        s = self.saved
         label = labels.field_labels()
         yield Header()
         # Not a tab stop itself: Tab goes from the last field straight back to the first.
@@ -217,15 +220,24 @@ class SettingsScreen(SettingsForm):
                 classes="form-title",
             )
             yield Static("", id="form-error", classes="form-error")
-            yield Static(self.file_problem_text(), id="file-problem", classes="form-error")
+            # What is wrong with config.toml, once it is checked (show_file_problems).
+            yield Static("", id="file-problem", classes="form-error")
             yield Vertical(id="section-fix", classes="section")
-            yield FormField("connection", label["connection"], radio_set("connection", offered_here(), s.connection))
+            connections = offered_here()
+            yield FormField(
+                "connection",
+                label["connection"],
+                radio_set("connection", connections, self.choice("connection", connections)),
+            )
             yield Static("", id="connection-note", classes="note")
             with Vertical(id="section-sendmail", classes="section"):
                 yield self.text_field("sendmail.path", label["sendmail.path"], "/usr/sbin/sendmail")
             with Vertical(id="section-auth", classes="section"):
+                methods = auth_labels()
                 yield FormField(
-                    "auth.method", label["auth.method"], radio_set("auth.method", auth_labels(), s.auth.method)
+                    "auth.method",
+                    label["auth.method"],
+                    radio_set("auth.method", methods, self.choice("auth.method", methods)),
                 )
                 yield self.text_field("auth.profile", label["auth.profile"])
                 yield self.secret_field(secrets.PASSWORD)
@@ -233,10 +245,11 @@ class SettingsScreen(SettingsForm):
                 yield Static(tr("SMTP connection data", "SMTP-Verbindungsdaten"), classes="section-title")
                 yield self.text_field("smtp.host", label["smtp.host"], "smtp.example.com")
                 yield self.text_field("smtp.port", label["smtp.port"])
+                modes = security_labels()
                 yield FormField(
                     "smtp.security",
                     label["smtp.security"],
-                    radio_set("smtp.security", security_labels(), s.smtp.security.value),
+                    radio_set("smtp.security", modes, self.choice("smtp.security", modes)),
                 )
                 yield self.text_field("smtp.timeout", label["smtp.timeout"])
                 yield self.text_field("smtp.ca_file", label["smtp.ca_file"])
@@ -244,7 +257,9 @@ class SettingsScreen(SettingsForm):
                     "smtp.allow_plain_auth",
                     "",
                     Tick(
-                        label["smtp.allow_plain_auth"], s.smtp.allow_plain_auth, id=widget_id("smtp.allow_plain_auth")
+                        label["smtp.allow_plain_auth"],
+                        self.value("smtp.allow_plain_auth") is True,
+                        id=widget_id("smtp.allow_plain_auth"),
                     ),
                 )
                 yield Static(
@@ -260,10 +275,11 @@ class SettingsScreen(SettingsForm):
                 yield self.text_field("smtp.max_per_minute", label["smtp.max_per_minute"])
             with Vertical(id="section-oauth", classes="section"):
                 yield Static("OAuth 2.0", classes="section-title")
+                providers = provider_labels()
                 yield FormField(
                     "oauth.provider",
                     label["oauth.provider"],
-                    radio_set("oauth.provider", provider_labels(), s.oauth.provider),
+                    radio_set("oauth.provider", providers, self.choice("oauth.provider", providers)),
                 )
                 yield self.text_field("oauth.client_id", label["oauth.client_id"])
                 yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
@@ -286,12 +302,11 @@ class SettingsScreen(SettingsForm):
     async def on_mount(self) -> None:
         self.store_reading = True
         self.open_secrets()
+        for hidden in ("#file-problem", "#section-fix"):
+            self.query_one(hidden).display = False
         self.prepare_form()
-        await self.show_file_problems()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
-        if self.found.problems:
-            self.changed()
         # After the choices have scrolled to their saved buttons: the form opens at its top, title and all.
         self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
 
@@ -424,6 +439,8 @@ class SettingsScreen(SettingsForm):
 
     async def action_test_connection(self) -> None:
         """Test the settings as typed (saved or not), in a panel under the form."""
+        if self.unchecked(self.action_test_connection):
+            return
         self.changed()
         if self.valid is None:
             self.refuse(
@@ -460,6 +477,8 @@ class SettingsScreen(SettingsForm):
     def show_signed_in(self) -> None:
         """Who is signed in with the settings as typed (from the token cache, no network), looked up in a worker:
         the cache may be in a keyring that keeps it waiting."""
+        if not self.checked:
+            return  # shown once config.toml is checked
         current = self.valid or self.saved
         if current.uses_oauth():
             self.signed_in_asked += 1
@@ -503,6 +522,8 @@ class SettingsScreen(SettingsForm):
         return self.valid
 
     def action_oauth_sign_in(self) -> None:
+        if self.unchecked(self.action_oauth_sign_in):
+            return
         current = self.oauth_settings()
         if current is not None:
             self.sign_in(current)
@@ -519,6 +540,8 @@ class SettingsScreen(SettingsForm):
         self.show_signed_in()
 
     def action_oauth_sign_out(self) -> None:
+        if self.unchecked(self.action_oauth_sign_out):
+            return
         current = self.oauth_settings()
         if current is not None and not self.signing_out:
             self.signing_out = True

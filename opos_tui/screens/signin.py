@@ -27,7 +27,6 @@ from textual.worker import Worker, WorkerState
 from opos_tui.i18n import tr
 from opos_tui.services.errors import InteractionNeeded, OposError
 from opos_tui.services.home import Home
-from opos_tui.services.settings import load
 
 if TYPE_CHECKING:  # requests and msal are imported only where OAuth is used, the send engine where it runs
     from opos_tui.services.dispatcher import InteractionHandler
@@ -236,6 +235,7 @@ def sign_in_from_worker(app: App[Any], home: Home) -> InteractionHandler:
     at a time, however many connections need the sign-in.)"""
 
     async def handler(needed: InteractionNeeded) -> bool:
+        from opos_tui.services.settings import load
         from opos_tui.services.signin import has_usable_token, sign_in_for
         from opos_tui.services.signin.errors import SignInRequired
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, localtime
+from typing import TYPE_CHECKING
 
 from opos_tui.i18n import tr
 from opos_tui.services.addresses import AddressError, check_addr_spec, header_address, new_message_id
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import (
     CertificateInfo,
     Envelope,
@@ -32,6 +32,9 @@ from opos_tui.services.transports.base import (
     Transport,
 )
 from opos_tui.services.transports.registry import build_transport
+
+if TYPE_CHECKING:
+    from opos_tui.services.settings import Settings
 
 __all__ = ["ConnectionTestResult", "HandshakeEvent", "Stage", "check_test_address", "run_connection_test"]
 

@@ -39,32 +39,18 @@ from opos_tui.services.config_file import parse
 from opos_tui.services.errors import Bilingual, ConfigError, InvalidValue, OposError
 from opos_tui.services.files import hold_lock, write_atomic
 from opos_tui.services.home import Home
+from opos_tui.services.setting_choices import (
+    AUTH_METHODS_FOR,
+    OAUTH_METHODS,
+    AuthMethod,
+    Connection,
+    OAuthProvider,
+)
 
-Connection = Literal["windows", "outlook", "smtp", "sendmail"]
-AuthMethod = Literal["none", "password", "oauth", "oauth-dialog"]
-OAuthProvider = Literal["microsoft", "google"]
-
-
-class SecurityMode(StrEnum):
-    """Exactly MailKit's ``SecureSocketOptions`` names, with MailKit's meaning."""
-
-    NONE = "None"
-    AUTO = "Auto"
-    SSL_ON_CONNECT = "SslOnConnect"
-    START_TLS = "StartTls"
-    START_TLS_WHEN_AVAILABLE = "StartTlsWhenAvailable"
-
-
-AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
-OAUTH_METHODS: tuple[AuthMethod, ...] = ("oauth", "oauth-dialog")
-"""The login methods that sign in with OAuth 2.0."""
-# "Anmelden" exists for Outlook and SMTP only; OAuth only for SMTP (the original dialog's rules).
-AUTH_METHODS_FOR: dict[Connection, tuple[AuthMethod, ...]] = {
-    "windows": ("none",),
-    "outlook": ("none", "password"),
-    "smtp": AUTH_METHODS,
-    "sendmail": ("none",),
-}
+# The choices are the settings' own, kept plain so that a form shows them before the model is built; these two
+# are also taken from here.
+from opos_tui.services.setting_choices import SecurityMode as SecurityMode
+from opos_tui.services.setting_choices import format_value as format_value
 
 
 def _single_line(value: str) -> str:
@@ -518,11 +504,6 @@ def get_value(settings: Settings, key: str) -> Any:
     return value.value if isinstance(value, StrEnum) else value
 
 
-def format_value(value: Any) -> str:
-    """A value as it is typed on the command line (``true``, not ``True``)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def with_value(settings: Settings, key: str, raw: str) -> Settings:
     """A new, validated Settings with ``key`` set from the text ``raw``; ConfigError if it does not fit."""
     key = parse_key(key)
@@ -698,3 +679,27 @@ def set_value(home: Home, key: str, raw: str) -> Settings:
         settings = with_value(load(home), key, raw)
         save(home, settings)
     return settings
+
+
+DEFAULTS_MODULE = Path(__file__).with_name("setting_defaults.py")
+"""The defaults as plain data, generated from the model by :func:`defaults_source`: the settings form shows
+config.toml over them before the model is built (pydantic costs as much as the rest of the form's start)."""
+
+
+def defaults_source() -> str:
+    """The text of :data:`DEFAULTS_MODULE`: every key's default, as :class:`Settings` has it."""
+    import pprint
+
+    data = pprint.pformat(Settings().model_dump(mode="json"), indent=4, width=110, sort_dicts=False)
+    return (
+        '"""Every setting\'s default as plain data, generated from the settings model (services/settings.py):\n'
+        "do not edit. After changing a default there, write it anew with\n"
+        "``python -c 'from opos_tui.services import settings; settings.write_defaults()'`` and ``ruff format``\n"
+        'it; a test fails until then."""\n\n'
+        "from typing import Any\n\n"
+        f"DEFAULTS: dict[str, Any] = {data}\n"
+    )
+
+
+def write_defaults() -> None:
+    DEFAULTS_MODULE.write_text(defaults_source())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from opos_tui.services.errors import TransportUnavailable
-from opos_tui.services.settings import Connection
+from opos_tui.services.setting_choices import Connection
 
 LABELS: dict[Connection, str] = {
     "windows": "Windows-Standard (Simple MAPI)",

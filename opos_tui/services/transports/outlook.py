@@ -17,7 +17,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opos_tui.i18n import tr
 from opos_tui.services.errors import (
@@ -30,9 +30,11 @@ from opos_tui.services.errors import (
     TransportUnavailable,
 )
 from opos_tui.services.secrets import PASSWORD, SecretStore
-from opos_tui.services.settings import Settings
 from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
 from opos_tui.services.transports.mailprogram import LocalSession, ParsedMail, attachment_files, parse_mail
+
+if TYPE_CHECKING:
+    from opos_tui.services.settings import Settings
 
 LABEL = "Outlook (Extended MAPI)"
 OL_MAIL_ITEM = 0

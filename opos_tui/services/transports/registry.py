@@ -11,13 +11,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opos_tui.services.errors import TransportUnavailable
 from opos_tui.services.secrets import SecretStore
-from opos_tui.services.settings import Connection, Settings
+from opos_tui.services.setting_choices import Connection
 from opos_tui.services.transports.base import Observer, TokenProvider, Transport
 from opos_tui.services.transports.kinds import LABELS, windows_only
+
+if TYPE_CHECKING:
+    from opos_tui.services.settings import Settings
 
 
 class Builder(Protocol):
