@@ -118,13 +118,11 @@ class OposApp(TypeAheadApp[None]):
             from opos_tui.screens.settings import SettingsScreen
 
             self.push_screen(SettingsScreen(self.home))
-            self.call_after_refresh(self.first_page_shown)
             return
         if self.start in ("letters", "reports"):
             from opos_tui.screens.letters import LettersScreen, page_of
 
             self.push_screen(LettersScreen(self.home, page_of(self.start)))
-            self.call_after_refresh(self.first_page_shown)
             return
         from opos_tui.screens.queue import QueueScreen
 
@@ -135,10 +133,7 @@ class OposApp(TypeAheadApp[None]):
             return
         self.push_screen(screen)
 
-    def on_queue_shown(self) -> None:
-        self.first_page_shown()
-
-    def first_page_shown(self) -> None:
+    def on_page_shown(self) -> None:
         if self.config_pending:
             self.config_pending = False
             self.check_config()

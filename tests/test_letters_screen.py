@@ -238,7 +238,8 @@ async def test_german(home: Home) -> None:
 
     set_lang("de")
     app = OposApp(home, start="reports")
-    async with app.run_test(size=(80, 24)):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the preview follows config.toml's check, after the first paint
         screen = letters_screen(app)
         labels = [str(label.render()) for label in screen.query(".field-label")]
         assert "Betreff" in labels and "Text" in labels

@@ -35,6 +35,15 @@ def pick(screen: SettingsScreen, key: str, value: str) -> None:
     screen.query_one(f"#{widget_id(key)}-{value}", Choice).value = True
 
 
+async def opened(pilot: Pilot[None]) -> SettingsScreen:
+    """The form, once config.toml is checked and the fields below the first screen are there (both follow its
+    first paint)."""
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, SettingsScreen)
+    return screen
+
+
 async def choose(pilot: Pilot[None], screen: SettingsScreen, key: str, value: str, effect: Callable[[], bool]) -> None:
     """Press a choice, wait until the form shows ``effect``, then until the choice's messages are through.
 
@@ -58,8 +67,7 @@ async def type_into(pilot: Pilot[None], screen: SettingsScreen, key: str, text: 
 async def test_three_connection_types_and_only_what_applies(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         labels = [str(b.label) for b in screen.query_one("#connection", RadioSet).query("Choice")]
         # All of the original dialog's types, and on Unix the local mail program.
         assert labels == [
@@ -101,8 +109,7 @@ async def test_three_connection_types_and_only_what_applies(home: Home) -> None:
 async def test_keyboard_only_choice_of_connection(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         assert app.focused is screen.query_one("#connection")
         await pilot.press("up", "enter")  # the cursor starts on the saved choice, SMTP; up = Outlook
         assert screen.pressed("connection") == "outlook"
@@ -116,8 +123,7 @@ async def test_invalid_value_shown_inline_and_save_refused(home: Home) -> None:
     before = file_bytes(home.config_file)
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.port", "70000")
         port_field = screen.query_one("#field-smtp-port", FormField)
         assert port_field.has_class("-invalid")
@@ -140,8 +146,7 @@ async def test_invalid_value_shown_inline_and_save_refused(home: Home) -> None:
 async def test_windows_types_say_windows_only_and_sendmail_asks_for_its_program(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         note = screen.query_one("#connection-note", Static)
         assert not shown(screen, "#connection-note")  # SMTP: nothing to say
         assert not shown(screen, "#section-sendmail")
@@ -212,9 +217,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
     before = settings.load(home)
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()  # config.toml is checked once the form is on the screen
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         assert settings.Settings.model_validate(screen.draft()) == before
         assert not screen.dirty
         # change every text key through the form, then save
@@ -246,8 +249,7 @@ async def test_password_goes_to_the_secret_store_only(home: Home) -> None:
     password = "Geheim-123!"
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await choose(pilot, screen, "auth.method", "password", lambda: shown(screen, "#field-auth-profile"))
         await type_into(pilot, screen, "auth.profile", "buchhalter7")
         await type_into(pilot, screen, secrets.PASSWORD, password)
@@ -265,8 +267,7 @@ async def test_password_goes_to_the_secret_store_only(home: Home) -> None:
 async def test_leaving_with_unsaved_changes_asks(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await pilot.press("escape")
         await pilot.pause()
@@ -286,8 +287,7 @@ async def test_leaving_with_unsaved_changes_asks(home: Home) -> None:
 async def test_discard_leaves_the_file_alone(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await pilot.press("ctrl+q")
         await pilot.pause()
@@ -302,8 +302,8 @@ async def test_german_labels(home: Home) -> None:
 
     set_lang("de")
     app = OposApp(home, start="settings")
-    async with app.run_test(size=(80, 24)):
-        screen = app.screen
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
         labels = [str(label.render()) for label in screen.query(".field-label")]
         assert "Verbindungsart" in labels
         assert "Anmelden" in labels
@@ -333,8 +333,7 @@ async def test_a_change_saved_elsewhere_meanwhile_is_kept(home: Home) -> None:
     settings.set_value(home, "smtp.host", "old.example.com")
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         # another admin, meanwhile, on the same installation:
         settings.set_value(home, "sender.address", "opos@example.com")
@@ -358,8 +357,7 @@ async def test_a_change_saved_elsewhere_meanwhile_is_kept(home: Home) -> None:
 async def test_the_same_key_changed_elsewhere_asks_first(home: Home, answer: str) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.host", "mine.example.com")
         settings.set_value(home, "smtp.host", "theirs.example.com")
         await pilot.press("ctrl+s")
@@ -394,8 +392,7 @@ async def test_burst_typed_profile_and_password_land_in_their_own_fields(home: H
     settings.set_value(home, "auth.method", "password")
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         screen.query_one("#auth-profile", Input).focus()
         await pilot.pause()
         await burst(pilot, *"buchhaltung", "tab", *"geheim123")
@@ -407,8 +404,7 @@ async def test_burst_typed_profile_and_password_land_in_their_own_fields(home: H
 async def test_burst_typed_host_and_port_land_in_their_own_fields(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         screen.query_one("#smtp-host", Input).focus()
         await pilot.pause()
         await burst(pilot, *"localhost", "tab", *"2526", "shift+tab", "end", *".lan")
@@ -419,8 +415,7 @@ async def test_burst_right_after_choosing_password_login(home: Home) -> None:
     # The choice shows Profil and Passwort: the Tab right after it must already find them.
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await burst(pilot, "tab", "down", "enter", "tab", *"buchhaltung", "tab", *"geheim123", "tab", *"localhost")
         assert screen.pressed("auth.method") == "password"
         assert value(screen, "auth.profile") == "buchhaltung"
@@ -463,8 +458,7 @@ def in_view(screen: SettingsScreen, selector: str) -> bool:
 async def test_refused_save_takes_the_cursor_to_the_first_field_marked(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.max_per_minute", "many")
         await type_into(pilot, screen, "sender.bcc", "archiv@")
         screen.query_one("#connection").focus()  # top of the form: both fields scrolled out of view
@@ -493,8 +487,7 @@ async def test_refused_save_shows_the_error_of_the_field_the_cursor_is_in(home: 
     # line from the form, and must not push the field's error out of view.
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await pilot.press("tab", "down", "enter")  # password login
         await pilot.pause()
         await pilot.press("tab", *"buchhaltung", "tab", *"geheim123", "tab", "tab", "ctrl+u", "0")
@@ -511,8 +504,7 @@ async def test_refused_save_shows_the_error_of_the_field_the_cursor_is_in(home: 
 async def test_tab_from_the_last_field_goes_to_the_first(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         screen.query_one("#sender-bcc").focus()
         await pilot.press("tab")
         assert app.focused is screen.query_one("#connection")
@@ -523,8 +515,7 @@ async def test_tab_from_the_last_field_goes_to_the_first(home: Home) -> None:
 async def test_the_test_panel_does_not_hide_the_field_being_edited(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         screen.query_one("#sender-bcc").focus()  # the last field, at the bottom of the screen
         # The field scrolls into view after the next refresh: on a busy machine later than one pause.
         await until(pilot, lambda: in_view(screen, "#sender-bcc"))
@@ -537,8 +528,7 @@ async def test_the_test_panel_does_not_hide_the_field_being_edited(home: Home) -
 async def test_saved_is_said_until_the_next_change(home: Home) -> None:
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await pilot.press("ctrl+s")
         await pilot.pause()

@@ -17,6 +17,7 @@ async def test_send_limits_on_the_form(home: Home) -> None:
     settings.save(home, saved)
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the fields below the first screen follow its first paint
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
         hints = {f.key: f.label for f in screen.query(FormField)}

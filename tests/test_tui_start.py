@@ -97,9 +97,9 @@ from opos_tui.services.home import Home
 class Probe(OposApp):
     CSS_PATH = str(Path(opos_app.__file__).with_name("app.tcss"))
 
-    def on_queue_shown(self) -> None:
+    def on_page_shown(self) -> None:
         print("at the first page:", "pydantic" in sys.modules)
-        super().on_queue_shown()
+        super().on_page_shown()
 
 
 async def main() -> None:
@@ -180,7 +180,7 @@ def test_the_defaults_the_form_shows_first_are_the_models() -> None:
     """The plain defaults (services/setting_defaults.py) are generated from the model: one source of truth."""
     from opos_tui.services.setting_defaults import DEFAULTS
 
-    assert DEFAULTS == settings.Settings().model_dump(mode="json")
+    assert settings.Settings().model_dump(mode="json") == DEFAULTS
 
 
 @pytest.mark.parametrize("argv", [[], ["settings"]], ids=["queue", "settings"])

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import RichLog, Static
@@ -174,30 +173,3 @@ class ConnectionTestPanel(Vertical):
         elif event.state is WorkerState.CANCELLED:
             self.query_one(RichLog).write(Text(tr("Cancelled.", "Abgebrochen."), style="yellow"))
             self.set_status(tr(f"Test cancelled. {closing}", f"Test abgebrochen. {closing}"), "failed")
-
-
-class ConnectionTestCommands(Provider):
-    """The command palette entry for the test, on screens that offer it (``action_test_connection``)."""
-
-    def _command(self) -> tuple[str, str]:
-        return (
-            tr("Test connection", "Verbindung testen"),
-            tr(
-                "Run the SMTP handshake with the settings as typed, stage by stage",
-                "SMTP-Handshake mit den eingegebenen Einstellungen Schritt für Schritt ausführen",
-            ),
-        )
-
-    async def discover(self) -> Hits:
-        name, help_text = self._command()
-        yield DiscoveryHit(name, self._run, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        name, help_text = self._command()
-        matcher = self.matcher(query)
-        score = matcher.match(name)
-        if score > 0:
-            yield Hit(score, matcher.highlight(name), self._run, help=help_text)
-
-    async def _run(self) -> None:
-        await self.screen.run_action("test_connection")

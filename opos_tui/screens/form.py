@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Stati
 from opos_tui.i18n import tr
 from opos_tui.screens import labels
 from opos_tui.screens.follow import tell
-from opos_tui.screens.widgets import Choice, ConfirmScreen
+from opos_tui.screens.widgets import Choice, ConfirmScreen, PageShown
 from opos_tui.services.config_file import parse
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
@@ -164,6 +164,13 @@ LETTER_PAGE_KEYS = [
 """The keys to the letter report pages, the same on every settings screen."""
 
 
+def cursor_on_saved(radios: Iterable[RadioSet]) -> None:
+    """Put each choice's keyboard cursor on its saved button, not on the first one."""
+    for radio in radios:
+        for _ in range(max(radio.pressed_index, 0)):
+            radio.action_next_button()
+
+
 def pressed_name(radio: RadioSet) -> str:
     """The value (button name) of a choice, or "" while none is pressed."""
     button = radio.pressed_button
@@ -193,6 +200,8 @@ class SettingsForm(Screen[None]):
         self.values = file_values(home)
         """What the form shows first: config.toml's values over the defaults, not checked yet. Invalid values
         stay in their fields, to be corrected."""
+        self.shown = False
+        """Whether the form was shown (on_screen_resume), to be completed once it is painted."""
         self.checked = False
         """Whether config.toml was checked against the settings model (in a worker, once the form is shown):
         until then the form shows the file's values but neither validates nor saves them."""
@@ -271,16 +280,17 @@ class SettingsForm(Screen[None]):
         return FormField(key, label, editor)
 
     def prepare_form(self) -> None:
-        """Once mounted: the title, the keyboard cursor of each choice on its saved value, and config.toml checked
-        against the settings model in a worker."""
+        """Once mounted: the title, and the keyboard cursor of each choice on its saved value; the rest once the
+        form is on the screen (:meth:`complete_form`)."""
         self.title = "opos-tui"
         self.sub_title = self.heading()
-        for radio in self.query(RadioSet):
-            # Put the keyboard cursor on the saved choice, not on the first one.
-            for _ in range(max(radio.pressed_index, 0)):
-                radio.action_next_button()
-        # Once the form is on the screen: the model's import would hold up the first paint even in a thread.
-        self.call_after_refresh(self.check_file)
+        cursor_on_saved(self.query(RadioSet))
+
+    async def complete_form(self) -> None:
+        """Once the form is painted: config.toml checked against the settings model, in a worker (the model's
+        import would hold up the first paint even in a thread)."""
+        self.check_file()
+        self.post_message(PageShown())
 
     @work(thread=True, group="settings-check", exit_on_error=False)
     def check_file(self) -> None:
@@ -620,10 +630,15 @@ class SettingsForm(Screen[None]):
         )
 
     def on_screen_resume(self) -> None:
+        if not self.shown:
+            # Once painted. Not after the next refresh alone: as the app starts, Textual holds its first frame
+            # back until the app is mounted, and runs what waits for that refresh before the frame is written.
+            self.shown = True
+            self.call_after_refresh(self.call_after_refresh, self.complete_form)
         # Back from another form or page that may have saved: show what it saved, unless this form holds
         # unsaved edits (saving merges those with it anyway). Read in a worker: another program may hold the file.
-        # Not when the form is first shown: it is read once it is on the screen (check_file).
-        if self.checked and not self.dirty:
+        # Not when the form is first shown: it is read once it is painted (check_file).
+        elif self.checked and not self.dirty:
             self.read_saved()
 
     @work(thread=True, group="settings-read", exclusive=True, exit_on_error=False)

@@ -43,7 +43,7 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichL
 from opos_tui.i18n import tr
 from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, close_later, tell
 from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
-from opos_tui.screens.widgets import ConfirmScreen, set_bindings
+from opos_tui.screens.widgets import ConfirmScreen, PageShown, set_bindings
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import (
@@ -225,10 +225,6 @@ class Acted(Message):
 @dataclass
 class ActionFailed(Message):
     error: OposError
-
-
-class QueueShown(Message):
-    """The queue's first page is on the screen (for the app: what can wait until then goes now)."""
 
 
 @dataclass
@@ -729,7 +725,7 @@ class QueueScreen(Screen[None]):
         self.update_counts()
         if self.follower is None:
             self.follower = QueueFollower(self, self.queue, shown.version)
-            self.post_message(QueueShown())
+            self.post_message(PageShown())
 
     def show_busy(self) -> None:
         """A read takes long (another operator holds the queue locked): say so where the position shows."""

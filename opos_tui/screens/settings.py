@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Checkbox, Footer, Header, Input, RadioButton, RadioSet, Static
 
 from opos_tui.i18n import tr
 from opos_tui.screens import labels
-from opos_tui.screens.connection_test import ConnectionTestCommands, ConnectionTestPanel
 from opos_tui.screens.follow import tell
-from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
+from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, cursor_on_saved, radio_set, widget_id
 from opos_tui.screens.signin import ask_sign_in
 from opos_tui.screens.widgets import Tick
 from opos_tui.services import secrets
@@ -123,6 +124,33 @@ class SignedOut(Message):
 """The secrets this form has fields for (the queue's database password is set on the command line)."""
 
 
+class ConnectionTestCommands(Provider):
+    """The command palette entry for the test, on screens that offer it (``action_test_connection``)."""
+
+    def _command(self) -> tuple[str, str]:
+        return (
+            tr("Test connection", "Verbindung testen"),
+            tr(
+                "Run the SMTP handshake with the settings as typed, stage by stage",
+                "SMTP-Handshake mit den eingegebenen Einstellungen Schritt für Schritt ausführen",
+            ),
+        )
+
+    async def discover(self) -> Hits:
+        name, help_text = self._command()
+        yield DiscoveryHit(name, self._run, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        name, help_text = self._command()
+        matcher = self.matcher(query)
+        score = matcher.match(name)
+        if score > 0:
+            yield Hit(score, matcher.highlight(name), self._run, help=help_text)
+
+    async def _run(self) -> None:
+        await self.screen.run_action("test_connection")
+
+
 class SettingsScreen(SettingsForm):
     """Verbindungsart, Anmelden, SMTP connection data, OAuth 2.0 and the sender, as one scrolling form."""
 
@@ -147,6 +175,8 @@ class SettingsScreen(SettingsForm):
         self.signed_in_asked = self.signed_in_shown = 0
         """How often who is signed in was looked up, and which lookup shows."""
         self.signing_out = False
+        self.completed = False
+        """Whether the fields below the first screen are mounted (complete_form)."""
 
     def heading(self) -> str:
         return tr("E-mail settings", "E-Mail-Einstellungen")
@@ -245,70 +275,93 @@ class SettingsScreen(SettingsForm):
                 yield Static(tr("SMTP connection data", "SMTP-Verbindungsdaten"), classes="section-title")
                 yield self.text_field("smtp.host", label["smtp.host"], "smtp.example.com")
                 yield self.text_field("smtp.port", label["smtp.port"])
-                modes = security_labels()
-                yield FormField(
-                    "smtp.security",
-                    label["smtp.security"],
-                    radio_set("smtp.security", modes, self.choice("smtp.security", modes)),
-                )
-                yield self.text_field("smtp.timeout", label["smtp.timeout"])
-                yield self.text_field("smtp.ca_file", label["smtp.ca_file"])
-                yield FormField(
-                    "smtp.allow_plain_auth",
-                    "",
-                    Tick(
-                        label["smtp.allow_plain_auth"],
-                        self.value("smtp.allow_plain_auth") is True,
-                        id=widget_id("smtp.allow_plain_auth"),
-                    ),
-                )
-                yield Static(
-                    tr(
-                        "⚠ Warning: the password can be read by anyone on the network path.",
-                        "⚠ Achtung: das Passwort ist auf dem Netzweg mitlesbar.",
-                    ),
-                    id="plain-auth-warning",
-                    classes="warning",
-                )
-                yield self.text_field("smtp.max_message_mb", label["smtp.max_message_mb"])
-                yield self.text_field("smtp.connections", label["smtp.connections"])
-                yield self.text_field("smtp.max_per_minute", label["smtp.max_per_minute"])
-            with Vertical(id="section-oauth", classes="section"):
-                yield Static("OAuth 2.0", classes="section-title")
-                providers = provider_labels()
-                yield FormField(
-                    "oauth.provider",
-                    label["oauth.provider"],
-                    radio_set("oauth.provider", providers, self.choice("oauth.provider", providers)),
-                )
-                yield self.text_field("oauth.client_id", label["oauth.client_id"])
-                yield self.text_field("oauth.tenant_id", label["oauth.tenant_id"])
-                yield self.secret_field(secrets.GOOGLE_CLIENT_SECRET)
-                yield Static("", id="oauth-signed-in", classes="note")
-                yield Static("", id="oauth-cache", classes="note", markup=False)
-            with Vertical(id="section-sender", classes="section"):
-                yield Static(tr("Sender", "Absender"), classes="section-title")
-                yield self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com")
-                yield self.text_field("sender.name", label["sender.name"])
-                yield self.text_field("sender.reply_to", label["sender.reply_to"])
-                yield self.text_field("sender.bcc", label["sender.bcc"])
-            yield Static(
-                tr("Opening the secret store…", "Öffne den Geheimnisspeicher…"), id="secret-store", classes="note"
-            )
+            # The SMTP section's other fields and the sections after it: once the form is on the screen
+            # (complete_form). Below the first screen at 80x24, they cost half of the first paint.
         # Outcomes of saving and testing: a line above the footer, where a notification would cover the form.
         yield Static("", id="form-status")
         yield Footer()
 
-    async def on_mount(self) -> None:
-        self.store_reading = True
-        self.open_secrets()
+    def smtp_details(self) -> list[Widget]:
+        """The SMTP section's fields after the port (below the first screen)."""
+        label = labels.field_labels()
+        modes = security_labels()
+        plain_auth = Tick(
+            label["smtp.allow_plain_auth"],
+            self.value("smtp.allow_plain_auth") is True,
+            id=widget_id("smtp.allow_plain_auth"),
+        )
+        warning = tr(
+            "⚠ Warning: the password can be read by anyone on the network path.",
+            "⚠ Achtung: das Passwort ist auf dem Netzweg mitlesbar.",
+        )
+        return [
+            FormField(
+                "smtp.security",
+                label["smtp.security"],
+                radio_set("smtp.security", modes, self.choice("smtp.security", modes)),
+            ),
+            self.text_field("smtp.timeout", label["smtp.timeout"]),
+            self.text_field("smtp.ca_file", label["smtp.ca_file"]),
+            FormField("smtp.allow_plain_auth", "", plain_auth),
+            Static(warning, id="plain-auth-warning", classes="warning"),
+            self.text_field("smtp.max_message_mb", label["smtp.max_message_mb"]),
+            self.text_field("smtp.connections", label["smtp.connections"]),
+            self.text_field("smtp.max_per_minute", label["smtp.max_per_minute"]),
+        ]
+
+    def later_sections(self) -> list[Widget]:
+        """OAuth 2.0, the sender and where the secrets are kept (below the first screen)."""
+        label = labels.field_labels()
+        providers = provider_labels()
+        oauth = Vertical(
+            Static("OAuth 2.0", classes="section-title"),
+            FormField(
+                "oauth.provider",
+                label["oauth.provider"],
+                radio_set("oauth.provider", providers, self.choice("oauth.provider", providers)),
+            ),
+            self.text_field("oauth.client_id", label["oauth.client_id"]),
+            self.text_field("oauth.tenant_id", label["oauth.tenant_id"]),
+            self.secret_field(secrets.GOOGLE_CLIENT_SECRET),
+            Static("", id="oauth-signed-in", classes="note"),
+            Static("", id="oauth-cache", classes="note", markup=False),
+            id="section-oauth",
+            classes="section",
+        )
+        sender = Vertical(
+            Static(tr("Sender", "Absender"), classes="section-title"),
+            self.text_field("sender.address", label["sender.address"], "buchhaltung@example.com"),
+            self.text_field("sender.name", label["sender.name"]),
+            self.text_field("sender.reply_to", label["sender.reply_to"]),
+            self.text_field("sender.bcc", label["sender.bcc"]),
+            id="section-sender",
+            classes="section",
+        )
+        store = Static(
+            tr("Opening the secret store…", "Öffne den Geheimnisspeicher…"), id="secret-store", classes="note"
+        )
+        return [oauth, sender, store]
+
+    def on_mount(self) -> None:
         for hidden in ("#file-problem", "#section-fix"):
             self.query_one(hidden).display = False
         self.prepare_form()
         self.apply_visibility()
         self.query_one(f"#{widget_id('connection')}").focus()
+
+    async def complete_form(self) -> None:
+        """Once the form is on the screen: the fields below it, the secret store, and config.toml checked."""
+        smtp_details, later = self.smtp_details(), self.later_sections()
+        await self.query_one("#section-smtp").mount_all(smtp_details)
+        await self.query_one("#form").mount_all(later)
+        self.completed = True
+        cursor_on_saved(radio for widget in (*smtp_details, *later) for radio in widget.query(RadioSet))
+        self.apply_visibility()
         # After the choices have scrolled to their saved buttons: the form opens at its top, title and all.
         self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
+        self.store_reading = True
+        self.open_secrets()
+        await super().complete_form()
 
     # --- a broken config.toml -------------------------------------------------------------------------
 
@@ -420,14 +473,15 @@ class SettingsScreen(SettingsForm):
         self.query_one(f"#field-{widget_id('auth.profile')}").display = method != "none"
         self.query_one(f"#field-{widget_id(secrets.PASSWORD)}").display = method == "password"
         self.query_one("#section-smtp").display = is_smtp
-        self.query_one("#section-oauth").display = is_smtp and method.startswith("oauth")
-        provider = self.pressed("oauth.provider")
-        self.query_one(f"#field-{widget_id('oauth.tenant_id')}").display = provider == "microsoft"
-        self.query_one(f"#field-{widget_id(secrets.GOOGLE_CLIENT_SECRET)}").display = provider == "google"
-        self.query_one("#field-smtp-allow-plain-auth").display = method == "password"
-        self.query_one("#plain-auth-warning").display = (
-            method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
-        )
+        if self.completed:  # the fields below the first screen are there
+            self.query_one("#section-oauth").display = is_smtp and method.startswith("oauth")
+            provider = self.pressed("oauth.provider")
+            self.query_one(f"#field-{widget_id('oauth.tenant_id')}").display = provider == "microsoft"
+            self.query_one(f"#field-{widget_id(secrets.GOOGLE_CLIENT_SECRET)}").display = provider == "google"
+            self.query_one("#field-smtp-allow-plain-auth").display = method == "password"
+            self.query_one("#plain-auth-warning").display = (
+                method == "password" and self.query_one("#smtp-allow-plain-auth", Checkbox).value
+            )
         self.show_signed_in()
         self.refresh_bindings()
 
@@ -451,6 +505,8 @@ class SettingsScreen(SettingsForm):
                 )
             )
             return
+        from opos_tui.screens.connection_test import ConnectionTestPanel  # with the test's engine: when first used
+
         panels = self.query(ConnectionTestPanel)
         panel = panels.first() if panels else ConnectionTestPanel()
         if not panels:
@@ -467,7 +523,7 @@ class SettingsScreen(SettingsForm):
         panel.start(self.valid, store, self.typed_secrets().get(secrets.PASSWORD), self.home)
 
     def oauth_shown(self) -> bool:
-        return bool(self.query_one("#section-oauth").display)
+        return self.completed and bool(self.query_one("#section-oauth").display)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("oauth_sign_in", "oauth_sign_out"):
@@ -574,7 +630,10 @@ class SettingsScreen(SettingsForm):
 
     def action_leave(self) -> None:
         # Esc first cancels a running connection test, then closes its panel, then leaves the form.
-        for panel in self.query(ConnectionTestPanel):
+        if self.query("#connection-test"):  # imported with the panel, then
+            from opos_tui.screens.connection_test import ConnectionTestPanel
+
+            panel = self.query_one(ConnectionTestPanel)
             if panel.running:
                 panel.cancel()
             else:

@@ -11,10 +11,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.dom import DOMNode
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, RadioButton, Static
 
 from opos_tui.i18n import tr
+
+
+class PageShown(Message):
+    """The first page of a screen (the queue's first rows, a settings form) is painted: for the app, what can
+    wait until then goes now."""
 
 
 class ConfirmScreen(ModalScreen[str | None]):
