@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -242,6 +243,47 @@ async def test_saving_waits_for_a_config_lock_held_elsewhere_without_freezing_th
         assert "Saved to" in text_of(form, "#form-status")
         assert not form.dirty
     assert settings.load(home).smtp.host == "mail.example.com"
+
+
+async def test_a_save_asked_for_while_config_toml_is_being_checked_is_made_once_it_is(home: Home) -> None:
+    """The form shows config.toml's values at once and checks them against the settings model in a worker once
+    it is painted. While that check waits (config.toml a FIFO: reading it waits until someone writes), the form
+    takes keys; Ctrl+S pressed meanwhile saves what was typed once the check is back."""
+    settings.save(home, settings.validate({"smtp": {"host": "mail.example.com"}}))
+    content = home.config_file.read_text("utf-8")
+    home.config_file.unlink()
+    os.mkfifo(home.config_file)
+
+    def answer(then_plain: bool) -> None:
+        with home.config_file.open("w") as fifo:  # once a read is waiting for it
+            if then_plain:  # reads after this one (saving's) find a plain file
+                answered = home.config_file.with_name("answered.toml")
+                answered.write_text(content)
+                answered.replace(home.config_file)
+            fifo.write(content)
+
+    threading.Thread(target=answer, args=(False,), daemon=True).start()  # the first read, as the form is built
+    waiting = Held(lambda: threading.Thread(target=answer, args=(True,), daemon=True).start())  # the check's
+    try:
+        app = OposApp(home, start="settings")
+        async with app.run_test(size=(80, 24)) as pilot:
+            form = app.screen
+            assert isinstance(form, SettingsScreen)
+            await glance(pilot)
+            host = form.query_one("#smtp-host", Input)
+            assert host.value == "mail.example.com"
+            host.focus()
+            await press_now(pilot, "end", *".lan", "ctrl+s")
+            assert not form.checked and form.working
+            assert stat.S_ISFIFO(home.config_file.stat().st_mode)  # nothing saved yet
+            waiting.release()
+            await pilot.pause()  # until the check is back and the save is done
+            assert not waiting.expired
+            assert "Saved to" in text_of(form, "#form-status")
+            assert not form.dirty
+        assert settings.load(home).smtp.host == "mail.example.com.lan"
+    finally:
+        waiting.release()
 
 
 async def test_a_secret_store_that_keeps_the_form_waiting_does_not_freeze_it(home: Home) -> None:
