@@ -278,6 +278,7 @@ async def test_settings_form_says_where_the_tokens_are_and_why_a_cache_cannot_be
     configure(home, oauth_smtp, oauth_authority, auth__method="oauth-dialog")
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the OAuth fields follow the form's first paint
         await until(pilot, lambda: bool(text_of(app.screen, "#oauth-cache")))  # looked up in a worker
         shown = text_of(app.screen, "#oauth-cache")
         assert shown.startswith(f"Tokens kept in: file {cache_file(home)} (not encrypted, readable by its owner only")
@@ -286,6 +287,7 @@ async def test_settings_form_says_where_the_tokens_are_and_why_a_cache_cannot_be
     cache_file(home).write_text(json.dumps(sealed))
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
         await until(pilot, lambda: bool(text_of(app.screen, "#oauth-signed-in")))
         assert text_of(app.screen, "#oauth-signed-in") == "Not signed in · Ctrl+O signs in"
         shown = text_of(app.screen, "#oauth-cache")

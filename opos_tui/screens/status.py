@@ -28,16 +28,21 @@ STATUS_SYMBOL: dict[Status, tuple[str, str]] = {
 }
 
 
+STATUS_WORDS: dict[Status, tuple[str, str]] = {
+    Status.PENDING: ("pending", "wartet"),
+    Status.HELD: ("held", "angehalten"),
+    Status.SENDING: ("sending", "sendet"),
+    Status.SENT: ("sent", "gesendet"),
+    Status.DEFERRED: ("deferred", "verschoben"),
+    Status.FAILED: ("failed", "fehlerhaft"),
+    Status.UNCERTAIN: ("uncertain", "unsicher"),
+}
+"""Each status's word, English and German."""
+
+
 def status_word(status: Status) -> str:
-    return {
-        Status.PENDING: tr("pending", "wartet"),
-        Status.HELD: tr("held", "angehalten"),
-        Status.SENDING: tr("sending", "sendet"),
-        Status.SENT: tr("sent", "gesendet"),
-        Status.DEFERRED: tr("deferred", "verschoben"),
-        Status.FAILED: tr("failed", "fehlerhaft"),
-        Status.UNCERTAIN: tr("uncertain", "unsicher"),
-    }[status]
+    # The language is asked once per word, not for all seven: the list asks for a word per row shown.
+    return tr(*STATUS_WORDS[status])
 
 
 def status_text(status: Status) -> Text:
