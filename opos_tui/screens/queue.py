@@ -38,7 +38,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Static
 
 from opos_tui.i18n import tr
 from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, close_later, tell
@@ -62,7 +62,9 @@ from opos_tui.services.queue import (
     open_queue,
 )
 
-if TYPE_CHECKING:  # sending, and the plausibility check, are imported when they are first used
+if TYPE_CHECKING:  # sending, the plausibility check and the transcript's log are imported when first used
+    from textual.widgets import RichLog
+
     from opos_tui.services.dispatcher import Progress
     from opos_tui.services.send_run import Checking, Finished, Plan, RunEvent, SendRun, Started
 
@@ -607,7 +609,7 @@ class QueueScreen(Screen[None]):
         with Vertical(id="progress"):
             yield Static("", id="progress-label")
             yield ProgressBar(id="progress-bar", show_eta=False)
-        yield RichLog(id="transcript", max_lines=2000, wrap=False, markup=False)
+        # The sending transcript is made when first written or shown (transcript()).
         yield Footer(compact=True, show_command_palette=False)  # ^p is in the help (?); 80 columns are few
 
     def on_mount(self) -> None:
@@ -1227,8 +1229,20 @@ class QueueScreen(Screen[None]):
 
         self.ask(question, {"cancel": tr("Cancel", "Abbrechen"), "delete": delete}, decided)
 
+    def transcript(self) -> RichLog:
+        """The sending transcript (hidden until shown), made when first written or shown: Textual's log widget
+        brings rich's pretty-printer, which the first page does not need."""
+        from textual.widgets import RichLog
+
+        found = self.query("#transcript")
+        if found:
+            return found.first(RichLog)
+        log = RichLog(id="transcript", max_lines=2000, wrap=False, markup=False)
+        self.mount(log, before=self.query_one(Footer))
+        return log
+
     def action_transcript(self) -> None:
-        log = self.query_one("#transcript", RichLog)
+        log = self.transcript()
         log.display = not log.display
 
     def action_settings(self) -> None:
@@ -1357,9 +1371,7 @@ class QueueScreen(Screen[None]):
         """Send ``ids`` in the background; ``confirmed``: flagged ones the operator chose to send anyway."""
         self.selected -= set(ids)
         self.fill_keep()
-        self.query_one("#transcript", RichLog).write(
-            tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —")
-        )
+        self.transcript().write(tr(f"— sending {len(ids):,} mails —", f"— sende {len(ids):,} Mails —"))
         self.ask_hint = ""
         self.show_progress(tr("Connecting…", "Verbinde…"), 0, len(ids))
         self.dispatch(ids, list(confirmed))
@@ -1453,7 +1465,7 @@ class QueueScreen(Screen[None]):
             self.query_one("#progress-label", Static).update(label)
         self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)
         if line := transcript_line(p):
-            self.query_one("#transcript", RichLog).write(line)
+            self.transcript().write(line)
 
     def show_finished(self, done: Finished) -> None:
         r = done.result
@@ -1482,7 +1494,7 @@ class QueueScreen(Screen[None]):
             summary += tr(f" · stopped: {stopped}", f" · abgebrochen: {stopped}")
         elif done.stop_requested:
             summary += tr(" · stopped by the operator", " · vom Bediener angehalten")
-        self.query_one("#transcript", RichLog).write(summary)
+        self.transcript().write(summary)
         not_sent = bool(r.deferred or r.failed or r.uncertain or r.held)
         self.finish(summary, error=stopped is not None or done.stop_requested or not_sent)
 
