@@ -35,8 +35,7 @@ from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.setting_choices import AUTH_METHODS_FOR, SecurityMode
-from opos_tui.services.transports import outlook
-from opos_tui.services.transports.kinds import windows_only
+from opos_tui.services.transports.kinds import PROMPT_DE, PROMPT_EN, windows_only
 from opos_tui.services.transports.registry import offered_here
 
 if TYPE_CHECKING:  # the settings model (pydantic) is imported once the form is on the screen
@@ -48,7 +47,7 @@ def connection_note(connection: str) -> str:
     if connection in ("windows", "outlook") and sys.platform != "win32":
         return "⚠ " + windows_only(connection).message()  # type: ignore[arg-type]
     if connection == "outlook":
-        return tr(outlook.PROMPT_EN, outlook.PROMPT_DE)
+        return tr(PROMPT_EN, PROMPT_DE)
     return ""
 
 

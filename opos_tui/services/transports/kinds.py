@@ -19,6 +19,20 @@ LABELS: dict[Connection, str] = {
 }
 """What a person sees each type called, in the order the settings form offers them."""
 
+PROMPT_EN = (
+    'Outlook asks "A program is trying to send an e-mail message on your behalf" when Windows reports no '
+    "current antivirus program; an administrator can change this in Outlook under File > Options > Trust "
+    "Center > Trust Center Settings > Programmatic Access, or bring the antivirus program up to date."
+)
+PROMPT_DE = (
+    'Outlook fragt "Ein Programm versucht, in Ihrem Namen eine E-Mail-Nachricht zu senden", wenn Windows '
+    "keinen aktuellen Virenschutz meldet; ein Administrator kann das in Outlook unter Datei > Optionen > Trust "
+    "Center > Einstellungen für das Trust Center > Programmgesteuerter Zugriff ändern, oder den Virenschutz "
+    "aktualisieren."
+)
+"""Outlook's security prompt: when it comes, and how an administrator turns it off (the settings form says it
+under the connection type; the Outlook transport when access was denied in it)."""
+
 
 def windows_only(connection: Connection) -> TransportUnavailable:
     """The plain message for a Windows connection type chosen on another system."""

@@ -31,6 +31,7 @@ from opos_tui.services.errors import (
 )
 from opos_tui.services.secrets import PASSWORD, SecretStore
 from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.kinds import PROMPT_DE, PROMPT_EN
 from opos_tui.services.transports.mailprogram import LocalSession, ParsedMail, attachment_files, parse_mail
 
 if TYPE_CHECKING:
@@ -57,18 +58,6 @@ RPC_E_SERVERCALL_RETRYLATER = 0x8001010A
 """Outlook is busy (a dialog is open)."""
 MAPI_E_LOGON_FAILED = 0x80040111
 MAPI_E_NOT_FOUND = 0x8004010F
-
-PROMPT_EN = (
-    'Outlook asks "A program is trying to send an e-mail message on your behalf" when Windows reports no '
-    "current antivirus program; an administrator can change this in Outlook under File > Options > Trust "
-    "Center > Trust Center Settings > Programmatic Access, or bring the antivirus program up to date."
-)
-PROMPT_DE = (
-    'Outlook fragt "Ein Programm versucht, in Ihrem Namen eine E-Mail-Nachricht zu senden", wenn Windows '
-    "keinen aktuellen Virenschutz meldet; ein Administrator kann das in Outlook unter Datei > Optionen > Trust "
-    "Center > Einstellungen für das Trust Center > Programmgesteuerter Zugriff ändern, oder den Virenschutz "
-    "aktualisieren."
-)
 
 
 class OutlookDeclined(OposError):

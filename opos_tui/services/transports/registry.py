@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from opos_tui.services.errors import TransportUnavailable
-from opos_tui.services.secrets import SecretStore
 from opos_tui.services.setting_choices import Connection
-from opos_tui.services.transports.base import Observer, TokenProvider, Transport
 from opos_tui.services.transports.kinds import LABELS, windows_only
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the settings form offers the types without the transports' interface (the mail package)
+    from opos_tui.services.secrets import SecretStore
     from opos_tui.services.settings import Settings
+    from opos_tui.services.transports.base import Observer, TokenProvider, Transport
 
 
 class Builder(Protocol):
