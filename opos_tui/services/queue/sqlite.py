@@ -53,6 +53,8 @@ from opos_tui.services.queue.operations import EngineOperations
 from opos_tui.services.queue.search import search_text, search_words
 
 BUSY_TIMEOUT_MS = 15_000
+MMAP_BYTES = 256 * 1024 * 1024
+"""How much of the queue file SQLite reads through a memory map (``PRAGMA mmap_size``)."""
 WAIT_STEP = 0.25
 """How often :meth:`SqliteQueue.wait_for_change` looks at the change counter, in seconds."""
 MAX_PARAMETERS = 999
@@ -229,6 +231,9 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
+        # The first 256 MiB of the file are read through a memory map: a mail written when it was queued (140 KB
+        # with a 100 KB PDF) is then read at its claim without 35 page reads from the operating system.
+        db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     except BaseException:
         db.close()
         raise
