@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -241,19 +241,25 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
 
 
 def select_in(
-    db: sqlite3.Connection, sql: str, ids: Iterable[int], *params: object, first: int | None = None
-) -> Iterator[sqlite3.Row]:
+    db: sqlite3.Connection,
+    sql: str,
+    ids: Iterable[int],
+    *params: object,
+    first: int | None = None,
+    before: Sequence[object] = (),
+) -> Generator[sqlite3.Row, None, None]:
     """The rows of ``sql`` for any number of ``ids``: ``sql`` holds ``IN ({ids})``, which is filled with one
-    chunk of ids at a time (in the order given), followed by ``params``. Lazy: stop early and the remaining
-    chunks are never queried. ``first``: the first chunk holds only so many ids, and each next one four times
-    as many (up to the most a statement takes), for a query that mostly stops at its first rows."""
+    chunk of ids at a time (in the order given), preceded by the parameters ``before`` and followed by
+    ``params``. Lazy: stop early and the remaining chunks are never queried. ``first``: the first chunk holds
+    only so many ids, and each next one four times as many (up to the most a statement takes), for a query that
+    mostly stops at its first rows."""
     wanted = list(ids)
-    most = MAX_PARAMETERS - len(params)
+    most = MAX_PARAMETERS - len(params) - len(before)
     size = min(first or most, most)
     start = 0
     while start < len(wanted):
         chunk = wanted[start : start + size]
-        cursor = db.execute(sql.format(ids=", ".join(["?"] * len(chunk))), [*chunk, *params])
+        cursor = db.execute(sql.format(ids=", ".join(["?"] * len(chunk))), [*before, *chunk, *params])
         cursor.row_factory = sqlite3.Row
         yield from cursor
         start += size
@@ -589,9 +595,17 @@ class SqliteQueue(EngineOperations):
         return {int(r["id"]): str(r["message_id"]) for r in rows}
 
     def get(self, item_id: int) -> QueueItem:
+        # The recipients and the attachments' names come in the item's own row (one statement, not three: a send
+        # run reads every mail it claims).
         rows = self._read(
             f"""SELECT {_ROW_COLUMNS}, items.sender, items.reply_to, items.body, items.vars, items.date,
-                       items.first_attempt_at
+                       items.first_attempt_at,
+                       (SELECT json_group_array(json_array(kind, name, address, refused))
+                          FROM (SELECT kind, name, address, refused FROM recipients r
+                                 WHERE r.item_id = items.id ORDER BY r.position)) AS recipients_json,
+                       (SELECT json_group_array(json_array(position, filename, content_type, size))
+                          FROM (SELECT position, filename, content_type, size FROM attachments a
+                                 WHERE a.item_id = items.id ORDER BY a.position)) AS infos_json
                 FROM items WHERE items.id = ?""",
             (item_id,),
         )
@@ -600,18 +614,10 @@ class SqliteQueue(EngineOperations):
         r = rows[0]
         row = _row(r)
         recipients = tuple(
-            Recipient(kind=x["kind"], address=x["address"], name=x["name"], refused=x["refused"])
-            for x in self._read(
-                "SELECT kind, name, address, refused FROM recipients WHERE item_id = ? ORDER BY position", (item_id,)
-            )
+            Recipient(kind=kind, address=address, name=name, refused=refused)
+            for kind, name, address, refused in json.loads(r["recipients_json"])
         )
-        infos = tuple(
-            AttachmentInfo(x["position"], x["filename"], x["content_type"], x["size"])
-            for x in self._read(
-                "SELECT position, filename, content_type, size FROM attachments WHERE item_id = ? ORDER BY position",
-                (item_id,),
-            )
-        )
+        infos = tuple(AttachmentInfo(*info) for info in json.loads(r["infos_json"]))
         history = tuple(
             Attempt(_dt(x["at"]) or datetime.now(UTC), x["outcome"], x["reply"])
             for x in self._read("SELECT at, outcome, reply FROM attempts WHERE item_id = ? ORDER BY id", (item_id,))
@@ -747,31 +753,30 @@ class SqliteQueue(EngineOperations):
     ) -> QueueItem | None:
         now = self.clock()
         since = now if since is None else since
+        # The oldest sendable item is found and claimed in one statement.
+        update = (
+            "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
+            " attempts = attempts + 1, date = coalesce(date, ?), first_attempt_at = coalesce(first_attempt_at, ?)"
+            " WHERE id = ({oldest}) RETURNING id"
+        )
+        claim = (self.host, self.pid, now + lease, date_header(now), now)
         with self._write() as db:
             if ids is None:
                 # Two index lookups: one OR query would sort every pending item to find the oldest.
-                sql = (
+                oldest = (
                     "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
                     " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
                     f" AND {_DEFERRED_BEFORE})"
                 )
-                found = db.execute(sql, (now, since)).fetchone()[0]
+                found = db.execute(update.format(oldest=oldest), (*claim, now, since)).fetchone()
             else:
                 # Chunks in ascending order: the first one holding a sendable item holds the oldest. A run hands
                 # in the items it has not yet passed over, so that one is mostly among the first few.
-                sql = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
-                found = next((r[0] for r in select_in(db, sql, sorted(set(ids)), since, first=16)), None)
-            if found is None:
-                return None
-            item_id = int(found)
-            db.execute(
-                """UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,
-                       attempts = attempts + 1, date = coalesce(date, ?),
-                       first_attempt_at = coalesce(first_attempt_at, ?)
-                   WHERE id = ?""",
-                (self.host, self.pid, now + lease, date_header(now), now, item_id),
-            )
-        return self.get(item_id)
+                oldest = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
+                chunks = select_in(db, update.format(oldest=oldest), sorted(set(ids)), since, first=16, before=claim)
+                found = next(chunks, None)
+                chunks.close()  # the chunks after the one that claimed are never run
+        return None if found is None else self.get(int(found[0]))
 
     def _finish(
         self,
