@@ -165,6 +165,21 @@ _ROW_COLUMNS = """
     (SELECT ok FROM plausibility p WHERE p.item_id = items.id) AS plausible
 """
 
+# A whole item in one row: its recipients, the attachments' names and its history as JSON (one statement, not
+# four: a send run reads every mail it claims, in the claim's own statement). The times of the history as text of
+# 17 digits, which gives back the very same float (JSON's numbers would keep 15).
+_ITEM_COLUMNS = f"""{_ROW_COLUMNS},
+    items.sender, items.reply_to, items.body, items.vars, items.date, items.first_attempt_at,
+    (SELECT json_group_array(json_array(kind, name, address, refused))
+       FROM (SELECT kind, name, address, refused FROM recipients r
+              WHERE r.item_id = items.id ORDER BY r.position)) AS recipients_json,
+    (SELECT json_group_array(json_array(position, filename, content_type, size))
+       FROM (SELECT position, filename, content_type, size FROM attachments a
+              WHERE a.item_id = items.id ORDER BY a.position)) AS infos_json,
+    (SELECT json_group_array(json_array(printf('%!.17g', at), outcome, reply))
+       FROM (SELECT at, outcome, reply FROM attempts h WHERE h.item_id = items.id ORDER BY h.id)) AS history_json
+"""
+
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
     """Which file a path names (device and inode), or None if it names none that can be seen."""
@@ -308,6 +323,29 @@ def _row(r: sqlite3.Row) -> ItemRow:
     )
 
 
+def _item(r: sqlite3.Row) -> QueueItem:
+    """The item of a row of :data:`_ITEM_COLUMNS`."""
+    row = _row(r)
+    return QueueItem(
+        **{f: getattr(row, f) for f in ItemRow.__dataclass_fields__},
+        sender=r["sender"],
+        reply_to=r["reply_to"],
+        recipients=tuple(
+            Recipient(kind=kind, address=address, name=name, refused=refused)
+            for kind, name, address, refused in json.loads(r["recipients_json"])
+        ),
+        body=r["body"],
+        vars=json.loads(r["vars"]),
+        attachment_infos=tuple(AttachmentInfo(*info) for info in json.loads(r["infos_json"])),
+        history=tuple(
+            Attempt(_dt(float(at)) or datetime.now(UTC), outcome, reply)
+            for at, outcome, reply in json.loads(r["history_json"])
+        ),
+        date=r["date"],
+        first_attempt_at=_dt(r["first_attempt_at"]),
+    )
+
+
 def _statuses(db: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Status]:
     found = {int(r[0]): Status(r[1]) for r in select_in(db, "SELECT id, status FROM items WHERE id IN ({ids})", ids)}
     missing = [i for i in ids if i not in found]
@@ -432,11 +470,16 @@ class SqliteQueue(EngineOperations):
                 self._together = False
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, one_statement: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken with BEGIN IMMEDIATE so readers-turned-writers never deadlock; inside
-        :meth:`together`, a savepoint of its transaction (all or nothing on its own, committed with the rest)."""
+        :meth:`together`, a savepoint of its transaction (all or nothing on its own, committed with the rest).
+        ``one_statement``: the block changes the queue with one statement at most (a claim), which is all or
+        nothing by itself: inside :meth:`together` it needs no savepoint."""
         with self._lock, self._sqlite_errors():
             db = self._db
+            if self._together and one_statement:
+                yield db
+                return
             if self._together:
                 db.execute("SAVEPOINT one_write")
                 try:
@@ -595,45 +638,10 @@ class SqliteQueue(EngineOperations):
         return {int(r["id"]): str(r["message_id"]) for r in rows}
 
     def get(self, item_id: int) -> QueueItem:
-        # The recipients and the attachments' names come in the item's own row (one statement, not three: a send
-        # run reads every mail it claims).
-        rows = self._read(
-            f"""SELECT {_ROW_COLUMNS}, items.sender, items.reply_to, items.body, items.vars, items.date,
-                       items.first_attempt_at,
-                       (SELECT json_group_array(json_array(kind, name, address, refused))
-                          FROM (SELECT kind, name, address, refused FROM recipients r
-                                 WHERE r.item_id = items.id ORDER BY r.position)) AS recipients_json,
-                       (SELECT json_group_array(json_array(position, filename, content_type, size))
-                          FROM (SELECT position, filename, content_type, size FROM attachments a
-                                 WHERE a.item_id = items.id ORDER BY a.position)) AS infos_json
-                FROM items WHERE items.id = ?""",
-            (item_id,),
-        )
+        rows = self._read(f"SELECT {_ITEM_COLUMNS} FROM items WHERE items.id = ?", (item_id,))
         if not rows:
             raise UnknownItems([item_id])
-        r = rows[0]
-        row = _row(r)
-        recipients = tuple(
-            Recipient(kind=kind, address=address, name=name, refused=refused)
-            for kind, name, address, refused in json.loads(r["recipients_json"])
-        )
-        infos = tuple(AttachmentInfo(*info) for info in json.loads(r["infos_json"]))
-        history = tuple(
-            Attempt(_dt(x["at"]) or datetime.now(UTC), x["outcome"], x["reply"])
-            for x in self._read("SELECT at, outcome, reply FROM attempts WHERE item_id = ? ORDER BY id", (item_id,))
-        )
-        return QueueItem(
-            **{f: getattr(row, f) for f in ItemRow.__dataclass_fields__},
-            sender=r["sender"],
-            reply_to=r["reply_to"],
-            recipients=recipients,
-            body=r["body"],
-            vars=json.loads(r["vars"]),
-            attachment_infos=infos,
-            history=history,
-            date=r["date"],
-            first_attempt_at=_dt(r["first_attempt_at"]),
-        )
+        return _item(rows[0])
 
     def attachments(self, item_id: int) -> list[Attachment]:
         return [
@@ -753,14 +761,14 @@ class SqliteQueue(EngineOperations):
     ) -> QueueItem | None:
         now = self.clock()
         since = now if since is None else since
-        # The oldest sendable item is found and claimed in one statement.
+        # The oldest sendable item is found, claimed and read in one statement.
         update = (
             "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
             " attempts = attempts + 1, date = coalesce(date, ?), first_attempt_at = coalesce(first_attempt_at, ?)"
-            " WHERE id = ({oldest}) RETURNING id"
+            f" WHERE id = ({{oldest}}) RETURNING {_ITEM_COLUMNS}"
         )
         claim = (self.host, self.pid, now + lease, date_header(now), now)
-        with self._write() as db:
+        with self._write(one_statement=True) as db:  # chunk after chunk, until one of them claims
             if ids is None:
                 # Two index lookups: one OR query would sort every pending item to find the oldest.
                 oldest = (
@@ -768,7 +776,9 @@ class SqliteQueue(EngineOperations):
                     " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
                     f" AND {_DEFERRED_BEFORE})"
                 )
-                found = db.execute(update.format(oldest=oldest), (*claim, now, since)).fetchone()
+                cursor = db.execute(update.format(oldest=oldest), (*claim, now, since))
+                cursor.row_factory = sqlite3.Row
+                found = cursor.fetchone()
             else:
                 # Chunks in ascending order: the first one holding a sendable item holds the oldest. A run hands
                 # in the items it has not yet passed over, so that one is mostly among the first few.
@@ -776,7 +786,7 @@ class SqliteQueue(EngineOperations):
                 chunks = select_in(db, update.format(oldest=oldest), sorted(set(ids)), since, first=16, before=claim)
                 found = next(chunks, None)
                 chunks.close()  # the chunks after the one that claimed are never run
-        return None if found is None else self.get(int(found[0]))
+        return None if found is None else _item(found)
 
     def _finish(
         self,
