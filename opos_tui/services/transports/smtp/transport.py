@@ -666,8 +666,7 @@ class SmtpTransport:
                 "warning" if refused else "ok",
                 tr(
                     f"Accepted for {len(recipients) - len(refused)} of {len(recipients)} recipients: {result.reply}",
-                    f"Angenommen für {len(recipients) - len(refused)} von {len(recipients)} Empfängern: "
-                    f"{result.reply}",
+                    f"Angenommen für {len(recipients) - len(refused)} von {len(recipients)} Empfängern: {result.reply}",
                 ),
                 (*exchange, *_server_lines(final.code, final.message)),
             )
