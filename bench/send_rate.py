@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -128,14 +129,28 @@ def smtp_source(port: int, mails: int, size: int, connections: int) -> float | N
     return time.perf_counter() - start
 
 
-def opos_send(home: Home) -> tuple[float, int]:
-    """``opos-tui send --all`` in a process of its own. The attachment is random bytes, not a letter: the items
-    are confirmed past the plausibility check as an operator would (``--skip-check``)."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def opos_send(home: Home) -> tuple[float, int, float]:
+    """``opos-tui send --all`` in a process of its own: seconds, mails sent, CPU seconds it used. The attachment
+    is random bytes, not a letter: the items are confirmed past the plausibility check as an operator would
+    (``--skip-check``)."""
     with open_queue(home) as queue:
         ids = queue.ids()
     script = Path(sys.executable).with_name("opos-tui")
     opos = [str(script)] if script.exists() else [sys.executable, "-m", "opos_tui"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPOS_TUI_")} | {"OPOS_TUI_SECRETS": "file"}
+    cpu = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(
         [*opos, "--home", str(home.root), "send", "--all", "--skip-check", *map(str, ids)],
@@ -145,11 +160,12 @@ def opos_send(home: Home) -> tuple[float, int]:
         text=True,
     )
     elapsed = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     if done.returncode != 0:
         sys.exit(f"opos-tui send exited {done.returncode}: {done.stderr}")
     with open_queue(home) as queue:
         sent = queue.counts()[Status.SENT]
-    return elapsed, sent
+    return elapsed, sent, cpu
 
 
 def median(values: list[float]) -> float:
@@ -179,6 +195,8 @@ def main() -> None:
     # connections -> sender -> seconds of each round (None: not run)
     runs: dict[int, dict[str, list[float | None]]] = {c: {name: [] for name in SENDERS} for c in args.connections}
     sent: dict[int, list[int]] = {c: [] for c in args.connections}
+    # connections -> CPU seconds per round: of opos-tui's process, and of smtp-sink meanwhile
+    cpu: dict[int, list[tuple[float, float]]] = {c: [] for c in args.connections}
     try:
         with tempfile.TemporaryDirectory() as folder:
             pdf = Path(folder) / "Mahnung.pdf"
@@ -195,7 +213,9 @@ def main() -> None:
                     home = Home(Path(folder) / f"round{round_}-{connections}")
                     shutil.copytree(template.root, home.root)
                     save(home, settings_for(port, connections))
-                    elapsed, count = opos_send(home)
+                    sink_cpu = process_cpu(sink.pid)
+                    elapsed, count, ours = opos_send(home)
+                    cpu[connections].append((ours, process_cpu(sink.pid) - sink_cpu))
                     shutil.rmtree(home.root)
                     found[OURS].append(elapsed)
                     sent[connections].append(count)
@@ -224,6 +244,12 @@ def main() -> None:
             versus_bare = spread([b / s for b, s in zip(bare, times, strict=True)])
             versus_source = spread([b / s for b, s in zip(source, times, strict=True)]) if source else "-"
             print(f"{name:<22}{rate:>26}{versus_bare:>22}{versus_source:>22}")
+        ours = [c / args.mails * 1000 for c, _ in cpu[connections]]
+        sinks = [c / args.mails * 1000 for _, c in cpu[connections]]
+        print(
+            f"CPU per mail: opos-tui {median(ours):.2f} ms ({min(ours):.2f}-{max(ours):.2f}, its start included),"
+            f" smtp-sink meanwhile {median(sinks):.2f} ms ({min(sinks):.2f}-{max(sinks):.2f})"
+        )
         if sent[connections] and min(sent[connections]) < args.mails:
             print(f"opos-tui sent only {min(sent[connections])} of {args.mails} in a round")
 
