@@ -338,7 +338,7 @@ def _item(r: sqlite3.Row) -> QueueItem:
         vars=json.loads(r["vars"]),
         attachment_infos=tuple(AttachmentInfo(*info) for info in json.loads(r["infos_json"])),
         history=tuple(
-            Attempt(_dt(float(at)) or datetime.now(UTC), outcome, reply)
+            Attempt(datetime.fromtimestamp(float(at), UTC), outcome, reply)
             for at, outcome, reply in json.loads(r["history_json"])
         ),
         date=r["date"],
