@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -39,8 +40,7 @@ from opos_tui.services.queue import Status, open_queue
 from opos_tui.services.settings import Settings, save
 
 HOST = "127.0.0.1"
-BARE, SOURCE, OURS = "bare aiosmtplib loop", "Postfix smtp-source", "opos-tui send --all"
-SENDERS = (BARE, SOURCE, OURS)
+BARE, SOURCE, OURS, OTHER = "bare aiosmtplib loop", "Postfix smtp-source", "opos-tui send --all", "the other checkout"
 
 
 def free_port() -> int:
@@ -128,28 +128,47 @@ def smtp_source(port: int, mails: int, size: int, connections: int) -> float | N
     return time.perf_counter() - start
 
 
-def opos_send(home: Home) -> tuple[float, int]:
-    """``opos-tui send --all`` in a process of its own. The attachment is random bytes, not a letter: the items
-    are confirmed past the plausibility check as an operator would (``--skip-check``)."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def opos_send(home: Home, python: str | None) -> tuple[float, int, float]:
+    """``opos-tui send --all`` in a process of its own (``python -m opos_tui`` for the other checkout's
+    environment): seconds, mails sent, CPU seconds it used. The attachment is random bytes, not a letter: the
+    items are confirmed past the plausibility check as an operator would (``--skip-check``)."""
     with open_queue(home) as queue:
         ids = queue.ids()
     script = Path(sys.executable).with_name("opos-tui")
-    opos = [str(script)] if script.exists() else [sys.executable, "-m", "opos_tui"]
+    if python is not None:
+        opos = [python, "-m", "opos_tui"]
+    else:
+        opos = [str(script)] if script.exists() else [sys.executable, "-m", "opos_tui"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPOS_TUI_")} | {"OPOS_TUI_SECRETS": "file"}
+    cpu = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(
         [*opos, "--home", str(home.root), "send", "--all", "--skip-check", *map(str, ids)],
+        cwd=home.root,  # not this checkout: ``-m`` looks in the working folder first
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
     )
     elapsed = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     if done.returncode != 0:
         sys.exit(f"opos-tui send exited {done.returncode}: {done.stderr}")
     with open_queue(home) as queue:
         sent = queue.counts()[Status.SENT]
-    return elapsed, sent
+    return elapsed, sent, cpu
 
 
 def median(values: list[float]) -> float:
@@ -165,20 +184,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=1000)
     parser.add_argument("--kb", type=int, default=100, help="size of the PDF attached to each mail")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of (bare loop, smtp-source, opos-tui)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (bare loop, smtp-source, opos-tui ...)")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
     parser.add_argument(
         "--no-pipelining",
         action="store_true",
         help="smtp-sink does not offer PIPELINING: what it gains, by the bare loop",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="PYTHON",
+        help="also run 'PYTHON -m opos_tui send' in each round: the Python of another checkout's environment"
+        " (an earlier commit), to measure a change in the same rounds",
+    )
     args = parser.parse_args()
+    ours = {OURS: None} | ({OTHER: args.compare} if args.compare else {})
+    senders = (BARE, SOURCE, *ours)
     os.environ["OPOS_TUI_SECRETS"] = "file"
     port = free_port()
     sink = start_sink(port, pipelining=not args.no_pipelining)
     # connections -> sender -> seconds of each round (None: not run)
-    runs: dict[int, dict[str, list[float | None]]] = {c: {name: [] for name in SENDERS} for c in args.connections}
-    sent: dict[int, list[int]] = {c: [] for c in args.connections}
+    runs: dict[int, dict[str, list[float | None]]] = {c: {name: [] for name in senders} for c in args.connections}
+    # connections -> opos-tui (this checkout or the other) -> mails sent in each round
+    sent: dict[int, dict[str, list[int]]] = {c: {name: [] for name in ours} for c in args.connections}
+    # connections -> opos-tui -> CPU seconds per round: of its process, and of smtp-sink meanwhile
+    cpu: dict[int, dict[str, list[tuple[float, float]]]] = {c: {name: [] for name in ours} for c in args.connections}
     try:
         with tempfile.TemporaryDirectory() as folder:
             pdf = Path(folder) / "Mahnung.pdf"
@@ -192,13 +222,16 @@ def main() -> None:
                     found = runs[connections]
                     found[BARE].append(asyncio.run(raw_loop(port, messages, connections)))
                     found[SOURCE].append(smtp_source(port, args.mails, size, connections))
-                    home = Home(Path(folder) / f"round{round_}-{connections}")
-                    shutil.copytree(template.root, home.root)
-                    save(home, settings_for(port, connections))
-                    elapsed, count = opos_send(home)
-                    shutil.rmtree(home.root)
-                    found[OURS].append(elapsed)
-                    sent[connections].append(count)
+                    for name, python in ours.items():
+                        home = Home(Path(folder) / f"round{round_}-{connections}")
+                        shutil.copytree(template.root, home.root)
+                        save(home, settings_for(port, connections))
+                        sink_cpu = process_cpu(sink.pid)
+                        elapsed, count, used = opos_send(home, python)
+                        cpu[connections][name].append((used, process_cpu(sink.pid) - sink_cpu))
+                        shutil.rmtree(home.root)
+                        found[name].append(elapsed)
+                        sent[connections][name].append(count)
     finally:
         sink.terminate()
         sink.wait()
@@ -212,20 +245,27 @@ def main() -> None:
         source = [s for s in found[SOURCE] if s is not None]
         print(f"\n{connections} connection(s)")
         print(f"{'sender':<22}{'mails/s (median, range)':>26}{'x bare loop':>22}{'x smtp-source':>22}")
-        for name in SENDERS:
+        for name in senders:
             seconds = found[name]
             if any(s is None for s in seconds):
                 print(f"{name:<22}{'- (not found: Debian package postfix)':>26}")
                 continue
             times = [s for s in seconds if s is not None]
-            counts = sent[connections] if name == OURS else [args.mails] * len(times)
+            counts = sent[connections].get(name, [args.mails] * len(times))
             rates = [n / s for n, s in zip(counts, times, strict=True)]
             rate = f"{median(rates):.0f} ({min(rates):.0f}-{max(rates):.0f})"
             versus_bare = spread([b / s for b, s in zip(bare, times, strict=True)])
             versus_source = spread([b / s for b, s in zip(source, times, strict=True)]) if source else "-"
             print(f"{name:<22}{rate:>26}{versus_bare:>22}{versus_source:>22}")
-        if sent[connections] and min(sent[connections]) < args.mails:
-            print(f"opos-tui sent only {min(sent[connections])} of {args.mails} in a round")
+        for name in ours:
+            own = [c / args.mails * 1000 for c, _ in cpu[connections][name]]
+            sinks = [c / args.mails * 1000 for _, c in cpu[connections][name]]
+            print(
+                f"CPU per mail, {name}: {median(own):.2f} ms ({min(own):.2f}-{max(own):.2f}, its start included),"
+                f" smtp-sink meanwhile {median(sinks):.2f} ms ({min(sinks):.2f}-{max(sinks):.2f})"
+            )
+            if min(sent[connections][name]) < args.mails:
+                print(f"{name} sent only {min(sent[connections][name])} of {args.mails} in a round")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from opos_tui.services import secrets
 from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
-from opos_tui.services.queue import QueueItem, SqliteQueue, Status, open_queue
+from opos_tui.services.queue import QueueError, QueueItem, SqliteQueue, Status, open_queue, sqlite
 from opos_tui.services.queue.sqlite import connect
 from opos_tui.services.queue.writer import Writer
 from opos_tui.services.transports.registry import build_transport
@@ -52,6 +54,25 @@ async def test_a_claim_whose_caller_was_cancelled_is_handed_to_abandoned(tmp_pat
         blocker.close()
         assert claim.cancelled()
         assert [x.id for x in left if x is not None] == [item_id]  # the dispatcher gives it back from there
+
+
+async def test_a_claim_that_cannot_begin_gets_the_error_instead_of_waiting_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process keeps the queue locked past the busy timeout: the claim's caller (a connection about to
+    send) gets the queue's error, and so does the commit it would wait for; nothing was claimed."""
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 100)  # the writer's own handle gives up after 0.1 s
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        queue.enqueue_many([new_item(1)])
+        blocker = connect(tmp_path / "queue.db")
+        blocker.execute("BEGIN IMMEDIATE")
+        writer = Writer(queue)
+        with pytest.raises(QueueError):
+            await asyncio.wait_for(writer.begin(lambda q: q.claim()), 30)
+        blocker.execute("ROLLBACK")
+        await writer.close()
+        blocker.close()
+        assert queue.counts()[Status.PENDING] == 1
 
 
 async def test_one_connection_commits_once_per_mail(home: Home, smtp_server: StartServer, tmp_path: Path) -> None:

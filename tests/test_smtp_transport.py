@@ -432,8 +432,9 @@ async def test_idn_domains_go_into_the_envelope_as_idna(smtp_server: Any, smtput
     [
         MESSAGE + b".\r\n..\r\n.Punkt\r\nEnde.\r\n.\r\n",  # a lone dot would end the data early unless stuffed
         b".Erste Zeile mit Punkt\r\n\r\n.\r\n",  # the very first line too
+        b"Summe 1.234,56 EUR. Danke.\r\n.\r\nNach der Punktzeile\r\n",  # dots within lines before it
     ],
-    ids=["dot-lines", "dot-first"],
+    ids=["dot-lines", "dot-first", "dot-after-inner-dots"],
 )
 @PIPELINING
 async def test_lines_starting_with_a_dot_arrive_as_they_were(
@@ -517,6 +518,34 @@ PIPELINED_ENVELOPE = [
     b"RCPT TO:<kunde@example.test>\r\n",
     b"RCPT TO:<unknown@example.test>\r\n",
 ]
+
+
+async def test_with_pipelining_a_server_silent_after_the_data_makes_the_mail_uncertain_after_the_timeout() -> None:
+    """The replies read in order (PIPELINING) wait at most ``smtp.timeout`` for each: a server that takes the data
+    and never confirms it leaves the mail uncertain, and the session is not used again."""
+    hung_up = asyncio.Event()
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 silent.example.test ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-silent.example.test\r\n250 PIPELINING\r\n")
+        while await reader.readline() not in (b"DATA\r\n", b""):
+            pass
+        writer.write(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with .\r\n")
+        while await reader.readline():
+            pass  # the data, and then nothing: no reply ever
+        hung_up.set()
+        writer.close()
+
+    listener = await asyncio.start_server(session, "127.0.0.1", 0)
+    async with listener:
+        cfg = SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=1)
+        transport = SmtpTransport(cfg)
+        await transport.connect()
+        with pytest.raises(DeliveryUncertain):
+            await transport.send(MESSAGE, ENVELOPE)
+        assert not transport.connected
+        await asyncio.wait_for(hung_up.wait(), 5)  # the client hung up on it
 
 
 async def test_with_pipelining_the_envelope_and_data_go_in_one_write_and_replies_arriving_together_are_read() -> None:

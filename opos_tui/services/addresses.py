@@ -16,6 +16,7 @@ customer records.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from email.headerregistry import Address
@@ -160,9 +161,10 @@ def check_addr_spec(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=256)
 def ascii_addr_spec(value: str) -> str:
     """The bare address as it goes into MAIL FROM / RCPT TO: its domain in IDNA form; AddressError if it is
-    not one that can be sent."""
+    not one that can be sent. Remembered: a run sends every mail from the same sender."""
     local, domain = _ascii_parts(value.strip())
     return f"{local}@{domain}"
 
@@ -174,8 +176,10 @@ def header_address(name: str, addr_spec: str) -> Address:
     return Address(display_name=check_one_line(name), username=local, domain=domain)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_mailbox(value: str) -> Address:
-    """``Name <addr>`` or a bare address, validated; the address as typed (its domain not yet in IDNA form)."""
+    """``Name <addr>`` or a bare address, validated; the address as typed (its domain not yet in IDNA form).
+    Remembered (an Address cannot be changed): a run parses the same sender for every mail."""
     check_one_line(value)
     found = getaddresses([value.strip()])
     if len(found) != 1 or not found[0][1]:

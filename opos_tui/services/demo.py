@@ -454,6 +454,7 @@ class DemoServer:
 
         # aiosmtpd logs (deprecation notes, dropped connections) would garble the TUI: the server log says it all.
         logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+
         class OwnPort(Controller):
             """The port is the one the system picks as the server binds (read after ``start()``): probing for a
             free port first and binding it later could lose it to another program in between."""

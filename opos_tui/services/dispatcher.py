@@ -374,6 +374,8 @@ class Dispatcher:
 
     async def _held_back(self, item: QueueItem) -> bool:
         """Hold the item if it fails the plausibility check; True if it was held."""
+        if item.plausible:  # checked and passed before (its claim read that): nothing more to read
+            return False
         verdict = plausibility.verdict(self.queue, item.id)
         if verdict.ok:
             return False

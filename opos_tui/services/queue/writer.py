@@ -89,16 +89,29 @@ class Writer:
                         except Exception as exc:  # that request's own failure: the others are committed
                             outcome = (False, exc)
                         outcomes.append(outcome)
-                        if request.committed is not None:  # told at once; its commit is awaited apart
-                            self._loop.call_soon_threadsafe(_deliver, request, *outcome)
+                    # The claims are told before the commit (each awaits its commit apart): one wake-up of the
+                    # event loop for all of them, as each wake-up waits for the loop's thread to let go.
+                    early = [(r, o) for r, o in zip(batch, outcomes, strict=True) if r.committed is not None]
+                    if early:
+                        self._loop.call_soon_threadsafe(_deliver_all, early)
             except Exception as exc:  # the commit failed: nothing of the batch happened
                 failed = exc
                 outcomes = [(False, exc)] * len(batch)
-            for request, (ok, value) in zip(batch, outcomes, strict=True):
-                if request.committed is None:
-                    self._loop.call_soon_threadsafe(_deliver, request, ok, value)
-                else:
-                    self._loop.call_soon_threadsafe(_settle, request.committed, failed)
+            self._loop.call_soon_threadsafe(_finish_all, list(zip(batch, outcomes, strict=True)), failed)
+
+
+def _deliver_all(delivered: list[tuple[_Request[Any], tuple[bool, Any]]]) -> None:
+    for request, (ok, value) in delivered:
+        _deliver(request, ok, value)
+
+
+def _finish_all(batch: list[tuple[_Request[Any], tuple[bool, Any]]], failed: Exception | None) -> None:
+    """A batch is committed (``failed`` None) or not: each write's caller gets its result, each claim its commit."""
+    for request, (ok, value) in batch:
+        if request.committed is None or not request.future.done():  # a claim that could not even begin
+            _deliver(request, ok, value)
+        if request.committed is not None:
+            _settle(request.committed, failed)
 
 
 def _deliver(request: _Request[Any], ok: bool, value: Any) -> None:

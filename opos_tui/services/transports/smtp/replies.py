@@ -63,13 +63,16 @@ class Replies(asyncio.Protocol):
         while (reply := self._next()) is None:
             if self._lost is not None:
                 raise self._lost
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            # A timer rather than asyncio.wait_for, which wraps each wait in a task of its own: three per mail.
+            timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
             try:
-                await asyncio.wait_for(self._waiter, timeout)
-            except TimeoutError as exc:
-                raise SMTPReadTimeoutError("Timed out waiting for server response") from exc
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         return reply
 
     def close(self) -> bool:
@@ -99,3 +102,8 @@ class Replies(asyncio.Protocol):
                 del self._buffer[:start]
                 return SMTPResponse(code, b"\n".join(lines).decode("utf-8", "surrogateescape"))
         return None
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))

@@ -146,9 +146,23 @@ def ehlo_name(local_address: str | None) -> str:
 
 def dot_stuffed(data: bytes) -> bytes:
     """``data`` (CRLF line ends) with each line that starts with a dot given one more (RFC 5321 4.5.2), so that
-    no line of the message ends its DATA: a plain byte replacement, not a scan line by line."""
+    no line of the message ends its DATA: a plain byte replacement, made only where a line starts with a dot."""
+    if not _dot_at_line_start(data):
+        return data
     stuffed = data.replace(b"\r\n.", b"\r\n..")
     return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def _dot_at_line_start(data: bytes) -> bool:
+    """Whether a line of ``data`` starts with a dot. A mail is mostly base64, which has no dots but a line end
+    every 78 bytes: looking at each dot is ten times faster than looking at each line end."""
+    find = data.find
+    at = find(b".")
+    while at != -1:
+        if at == 0 or data[at - 1] == 0x0A:
+            return True
+        at = find(b".", at + 1)
+    return False
 
 
 def _server_lines(code: int, message: str) -> tuple[str, ...]:
@@ -646,15 +660,16 @@ class SmtpTransport:
             self._failed_exchange = (*exchange, *_server_lines(final.code, final.message))
             raise self._reply_error(final.code, final.message, "data")
         result = SendResult(reply=_reply(final), refused=refused)
-        self._report(
-            Stage.SEND,
-            "warning" if refused else "ok",
-            tr(
-                f"Accepted for {len(recipients) - len(refused)} of {len(recipients)} recipients: {result.reply}",
-                f"Angenommen für {len(recipients) - len(refused)} von {len(recipients)} Empfängern: {result.reply}",
-            ),
-            (*exchange, *_server_lines(final.code, final.message)),
-        )
+        if self.observer is not None:  # a send run has none: no need to write it for every mail
+            self._report(
+                Stage.SEND,
+                "warning" if refused else "ok",
+                tr(
+                    f"Accepted for {len(recipients) - len(refused)} of {len(recipients)} recipients: {result.reply}",
+                    f"Angenommen für {len(recipients) - len(refused)} von {len(recipients)} Empfängern: {result.reply}",
+                ),
+                (*exchange, *_server_lines(final.code, final.message)),
+            )
         return result
 
 
