@@ -86,6 +86,24 @@ async def test_c_with_invalid_values_shows_them_in_the_form_to_be_fixed(home: Ho
     assert (saved.smtp.host, saved.sender.address) == ("mail.example.test", "buchhaltung@example.test")
 
 
+async def test_c_with_a_choice_that_is_no_text_shows_its_default_chosen(home: Home) -> None:
+    """The form shows config.toml's values before the settings model checks them: a choice written as a list
+    (or a number) is none of the choices, so the form shows the default chosen, and the banner names the key."""
+    configure(home)
+    app = OposApp(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        queue_screen(app)
+        await settle(pilot)
+        home.config_file.write_text('connection = ["smtp"]\n\n[smtp]\nsecurity = 5\nhost = "mail.example.test"\n')
+        await pilot.press("c")
+        await pilot.pause()
+        screen = settings_screen(app)
+        assert screen.pressed("connection") == "smtp" and screen.pressed("smtp.security") == "StartTls"
+        banner = text_of(screen, "#file-problem")
+        assert "connection (line 1)" in banner and "smtp.security (line 4)" in banner
+        assert screen.query_one("#smtp-host", Input).value == "mail.example.test"
+
+
 async def test_c_with_a_file_that_is_not_toml_replaces_it_only_when_agreed(home: Home) -> None:
     configure(home)
     app = OposApp(home)

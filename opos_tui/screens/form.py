@@ -264,7 +264,11 @@ class SettingsForm(Screen[None]):
         """The choice the form shows first: the file's, or the default if the file's is none of them."""
         section, _, name = key.rpartition(".")
         value = self.value(key)
-        return value if value in choices else str((DEFAULTS[section] if section else DEFAULTS)[name])
+        return (
+            value
+            if isinstance(value, str) and value in choices
+            else str((DEFAULTS[section] if section else DEFAULTS)[name])
+        )
 
     def text_field(self, key: str, label: str, placeholder: str = "") -> FormField:
         value = format_value(self.value(key))
