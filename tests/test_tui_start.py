@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import termios
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +129,73 @@ def test_the_queue_is_on_the_screen_before_the_settings_model_is_built(configure
     )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == ["at the first page: False", "then: True None"]
+
+
+ROWS_PAINT_PROBE = """
+import sys
+from pathlib import Path
+from textual.drivers.linux_driver import LinuxDriver
+from opos_tui import cli
+from opos_tui.screens import queue as screen
+
+said, home = Path(sys.argv[1]), sys.argv[2]
+painted = []
+write = LinuxDriver.write
+
+
+def written(self, data):
+    if "kunde@example.test" in data:
+        painted.append(True)
+    return write(self, data)
+
+
+LinuxDriver.write = written
+
+
+class Screen(screen.QueueScreen):
+    def check_rows(self, ids):
+        state = "painted" if painted else "not painted"
+        said.write_text(f"{state}, pypdf imported before: {'pypdf' in sys.modules}")
+        return super().check_rows(ids)
+
+
+screen.QueueScreen = Screen
+sys.argv = ["opos-tui", "--home", home]
+cli.run()
+"""
+
+
+def test_the_rows_shown_first_are_checked_for_plausibility_once_they_are_painted(
+    configured: Home, tmp_path: Path
+) -> None:
+    """Checking the attachments of the rows shown (pypdf, in a thread sharing the interpreter with the screen)
+    would hold up their first paint: it starts once they are written to the terminal."""
+    from opos_tui.services.queue import open_queue
+    from tests.test_send import advice
+
+    with open_queue(configured) as queue:
+        queue.enqueue_many([advice(settings.load(configured), tmp_path, 1, "kunde@example.test")])
+    said = tmp_path / "said.txt"
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", ROWS_PAINT_PROBE, str(said), str(configured.root)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(follower)
+    try:
+        while not said.exists() and select.select([leader], [], [], 120)[0]:
+            os.read(leader, 65536)  # the terminal takes what the app writes
+    finally:
+        process.kill()
+        process.wait(timeout=120)
+        os.close(leader)
+    assert said.read_text() == "painted, pypdf imported before: False"
 
 
 SETTINGS_PAINT_PROBE = """

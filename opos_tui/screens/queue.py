@@ -584,6 +584,10 @@ class QueueScreen(Screen[None]):
         self._run: SendRun | None = None
         """The run a worker is driving (its plan or its sending), None in between."""
         self._checking = False
+        self.painted = False
+        """Whether the first rows are on the screen. What can wait (the app's check of config.toml, the plausibility
+        check of the rows shown, both heavy imports and work in threads that share the interpreter with this one)
+        goes only then, so as not to hold up their paint."""
         self.lost: str | None = None
         """Why the queue cannot be shown (its file was deleted or replaced); None while it can."""
         self.unopenable: str | None = None
@@ -727,7 +731,15 @@ class QueueScreen(Screen[None]):
         self.update_counts()
         if self.follower is None:
             self.follower = QueueFollower(self, self.queue, shown.version)
+        if not self.painted:
+            # After the refresh that paints them: Textual runs what waits for a refresh before writing its frame.
+            self.call_after_refresh(self.call_after_refresh, self.page_painted)
+
+    def page_painted(self) -> None:
+        if not self.painted:
+            self.painted = True
             self.post_message(PageShown())
+            self.check_visible()
 
     def show_busy(self) -> None:
         """A read takes long (another operator holds the queue locked): say so where the position shows."""
@@ -999,6 +1011,8 @@ class QueueScreen(Screen[None]):
     # --- the plausibility check of what is on screen --------------------------------------------------------
 
     def check_visible(self) -> None:
+        if not self.painted:
+            return  # once they are (page_painted)
         todo = [r.id for r in self.rows if r.plausible is None]
         if todo and not self._checking:
             self._checking = True
