@@ -87,6 +87,16 @@ def test_a_screen_opened_from_the_queue_is_imported_then(configured: Home) -> No
     assert {SCREENS["queue"], SCREENS["settings"]} <= imported
 
 
+def probed(probe: str, home: Home) -> list[str]:
+    """What a probe script (run in a Python of its own, with the home as its argument) printed."""
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    shown = subprocess.run(
+        [sys.executable, "-c", probe, str(home.root)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout.splitlines()
+
+
 FIRST_PAINT_PROBE = """
 import asyncio, sys
 from pathlib import Path
@@ -119,16 +129,7 @@ asyncio.run(main())
 def test_the_queue_is_on_the_screen_before_the_settings_model_is_built(configured: Home) -> None:
     """pydantic and the settings model cost as much as the rest of the start: the queue screen (on SQLite) is
     painted without them, and config.toml is checked afterwards."""
-    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    shown = subprocess.run(
-        [sys.executable, "-c", FIRST_PAINT_PROBE, str(configured.root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines() == ["at the first page: False", "then: True None"]
+    assert probed(FIRST_PAINT_PROBE, configured) == ["at the first page: False", "then: True None"]
 
 
 ROWS_PAINT_PROBE = """
@@ -232,16 +233,7 @@ def test_the_settings_form_is_on_the_screen_before_the_settings_model_is_built(c
     """The E-mail settings form shows config.toml's values without pydantic and the settings model, which cost
     as much as the rest of its start; the model checks them once the form is on the screen."""
     settings.set_value(configured, "smtp.port", "2525")
-    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    shown = subprocess.run(
-        [sys.executable, "-c", SETTINGS_PAINT_PROBE, str(configured.root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines() == ["on the screen: False False", "then: True True 2525 False"]
+    assert probed(SETTINGS_PAINT_PROBE, configured) == ["on the screen: False False", "then: True True 2525 False"]
 
 
 def test_the_defaults_the_form_shows_first_are_the_models() -> None:
