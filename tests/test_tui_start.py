@@ -87,6 +87,18 @@ def test_a_screen_opened_from_the_queue_is_imported_then(configured: Home) -> No
     assert {SCREENS["queue"], SCREENS["settings"]} <= imported
 
 
+def in_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``python args`` started in an 80x24 pseudo-terminal, and the terminal's side to read what it writes."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [sys.executable, *args], stdin=follower, stdout=follower, stderr=follower, env=env, start_new_session=True
+    )
+    os.close(follower)
+    return process, leader
+
+
 def probed(probe: str, home: Home) -> list[str]:
     """What a probe script (run in a Python of its own, with the home as its argument) printed."""
     env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -177,18 +189,7 @@ def test_the_rows_shown_first_are_checked_for_plausibility_once_they_are_painted
     with open_queue(configured) as queue:
         queue.enqueue_many([advice(settings.load(configured), tmp_path, 1, "kunde@example.test")])
     said = tmp_path / "said.txt"
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", ROWS_PAINT_PROBE, str(said), str(configured.root)],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(follower)
+    process, leader = in_terminal("-c", ROWS_PAINT_PROBE, str(said), str(configured.root))
     try:
         while not said.exists() and select.select([leader], [], [], 120)[0]:
             os.read(leader, 65536)  # the terminal takes what the app writes
@@ -248,18 +249,7 @@ def test_a_broken_config_toml_ends_the_tui_with_its_message(configured: Home, ar
     """`opos-tui` (and `opos-tui settings`) in a terminal with a config.toml whose value is invalid: one plain
     line and exit 2, as before the first page painted first, never a traceback."""
     configured.config_file.write_text('[smtp]\nport = "many"\n')
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {"OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "xterm-256color"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opos_tui", "--home", str(configured.root), *argv],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(follower)
+    process, leader = in_terminal("-m", "opos_tui", "--home", str(configured.root), *argv)
     seen = b""
     try:
         while select.select([leader], [], [], 120)[0]:
