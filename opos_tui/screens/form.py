@@ -29,7 +29,7 @@ from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Stati
 from opos_tui.i18n import tr
 from opos_tui.screens import labels
 from opos_tui.screens.follow import tell
-from opos_tui.screens.widgets import Choice, ConfirmScreen, PageShown
+from opos_tui.screens.widgets import Choice, ConfirmScreen, PageShown, once_painted
 from opos_tui.services.config_file import parse
 from opos_tui.services.errors import ConfigError, OposError
 from opos_tui.services.home import Home
@@ -635,10 +635,8 @@ class SettingsForm(Screen[None]):
 
     def on_screen_resume(self) -> None:
         if not self.shown:
-            # Once painted. Not after the next refresh alone: as the app starts, Textual holds its first frame
-            # back until the app is mounted, and runs what waits for that refresh before the frame is written.
             self.shown = True
-            self.call_after_refresh(self.call_after_refresh, self.complete_form)
+            once_painted(self, self.complete_form)
         # Back from another form or page that may have saved: show what it saved, unless this form holds
         # unsaved edits (saving merges those with it anyway). Read in a worker: another program may hold the file.
         # Not when the form is first shown: it is read once it is painted (check_file).

@@ -43,7 +43,7 @@ from textual.widgets import DataTable, Footer, Header, Input, ProgressBar, Stati
 from opos_tui.i18n import tr
 from opos_tui.screens.follow import QueueChanged, QueueFailed, QueueFollower, close_later, tell
 from opos_tui.screens.status import POLL_SECONDS, STATUS_SYMBOL, arrive_twice, status_text, status_word, type_label
-from opos_tui.screens.widgets import ConfirmScreen, PageShown, set_bindings
+from opos_tui.screens.widgets import ConfirmScreen, PageShown, once_painted, set_bindings
 from opos_tui.services.errors import OposError
 from opos_tui.services.home import Home
 from opos_tui.services.queue import (
@@ -732,8 +732,7 @@ class QueueScreen(Screen[None]):
         if self.follower is None:
             self.follower = QueueFollower(self, self.queue, shown.version)
         if not self.painted:
-            # After the refresh that paints them: Textual runs what waits for a refresh before writing its frame.
-            self.call_after_refresh(self.call_after_refresh, self.page_painted)
+            once_painted(self, self.page_painted)
 
     def page_painted(self) -> None:
         if not self.painted:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,13 @@ from opos_tui.i18n import tr
 class PageShown(Message):
     """The first page of a screen (the queue's first rows, a settings form) is painted: for the app, what can
     wait until then goes now."""
+
+
+def once_painted(screen: Screen[Any], callback: Callable[[], object]) -> None:
+    """Call ``callback`` once what the screen shows now is written to the terminal: after the refresh after the
+    next one, as Textual runs what waits for a refresh before it writes that refresh's frame (and holds the
+    app's first frame back until the app is mounted)."""
+    screen.call_after_refresh(screen.call_after_refresh, callback)
 
 
 class ConfirmScreen(ModalScreen[str | None]):
