@@ -13,7 +13,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.screen import Screen
-from textual.widgets import Input, TextArea
+from textual.widgets import Input
 
 from opos_tui.i18n import tr
 from opos_tui.screens.typeahead import TypeAheadApp
@@ -151,8 +151,12 @@ class OposApp(TypeAheadApp[None]):
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # A cursor blinks only while its field has the focus, so this reaches every field, on any screen.
-        if not self.cursor_blink and isinstance(event.widget, Input | TextArea):
-            event.widget.cursor_blink = False
+        if not self.cursor_blink:
+            # Only the tests turn the blinking off: the text area's module (about 5 ms) is not imported at the start.
+            from textual.widgets import TextArea
+
+            if isinstance(event.widget, Input | TextArea):
+                event.widget.cursor_blink = False
 
     def get_key_display(self, binding: Binding) -> str:
         if binding.key_display:
