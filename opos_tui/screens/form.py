@@ -600,7 +600,7 @@ class SettingsForm(Screen[None]):
                 editor.text = str(value)
 
     def close(self) -> None:
-        if len(self.app.screen_stack) > 2:
+        if len(self.app.screen_stack) > 1:  # opened from another page (the first one is the start's)
             self.dismiss()
         else:
             self.app.exit()
