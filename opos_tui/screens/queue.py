@@ -608,6 +608,8 @@ class QueueScreen(Screen[None]):
         self.progress_panel: ProgressPanel | None = None
         """The sending progress, once a run started (progress())."""
         set_bindings(self, queue_keys())
+        # The first read goes at once, while the screen is built: its rows are back for the first paint.
+        self.reload(keep_item=False)
 
     # --- building -----------------------------------------------------------------------------------------
 
@@ -632,7 +634,6 @@ class QueueScreen(Screen[None]):
         self.table.focus()
         self.update_keys()
         self.update_position()
-        self.reload(keep_item=False)
 
     def on_resize(self) -> None:
         self.update_keys()
@@ -663,8 +664,11 @@ class QueueScreen(Screen[None]):
         return self.reading or self.acting is not None or (not self.loaded and self.lost is None)
 
     def window(self) -> int:
-        """How many rows fit: the table's height without its header (and horizontal scrollbar)."""
-        height = self.table.scrollable_content_region.height - 1
+        """How many rows fit: the table's height without its header (and horizontal scrollbar); 20 until the
+        table is laid out (the first read starts as the screen is made, and the table reads again once it has its
+        size)."""
+        tables = self.query(QueueTable)
+        height = tables.first().scrollable_content_region.height - 1 if tables else 0
         return height if height > 0 else 20
 
     def reload(self, keep_item: bool = True) -> None:
