@@ -112,7 +112,7 @@ class FormField(Vertical):
     def compose(self) -> ComposeResult:
         yield Label(self.label, classes="field-label")
         yield self.editor
-        yield Static("", classes="field-error")
+        # The place for an error is made with the first error (show_error): most fields never have one.
 
     # A class, not :focus-within: Textual does not restyle the label when focus moves on.
     def on_descendant_focus(self) -> None:
@@ -125,7 +125,11 @@ class FormField(Vertical):
 
     def show_error(self, message: str | None) -> None:
         self.set_class(bool(message), "-invalid")
-        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
+        text = f"⚠ {message}" if message else ""
+        if found := self.query(".field-error"):
+            found.first(Static).update(text)
+        elif message:
+            self.mount(Static(text, classes="field-error"))
 
 
 def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
