@@ -59,11 +59,19 @@ class Writer:
     ) -> tuple[T, asyncio.Future[None]]:
         """``work`` done, with what it returned as soon as it is done, before it is committed, and a future that
         is done once it is committed (or holds why not). ``abandoned`` as for :meth:`do`."""
+        future, committed = self.submit(work, abandoned)
+        return await future, committed
+
+    def submit(
+        self, work: Work[T], abandoned: Callable[[T], None] | None = None
+    ) -> tuple[asyncio.Future[T], asyncio.Future[None]]:
+        """As :meth:`begin`, without waiting: a future for what ``work`` returns (before the commit), and one for
+        the commit. Cancel the first to abandon the work (``abandoned`` then gets its result)."""
         future: asyncio.Future[T] = self._loop.create_future()
         committed: asyncio.Future[None] = self._loop.create_future()
         committed.add_done_callback(_seen)  # nobody may wait for it (a mail held back after its claim)
         self._requests.put(_Request(work, future, abandoned, committed))
-        return await future, committed
+        return future, committed
 
     async def close(self) -> None:
         """Finish what was asked, then end the thread and let go of the handle."""
