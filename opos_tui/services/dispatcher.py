@@ -33,11 +33,11 @@ import asyncio
 import bisect
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
@@ -549,17 +549,14 @@ class Dispatcher:
         upcoming = following.upcoming
         request, committed = self._request(finished, following, only_following=True)
 
-        async def ready() -> None:
-            if await asyncio.shield(request) is None:
-                raise _Taken
-            await committed
-
         def then() -> Upcoming | None:
             claimed = request.result()  # done: the end of the data waited for it
             return self._upcoming(claimed[2] if claimed is not None else None)
 
         try:
-            result = await transport.send(upcoming.message, upcoming.envelope, ready=ready(), then=then)
+            result = await transport.send(
+                upcoming.message, upcoming.envelope, ready=_Ready(request, committed), then=then
+            )
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and not request.done():
                 request.cancel()  # given back once the writer is done with it
@@ -661,6 +658,23 @@ class _Claimed:
     """Its message and envelope as announced to the transport, when it was looked at before."""
     following: _Next | None
     """The item to send after it, if it may go as it is."""
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """Awaited before the end of an announced mail's data: its claim was made (else :class:`_Taken`) and is
+    committed. Nothing is started unless it is awaited (the envelope may fail first)."""
+
+    request: asyncio.Future[_Claim]
+    committed: asyncio.Future[None]
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        if await asyncio.shield(self.request) is None:
+            raise _Taken
+        await self.committed
 
 
 @dataclass(frozen=True)
