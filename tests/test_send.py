@@ -381,6 +381,31 @@ async def test_an_announced_mail_whose_recipients_change_meanwhile_goes_to_the_n
     assert parsed(server.received[1].content)["To"] == "Neue Kundin <neu@aerger.example>"
 
 
+async def test_two_runs_on_the_same_mails_send_each_once_and_stop_announcing_after_a_clash(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    """Two runs at once over the same queue (as two processes would): each mail goes once. A run whose announced
+    mail the other one took drops that session and announces no more, so that it costs at most one session."""
+    server = smtp_server("plain", pipelining=True)
+    current = server.settings()
+    with open_queue(home) as q, open_queue(home) as other:
+        ids = checked(q, current, tmp_path, *(f"k{n}@aerger.example" for n in range(16)))
+        store = secrets.open_store(home)
+        made: list[list[object]] = [[], []]
+
+        def factory(n: int) -> Any:
+            made[n].append(build_transport(current, store))
+            return made[n][-1]
+
+        results = await asyncio.gather(
+            Dispatcher(q, lambda: factory(0)).run(), Dispatcher(other, lambda: factory(1)).run()
+        )
+        assert sorted(results[0].sent + results[1].sent) == ids
+        assert q.counts()[Status.SENT] == 16
+    assert sorted(r.rcpt_tos[0] for r in server.received) == sorted(f"k{n}@aerger.example" for n in range(16))
+    assert [len(m) <= 2 for m in made] == [True, True]
+
+
 class SignInFirst:
     """The real SMTP transport behind a token provider that needs a person to sign in first (the OAuth
     service is a later issue; this is its outermost boundary)."""

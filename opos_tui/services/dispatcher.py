@@ -1,10 +1,14 @@
 """The send engine of a run (``services.send_run``, which every face drives): claim -> send -> record.
 
-Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out; its
-envelope, MAIL and RCPT, may go while the claim is committed), takes
+Each connection is one worker: it claims an item (committed as ``sending`` before its data is complete; its
+envelope and data may go while the claim is committed, the end of the data only after), takes
 the mail as it was written once when it was queued (written now and kept, for an item that has none yet), puts
 in its Date and Message-ID, sends it over a reused transport session and records what the server
-said. What happens after a failure depends on the error's category only, never on the transport in use:
+said. Each claim also looks at the mail the connection will send next: a transport that can (SMTP with
+PIPELINING) announces that one with the end of the current one's data, and it is claimed, if it is still as
+it was, in the transaction that records the current one, while its data already goes (if another sender took it
+meanwhile, the session is dropped, and the run announces no more). What happens after a failure depends on the
+error's category only, never on the transport in use:
 
 - transient (4xx, connection lost before the data went out): ``deferred`` with the server's reply and a
   backoff like Postfix's (5 min, doubling, at most 1 h; ``failed`` after 5 days);
@@ -165,6 +169,8 @@ class Dispatcher:
         self._since = 0.0
         self._started = 0.0
         self._on_hand: set[int] = set()
+        self._looking_ahead = True
+        """Whether claims look at the next mail (no mail announced was taken by another sender in this run)."""
         self._peeked: set[int] = set()
         """Items a connection looked at to send next (:class:`_Next`): no other connection of the run claims them.
         Changed by the writer's thread while it claims, and by the event loop when one is given up."""
@@ -184,6 +190,7 @@ class Dispatcher:
         self._counted_at = -1e9
         self._on_hand = set()
         self._peeked = set()
+        self._looking_ahead = True
         self._skip_check = frozenset(skip_check)
         self.queue.recover_stale()
         if ids is not None:
@@ -288,8 +295,8 @@ class Dispatcher:
         """On the writer's thread, while it claims: the item a connection will send after the one it claims, if it
         may go as it is (it passed the plausibility check or was confirmed, and is written as a mail already);
         None if there is none or it must go the long way (it is claimed then as any other)."""
-        if self.rate_limit.interval:
-            return None  # its envelope would wait at the server for the next slot
+        if self.rate_limit.interval or not self._looking_ahead:
+            return None  # its envelope would wait at the server for the next slot; another sender is at work
         item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
         if item is None or not (item.plausible or item.id in self._skip_check) or not (item.sender or self.sender):
             return None
@@ -564,6 +571,9 @@ class Dispatcher:
             if claimed is None:  # taken meanwhile, or the run stops: it is not this run's to record
                 if not isinstance(exc, Exception):
                     raise
+                # Another sender works on the same mails: each mail it takes from under an announcement costs a
+                # session, so this run announces none from now on.
+                self._looking_ahead = False
                 return None, False, None
             self._emit(Outcome.SENDING, claimed.item, "")
             outcome, keep = await self._not_sent(claimed.item, exc, session)
