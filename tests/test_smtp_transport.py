@@ -559,6 +559,43 @@ async def test_a_mail_other_than_the_one_announced_goes_over_a_new_session(smtp_
     assert not transport.connected
 
 
+async def test_a_server_that_ends_the_session_after_a_mail_gets_the_announced_one_over_a_new_session() -> None:
+    """Some servers take a number of mails per session and then hang up. The mail announced with the last one's
+    data is then sent over a new session, as without PIPELINING, not deferred."""
+    received: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 limited.example.test ESMTP\r\n")
+        while line := await reader.readline():
+            if line.startswith(b"EHLO"):
+                writer.write(b"250-limited.example.test\r\n250 PIPELINING\r\n")
+            elif line == b"DATA\r\n":
+                writer.write(b"354 go ahead\r\n")
+                data = b""
+                while (line := await reader.readline()) not in (b".\r\n", b""):
+                    data += line
+                received.append(data)
+                writer.write(b"250 2.0.0 Ok: queued\r\n")
+                while (line := await reader.readline()) not in (b"DATA\r\n", b"QUIT\r\n", b""):
+                    pass  # the next mail's commands, read (a hang-up with unread input would be a reset) ...
+                if line == b"QUIT\r\n":
+                    writer.write(b"221 Bye\r\n")
+                break  # ... and left unanswered: one mail per session
+            else:
+                writer.write(b"250 Ok\r\n")
+        await writer.drain()
+        writer.close()
+
+    second = MESSAGE.replace(b"Zahlungsavis", b"Mahnung")
+    listener = await asyncio.start_server(session, "127.0.0.1", 0)
+    async with listener:
+        cfg = SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=5)
+        async with SmtpTransport(cfg) as transport:
+            assert (await transport.send(MESSAGE, ENVELOPE, then=lambda: upcoming(second))).reply.endswith("queued")
+            assert (await transport.send(second, ENVELOPE)).reply.endswith("queued")
+    assert received == [MESSAGE, second]
+
+
 async def test_without_pipelining_nothing_is_announced(smtp_server: Any) -> None:
     server = smtp_server("plain", pipelining=False)
     asked: list[bool] = []
