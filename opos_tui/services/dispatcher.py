@@ -171,6 +171,8 @@ class Dispatcher:
         self._on_hand: set[int] = set()
         self._looking_ahead = True
         """Whether claims look at the next mail (no mail announced was taken by another sender in this run)."""
+        self._asked_ahead = False
+        """Whether a transport of this run asked for the mail after the one it sent (it can announce it)."""
         self._peeked: set[int] = set()
         """Items a connection looked at to send next (:class:`_Next`): no other connection of the run claims them.
         Changed by the writer's thread while it claims, and by the event loop when one is given up."""
@@ -191,6 +193,7 @@ class Dispatcher:
         self._on_hand = set()
         self._peeked = set()
         self._looking_ahead = True
+        self._asked_ahead = False
         self._skip_check = frozenset(skip_check)
         self.queue.recover_stale()
         if ids is not None:
@@ -297,6 +300,8 @@ class Dispatcher:
         None if there is none or it must go the long way (it is claimed then as any other)."""
         if self.rate_limit.interval or not self._looking_ahead:
             return None  # its envelope would wait at the server for the next slot; another sender is at work
+        if self.result.sent and not self._asked_ahead:
+            return None  # the transports announce nothing (no PIPELINING): looking would be for nothing
         item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
         if item is None or not (item.plausible or item.id in self._skip_check) or not (item.sender or self.sender):
             return None
@@ -310,6 +315,7 @@ class Dispatcher:
     def _upcoming(self, following: _Next | None) -> Upcoming | None:
         """The mail a connection's transport may announce after the current one: ``following`` as it would go
         out, unless the run is stopping."""
+        self._asked_ahead = True
         if following is None or self.stop_requested.is_set():
             return None
         if following.upcoming is None:
