@@ -32,6 +32,7 @@ from tests.servers.smtp import (
     TOKEN,
     USER,
     SmtpServer,
+    read_data,
     withholding_server,
 )
 
@@ -571,10 +572,7 @@ async def test_a_server_that_ends_the_session_after_a_mail_gets_the_announced_on
                 writer.write(b"250-limited.example.test\r\n250 PIPELINING\r\n")
             elif line == b"DATA\r\n":
                 writer.write(b"354 go ahead\r\n")
-                data = b""
-                while (line := await reader.readline()) not in (b".\r\n", b""):
-                    data += line
-                received.append(data)
+                received.append(await read_data(reader) or b"")
                 writer.write(b"250 2.0.0 Ok: queued\r\n")
                 while (line := await reader.readline()) not in (b"DATA\r\n", b"QUIT\r\n", b""):
                     pass  # the next mail's commands, read (a hang-up with unread input would be a reset) ...

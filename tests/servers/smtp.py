@@ -331,6 +331,17 @@ def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
         controller.stop()
 
 
+async def read_data(reader: asyncio.StreamReader) -> bytes | None:
+    """A message's data after 354, up to the line with the dot (dot-stuffed as sent); None if the client hung up
+    before that line: then it is no message."""
+    data = b""
+    while (line := await reader.readline()) != b".\r\n":
+        if not line:
+            return None
+        data += line
+    return data
+
+
 @dataclass
 class WithholdingServer:
     """A raw SMTP server (PIPELINING, no TLS, no login) that answers a mail's data only once the client has sent
@@ -358,10 +369,8 @@ class WithholdingServer:
                 writer.write(b"250 2.1.5 Ok\r\n")
             elif command == b"DATA\r\n":
                 writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                data = b""
-                while (line := await reader.readline()) not in (b".\r\n", b""):
-                    data += line
-                if not line:
+                data = await read_data(reader)
+                if data is None:
                     break  # hung up within the data: never a message
                 self.messages.append(data)
                 withheld = b"250 2.0.0 Ok: queued\r\n"
