@@ -270,7 +270,8 @@ class Dispatcher:
                 self.queue.unclaim(claimed[0].id, "the run was interrupted before this mail was sent")
                 self._give_up(claimed[2])
 
-        return self._writer.submit(claim, abandoned)
+        # A mail announced ahead needs its claim only with the commit (the end of its data waits for both).
+        return self._writer.submit(claim, abandoned, early=not only_following)
 
     async def _claimed(
         self,
