@@ -65,6 +65,20 @@ def start_sink(port: int, pipelining: bool) -> subprocess.Popen[bytes]:
     sys.exit("smtp-sink did not start")
 
 
+def start_relay(target: int, delay: float) -> tuple[subprocess.Popen[str], int]:
+    """``bench/delay_relay.py`` in front of port ``target``: the process and the port it listens on."""
+    port = free_port()
+    script = Path(__file__).with_name("delay_relay.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port), str(target), str(delay)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        process.kill()
+        sys.exit("the delaying relay did not start")
+    return process, port
+
+
 def settings_for(port: int, connections: int) -> Settings:
     return Settings.model_validate(
         {
@@ -192,6 +206,14 @@ def main() -> None:
         help="smtp-sink does not offer PIPELINING: what it gains, by the bare loop",
     )
     parser.add_argument(
+        "--delay",
+        type=float,
+        default=0,
+        metavar="MS",
+        help="reach smtp-sink through a relay that delays each chunk by MS milliseconds each way (a link with a"
+        " round trip of twice that), as a mail server elsewhere is reached",
+    )
+    parser.add_argument(
         "--compare",
         metavar="PYTHON",
         help="also run 'PYTHON -m opos_tui send' in each round: the Python of another checkout's environment"
@@ -201,8 +223,10 @@ def main() -> None:
     ours = {OURS: None} | ({OTHER: args.compare} if args.compare else {})
     senders = (BARE, SOURCE, *ours)
     os.environ["OPOS_TUI_SECRETS"] = "file"
-    port = free_port()
-    sink = start_sink(port, pipelining=not args.no_pipelining)
+    sink_port = free_port()
+    sink = start_sink(sink_port, pipelining=not args.no_pipelining)
+    relay = start_relay(sink_port, args.delay) if args.delay else None
+    port = sink_port if relay is None else relay[1]
     # connections -> sender -> seconds of each round (None: not run)
     runs: dict[int, dict[str, list[float | None]]] = {c: {name: [] for name in senders} for c in args.connections}
     # connections -> opos-tui (this checkout or the other) -> mails sent in each round
@@ -233,12 +257,15 @@ def main() -> None:
                         found[name].append(elapsed)
                         sent[connections][name].append(count)
     finally:
-        sink.terminate()
-        sink.wait()
+        for process in (sink, *(relay[:1] if relay else ())):
+            process.terminate()
+            process.wait()
     offered = " (PIPELINING not offered)" if args.no_pipelining else ""
+    through = f" through a relay delaying {args.delay:g} ms each way" if args.delay else ""
     print(
-        f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{port}"
-        f"{offered}, {args.rounds} interleaved round(s); median and range over the rounds, each ratio within its round"
+        f"{args.mails} mails of {size / 1024:.0f} KB on the wire ({args.kb} KB PDF) to smtp-sink on {HOST}:{sink_port}"
+        f"{offered}{through}, {args.rounds} interleaved round(s); median and range over the rounds, each ratio within"
+        " its round"
     )
     for connections, found in runs.items():
         bare = [s for s in found[BARE] if s is not None]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from opos_tui.services import settings
+from opos_tui.services import plausibility, settings
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Recipient, Status, open_queue
 from tests.conftest import Cli, send_process
@@ -98,6 +98,19 @@ def received_ids(server: Any) -> collections.Counter[str]:
     return counts
 
 
+def sent_once_or_in_doubt(items: dict[int, Any], counts: collections.Counter[str]) -> collections.Counter[Status]:
+    """Nothing sent twice: each sent item arrived once, each ``uncertain`` one at most once and says so. The
+    items per status."""
+    assert max(counts.values()) == 1
+    for item in items.values():
+        if item.status is Status.SENT:
+            assert counts[item.message_id] == 1
+        elif item.status is Status.UNCERTAIN:  # killed with its data on the wire: in doubt, and said so
+            assert counts[item.message_id] <= 1
+            assert "may have arrived" in (item.error or "")
+    return collections.Counter(item.status for item in items.values())
+
+
 def test_two_senders_send_each_mail_once(cli: Cli, home: Home, smtp_server: StartServer, tmp_path: Path) -> None:
     server = smtp_server("plain")
     configure(cli, home, server)
@@ -160,21 +173,47 @@ def test_kill_9_mid_batch_repeatedly_loses_nothing_and_sends_nothing_twice(
 
     with open_queue(home) as q:
         items = {i: q.get(i) for i in ids}  # nothing lost: every item is still there
-    counts = received_ids(server.handler)
-    assert max(counts.values()) == 1  # nothing sent twice
-    statuses = collections.Counter(item.status for item in items.values())
+    statuses = sent_once_or_in_doubt(items, received_ids(server.handler))
     assert set(statuses) == {Status.SENT, Status.UNCERTAIN}, statuses
     assert statuses[Status.UNCERTAIN] >= 3  # the three kills with a mail on the wire
-    for item in items.values():
-        if item.status is Status.SENT:
-            assert counts[item.message_id] == 1
-        else:  # killed with its data on the wire: in doubt, and said so
-            assert counts[item.message_id] <= 1
-            assert "may have arrived" in (item.error or "")
     assert cli("retry", "--all").code == 0  # the operator decides to resend those in doubt
     assert cli("send").code == 0
     with open_queue(home) as q:
         assert q.counts()[Status.SENT] == 30
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_kill_9_while_the_next_mails_are_announced_leaves_at_most_one_in_doubt_per_connection(
+    cli: Cli, home: Home, holding_server: Any, tmp_path: Path, connections: int
+) -> None:
+    """As above, with mails that passed the plausibility check and no rate limit, so that where the server offers
+    PIPELINING each connection has its next mail announced while the server holds a reply: that mail is not
+    taken yet (nothing of its data is complete), so a kill leaves at most one mail per connection in doubt."""
+    server, handler = holding_server
+    configure(cli, home, server, **{"smtp.connections": str(connections), "smtp.ca_file": ""})
+    ids = fill(cli, tmp_path, 40)
+    with open_queue(home) as q:
+        assert all(verdict.ok for verdict in plausibility.check_items(q, ids).values())
+    for hold in (2, 1, 3):
+        handler.release.clear()
+        handler.data_arrived.clear()
+        handler.hold_mail = hold  # each connection's hold-th mail
+        process = send_process(home)
+        assert handler.data_arrived.wait(30)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+        handler.release.set()
+        with open_queue(home) as q:
+            assert q.counts()[Status.SENDING] <= connections
+    handler.hold_mail = None
+    final = send_process(home)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode in (0, 1), err
+
+    with open_queue(home) as q:
+        items = {i: q.get(i) for i in ids}
+    statuses = sent_once_or_in_doubt(items, received_ids(handler))
+    assert set(statuses) <= {Status.SENT, Status.UNCERTAIN} and 3 <= statuses[Status.UNCERTAIN] <= 3 * connections
 
 
 def test_two_senders_on_a_deferring_server_try_each_mail_once_per_run(

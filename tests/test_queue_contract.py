@@ -26,6 +26,7 @@ from opos_tui.services.queue import (
     QueueEngine,
     QueueError,
     Recipient,
+    Rendered,
     SqliteQueue,
     Status,
     UnknownItems,
@@ -377,6 +378,62 @@ def test_a_claim_is_committed_with_its_lease_first_attempt_and_date(
         assert worker.get(older).status is Status.SENDING
     assert queue.sendable_count() == 1 and queue.sendable_count([older, newer]) == 1
     assert queue.claim([older]) is None  # one claimant per item
+
+
+def rendered_item(n: int) -> NewItem:
+    return new_item(n, rendered=Rendered(f"To: kunde{n}@example.com\r\n\r\nHallo\r\n".encode(), 0))
+
+
+def test_peek_shows_what_a_claim_would_take_and_changes_nothing(
+    engine: Engine, queue: QueueEngine, clock: HandClock
+) -> None:
+    first, second, third = queue.enqueue_many(rendered_item(n) for n in (1, 2, 3))
+    probe = queue.version()
+    peeked = queue.peek()
+    assert peeked is not None and peeked.id == first and peeked.status is Status.PENDING
+    assert peeked == queue.get(first) and queue.version() == probe  # nothing written
+    assert queue.peek([third, second]) == queue.get(second)
+    assert queue.peek(exclude=[first]) == queue.get(second)
+    assert queue.peek([first, second], exclude=[first, second]) is None
+    claimed = queue.claim(exclude=[first])
+    assert claimed is not None and claimed.id == second
+    claimed = queue.claim([first, third], exclude=[first])
+    assert claimed is not None and claimed.id == third
+    assert queue.claim(exclude=[first]) is None and queue.peek(exclude=[first]) is None
+    assert engine.open().get(first).status is Status.PENDING
+
+
+def test_a_peeked_item_is_claimed_as_it_was_or_not_at_all(engine: Engine, queue: QueueEngine, clock: HandClock) -> None:
+    first, second, third, fourth = queue.enqueue_many(rendered_item(n) for n in (1, 2, 3, 4))
+    peeked = [queue.peek([i]) for i in (first, second, third, fourth)]
+    assert all(p is not None for p in peeked)
+    p1, p2, p3, p4 = (p for p in peeked if p is not None)
+    clock.advance(5)
+
+    claimed = queue.claim_peeked(p1, "Fri, 27 Nov 2026 10:00:00 +0100")
+    assert claimed is not None and claimed.status is Status.SENDING and claimed.attempts == 1
+    assert claimed.date == "Fri, 27 Nov 2026 10:00:00 +0100" and claimed.first_attempt_at == at(clock)
+    assert engine.open().get(first).status is Status.SENDING  # as any claim
+    assert queue.claim_peeked(p1, "Fri, 27 Nov 2026 10:00:00 +0100") is None  # one claimant
+
+    other = engine.open(clock=clock)  # another sender takes it meanwhile
+    assert other.claim([second]) is not None
+    assert queue.claim_peeked(p2, "Fri, 27 Nov 2026 10:00:00 +0100") is None
+
+    queue.hold([third])  # the operator holds it
+    assert queue.claim_peeked(p3, "Fri, 27 Nov 2026 10:00:00 +0100") is None
+    queue.release([third])  # and lets it go again, unchanged: it may go as it was
+    assert queue.claim_peeked(p3, "Fri, 27 Nov 2026 10:00:00 +0100") is not None
+
+    # Its recipients corrected, written anew at another sender's claim, and given back: not as peeked.
+    queue.set_recipients(fourth, [Recipient("to", "richtig@example.com")])
+    assert other.claim([fourth]) is not None
+    other.store_rendered(fourth, Rendered(b"To: richtig@example.com\r\n\r\nHallo\r\n", 0))
+    other.unclaim(fourth, "the run was stopped")
+    assert queue.get(fourth).attempts == p4.attempts and queue.rendered(fourth) is not None
+    assert queue.claim_peeked(p4, "Fri, 27 Nov 2026 10:00:00 +0100") is None
+    after = queue.get(fourth)
+    assert after.status is Status.PENDING and after.attempts == p4.attempts  # taken back whole
 
 
 def test_deferred_backoff_retry_and_history(queue: QueueEngine, clock: HandClock) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from opos_tui.services import secrets, settings
+from opos_tui.services import plausibility, secrets, settings
 from opos_tui.services.compose import LetterRequest, prepare
 from opos_tui.services.dispatcher import Dispatcher, Outcome, Progress, backoff
 from opos_tui.services.errors import InteractionNeeded
@@ -26,7 +27,7 @@ from opos_tui.services.transports.registry import build_transport
 from tests.clock import HandClock
 from tests.conftest import Cli, send_process
 from tests.pdfs import write_letter
-from tests.servers.smtp import PASSWORD, USER, StartServer
+from tests.servers.smtp import PASSWORD, USER, StartServer, withholding_server
 
 
 def configure(cli: Cli, home: Home, server: Any, **extra: str) -> None:
@@ -296,6 +297,115 @@ async def test_stop_request_ends_after_the_current_mail(home: Home, smtp_server:
     assert len(server.received) == 2
 
 
+def checked(q: Any, current: settings.Settings, tmp_path: Path, *to: str) -> list[int]:
+    """Payment advices to ``to``, queued and past the plausibility check (as after the operator's review)."""
+    ids = [q.enqueue(advice(current, tmp_path, n, address)).id for n, address in enumerate(to)]
+    assert all(v.ok for v in plausibility.check_items(q, ids).values())
+    return ids
+
+
+async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data(home: Home, tmp_path: Path) -> None:
+    """With PIPELINING the next mail's envelope goes with the end of the current one's data, on one session: the
+    server here answers a mail only once the next one's MAIL came, so a run that waited would time out."""
+    async with withholding_server(3) as server:
+        current = settings.Settings.model_validate(
+            {
+                "smtp": {"host": "127.0.0.1", "port": server.port, "security": "None", "timeout": 5},
+                "sender": {"address": "buchhaltung@mueller.example"},
+            }
+        )
+        with open_queue(home) as q:
+            ids = checked(q, current, tmp_path, "k0@aerger.example", "k1@aerger.example", "k2@aerger.example")
+            store = secrets.open_store(home)
+            result = await Dispatcher(q, lambda: build_transport(current, store)).run()
+            assert result.sent == ids and q.counts()[Status.SENT] == 3
+    assert len(server.messages) == 3 and server.sessions == 1
+
+
+async def hold_the_first_mail_then(home: Home, server: Any, tmp_path: Path, meanwhile: Any) -> tuple[Any, list[int]]:
+    """A run of three mails whose first one the server holds (``slow@``) while the run has the second one
+    announced; ``meanwhile(other_handle, ids)`` happens then, as another process would do it. The session with
+    the second mail announced is dropped: the run makes two."""
+    current = server.settings()
+    with open_queue(home) as q:
+        ids = checked(q, current, tmp_path, "slow@aerger.example", "k1@aerger.example", "k2@aerger.example")
+        store = secrets.open_store(home)
+        made: list[object] = []
+
+        def factory() -> Any:
+            made.append(build_transport(current, store))
+            return made[-1]
+
+        run = asyncio.create_task(Dispatcher(q, factory).run())
+        assert await asyncio.to_thread(server.holding.wait, 10)
+        with open_queue(home) as other:
+            meanwhile(other, ids)
+        server.gate.set()
+        result = await run
+    assert len(made) == 2
+    return result, ids
+
+
+async def test_an_announced_mail_taken_by_another_sender_meanwhile_is_left_to_it(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain", pipelining=True)
+    seen: list[Any] = []
+
+    def take_the_second(other: Any, ids: list[int]) -> None:
+        assert other.claim([ids[1]]) is not None
+        seen.append(other.get(ids[1]))
+
+    result, ids = await hold_the_first_mail_then(home, server, tmp_path, take_the_second)
+    assert result.sent == [ids[0], ids[2]] and result.uncertain == [] and result.failed == []
+    assert [r.rcpt_tos for r in server.received] == [["slow@aerger.example"], ["k2@aerger.example"]]
+    with open_queue(home) as q:
+        assert q.get(ids[1]) == seen[0]  # the other sender's claim, untouched: nothing of this run on it
+
+
+async def test_an_announced_mail_whose_recipients_change_meanwhile_goes_to_the_new_ones(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain", pipelining=True)
+
+    def correct_the_second(other: Any, ids: list[int]) -> None:
+        other.set_recipients(ids[1], [Recipient("to", "neu@aerger.example", "Neue Kundin")])
+
+    result, ids = await hold_the_first_mail_then(home, server, tmp_path, correct_the_second)
+    assert result.sent == ids
+    assert [r.rcpt_tos for r in server.received] == [
+        ["slow@aerger.example"],
+        ["neu@aerger.example"],
+        ["k2@aerger.example"],
+    ]
+    assert parsed(server.received[1].content)["To"] == "Neue Kundin <neu@aerger.example>"
+
+
+async def test_two_runs_on_the_same_mails_send_each_once_and_stop_announcing_after_a_clash(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    """Two runs at once over the same queue (as two processes would): each mail goes once. A run whose announced
+    mail the other one took drops that session and announces no more, so that it costs at most one session."""
+    server = smtp_server("plain", pipelining=True)
+    current = server.settings()
+    with open_queue(home) as q, open_queue(home) as other:
+        ids = checked(q, current, tmp_path, *(f"k{n}@aerger.example" for n in range(16)))
+        store = secrets.open_store(home)
+        made: list[list[object]] = [[], []]
+
+        def factory(n: int) -> Any:
+            made[n].append(build_transport(current, store))
+            return made[n][-1]
+
+        results = await asyncio.gather(
+            Dispatcher(q, lambda: factory(0)).run(), Dispatcher(other, lambda: factory(1)).run()
+        )
+        assert sorted(results[0].sent + results[1].sent) == ids
+        assert q.counts()[Status.SENT] == 16
+    assert sorted(r.rcpt_tos[0] for r in server.received) == sorted(f"k{n}@aerger.example" for n in range(16))
+    assert [len(m) <= 2 for m in made] == [True, True]
+
+
 class SignInFirst:
     """The real SMTP transport behind a token provider that needs a person to sign in first (the OAuth
     service is a later issue; this is its outermost boundary)."""
@@ -310,8 +420,8 @@ class SignInFirst:
             raise InteractionNeeded("sign-in required", "Anmeldung erforderlich")
         await self.inner.connect()
 
-    async def send(self, message: bytes, envelope: Any, ready: Any = None) -> Any:
-        return await self.inner.send(message, envelope, ready)
+    async def send(self, message: bytes, envelope: Any, ready: Any = None, then: Any = None) -> Any:
+        return await self.inner.send(message, envelope, ready, then)
 
     async def close(self) -> None:
         await self.inner.close()

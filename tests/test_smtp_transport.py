@@ -15,7 +15,7 @@ from opos_tui.services.queue import QueueError
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
 from opos_tui.services.settings import SecurityMode, Settings
-from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult, Stage
+from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult, Stage, Upcoming
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.services.transports.smtp import errors
 from opos_tui.services.transports.smtp.transport import (
@@ -25,7 +25,16 @@ from opos_tui.services.transports.smtp.transport import (
     SmtpTransport,
     effective_mode,
 )
-from tests.servers.smtp import BASIC_OFF_USER, DISABLED_USER, PASSWORD, TOKEN, USER, SmtpServer
+from tests.servers.smtp import (
+    BASIC_OFF_USER,
+    DISABLED_USER,
+    PASSWORD,
+    TOKEN,
+    USER,
+    SmtpServer,
+    read_data,
+    withholding_server,
+)
 
 MESSAGE = b"From: buchhaltung@example.test\r\nTo: kunde@example.test\r\nSubject: Zahlungsavis\r\n\r\nHallo\r\n"
 ENVELOPE = Envelope("buchhaltung@example.test", ("kunde@example.test",))
@@ -451,9 +460,9 @@ async def test_lines_starting_with_a_dot_arrive_as_they_were(
 async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fails(
     smtp_server: Any, pipelining: bool
 ) -> None:
-    """The dispatcher hands in the commit of the mail's claim as ``ready``: the envelope may go meanwhile, the data
-    only after it. If it fails, the transaction is reset, its error comes back as it is, and the session serves
-    the next mail."""
+    """The dispatcher hands in the commit of the mail's claim as ``ready``: the envelope and the data may go
+    meanwhile, the end of the data only after it. If it fails, the session is dropped with the message incomplete
+    (the server never takes it), its error comes back as it is, and the next mail goes over a new session."""
     server = smtp_server("plain", pipelining=pipelining)
     committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     waiting = asyncio.Event()
@@ -467,7 +476,7 @@ async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fa
         sending = asyncio.create_task(transport.send(MESSAGE, ENVELOPE, ready=ready()))
         waited = asyncio.create_task(waiting.wait())
         done, _ = await asyncio.wait({sending, waited}, return_when=asyncio.FIRST_COMPLETED)
-        assert done == {waited}  # the envelope was accepted, and the data waits
+        assert done == {waited}  # the envelope was accepted, and the end of the data waits
         assert transport.state.stage is Stage.SEND and server.received == []
         committed.set_exception(gone)
         with pytest.raises(QueueError) as caught:
@@ -478,6 +487,125 @@ async def test_the_data_waits_for_ready_and_nothing_of_it_goes_out_when_ready_fa
         later.set_result(None)
         assert (await transport.send(MESSAGE, ENVELOPE, ready=later)).reply.startswith("250")
     assert [r.content for r in server.received] == [MESSAGE]
+
+
+async def test_the_data_goes_while_ready_is_awaited_and_only_its_end_waits_for_it() -> None:
+    """The message data goes out at once; the line that ends it, which makes the server take the message, only
+    once ``ready`` is done."""
+    lines: list[bytes] = []
+    data_in = asyncio.Event()
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 watching.example.test ESMTP\r\n")
+        while line := await reader.readline():
+            lines.append(line)
+            if line.startswith(b"EHLO"):
+                writer.write(b"250 watching.example.test\r\n")
+            elif line == b"DATA\r\n":
+                writer.write(b"354 go ahead\r\n")
+                while (line := await reader.readline()) != b".\r\n":
+                    lines.append(line)
+                    if b"".join(lines).endswith(MESSAGE):
+                        data_in.set()
+                lines.append(line)
+                writer.write(b"250 2.0.0 Ok: queued\r\n")
+            elif line == b"QUIT\r\n":
+                writer.write(b"221 Bye\r\n")
+            else:
+                writer.write(b"250 Ok\r\n")
+        writer.close()
+
+    committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    listener = await asyncio.start_server(session, "127.0.0.1", 0)
+    async with listener:
+        cfg = SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=5)
+        async with SmtpTransport(cfg) as transport:
+            sending = asyncio.create_task(transport.send(MESSAGE, ENVELOPE, ready=committed))
+            await asyncio.wait_for(data_in.wait(), 5)
+            assert b".\r\n" not in lines and not sending.done()
+            committed.set_result(None)
+            assert (await sending).reply == "250 2.0.0 Ok: queued"
+    assert lines[-2:] == [b".\r\n", b"QUIT\r\n"]
+
+
+def upcoming(message: bytes) -> Upcoming:
+    return Upcoming(message, ENVELOPE)
+
+
+async def test_the_next_mail_goes_with_the_end_of_the_data_and_is_sent_from_there() -> None:
+    """``then`` names the next mail: with PIPELINING its MAIL, RCPT and DATA go right after the end of the data,
+    before the server answered it, and the next send goes on from there, on the same session. The server here
+    answers a mail's data only once the next mail's MAIL arrived: a client that waits would time out."""
+    second, third = MESSAGE.replace(b"Zahlungsavis", b"Mahnung"), MESSAGE.replace(b"Zahlungsavis", b"Avis")
+    async with withholding_server(3) as server:
+        cfg = SmtpConfig("127.0.0.1", server.port, SecurityMode.NONE, timeout=5)
+        async with SmtpTransport(cfg) as transport:
+            first = await transport.send(MESSAGE, ENVELOPE, then=lambda: upcoming(second))
+            assert first.reply == "250 2.0.0 Ok: queued"
+            assert (await transport.send(second, ENVELOPE, then=lambda: upcoming(third))).reply == first.reply
+            assert (await transport.send(third, ENVELOPE, then=lambda: None)).reply == first.reply
+    assert server.messages == [MESSAGE, second, third] and server.sessions == 1
+
+
+async def test_a_mail_other_than_the_one_announced_goes_over_a_new_session(smtp_server: Any) -> None:
+    """The run may not send the mail it announced (another sender took it): the server waits for that one's data,
+    so the session is dropped, and the other mail goes over a new one. The announced mail never arrives, and
+    closing a session with one announced hangs up rather than saying QUIT into its data."""
+    server = smtp_server("plain", pipelining=True)
+    announced, other = MESSAGE.replace(b"Zahlungsavis", b"Mahnung"), MESSAGE.replace(b"Zahlungsavis", b"Avis")
+    async with SmtpTransport(config(server)) as transport:
+        await transport.send(MESSAGE, ENVELOPE, then=lambda: upcoming(announced))
+        assert (await transport.send(other, ENVELOPE, then=lambda: upcoming(announced))).reply.startswith("250")
+    assert [r.content for r in server.received] == [MESSAGE, other]
+    assert not transport.connected
+
+
+async def test_a_server_that_ends_the_session_after_a_mail_gets_the_announced_one_over_a_new_session() -> None:
+    """Some servers take a number of mails per session and then hang up. The mail announced with the last one's
+    data is then sent over a new session, as without PIPELINING, not deferred."""
+    received: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 limited.example.test ESMTP\r\n")
+        while line := await reader.readline():
+            if line.startswith(b"EHLO"):
+                writer.write(b"250-limited.example.test\r\n250 PIPELINING\r\n")
+            elif line == b"DATA\r\n":
+                writer.write(b"354 go ahead\r\n")
+                received.append(await read_data(reader) or b"")
+                writer.write(b"250 2.0.0 Ok: queued\r\n")
+                while (line := await reader.readline()) not in (b"DATA\r\n", b"QUIT\r\n", b""):
+                    pass  # the next mail's commands, read (a hang-up with unread input would be a reset) ...
+                if line == b"QUIT\r\n":
+                    writer.write(b"221 Bye\r\n")
+                break  # ... and left unanswered: one mail per session
+            else:
+                writer.write(b"250 Ok\r\n")
+        await writer.drain()
+        writer.close()
+
+    second = MESSAGE.replace(b"Zahlungsavis", b"Mahnung")
+    listener = await asyncio.start_server(session, "127.0.0.1", 0)
+    async with listener:
+        cfg = SmtpConfig("127.0.0.1", listener.sockets[0].getsockname()[1], SecurityMode.NONE, timeout=5)
+        async with SmtpTransport(cfg) as transport:
+            assert (await transport.send(MESSAGE, ENVELOPE, then=lambda: upcoming(second))).reply.endswith("queued")
+            assert (await transport.send(second, ENVELOPE)).reply.endswith("queued")
+    assert received == [MESSAGE, second]
+
+
+async def test_without_pipelining_nothing_is_announced(smtp_server: Any) -> None:
+    server = smtp_server("plain", pipelining=False)
+    asked: list[bool] = []
+
+    def then() -> Upcoming:
+        asked.append(True)
+        return upcoming(MESSAGE)
+
+    async with SmtpTransport(config(server)) as transport:
+        assert (await transport.send(MESSAGE, ENVELOPE, then=then)).reply.startswith("250")
+        assert (await transport.send(MESSAGE, ENVELOPE)).reply.startswith("250")
+    assert asked == [] and len(server.received) == 2
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,7 @@ from opos_tui.services.transports.base import (
     SendResult,
     SessionState,
     Stage,
+    Then,
     TokenProvider,
 )
 from tests.conftest import ROOT
@@ -100,7 +101,9 @@ class MailProgram:
             raise NotSignedIn()
         self._step(Stage.SIGN_IN, "profile Buchhaltung")
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
         if ready is not None:
             await ready
         self._state = SessionState(Stage.SEND, encrypted=True)
@@ -283,9 +286,11 @@ class PromptingProgram(MailProgram):
 
     answered = threading.Event()
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
         await asyncio.to_thread(self.answered.wait, 30)
-        return await super().send(message, envelope, ready)
+        return await super().send(message, envelope, ready, then)
 
 
 async def test_the_queue_says_the_mail_program_may_be_asking_while_it_holds_a_mail(

@@ -1,10 +1,14 @@
 """The send engine of a run (``services.send_run``, which every face drives): claim -> send -> record.
 
-Each connection is one worker: it claims an item (committed as ``sending`` before its data goes out; its
-envelope, MAIL and RCPT, may go while the claim is committed), takes
+Each connection is one worker: it claims an item (committed as ``sending`` before its data is complete; its
+envelope and data may go while the claim is committed, the end of the data only after), takes
 the mail as it was written once when it was queued (written now and kept, for an item that has none yet), puts
 in its Date and Message-ID, sends it over a reused transport session and records what the server
-said. What happens after a failure depends on the error's category only, never on the transport in use:
+said. Each claim also looks at the mail the connection will send next: a transport that can (SMTP with
+PIPELINING) announces that one with the end of the current one's data, and it is claimed, if it is still as
+it was, in the transaction that records the current one, while its data already goes (if another sender took it
+meanwhile, the session is dropped, and the run announces no more). What happens after a failure depends on the
+error's category only, never on the transport in use:
 
 - transient (4xx, connection lost before the data went out): ``deferred`` with the server's reply and a
   backoff like Postfix's (5 min, doubling, at most 1 h; ``failed`` after 5 days);
@@ -33,21 +37,22 @@ import asyncio
 import bisect
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from opos_tui.services import plausibility
 from opos_tui.services.addresses import parse_mailbox
 from opos_tui.services.compose import NoSender, render, wire_message
 from opos_tui.services.errors import Category, InteractionNeeded, OposError
 from opos_tui.services.queue import Queue, QueueError, QueueItem, Rendered, Status
+from opos_tui.services.queue.headers import date_header
 from opos_tui.services.queue.writer import Writer
 from opos_tui.services.run_result import RunResult as RunResult
 from opos_tui.services.settings import RetrySettings
-from opos_tui.services.transports.base import Envelope, Transport
+from opos_tui.services.transports.base import Envelope, SendResult, Transport, Upcoming
 
 TransportFactory = Callable[[], Transport]
 InteractionHandler = Callable[[InteractionNeeded], Awaitable[bool]]
@@ -122,6 +127,11 @@ class _Stop(Exception):
     """Internal: end every worker of the run."""
 
 
+class _Taken(Exception):
+    """Internal: a mail announced to the transport could not be claimed (another sender has it, it changed, or
+    the run stops): the end of its data must not go."""
+
+
 class Dispatcher:
     """Sends queued items through transports made by ``transport_factory`` (one per connection)."""
 
@@ -159,6 +169,13 @@ class Dispatcher:
         self._since = 0.0
         self._started = 0.0
         self._on_hand: set[int] = set()
+        self._looking_ahead = True
+        """Whether claims look at the next mail (no mail announced was taken by another sender in this run)."""
+        self._asked_ahead = False
+        """Whether a transport of this run asked for the mail after the one it sent (it can announce it)."""
+        self._peeked: set[int] = set()
+        """Items a connection looked at to send next (:class:`_Next`): no other connection of the run claims them.
+        Changed by the writer's thread while it claims, and by the event loop when one is given up."""
         self._counted = self._finished_at_count = 0
         self._counted_at = -1e9
 
@@ -174,6 +191,9 @@ class Dispatcher:
         self._started = time.monotonic()
         self._counted_at = -1e9
         self._on_hand = set()
+        self._peeked = set()
+        self._looking_ahead = True
+        self._asked_ahead = False
         self._skip_check = frozenset(skip_check)
         self.queue.recover_stale()
         if ids is not None:
@@ -208,36 +228,113 @@ class Dispatcher:
         assert self._writer is not None
         await self._writer.do(work)
 
-    async def _claim(self, finished: _Finished | None) -> _Claimed | None:
-        """Record ``finished`` (the connection's last mail) and claim its next item, in one transaction; the item
-        with its rendered mail and the commit to wait for before its data goes out, or None when there is none."""
-        assert self._writer is not None
-        wanted, since = self._wanted, self._since
+    async def _claim(self, finished: _Finished | None, following: _Next | None) -> _Claimed | None:
+        """Record ``finished`` (the connection's last mail) and claim its next item, in one transaction: the one it
+        looked at to send next (``following``) if that is still as it was, else the oldest sendable one. The item
+        with its rendered mail, the commit to wait for before its data is complete, and the item it will send
+        after this one if it may send that one as it is now; None when there is none."""
+        request, committed = self._request(finished, following, only_following=False)
+        return await self._claimed(request, committed, finished, following)
 
-        def claim(queue: Queue) -> tuple[QueueItem, Rendered | None] | None:
+    def _request(
+        self, finished: _Finished | None, following: _Next | None, *, only_following: bool
+    ) -> tuple[asyncio.Future[_Claim], asyncio.Future[None]]:
+        """Hand the writer what :meth:`_claim` does, without waiting for it; ``only_following``: claim
+        ``following`` or nothing (None if it changed or was taken meanwhile)."""
+        assert self._writer is not None
+        wanted, since, peeked = self._wanted, self._since, self._peeked
+
+        def claim(queue: Queue) -> _Claim:
             if finished is not None:
                 finished.record(queue)
-            if self.stop_requested.is_set():
-                return None  # asked to stop meanwhile: claim nothing more
-            item = queue.claim(wanted, since=since)
-            return None if item is None else (item, queue.rendered(item.id))
+            if following is not None:
+                peeked.discard(following.item.id)
+            if self.stop_requested.is_set():  # asked to stop meanwhile: claim nothing more
+                return None
+            item = None if following is None else queue.claim_peeked(following.item, following.date)
+            if item is not None:
+                assert following is not None
+                rendered: Rendered | None = following.rendered
+            elif only_following:
+                return None
+            else:
+                item = queue.claim(wanted, since=since, exclude=frozenset(peeked))
+                if item is None:
+                    return None
+                rendered = queue.rendered(item.id)
+            return item, rendered, self._look_ahead(queue, wanted, since)
 
-        def abandoned(claimed: tuple[QueueItem, Rendered | None] | None) -> None:
+        def abandoned(claimed: _Claim) -> None:
             self._finished(finished)
             if claimed is not None:  # the connection was cancelled meanwhile: nothing of it went out
                 self.queue.unclaim(claimed[0].id, "the run was interrupted before this mail was sent")
+                self._give_up(claimed[2])
 
-        claimed, committed = await self._writer.begin(claim, abandoned)
+        # A mail announced ahead needs its claim only with the commit (the end of its data waits for both).
+        return self._writer.submit(claim, abandoned, early=not only_following)
+
+    async def _claimed(
+        self,
+        request: asyncio.Future[_Claim],
+        committed: asyncio.Future[None],
+        finished: _Finished | None,
+        following: _Next | None,
+    ) -> _Claimed | None:
+        """What a claim handed to the writer (:meth:`_request`) claimed, once it is made (its commit may still be
+        under way, with ``finished``'s record, which is counted now); None if nothing."""
+        claimed = await request
         if claimed is None:
             await committed
         self._finished(finished)  # recorded; its commit (with this claim's) is under way while the envelope goes
         if claimed is None:
             return None
-        item, rendered = claimed
+        item, rendered, after = claimed
         self._on_hand.add(item.id)
         if self._wanted is not None:  # the ones before it were passed over (sent, held, taken by another)
             self._wanted = self._wanted[bisect.bisect_right(self._wanted, item.id) :]
-        return _Claimed(item, rendered, committed)
+        upcoming = following.upcoming if following is not None and following.item.id == item.id else None
+        return _Claimed(item, rendered, committed, upcoming, after)
+
+    def _look_ahead(self, queue: Queue, wanted: list[int] | None, since: float) -> _Next | None:
+        """On the writer's thread, while it claims: the item a connection will send after the one it claims, if it
+        may go as it is (it passed the plausibility check or was confirmed, and is written as a mail already);
+        None if there is none or it must go the long way (it is claimed then as any other)."""
+        if self.rate_limit.interval or not self._looking_ahead:
+            return None  # its envelope would wait at the server for the next slot; another sender is at work
+        if self.result.sent and not self._asked_ahead:
+            return None  # the transports announce nothing (no PIPELINING): looking would be for nothing
+        item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
+        if item is None or not (item.plausible or item.id in self._skip_check) or not (item.sender or self.sender):
+            return None
+        rendered = queue.rendered(item.id)
+        if rendered is None:
+            return None
+        self._peeked.add(item.id)
+        date = item.date or date_header(queue.clock())
+        return _Next(replace(item, date=date), rendered, date)
+
+    def _upcoming(self, following: _Next | None) -> Upcoming | None:
+        """The mail a connection's transport may announce after the current one: ``following`` as it would go
+        out, unless the run is stopping."""
+        self._asked_ahead = True
+        if following is None or self.stop_requested.is_set():
+            return None
+        if following.upcoming is None:
+            item = following.item
+            try:
+                sender = parse_mailbox(item.sender or self.sender).addr_spec
+                message = wire_message(item, following.rendered, self.sender)
+            except Exception:  # it fails when it is claimed the long way, which says why
+                return None
+            following.upcoming = Upcoming(message, Envelope(sender=sender, recipients=item.envelope_recipients))
+        return following.upcoming
+
+    def _give_up(self, following: _Next | None) -> None:
+        """A connection will not send the item it looked at to send next: another may claim it."""
+        if following is not None:
+            self._peeked.discard(following.item.id)
+            if self._wanted is not None and following.item.id not in self._wanted:
+                bisect.insort(self._wanted, following.item.id)
 
     def _finished(self, finished: _Finished | None) -> None:
         if finished is not None:
@@ -312,17 +409,25 @@ class Dispatcher:
         transport: Transport | None = None
         session = 0
         finished: _Finished | None = None
+        following: _Next | None = None
         try:
             while not self.stop_requested.is_set():
                 await self.rate_limit.wait()
                 if self.stop_requested.is_set():
                     break
-                ready = await self._next_ready(finished)
-                finished = None
+                if transport is not None and following is not None and following.upcoming is not None:
+                    # Announced with the end of the last mail's data: it goes while it is claimed.
+                    finished, keep, following = await self._send_following(transport, finished, following, session)
+                    if not keep:
+                        await self._close(transport)
+                        transport = None
+                    continue
+                ready = await self._next_ready(finished, following)
+                finished = following = None
                 if ready is None:
                     break
                 claimed, message, envelope = ready
-                item = claimed.item
+                item, following = claimed.item, claimed.following
                 if transport is None:
                     session = self._signed_in  # the sign-ins this session's login may know of
                     transport = await self._connect(item, session)
@@ -334,26 +439,35 @@ class Dispatcher:
                     await self._close(transport)
                     transport = None
         finally:
+            self._give_up(following)
             if finished is not None:  # no next mail to record it with: recorded alone
                 finished.record(self.queue)
                 self._finished(finished)
             if transport is not None:
                 await self._close(transport)
 
-    async def _next_ready(self, finished: _Finished | None) -> tuple[_Claimed, bytes, Envelope] | None:
-        """Record ``finished`` and claim items until one is ready to go out: it passes the plausibility check
-        (or the operator confirmed it) and is written as a mail. The others are held or failed on the way.
-        None: no more."""
-        while (claimed := await self._claim(finished)) is not None:
-            finished = None
+    async def _next_ready(
+        self, finished: _Finished | None, following: _Next | None
+    ) -> tuple[_Claimed, bytes, Envelope] | None:
+        """Record ``finished`` and claim items (``following`` first, if it is still as it was) until one is ready
+        to go out: it passes the plausibility check (or the operator confirmed it) and is written as a mail. The
+        others are held or failed on the way. None: no more."""
+        while (claimed := await self._claim(finished, following)) is not None:
+            finished = following = None
             item, rendered = claimed.item, claimed.rendered
             if self.stop_requested.is_set():  # asked to stop while it was being claimed: it stays as it was
+                self._give_up(claimed.following)
                 await self._unclaim(item, "the run was stopped before this mail was sent")
                 return None
+            if claimed.upcoming is not None:  # looked at before: it passed, and its mail is written
+                upcoming = claimed.upcoming
+                return claimed, upcoming.message, upcoming.envelope
             if not item.sender and not self.sender:
+                self._give_up(claimed.following)
                 await self._unclaim(item, NoSender().en)
                 self._stop(NoSender())
             if item.id not in self._skip_check and await self._held_back(item):
+                following = claimed.following
                 continue
             attachments = self.queue.attachments(item.id) if rendered is None else []
             try:
@@ -366,6 +480,7 @@ class Dispatcher:
                 reason = f"nothing was sent: {why}"
                 await self._write(_failed(item.id, reason))
                 self._done(item, Outcome.FAILED, reason, self.result.failed)
+                following = claimed.following
                 continue
             if attachments:
                 await self._write(_kept(item.id, rendered))
@@ -427,40 +542,86 @@ class Dispatcher:
     async def _send(
         self, transport: Transport, claimed: _Claimed, message: bytes, envelope: Envelope, session: int
     ) -> tuple[_Finished | None, bool]:
-        """Send one claimed item, its data once its claim is committed; its result (recorded with the
+        """Send one claimed item, the end of its data once its claim is committed; its result (recorded with the
         connection's next claim), and False if the session should be renewed."""
-        item = claimed.item
         try:
-            result = await transport.send(message, envelope, ready=claimed.committed)
-        except QueueError:  # its claim could not be committed: nothing of it went out, and the queue is unusable
-            self._on_hand.discard(item.id)
-            raise
-        except InteractionNeeded as exc:  # a sign-in expired mid-session: nothing went out
-            await self._unclaim(item, exc.en)
-            await self._interaction(exc, session)
-            return None, False
-        except OposError as exc:
-            return await self._failure(item, exc), False
-        except asyncio.CancelledError:
-            # Interrupted mid-mail (Ctrl+C, SIGTERM, the TUI closing): the data may be out. Say so honestly.
-            reason = "interrupted while this mail was being sent: it may have arrived"
-            self.queue.record_uncertain(item.id, reason)
-            self._on_hand.discard(item.id)
-            self.result.uncertain.append(item.id)
-            raise
-        except Exception as exc:
-            self.queue.record_uncertain(item.id, f"unexpected error while sending: {exc!r}")
-            self._on_hand.discard(item.id)
-            self.result.uncertain.append(item.id)
-            raise
+            result = await transport.send(
+                message, envelope, ready=claimed.committed, then=lambda: self._upcoming(claimed.following)
+            )
+        except BaseException as exc:
+            return await self._not_sent(claimed.item, exc, session)
+        return self._sent(claimed.item, result), True
 
+    async def _send_following(
+        self, transport: Transport, finished: _Finished | None, following: _Next, session: int
+    ) -> tuple[_Finished | None, bool, _Next | None]:
+        """Send ``following``, which ``transport`` announced with the end of the last mail's data, while it is
+        claimed (with ``finished``'s record): its data goes at once, the end of it once the claim is committed.
+        Its result, False if the session should be renewed, and the item to send after it. If it was taken or
+        changed meanwhile (or the run is stopping), nothing of it is complete, and the session is renewed."""
+        assert following.upcoming is not None
+        upcoming = following.upcoming
+        request, committed = self._request(finished, following, only_following=True)
+
+        def then() -> Upcoming | None:
+            claimed = request.result()  # done: the end of the data waited for it
+            return self._upcoming(claimed[2] if claimed is not None else None)
+
+        try:
+            result = await transport.send(
+                upcoming.message, upcoming.envelope, ready=_Ready(request, committed), then=then
+            )
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and not request.done():
+                request.cancel()  # given back once the writer is done with it
+            claimed = await self._claimed(request, committed, finished, following)
+            if claimed is None:  # taken meanwhile, or the run stops: it is not this run's to record
+                if not isinstance(exc, Exception):
+                    raise
+                # Another sender works on the same mails: each mail it takes from under an announcement costs a
+                # session, so this run announces none from now on.
+                self._looking_ahead = False
+                return None, False, None
+            self._emit(Outcome.SENDING, claimed.item, "")
+            outcome, keep = await self._not_sent(claimed.item, exc, session)
+            return outcome, keep, claimed.following
+        claimed = await self._claimed(request, committed, finished, following)
+        assert claimed is not None  # its data was complete, so its claim was made
+        self._emit(Outcome.SENDING, claimed.item, "")
+        return self._sent(claimed.item, result), True, claimed.following
+
+    def _sent(self, item: QueueItem, result: SendResult) -> _Finished:
         return _Finished(
             item,
             Outcome.SENT,
             result.reply,
             self.result.sent,
             lambda q: q.record_sent(item.id, result.reply, result.refused),
-        ), True
+        )
+
+    async def _not_sent(self, item: QueueItem, exc: BaseException, session: int) -> tuple[_Finished | None, bool]:
+        """What became of a claimed item whose transport raised ``exc``: its result (recorded with the connection's
+        next claim), False: the session is renewed. Raises ``exc`` again where the run cannot go on."""
+        if isinstance(exc, QueueError):  # its claim could not be committed: nothing of it is complete
+            self._on_hand.discard(item.id)
+            raise exc
+        if isinstance(exc, InteractionNeeded):  # a sign-in expired mid-session: nothing went out
+            await self._unclaim(item, exc.en)
+            await self._interaction(exc, session)
+            return None, False
+        if isinstance(exc, OposError):
+            return await self._failure(item, exc), False
+        if isinstance(exc, asyncio.CancelledError):
+            # Interrupted mid-mail (Ctrl+C, SIGTERM, the TUI closing): the data may be out. Say so honestly.
+            reason = "interrupted while this mail was being sent: it may have arrived"
+        elif isinstance(exc, Exception):
+            reason = f"unexpected error while sending: {exc!r}"
+        else:
+            raise exc
+        self.queue.record_uncertain(item.id, reason)
+        self._on_hand.discard(item.id)
+        self.result.uncertain.append(item.id)
+        raise exc
 
     async def _failure(self, item: QueueItem, exc: OposError) -> _Finished:
         """A failed mail's result by the error's category; a configuration fault stops the run."""
@@ -487,12 +648,50 @@ class Dispatcher:
         self._stop(exc)
 
 
+_Claim = tuple[QueueItem, Rendered | None, "_Next | None"] | None
+"""What a claim on the writer's thread returns: the item, its rendered mail, the item to send after it."""
+
+
+@dataclass
+class _Next:
+    """An item a connection looked at to send after its current one, as it was then: claimed with
+    ``Queue.claim_peeked`` when its turn comes, if nothing about it changed."""
+
+    item: QueueItem
+    """As it was looked at, with the Date its message is written with."""
+    rendered: Rendered
+    date: str
+    upcoming: Upcoming | None = None
+    """Its message and envelope, once written (on the event loop): the transport may announce them."""
+
+
 @dataclass(frozen=True)
 class _Claimed:
     item: QueueItem
     rendered: Rendered | None
     committed: asyncio.Future[None]
-    """Done once the claim is committed: the item's data waits for it (its envelope need not)."""
+    """Done once the claim is committed: the end of the item's data waits for it (its envelope need not)."""
+    upcoming: Upcoming | None
+    """Its message and envelope as announced to the transport, when it was looked at before."""
+    following: _Next | None
+    """The item to send after it, if it may go as it is."""
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """Awaited before the end of an announced mail's data: its claim was made (else :class:`_Taken`) and is
+    committed. Nothing is started unless it is awaited (the envelope may fail first)."""
+
+    request: asyncio.Future[_Claim]
+    committed: asyncio.Future[None]
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> None:
+        if await asyncio.shield(self.request) is None:
+            raise _Taken
+        await self.committed
 
 
 @dataclass(frozen=True)

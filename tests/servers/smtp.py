@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import json
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -328,3 +329,67 @@ def smtp_server(smtp_pki: Pki) -> Iterator[StartServer]:
         server.gate.set()
     for controller in controllers:
         controller.stop()
+
+
+async def read_data(reader: asyncio.StreamReader) -> bytes | None:
+    """A message's data after 354, up to the line with the dot (dot-stuffed as sent); None if the client hung up
+    before that line: then it is no message."""
+    data = b""
+    while (line := await reader.readline()) != b".\r\n":
+        if not line:
+            return None
+        data += line
+    return data
+
+
+@dataclass
+class WithholdingServer:
+    """A raw SMTP server (PIPELINING, no TLS, no login) that answers a mail's data only once the client has sent
+    the next mail's MAIL command, as a client that announces its next mail with the end of the data does; the
+    last of ``count`` mails is answered at once. A client waiting for each reply gets none and times out."""
+
+    count: int
+    port: int = 0
+    messages: list[bytes] = field(default_factory=list)
+    """Each completed message's data, dot-stuffed as sent, in order."""
+    sessions: int = 0
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions += 1
+        writer.write(b"220 withholding.example.test ESMTP\r\n")
+        withheld = b""
+        while line := await reader.readline():
+            command = line.upper()
+            if command.startswith((b"EHLO", b"HELO")):
+                writer.write(b"250-withholding.example.test\r\n250 PIPELINING\r\n")
+            elif command.startswith(b"MAIL"):
+                writer.write(withheld + b"250 2.1.0 Ok\r\n")
+                withheld = b""
+            elif command.startswith(b"RCPT"):
+                writer.write(b"250 2.1.5 Ok\r\n")
+            elif command == b"DATA\r\n":
+                writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                data = await read_data(reader)
+                if data is None:
+                    break  # hung up within the data: never a message
+                self.messages.append(data)
+                withheld = b"250 2.0.0 Ok: queued\r\n"
+                if len(self.messages) >= self.count:
+                    writer.write(withheld)
+                    withheld = b""
+            elif command == b"QUIT\r\n":
+                writer.write(b"221 Bye\r\n")
+                break
+            else:
+                writer.write(b"250 Ok\r\n")
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def withholding_server(count: int) -> AsyncIterator[WithholdingServer]:
+    """A :class:`WithholdingServer` on 127.0.0.1 for the block."""
+    server = WithholdingServer(count)
+    listener = await asyncio.start_server(server.session, HOST, 0)
+    async with listener:
+        server.port = listener.sockets[0].getsockname()[1]
+        yield server

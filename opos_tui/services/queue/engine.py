@@ -34,7 +34,7 @@ The guarantees every engine gives:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -253,9 +253,14 @@ class QueueEngine(Protocol):
     # --- sending ------------------------------------------------------------------------------------
 
     def claim(
-        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+        self,
+        ids: Sequence[int] | None = None,
+        lease: float = LEASE_SECONDS,
+        since: float | None = None,
+        exclude: Collection[int] = (),
     ) -> QueueItem | None:
-        """Take the oldest (lowest id) sendable item for this handle, or None when there is none.
+        """Take the oldest (lowest id) sendable item for this handle, or None when there is none; never one of
+        ``exclude`` (the items the caller's run has peeked at to send next, see :meth:`peek`).
 
         Sendable: ``pending``, or ``deferred`` whose backoff is over. With ``ids`` (any number; numbers not
         in the queue are passed over), only those items, and a ``deferred`` one even before its backoff is
@@ -268,6 +273,20 @@ class QueueEngine(Protocol):
         ``attempts`` one higher, a lease of ``lease`` seconds, its first attempt time and its Date header
         (both fixed at the first claim, kept on later ones). The returned item shows that state.
         """
+        ...
+
+    def peek(
+        self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
+    ) -> QueueItem | None:
+        """The item :meth:`claim` with the same arguments would take now, without taking it: a send run looks at
+        the mail it will send next while the current one is on the wire. Nothing is written."""
+        ...
+
+    def claim_peeked(self, item: QueueItem, date: str, lease: float = LEASE_SECONDS) -> QueueItem | None:
+        """Take ``item`` as :meth:`peek` returned it, its message written from its rendered mail with ``date`` as
+        its Date header: as :meth:`claim` would, but only if it is still sendable and nothing about it changed
+        since (no claim, the same recipients, a rendered mail); None if it did. An item without a Date header
+        gets ``date``."""
         ...
 
     def record_sent(self, item_id: int, reply: str, refused: dict[str, str] | None = None) -> None:

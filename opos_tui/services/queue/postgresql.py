@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,6 +154,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # entry (its deferral) is later; a named item is sendable when pending, or deferred before this run.
 _DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = items.id), 0) < %(since)s"
 _NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
+# Not among the items a run has looked at to send next.
+_NOT_EXCLUDED = "id <> ALL(%(exclude)s::bigint[])"
 _DUE_DEFERRED = f"status = 'deferred' AND next_attempt_at <= %(now)s AND {_DEFERRED_BEFORE}"
 
 # The To list and attachment names of a row without loading those rows (and never attachment bytes).
@@ -293,6 +295,10 @@ def _note(cur: Cursor, ids: Sequence[int], at: float, outcome: str, reply: str =
         "INSERT INTO attempts (item_id, at, outcome, reply) SELECT unnest(%s::bigint[]), %s, %s, %s",
         (list(ids), at, outcome, reply),
     )
+
+
+class _Changed(Exception):
+    """Internal: an item peeked at changed before it was claimed."""
 
 
 class PostgresQueue(EngineOperations):
@@ -711,31 +717,19 @@ class PostgresQueue(EngineOperations):
     # --- sending --------------------------------------------------------------------------------------
 
     def claim(
-        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+        self,
+        ids: Sequence[int] | None = None,
+        lease: float = LEASE_SECONDS,
+        since: float | None = None,
+        exclude: Collection[int] = (),
     ) -> QueueItem | None:
         now = self.clock()
-        params: dict[str, object] = {"now": now, "since": now if since is None else since}
-        # Each candidate locked with SKIP LOCKED: a row another claimant holds is passed over, not waited for,
-        # and a row that stopped being sendable meanwhile is re-checked and skipped by the server.
-        if ids is None:
-            candidates = [
-                "SELECT id FROM items WHERE status = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                f"SELECT id FROM items WHERE {_DUE_DEFERRED} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            ]
-        else:
-            candidates = [
-                f"SELECT id FROM items WHERE id = ANY(%(ids)s) AND {_NAMED_SENDABLE}"
-                " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            ]
-            params["ids"] = list(set(ids))
         with self._write() as cur:
-            found: list[int] = []
-            for query in candidates:
-                cur.execute(query, params)
-                found += [int(r["id"]) for r in cur.fetchall()]
-            if not found:
+            # Each candidate locked with SKIP LOCKED: a row another claimant holds is passed over, not waited for,
+            # and a row that stopped being sendable meanwhile is re-checked and skipped by the server.
+            item_id = self._oldest(cur, " FOR UPDATE SKIP LOCKED", now, ids, since, exclude)
+            if item_id is None:
                 return None
-            item_id = min(found)
             cur.execute(
                 """UPDATE items SET status = 'sending', claim_host = %s, claim_pid = %s, lease_until = %s,
                        attempts = attempts + 1, date = coalesce(date, %s),
@@ -744,6 +738,62 @@ class PostgresQueue(EngineOperations):
                 (self.host, self.pid, now + lease, date_header(now), now, item_id),
             )
         return self.get(item_id)
+
+    def peek(
+        self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
+    ) -> QueueItem | None:
+        with self._reading() as cur:
+            item_id = self._oldest(cur, "", self.clock(), ids, since, exclude)
+        return None if item_id is None else self.get(item_id)
+
+    def _oldest(
+        self,
+        cur: Cursor,
+        lock: str,
+        now: float,
+        ids: Sequence[int] | None,
+        since: float | None,
+        exclude: Collection[int],
+    ) -> int | None:
+        """The oldest item :meth:`claim` may take at ``now``, each candidate row selected with ``lock``."""
+        params: dict[str, object] = {"now": now, "since": now if since is None else since, "exclude": list(exclude)}
+        if ids is None:
+            candidates = [
+                f"SELECT id FROM items WHERE status = 'pending' AND {_NOT_EXCLUDED} ORDER BY id LIMIT 1{lock}",
+                f"SELECT id FROM items WHERE {_DUE_DEFERRED} AND {_NOT_EXCLUDED} ORDER BY id LIMIT 1{lock}",
+            ]
+        else:
+            candidates = [
+                f"SELECT id FROM items WHERE id = ANY(%(ids)s) AND {_NAMED_SENDABLE} AND {_NOT_EXCLUDED}"
+                f" ORDER BY id LIMIT 1{lock}"
+            ]
+            params["ids"] = list(set(ids))
+        found: list[int] = []
+        for query in candidates:
+            cur.execute(query, params)
+            found += [int(r["id"]) for r in cur.fetchall()]
+        return min(found, default=None)
+
+    def claim_peeked(self, item: QueueItem, date: str, lease: float = LEASE_SECONDS) -> QueueItem | None:
+        # Unchanged: no claim since (``attempts``), and the same recipients, the only thing an operator may
+        # change, which drops the rendered mail (written anew only at a claim, which counts an attempt).
+        now = self.clock()
+        try:
+            with self._write() as cur:
+                cur.execute(
+                    """UPDATE items SET status = 'sending', claim_host = %s, claim_pid = %s, lease_until = %s,
+                           attempts = attempts + 1, date = coalesce(date, %s),
+                           first_attempt_at = coalesce(first_attempt_at, %s)
+                       WHERE id = %s AND status IN ('pending', 'deferred') AND attempts = %s
+                         AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)""",
+                    (self.host, self.pid, now + lease, date, now, item.id, item.attempts),
+                )
+                claimed = self.get(item.id) if cur.rowcount == 1 else None
+                if claimed is not None and claimed.recipients != item.recipients:
+                    raise _Changed  # rolled back with the transaction
+        except _Changed:
+            return None
+        return claimed
 
     def _finish(
         self,

@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -150,6 +150,8 @@ _DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = i
 # What a run may take among the items it was given: pending ones, and deferred ones at once (the operator
 # named them) unless the deferral happened during this run.
 _NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
+# Not among the items a run has looked at to send next (a JSON array of their ids).
+_NOT_EXCLUDED = "id NOT IN (SELECT value FROM json_each(?))"
 
 # The To list and attachment names of a row, in order, without loading the rows themselves (and without
 # touching attachment bytes: ``data`` is the last column, stored apart from the names).
@@ -372,6 +374,10 @@ def _store_rendered(db: sqlite3.Connection, item_id: int, rendered: Rendered) ->
 def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: str = "") -> None:
     """One line of an item's history."""
     db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
+
+
+class _Changed(Exception):
+    """Internal: an item peeked at changed before it was claimed."""
 
 
 class SqliteQueue(EngineOperations):
@@ -757,10 +763,13 @@ class SqliteQueue(EngineOperations):
     # --- sending --------------------------------------------------------------------------------------
 
     def claim(
-        self, ids: Sequence[int] | None = None, lease: float = LEASE_SECONDS, since: float | None = None
+        self,
+        ids: Sequence[int] | None = None,
+        lease: float = LEASE_SECONDS,
+        since: float | None = None,
+        exclude: Collection[int] = (),
     ) -> QueueItem | None:
         now = self.clock()
-        since = now if since is None else since
         # The oldest sendable item is found, claimed and read in one statement.
         update = (
             "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
@@ -768,25 +777,77 @@ class SqliteQueue(EngineOperations):
             f" WHERE id = ({{oldest}}) RETURNING {_ITEM_COLUMNS}"
         )
         claim = (self.host, self.pid, now + lease, date_header(now), now)
-        with self._write(one_statement=True) as db:  # chunk after chunk, until one of them claims
-            if ids is None:
-                # Two index lookups: one OR query would sort every pending item to find the oldest.
-                oldest = (
-                    "SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending'"
-                    " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
-                    f" AND {_DEFERRED_BEFORE})"
+        with self._write(one_statement=True) as db:
+            found = self._oldest(db, update, claim, now, ids, since, exclude)
+        return None if found is None else _item(found)
+
+    def peek(
+        self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
+    ) -> QueueItem | None:
+        select = f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ({{oldest}})"
+        with self._lock, self._sqlite_errors():
+            found = self._oldest(self._db, select, (), self.clock(), ids, since, exclude)
+        return None if found is None else _item(found)
+
+    def _oldest(
+        self,
+        db: sqlite3.Connection,
+        sql: str,
+        before: Sequence[object],
+        now: float,
+        ids: Sequence[int] | None,
+        since: float | None,
+        exclude: Collection[int],
+    ) -> sqlite3.Row | None:
+        """The first row of ``sql`` (parameters ``before`` first), whose ``{oldest}`` is filled with the query of
+        the oldest item :meth:`claim` may take at ``now``."""
+        since = now if since is None else since
+        excluded = json.dumps(sorted(exclude))
+        if ids is None:
+            # Two index lookups: one OR query would sort every pending item to find the oldest.
+            oldest = (
+                f"SELECT min(id) FROM (SELECT min(id) AS id FROM items WHERE status = 'pending' AND {_NOT_EXCLUDED}"
+                " UNION ALL SELECT min(id) FROM items WHERE status = 'deferred' AND next_attempt_at <= ?"
+                f" AND {_DEFERRED_BEFORE} AND {_NOT_EXCLUDED})"
+            )
+            cursor = db.execute(sql.format(oldest=oldest), (*before, excluded, now, since, excluded))
+            cursor.row_factory = sqlite3.Row
+            row: sqlite3.Row | None = cursor.fetchone()
+            return row
+        # Chunks in ascending order: the first one holding a sendable item holds the oldest. A run hands in the
+        # items it has not yet passed over, so that one is mostly among the first few.
+        oldest = (
+            f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} AND {_NOT_EXCLUDED} ORDER BY id LIMIT 1"
+        )
+        chunks = select_in(db, sql.format(oldest=oldest), sorted(set(ids)), since, excluded, first=16, before=before)
+        try:
+            return next(chunks, None)
+        finally:
+            chunks.close()  # the chunks after the one that found it are never run
+
+    def claim_peeked(self, item: QueueItem, date: str, lease: float = LEASE_SECONDS) -> QueueItem | None:
+        # Unchanged: no claim since (``attempts``), and the same recipients, the only thing an operator may
+        # change, which drops the rendered mail (written anew only at a claim, which counts an attempt).
+        now = self.clock()
+        try:
+            with self._write() as db:
+                cursor = db.execute(
+                    "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
+                    " attempts = attempts + 1, date = coalesce(date, ?),"
+                    " first_attempt_at = coalesce(first_attempt_at, ?)"
+                    " WHERE id = ? AND status IN ('pending', 'deferred') AND attempts = ?"
+                    " AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)"
+                    f" RETURNING {_ITEM_COLUMNS}",
+                    (self.host, self.pid, now + lease, date, now, item.id, item.attempts),
                 )
-                cursor = db.execute(update.format(oldest=oldest), (*claim, now, since))
                 cursor.row_factory = sqlite3.Row
                 found = cursor.fetchone()
-            else:
-                # Chunks in ascending order: the first one holding a sendable item holds the oldest. A run hands
-                # in the items it has not yet passed over, so that one is mostly among the first few.
-                oldest = f"SELECT id FROM items WHERE id IN ({{ids}}) AND {_NAMED_SENDABLE} ORDER BY id LIMIT 1"
-                chunks = select_in(db, update.format(oldest=oldest), sorted(set(ids)), since, first=16, before=claim)
-                found = next(chunks, None)
-                chunks.close()  # the chunks after the one that claimed are never run
-        return None if found is None else _item(found)
+                claimed = None if found is None else _item(found)
+                if claimed is not None and claimed.recipients != item.recipients:
+                    raise _Changed  # taken back with the savepoint
+        except _Changed:
+            return None
+        return claimed
 
     def _finish(
         self,

@@ -33,6 +33,8 @@ class _Request(Generic[T]):
     abandoned: Callable[[T], None] | None
     committed: asyncio.Future[None] | None = None
     """For :meth:`Writer.begin`: done once the work is committed, or with why it was not."""
+    early: bool = True
+    """For :meth:`Writer.begin`: its result is told as soon as the work is done, before the commit."""
 
 
 class Writer:
@@ -59,11 +61,20 @@ class Writer:
     ) -> tuple[T, asyncio.Future[None]]:
         """``work`` done, with what it returned as soon as it is done, before it is committed, and a future that
         is done once it is committed (or holds why not). ``abandoned`` as for :meth:`do`."""
+        future, committed = self.submit(work, abandoned)
+        return await future, committed
+
+    def submit(
+        self, work: Work[T], abandoned: Callable[[T], None] | None = None, *, early: bool = True
+    ) -> tuple[asyncio.Future[T], asyncio.Future[None]]:
+        """As :meth:`begin`, without waiting: a future for what ``work`` returns, and one for the commit. Cancel the
+        first to abandon the work (``abandoned`` then gets its result). ``early=False``: the caller needs the result
+        only with the commit, so both are told at once (each telling waits for the event loop's thread)."""
         future: asyncio.Future[T] = self._loop.create_future()
         committed: asyncio.Future[None] = self._loop.create_future()
         committed.add_done_callback(_seen)  # nobody may wait for it (a mail held back after its claim)
-        self._requests.put(_Request(work, future, abandoned, committed))
-        return await future, committed
+        self._requests.put(_Request(work, future, abandoned, committed, early))
+        return future, committed
 
     async def close(self) -> None:
         """Finish what was asked, then end the thread and let go of the handle."""
@@ -91,7 +102,9 @@ class Writer:
                         outcomes.append(outcome)
                     # The claims are told before the commit (each awaits its commit apart): one wake-up of the
                     # event loop for all of them, as each wake-up waits for the loop's thread to let go.
-                    early = [(r, o) for r, o in zip(batch, outcomes, strict=True) if r.committed is not None]
+                    early = [
+                        (r, o) for r, o in zip(batch, outcomes, strict=True) if r.committed is not None and r.early
+                    ]
                     if early:
                         self._loop.call_soon_threadsafe(_deliver_all, early)
             except Exception as exc:  # the commit failed: nothing of the batch happened
@@ -108,7 +121,7 @@ def _deliver_all(delivered: list[tuple[_Request[Any], tuple[bool, Any]]]) -> Non
 def _finish_all(batch: list[tuple[_Request[Any], tuple[bool, Any]]], failed: Exception | None) -> None:
     """A batch is committed (``failed`` None) or not: each write's caller gets its result, each claim its commit."""
     for request, (ok, value) in batch:
-        if request.committed is None or not request.future.done():  # a claim that could not even begin
+        if request.committed is None or not request.future.done():  # told only now, or it could not even begin
             _deliver(request, ok, value)
         if request.committed is not None:
             _settle(request.committed, failed)

@@ -38,6 +38,18 @@ class Envelope:
 
 
 @dataclass(frozen=True)
+class Upcoming:
+    """The mail a send run will hand over next on the same session, announced while the current one goes out."""
+
+    message: bytes
+    envelope: Envelope
+
+
+Then = Callable[[], Upcoming | None]
+"""Asked once the current message is complete: the mail that follows it, if the run knows it already."""
+
+
+@dataclass(frozen=True)
 class SendResult:
     """What the other side said to one message."""
 
@@ -143,13 +155,21 @@ class Transport(Protocol):
 
     async def connect(self) -> None: ...
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
         """Hand over ``message``: RFC 5322 bytes with CRLF line ends, ending in CRLF, as ``compose`` writes them
         (not dot-stuffed). A transport passes them on as they are, without normalising them again.
 
-        ``ready`` (the commit of the mail's claim) is awaited before anything of the message itself goes out
-        (SMTP: after the envelope was accepted, before DATA); if it raises, nothing of the message went out and
-        its error is raised as it is."""
+        ``ready`` (the commit of the mail's claim) is awaited before the message is complete on the other side:
+        before it is handed over at all, or (SMTP) before the end of its data, which the server waits for before
+        it takes the message. If it raises, the message is not complete (an SMTP session with part of it is
+        dropped) and its error is raised as it is.
+
+        ``then``: asked once the message is complete, for the mail that will follow it on this session. A
+        transport may announce that one at once (SMTP with PIPELINING: its envelope goes with the end of this
+        message's data); the next :meth:`send` of that very message then goes on from there. Any other next
+        mail, or :meth:`close`, drops what was announced (nothing of a message goes before its ``ready``)."""
         ...
 
     async def close(self) -> None: ...

@@ -21,7 +21,7 @@ from opos_tui.i18n import tr
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, PermanentError, TransientError
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.settings import Settings
-from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, Then, TokenProvider
 from opos_tui.services.transports.kinds import windows_only
 from opos_tui.services.transports.mailprogram import (
     LocalSession,
@@ -289,7 +289,9 @@ class MapiTransport(LocalSession):
     async def close(self) -> None:
         """Nothing stays open: each mail is one call, with the mail program's own session."""
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
         if ready is not None:
             await ready
         self._at(Stage.SEND)

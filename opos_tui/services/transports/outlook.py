@@ -30,7 +30,7 @@ from opos_tui.services.errors import (
     TransportUnavailable,
 )
 from opos_tui.services.secrets import PASSWORD, SecretStore
-from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider
+from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, Then, TokenProvider
 from opos_tui.services.transports.kinds import PROMPT_DE, PROMPT_EN
 from opos_tui.services.transports.mailprogram import LocalSession, ParsedMail, attachment_files, parse_mail
 
@@ -298,7 +298,9 @@ class OutlookTransport(LocalSession):
             ),
         )
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
         if ready is not None:
             await ready
         self._at(Stage.SEND)

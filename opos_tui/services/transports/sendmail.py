@@ -25,7 +25,15 @@ from opos_tui.services.errors import (
 )
 from opos_tui.services.secrets import SecretStore
 from opos_tui.services.settings import Settings
-from opos_tui.services.transports.base import Envelope, Observer, SendResult, Stage, TokenProvider, envelope_address
+from opos_tui.services.transports.base import (
+    Envelope,
+    Observer,
+    SendResult,
+    Stage,
+    Then,
+    TokenProvider,
+    envelope_address,
+)
 from opos_tui.services.transports.mailprogram import LocalSession
 
 # sysexits.h: the status -> (name, category class, English meaning, German meaning).
@@ -155,7 +163,9 @@ class SendmailTransport(LocalSession):
     async def close(self) -> None:
         """Nothing stays open between two mails."""
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
         if ready is not None:
             await ready
         self._at(Stage.SEND)

@@ -49,6 +49,7 @@ from opos_tui.services.transports.base import (
     SendResult,
     SessionState,
     Stage,
+    Then,
     TokenProvider,
     envelope_address,
 )
@@ -188,6 +189,8 @@ class SmtpTransport:
         """The protocol lines of the step that failed last (AUTH, MAIL, RCPT, DATA), secrets as ``***``."""
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
+        self._ahead: _Ahead | None = None
+        """The next mail, announced with the end of the last one's data: its replies not read yet."""
 
     # --- the Transport interface ----------------------------------------------------------------------
 
@@ -221,16 +224,30 @@ class SmtpTransport:
             self._drop()
             raise
 
-    async def send(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None) -> SendResult:
-        """Submit one message (its data once ``ready`` is done). Recipients refused while others were accepted come
-        back in ``refused``."""
+    async def send(
+        self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None = None, then: Then | None = None
+    ) -> SendResult:
+        """Submit one message (the end of its data once ``ready`` is done). Recipients refused while others were
+        accepted come back in ``refused``. ``then``: see ``Transport.send``; with PIPELINING the next mail's MAIL,
+        RCPT and DATA go right after this one's data, as RFC 2920 allows."""
         async with self._lock:
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead.message is not message:
+                self._drop()  # another mail than the one announced: the server may wait for that one's data
+                ahead = None
+            if ahead is not None:
+                try:
+                    return await self._submit(message, envelope, ready, then, ahead)
+                except _AheadLost:
+                    pass  # the server closed the session after the last mail, before any reply to this one
             if not self.connected:
                 # The server may close an idle connection between two mails; nothing was sent yet.
                 await self.connect()
-            return await self._submit(message, envelope, ready)
+            return await self._submit(message, envelope, ready, then, None)
 
     async def close(self) -> None:
+        if self._ahead is not None:
+            self._drop()  # the server may wait for an announced mail's data: QUIT would be taken for it
         client, self._client = self._client, None
         if client is None:
             return
@@ -249,6 +266,9 @@ class SmtpTransport:
             self.observer(HandshakeEvent(stage, status, summary, exchange))
 
     def _drop(self) -> None:
+        if self._ahead is not None:
+            self._ahead.replies.close()
+            self._ahead = None
         if self._client is not None:
             self._client.close()
         self._client = None
@@ -520,20 +540,15 @@ class SmtpTransport:
         code, _, text = first.partition(" ")
         raise ServerDeferred(int(code), text, "rcpt", refused)
 
-    async def _wait(
-        self, ready: Awaitable[None] | None, pipelined: tuple[Replies, aiosmtplib.SMTPResponse] | None
-    ) -> None:
-        """Wait for ``ready`` before the message data; if it fails, end the mail's transaction and raise its error
-        as it is: nothing of the message went out."""
+    async def _complete(self, ready: Awaitable[None] | None) -> None:
+        """Wait for ``ready`` before the end of the message data; if it fails, drop the session, so that the server
+        never takes the message, and raise its error as it is."""
         if ready is None:
             return
         try:
             await ready
-        except Exception:
-            if pipelined is None:
-                await self._reset()
-            else:
-                await self._abandon(*pipelined)
+        except BaseException:
+            self._drop()
             raise
 
     async def _abandon(self, replies: Replies, start: aiosmtplib.SMTPResponse) -> None:
@@ -553,42 +568,74 @@ class SmtpTransport:
             except (SMTPException, OSError):
                 self._drop()
 
-    async def _submit(self, message: bytes, envelope: Envelope, ready: Awaitable[None] | None) -> SendResult:
+    def _prepare(self, client: aiosmtplib.SMTP, message: bytes, envelope: Envelope) -> _Mail:
+        """A message's envelope as it goes out; MessageTooLarge if the server said it takes none so large."""
+        limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
+        if limit and len(message) > limit:
+            raise MessageTooLarge(len(message), limit)
+        options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
+        if client.supports_extension("8bitmime") and not message.isascii():
+            options.append("BODY=8BITMIME")
+        recipients = {envelope_address(r): r for r in envelope.recipients}
+        return _Mail(message, envelope_address(envelope.sender), options, recipients)
+
+    def _announce(self, client: aiosmtplib.SMTP, replies: Replies, then: Then | None) -> bytes:
+        """The commands of the mail ``then`` names, to go with the end of the current data (their replies are
+        read when it is sent); nothing if there is none or it cannot be announced (it fails on its own then)."""
+        upcoming = then() if then is not None else None
+        if upcoming is None:
+            return b""
+        try:
+            mail = self._prepare(client, upcoming.message, upcoming.envelope)
+        except OposError:
+            return b""
+        self._ahead = _Ahead(upcoming.message, mail, replies)
+        return mail.commands()
+
+    async def _submit(
+        self,
+        message: bytes,
+        envelope: Envelope,
+        ready: Awaitable[None] | None,
+        then: Then | None,
+        ahead: _Ahead | None,
+    ) -> SendResult:
         client = self._client
         assert client is not None
         self._stage = Stage.SEND
         self._failed_exchange = ()
-        limit = int(client.esmtp_extensions.get("size", "0") or "0") if client.supports_extension("size") else 0
-        if limit and len(message) > limit:
-            raise MessageTooLarge(len(message), limit)
-        sender = envelope_address(envelope.sender)
-        recipients = {envelope_address(r): r for r in envelope.recipients}
-        options = [f"SIZE={len(message)}"] if client.supports_extension("size") else []
-        if client.supports_extension("8bitmime") and not message.isascii():
-            options.append("BODY=8BITMIME")
         replies: Replies | None = None
         try:
-            if client.supports_extension("pipelining") and client.protocol is not None:
-                replies = Replies(client.protocol)
-            return await self._transaction(client, replies, message, sender, options, recipients, ready)
+            if ahead is not None:
+                mail, replies = ahead.mail, ahead.replies
+            else:
+                mail = self._prepare(client, message, envelope)
+                if client.supports_extension("pipelining") and client.protocol is not None:
+                    replies = Replies(client.protocol)
+            return await self._transaction(client, replies, mail, ready, then, ahead is not None)
         finally:
-            if replies is not None and not replies.close():
+            if (
+                replies is not None
+                and (self._ahead is None or self._ahead.replies is not replies)
+                and not replies.close()
+            ):
                 self._drop()  # the server said more than it was asked: the session is out of step
 
     async def _transaction(
         self,
         client: aiosmtplib.SMTP,
         replies: Replies | None,
-        message: bytes,
-        sender: str,
-        options: list[str],
-        recipients: dict[str, str],
+        mail: _Mail,
         ready: Awaitable[None] | None,
+        then: Then | None,
+        announced: bool,
     ) -> SendResult:
         """MAIL, RCPT for each recipient, DATA and the message: one command after the other, or, with
-        ``replies`` (the server offers PIPELINING), the commands up to DATA in one write and their replies read
-        in order. Either way the message goes only once ``ready`` is done."""
+        ``replies`` (the server offers PIPELINING), the commands up to DATA in one write (already written with
+        the last mail's data if ``announced``) and their replies read in order. Either way the end of the
+        message goes only once ``ready`` is done."""
         cfg = self.config
+        message, sender, options, recipients = mail.message, mail.sender, mail.options, mail.recipients
         exchange: list[str] = [f"C: MAIL FROM:<{sender}>"]
         refused: dict[str, str] = {}
         try:
@@ -610,15 +657,19 @@ class SmtpTransport:
                     await self._reset()
                 self._check_recipients(refused, recipients, exchange)
                 data = dot_stuffed(message)
-                await self._wait(ready, None)
                 exchange.append("C: DATA")
                 start = await client.execute_command(b"DATA")
             else:
-                commands = [" ".join((f"MAIL FROM:<{sender}>", *options))]
-                commands += [f"RCPT TO:<{address}>" for address in recipients]
-                replies.write(("\r\n".join((*commands, "DATA")) + "\r\n").encode("ascii"))
+                if not announced:
+                    replies.write(mail.commands())
                 data = dot_stuffed(message)  # while the server answers
-                mail = await replies.read(cfg.timeout)
+                try:
+                    first = await replies.read(cfg.timeout)
+                except SMTPServerDisconnected as exc:
+                    if announced:
+                        self._drop()
+                        raise _AheadLost from exc
+                    raise
                 for address, original in recipients.items():
                     exchange.append(f"C: RCPT TO:<{address}>")
                     rcpt = await replies.read(cfg.timeout)
@@ -626,14 +677,13 @@ class SmtpTransport:
                         refused[original] = reply_text(rcpt.code, rcpt.message)
                         exchange.extend(_server_lines(rcpt.code, rcpt.message))
                 start = await replies.read(cfg.timeout)
-                if mail.code != 250:
-                    self._failed_exchange = (exchange[0], *_server_lines(mail.code, mail.message))
+                if first.code != 250:
+                    self._failed_exchange = (exchange[0], *_server_lines(first.code, first.message))
                     await self._abandon(replies, start)
-                    raise self._reply_error(mail.code, mail.message, "mail")
+                    raise self._reply_error(first.code, first.message, "mail")
                 if len(refused) == len(recipients):
                     await self._abandon(replies, start)
                 self._check_recipients(refused, recipients, exchange)
-                await self._wait(ready, (replies, start))
                 exchange.append("C: DATA")
             if start.code != 354:
                 self._failed_exchange = (*exchange, *_server_lines(start.code, start.message))
@@ -645,7 +695,8 @@ class SmtpTransport:
             if protocol is None:
                 raise SMTPServerDisconnected("Connection lost")
             protocol.write(data)
-            protocol.write(b".\r\n")
+            await self._complete(ready)
+            protocol.write(b".\r\n" + (b"" if replies is None else self._announce(client, replies, then)))
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
@@ -671,6 +722,36 @@ class SmtpTransport:
                 (*exchange, *_server_lines(final.code, final.message)),
             )
         return result
+
+
+@dataclass(frozen=True)
+class _Mail:
+    """One message with its envelope as it goes out."""
+
+    message: bytes
+    sender: str
+    options: list[str]
+    recipients: dict[str, str]
+    """The envelope address of each recipient -> the address as queued."""
+
+    def commands(self) -> bytes:
+        """MAIL, RCPT for each recipient and DATA, to be written at once (PIPELINING)."""
+        commands = [" ".join((f"MAIL FROM:<{self.sender}>", *self.options))]
+        commands += [f"RCPT TO:<{address}>" for address in self.recipients]
+        return ("\r\n".join((*commands, "DATA")) + "\r\n").encode("ascii")
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A mail announced with the end of the last one's data, its replies to be read from ``replies``."""
+
+    message: bytes
+    mail: _Mail
+    replies: Replies
+
+
+class _AheadLost(Exception):
+    """Internal: the session ended before the first reply to an announced mail (nothing of it went out)."""
 
 
 def smtp_config(
