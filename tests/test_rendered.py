@@ -91,20 +91,24 @@ def boundaryless(message: bytes) -> bytes:
     return message.replace(found.group(1), b"BOUNDARY")
 
 
-def test_what_arrives_is_what_build_message_writes(home: Home, tmp_path: Path, smtp_server: StartServer) -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "announced-ahead"])
+def test_what_arrives_is_what_build_message_writes(
+    home: Home, tmp_path: Path, smtp_server: StartServer, pipelining: bool
+) -> None:
     """Over a real SMTP session: lines starting with a dot (dot-stuffed on the way, unstuffed by the server) and
-    umlauts arrive as build_message writes them, apart from nothing."""
-    server = smtp_server("plain")
+    umlauts arrive as build_message writes them, apart from nothing; also each mail announced ahead with the end
+    of the last one's data (PIPELINING), its Date fixed when it was looked at."""
+    server = smtp_server("plain", pipelining=pipelining)
     current = server.settings(sender__address=SENDER["address"], sender__name=SENDER["name"])
     body = "Erste Zeile\n.\n.. zwei Punkte\n.Punkt\nEnde\n"
     with SqliteQueue(tmp_path / "queue.db") as queue:
-        ids = queue.enqueue_many([prepare(current, request(tmp_path, 1, body=body, subject="Mahnung ."))])
+        letters = [request(tmp_path, n, body=body, subject=f"Mahnung {n} .") for n in (1, 2, 3)]
+        ids = queue.enqueue_many(prepare(current, letter) for letter in letters)
         send_all(queue, current, home)
-        item = queue.get(ids[0])
-        expected = build_message(item, queue.attachments(item.id))
-    assert item.status is Status.SENT
-    (arrived,) = server.received
-    assert boundaryless(arrived.content) == boundaryless(expected)
+        items = [queue.get(i) for i in ids]
+        expected = [build_message(item, queue.attachments(item.id)) for item in items]
+    assert all(item.status is Status.SENT and item.date for item in items)
+    assert [boundaryless(arrived.content) for arrived in server.received] == [boundaryless(e) for e in expected]
 
 
 def test_a_mail_queued_without_its_rendering_is_written_at_its_first_claim(

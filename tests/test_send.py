@@ -304,9 +304,13 @@ def checked(q: Any, current: settings.Settings, tmp_path: Path, *to: str) -> lis
     return ids
 
 
-async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data(home: Home, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reviewed", [True, False], ids=["checked-before", "checked-on-the-way"])
+async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data(
+    home: Home, tmp_path: Path, reviewed: bool
+) -> None:
     """With PIPELINING the next mail's envelope goes with the end of the current one's data, on one session: the
-    server here answers a mail only once the next one's MAIL came, so a run that waited would time out."""
+    server here answers a mail only once the next one's MAIL came, so a run that waited would time out. A mail
+    not checked before is checked (and passes) before it is announced."""
     async with withholding_server(3) as server:
         current = settings.Settings.model_validate(
             {
@@ -315,11 +319,38 @@ async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data
             }
         )
         with open_queue(home) as q:
-            ids = checked(q, current, tmp_path, "k0@aerger.example", "k1@aerger.example", "k2@aerger.example")
+            to = ("k0@aerger.example", "k1@aerger.example", "k2@aerger.example")
+            if reviewed:
+                ids = checked(q, current, tmp_path, *to)
+            else:
+                ids = [q.enqueue(advice(current, tmp_path, n, address)).id for n, address in enumerate(to)]
             store = secrets.open_store(home)
             result = await Dispatcher(q, lambda: build_transport(current, store)).run()
             assert result.sent == ids and q.counts()[Status.SENT] == 3
     assert len(server.messages) == 3 and server.sessions == 1
+
+
+async def test_a_next_mail_that_fails_the_check_is_never_announced_but_held(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    server = smtp_server("plain", pipelining=True)
+    current = server.settings()
+    swapped_pdf = write_letter(tmp_path / "Avis_Andere.pdf", "Z-999")
+    swapped_letter = LetterRequest(
+        "payment-advice",
+        to=["k1@aerger.example"],
+        attachments=[swapped_pdf],
+        vars={"customer_name": "Ärger", "document_number": "Z-1"},
+    )
+    with open_queue(home) as q:
+        first = q.enqueue(advice(current, tmp_path, 0, "k0@aerger.example")).id
+        swapped = q.enqueue(prepare(current, swapped_letter)).id
+        last = q.enqueue(advice(current, tmp_path, 2, "k2@aerger.example")).id
+        store = secrets.open_store(home)
+        result = await Dispatcher(q, lambda: build_transport(current, store)).run()
+        assert result.sent == [first, last] and result.held == [swapped]
+        assert q.get(swapped).status is Status.HELD and q.get(swapped).attempts == 0
+    assert [r.rcpt_tos for r in server.received] == [["k0@aerger.example"], ["k2@aerger.example"]]
 
 
 async def hold_the_first_mail_then(home: Home, server: Any, tmp_path: Path, meanwhile: Any) -> tuple[Any, list[int]]:

@@ -297,14 +297,16 @@ class Dispatcher:
 
     def _look_ahead(self, queue: Queue, wanted: list[int] | None, since: float) -> _Next | None:
         """On the writer's thread, while it claims: the item a connection will send after the one it claims, if it
-        may go as it is (it passed the plausibility check or was confirmed, and is written as a mail already);
-        None if there is none or it must go the long way (it is claimed then as any other)."""
+        may go as it is (it did not fail the plausibility check, unless confirmed, and is written as a mail
+        already); None if there is none or it must go the long way (it is claimed then as any other)."""
         if self.rate_limit.interval or not self._looking_ahead:
             return None  # its envelope would wait at the server for the next slot; another sender is at work
         if self.result.sent and not self._asked_ahead:
             return None  # the transports announce nothing (no PIPELINING): looking would be for nothing
         item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
-        if item is None or not (item.plausible or item.id in self._skip_check) or not (item.sender or self.sender):
+        if item is None or (item.plausible is False and item.id not in self._skip_check):
+            return None
+        if not (item.sender or self.sender):
             return None
         rendered = queue.rendered(item.id)
         if rendered is None:
@@ -315,13 +317,17 @@ class Dispatcher:
 
     def _upcoming(self, following: _Next | None) -> Upcoming | None:
         """The mail a connection's transport may announce after the current one: ``following`` as it would go
-        out, unless the run is stopping."""
+        out, once it passed the plausibility check (checked now if it never was), unless the run is stopping."""
         self._asked_ahead = True
         if following is None or self.stop_requested.is_set():
             return None
         if following.upcoming is None:
             item = following.item
             try:
+                if not item.plausible and item.id not in self._skip_check:
+                    if not plausibility.verdict(self.queue, item.id).ok:
+                        return None  # held back when it is claimed the long way
+                    following.item = item = replace(item, plausible=True)
                 sender = parse_mailbox(item.sender or self.sender).addr_spec
                 message = wire_message(item, following.rendered, self.sender)
             except Exception:  # it fails when it is claimed the long way, which says why
