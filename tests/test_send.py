@@ -325,9 +325,14 @@ async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data
             else:
                 ids = [q.enqueue(advice(current, tmp_path, n, address)).id for n, address in enumerate(to)]
             store = secrets.open_store(home)
-            result = await Dispatcher(q, lambda: build_transport(current, store)).run()
+            events: list[Progress] = []
+            result = await Dispatcher(q, lambda: build_transport(current, store), on_progress=events.append).run()
             assert result.sent == ids and q.counts()[Status.SENT] == 3
     assert len(server.messages) == 3 and server.sessions == 1
+    # Each mail is said to be sending before it is said to be sent, and the sent ones are counted one by one.
+    said = [(e.outcome, e.item_id) for e in events]
+    assert said == [(outcome, i) for i in ids for outcome in (Outcome.SENDING, Outcome.SENT)]
+    assert [e.sent for e in events if e.outcome is Outcome.SENT] == [1, 2, 3]
 
 
 async def test_a_next_mail_that_fails_the_check_is_never_announced_but_held(

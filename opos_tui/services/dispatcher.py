@@ -568,6 +568,7 @@ class Dispatcher:
         assert following.upcoming is not None
         upcoming = following.upcoming
         request, committed = self._request(finished, following, only_following=True)
+        request.add_done_callback(lambda made: self._claim_made(made, finished))
 
         def then() -> Upcoming | None:
             claimed = request.result()  # done: the end of the data waited for it
@@ -580,7 +581,7 @@ class Dispatcher:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and not request.done():
                 request.cancel()  # given back once the writer is done with it
-            claimed = await self._claimed(request, committed, finished, following)
+            claimed = await self._claimed(request, committed, None, following)
             if claimed is None:  # taken meanwhile, or the run stops: it is not this run's to record
                 if not isinstance(exc, Exception):
                     raise
@@ -588,13 +589,21 @@ class Dispatcher:
                 # session, so this run announces none from now on.
                 self._looking_ahead = False
                 return None, False, None
-            self._emit(Outcome.SENDING, claimed.item, "")
             outcome, keep = await self._not_sent(claimed.item, exc, session)
             return outcome, keep, claimed.following
-        claimed = await self._claimed(request, committed, finished, following)
+        claimed = await self._claimed(request, committed, None, following)
         assert claimed is not None  # its data was complete, so its claim was made
-        self._emit(Outcome.SENDING, claimed.item, "")
         return self._sent(claimed.item, result), True, claimed.following
+
+    def _claim_made(self, made: asyncio.Future[_Claim], finished: _Finished | None) -> None:
+        """An announced mail's claim is made and committed, with ``finished``'s record: that one is counted, and the
+        announced one is sending (its data is on the way already)."""
+        if made.cancelled() or made.exception() is not None:
+            return  # given back (``finished`` counted there), or the queue failed and the run with it
+        self._finished(finished)
+        claimed = made.result()
+        if claimed is not None:
+            self._emit(Outcome.SENDING, claimed[0], "")
 
     def _sent(self, item: QueueItem, result: SendResult) -> _Finished:
         return _Finished(
