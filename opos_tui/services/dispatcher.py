@@ -173,6 +173,8 @@ class Dispatcher:
         """Whether claims look at the next mail (no mail announced was taken by another sender in this run)."""
         self._asked_ahead = False
         """Whether a transport of this run asked for the mail after the one it sent (it can announce it)."""
+        self._oldest_claims = 0
+        """Claims of the oldest sendable mail in this run (every connection's first claim is one)."""
         self._peeked: set[int] = set()
         """Items a connection looked at to send next (:class:`_Next`): no other connection of the run claims them.
         Changed by the writer's thread while it claims, and by the event loop when one is given up."""
@@ -194,6 +196,7 @@ class Dispatcher:
         self._peeked = set()
         self._looking_ahead = True
         self._asked_ahead = False
+        self._oldest_claims = 0
         self._skip_check = frozenset(skip_check)
         self.queue.recover_stale()
         if ids is not None:
@@ -258,6 +261,7 @@ class Dispatcher:
             elif only_following:
                 return None
             else:
+                self._oldest_claims += 1
                 item = queue.claim(wanted, since=since, exclude=frozenset(peeked))
                 if item is None:
                     return None
@@ -301,6 +305,8 @@ class Dispatcher:
         already); None if there is none or it must go the long way (it is claimed then as any other)."""
         if self.rate_limit.interval or not self._looking_ahead:
             return None  # its envelope would wait at the server for the next slot; another sender is at work
+        if self._oldest_claims < self.connections:
+            return None  # a connection yet to claim its first mail might find none left but the ones looked at
         if self.result.sent and not self._asked_ahead:
             return None  # the transports announce nothing (no PIPELINING): looking would be for nothing
         item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
