@@ -335,6 +335,27 @@ async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data
     assert [e.sent for e in events if e.outcome is Outcome.SENT] == [1, 2, 3]
 
 
+async def test_every_connection_gets_a_mail_before_any_looks_ahead(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    """Four mails over three connections: each connection takes one before any looks at a next one, so all three
+    are used (looking ahead first would have left the third with none)."""
+    server = smtp_server("plain", pipelining=True)
+    current = server.settings()
+    with open_queue(home) as q:
+        ids = checked(q, current, tmp_path, *(f"k{n}@aerger.example" for n in range(4)))
+        store = secrets.open_store(home)
+        made: list[object] = []
+
+        def factory() -> Any:
+            made.append(build_transport(current, store))
+            return made[-1]
+
+        result = await Dispatcher(q, factory, connections=3).run()
+        assert sorted(result.sent) == ids
+    assert len(made) == 3 and len(server.received) == 4
+
+
 async def test_a_next_mail_that_fails_the_check_is_never_announced_but_held(
     home: Home, smtp_server: StartServer, tmp_path: Path
 ) -> None:
