@@ -325,9 +325,35 @@ async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data
             else:
                 ids = [q.enqueue(advice(current, tmp_path, n, address)).id for n, address in enumerate(to)]
             store = secrets.open_store(home)
-            result = await Dispatcher(q, lambda: build_transport(current, store)).run()
+            events: list[Progress] = []
+            result = await Dispatcher(q, lambda: build_transport(current, store), on_progress=events.append).run()
             assert result.sent == ids and q.counts()[Status.SENT] == 3
     assert len(server.messages) == 3 and server.sessions == 1
+    # Each mail is said to be sending before it is said to be sent, and the sent ones are counted one by one.
+    said = [(e.outcome, e.item_id) for e in events]
+    assert said == [(outcome, i) for i in ids for outcome in (Outcome.SENDING, Outcome.SENT)]
+    assert [e.sent for e in events if e.outcome is Outcome.SENT] == [1, 2, 3]
+
+
+async def test_every_connection_gets_a_mail_before_any_looks_ahead(
+    home: Home, smtp_server: StartServer, tmp_path: Path
+) -> None:
+    """Four mails over three connections: each connection takes one before any looks at a next one, so all three
+    are used (looking ahead first would have left the third with none)."""
+    server = smtp_server("plain", pipelining=True)
+    current = server.settings()
+    with open_queue(home) as q:
+        ids = checked(q, current, tmp_path, *(f"k{n}@aerger.example" for n in range(4)))
+        store = secrets.open_store(home)
+        made: list[object] = []
+
+        def factory() -> Any:
+            made.append(build_transport(current, store))
+            return made[-1]
+
+        result = await Dispatcher(q, factory, connections=3).run()
+        assert sorted(result.sent) == ids
+    assert len(made) == 3 and len(server.received) == 4
 
 
 async def test_a_next_mail_that_fails_the_check_is_never_announced_but_held(

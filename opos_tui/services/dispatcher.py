@@ -173,6 +173,8 @@ class Dispatcher:
         """Whether claims look at the next mail (no mail announced was taken by another sender in this run)."""
         self._asked_ahead = False
         """Whether a transport of this run asked for the mail after the one it sent (it can announce it)."""
+        self._oldest_claims = 0
+        """Claims of the oldest sendable mail in this run (every connection's first claim is one)."""
         self._peeked: set[int] = set()
         """Items a connection looked at to send next (:class:`_Next`): no other connection of the run claims them.
         Changed by the writer's thread while it claims, and by the event loop when one is given up."""
@@ -194,6 +196,7 @@ class Dispatcher:
         self._peeked = set()
         self._looking_ahead = True
         self._asked_ahead = False
+        self._oldest_claims = 0
         self._skip_check = frozenset(skip_check)
         self.queue.recover_stale()
         if ids is not None:
@@ -258,6 +261,7 @@ class Dispatcher:
             elif only_following:
                 return None
             else:
+                self._oldest_claims += 1
                 item = queue.claim(wanted, since=since, exclude=frozenset(peeked))
                 if item is None:
                     return None
@@ -301,6 +305,8 @@ class Dispatcher:
         already); None if there is none or it must go the long way (it is claimed then as any other)."""
         if self.rate_limit.interval or not self._looking_ahead:
             return None  # its envelope would wait at the server for the next slot; another sender is at work
+        if self._oldest_claims < self.connections:
+            return None  # a connection yet to claim its first mail might find none left but the ones looked at
         if self.result.sent and not self._asked_ahead:
             return None  # the transports announce nothing (no PIPELINING): looking would be for nothing
         item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
@@ -568,6 +574,7 @@ class Dispatcher:
         assert following.upcoming is not None
         upcoming = following.upcoming
         request, committed = self._request(finished, following, only_following=True)
+        request.add_done_callback(lambda made: self._claim_made(made, finished))
 
         def then() -> Upcoming | None:
             claimed = request.result()  # done: the end of the data waited for it
@@ -580,7 +587,7 @@ class Dispatcher:
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and not request.done():
                 request.cancel()  # given back once the writer is done with it
-            claimed = await self._claimed(request, committed, finished, following)
+            claimed = await self._claimed(request, committed, None, following)
             if claimed is None:  # taken meanwhile, or the run stops: it is not this run's to record
                 if not isinstance(exc, Exception):
                     raise
@@ -588,13 +595,21 @@ class Dispatcher:
                 # session, so this run announces none from now on.
                 self._looking_ahead = False
                 return None, False, None
-            self._emit(Outcome.SENDING, claimed.item, "")
             outcome, keep = await self._not_sent(claimed.item, exc, session)
             return outcome, keep, claimed.following
-        claimed = await self._claimed(request, committed, finished, following)
+        claimed = await self._claimed(request, committed, None, following)
         assert claimed is not None  # its data was complete, so its claim was made
-        self._emit(Outcome.SENDING, claimed.item, "")
         return self._sent(claimed.item, result), True, claimed.following
+
+    def _claim_made(self, made: asyncio.Future[_Claim], finished: _Finished | None) -> None:
+        """An announced mail's claim is made and committed, with ``finished``'s record: that one is counted, and the
+        announced one is sending (its data is on the way already)."""
+        if made.cancelled() or made.exception() is not None:
+            return  # given back (``finished`` counted there), or the queue failed and the run with it
+        self._finished(finished)
+        claimed = made.result()
+        if claimed is not None:
+            self._emit(Outcome.SENDING, claimed[0], "")
 
     def _sent(self, item: QueueItem, result: SendResult) -> _Finished:
         return _Finished(
