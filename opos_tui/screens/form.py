@@ -128,7 +128,7 @@ class FormField(Vertical):
         text = f"⚠ {message}" if message else ""
         if found := self.query(".field-error"):
             found.first(Static).update(text)
-        elif message:
+        elif message and self.is_attached:  # not while the form is being taken down (the app ending)
             self.mount(Static(text, classes="field-error"))
 
 
