@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from rich.terminal_theme import TerminalTheme
 from textual import events, work
 from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.reactive import Reactive
 from textual.screen import Screen
-from textual.widgets import Input, TextArea
+from textual.widgets import Input
 
 from opos_tui.i18n import tr
 from opos_tui.screens.typeahead import TypeAheadApp
@@ -94,6 +95,10 @@ class OposApp(TypeAheadApp[None]):
     CSS_PATH = "app.tcss"
     TITLE = "opos-tui"
 
+    ansi_theme_dark = Reactive(ANSI_COLOURS, init=False)
+    """Set as the default, not in __init__: set there, it made Textual parse all of the app's CSS once more at
+    the start (about 5 ms)."""
+
     cursor_blink = True
     """Whether the text cursor blinks in every field of every screen. The tests turn it off: a screenshot
     must never catch the cursor in its "off" half."""
@@ -107,31 +112,33 @@ class OposApp(TypeAheadApp[None]):
         self.config_pending = check_config
         self.config_error: ConfigError | None = None
         set_bindings(self, app_keys())
-        self.ansi_theme_dark = ANSI_COLOURS
 
     def on_mount(self) -> None:
         # Also the legacy Windows console, which has 16 colours too.
         if self.console.color_system in ("standard", "windows") and "TEXTUAL_THEME" not in os.environ:
             self.theme = ANSI_THEME
+
+    def get_default_screen(self) -> Screen[Any]:
+        """The first page (the queue, a settings form): the bottom of the screen stack, built once the app is
+        mounted. Pushed from on_mount, it was laid out and drawn while Textual still held the app's first frame
+        back, and that frame was thrown away: the first frame written lacked all that had not changed since, and
+        the whole page came a refresh later. Keys typed before it is built wait in its queue until it is."""
         # Each screen is imported when it is first shown: the start pays only for the one it shows.
         if self.start == "settings":
             from opos_tui.screens.settings import SettingsScreen
 
-            self.push_screen(SettingsScreen(self.home))
-            return
+            return SettingsScreen(self.home)
         if self.start in ("letters", "reports"):
             from opos_tui.screens.letters import LettersScreen, page_of
 
-            self.push_screen(LettersScreen(self.home, page_of(self.start)))
-            return
+            return LettersScreen(self.home, page_of(self.start))
         from opos_tui.screens.queue import QueueScreen
 
         try:
-            screen = QueueScreen(self.home)
+            return QueueScreen(self.home)
         except OposError as exc:  # the queue file cannot be opened: say so plainly, no traceback
-            self.exit(return_code=1, message=f"opos-tui: {exc}")
-            return
-        self.push_screen(screen)
+            self.call_later(self.exit, return_code=1, message=f"opos-tui: {exc}")
+            return Screen()
 
     def on_page_shown(self) -> None:
         if self.config_pending:
@@ -151,8 +158,12 @@ class OposApp(TypeAheadApp[None]):
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # A cursor blinks only while its field has the focus, so this reaches every field, on any screen.
-        if not self.cursor_blink and isinstance(event.widget, Input | TextArea):
-            event.widget.cursor_blink = False
+        if not self.cursor_blink:
+            # Only the tests turn the blinking off: the text area's module (about 5 ms) is not imported at the start.
+            from textual.widgets import TextArea
+
+            if isinstance(event.widget, Input | TextArea):
+                event.widget.cursor_blink = False
 
     def get_key_display(self, binding: Binding) -> str:
         if binding.key_display:

@@ -262,6 +262,7 @@ def test_reports_page_snapshot(snap_compare: Callable[..., bool], home: Home) ->
     settings.set_value(home, "sender.address", "buchhaltung@example.com")
 
     async def run_before(pilot: Pilot[None]) -> None:
+        await pilot.pause()  # the first page is built once the app runs
         screen = letters_screen(pilot.app)  # type: ignore[arg-type]
         await choose_report(pilot, screen, 2)
         await pilot.press("tab", *"Zweite Mahnung ${document_number} über ${amount} ${currency}")
@@ -272,6 +273,7 @@ def test_reports_page_snapshot(snap_compare: Callable[..., bool], home: Home) ->
 
 def test_invalid_placeholder_snapshot_16_colours(snap_compare: Callable[..., bool], home: Home) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
+        await pilot.pause()  # the first page is built once the app runs
         pilot.app.theme = "ansi-dark"
         pilot.app.ansi_color = True
         screen = letters_screen(pilot.app)  # type: ignore[arg-type]

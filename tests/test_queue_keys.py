@@ -272,6 +272,7 @@ async def test_the_footer_shows_the_important_keys_in_80_columns_idle_and_while_
     letter(home, 2)
     app = OposApp(home)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the first page is built once the app runs
         screen = queue_screen(app)
         shown = footer(app)
         assert {"open", "send_selected", "send_all", "search", "app.help", "app.quit"} <= set(shown)

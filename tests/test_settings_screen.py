@@ -322,6 +322,7 @@ def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], 
     home = Home(tmp_path / "home")
 
     async def run_before(pilot: Pilot[None]) -> None:
+        await pilot.pause()  # the first page is built once the app runs
         screen = pilot.app.screen
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")
@@ -423,6 +424,17 @@ async def test_burst_right_after_choosing_password_login(home: Home) -> None:
         assert value(screen, "smtp.host") == "localhost"
 
 
+async def test_burst_typed_as_the_app_starts_lands_in_the_form(home: Home) -> None:
+    # The form is built once the app runs: keys that arrive before it is there wait for it.
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await burst(pilot, "tab", "down", "enter", "tab", *"buchhaltung", "tab", *"geheim123")
+        screen = await opened(pilot)
+        assert screen.pressed("auth.method") == "password"
+        assert value(screen, "auth.profile") == "buchhaltung"
+        assert value(screen, secrets.PASSWORD) == "geheim123"
+
+
 def test_settings_form_in_sixteen_colours_snapshot(
     snap_compare: Callable[..., bool], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -434,6 +446,7 @@ def test_settings_form_in_sixteen_colours_snapshot(
     app = in_sixteen_colours(monkeypatch, lambda: OposApp(home, start="settings"))
 
     async def run_before(pilot: Pilot[None]) -> None:
+        await pilot.pause()  # the first page is built once the app runs
         screen = pilot.app.screen
         assert isinstance(screen, SettingsScreen)
         await type_into(pilot, screen, "smtp.port", "0")

@@ -34,8 +34,12 @@ async def main() -> None:
             print(type(app.screen).__name__)
 
 asyncio.run(main())
-print(" ".join(sorted(m for m in sys.modules if m.startswith("opos_tui.screens."))))
+shown = (m for m in sys.modules if m.startswith("opos_tui.screens.") or m == "textual.widgets._text_area")
+print(" ".join(sorted(shown)))
 """
+
+TEXT_AREA = "textual.widgets._text_area"
+"""Textual's text area (about 8 ms of imports), which only the letters form has."""
 
 SCREENS = {
     "queue": "opos_tui.screens.queue",
@@ -79,6 +83,12 @@ def test_the_start_imports_only_the_screen_it_shows(configured: Home, screen: st
     assert screens == [shown]
     assert SCREENS[module] in imported
     assert not imported & {m for name, m in SCREENS.items() if name != module}
+
+
+@pytest.mark.parametrize(("screen", "has_text_areas"), [("main", False), ("settings", False), ("letters", True)])
+def test_only_a_form_with_text_areas_imports_them(configured: Home, screen: str, has_text_areas: bool) -> None:
+    _, imported = start(configured, screen)
+    assert (TEXT_AREA in imported) is has_text_areas
 
 
 def test_a_screen_opened_from_the_queue_is_imported_then(configured: Home) -> None:

@@ -24,7 +24,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static, TextArea
+from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from opos_tui.i18n import tr
 from opos_tui.screens import labels
@@ -112,7 +112,7 @@ class FormField(Vertical):
     def compose(self) -> ComposeResult:
         yield Label(self.label, classes="field-label")
         yield self.editor
-        yield Static("", classes="field-error")
+        # The place for an error is made with the first error (show_error): most fields never have one.
 
     # A class, not :focus-within: Textual does not restyle the label when focus moves on.
     def on_descendant_focus(self) -> None:
@@ -125,7 +125,11 @@ class FormField(Vertical):
 
     def show_error(self, message: str | None) -> None:
         self.set_class(bool(message), "-invalid")
-        self.query_one(".field-error", Static).update(f"⚠ {message}" if message else "")
+        text = f"⚠ {message}" if message else ""
+        if found := self.query(".field-error"):
+            found.first(Static).update(text)
+        elif message and self.is_attached:  # not while the form is being taken down (the app ending)
+            self.mount(Static(text, classes="field-error"))
 
 
 def radio_set(key: str, labels: dict[str, str], current: str) -> RadioSet:
@@ -276,13 +280,6 @@ class SettingsForm(Screen[None]):
         hint = placeholder or tr("(empty)", "(leer)")
         return FormField(key, label, Input(value, placeholder=hint, id=widget_id(key), compact=True))
 
-    def text_area(self, key: str, label: str, hint: str, lines: int) -> FormField:
-        """A field for text of several lines; Tab moves on to the next field (keyboard only), Enter breaks."""
-        text = str(self.value(key))
-        editor = TextArea(text, id=widget_id(key), compact=True, tab_behavior="focus", placeholder=hint)
-        editor.styles.height = lines
-        return FormField(key, label, editor)
-
     def prepare_form(self) -> None:
         """Once mounted: the title, and the keyboard cursor of each choice on its saved value; the rest once the
         form is on the screen (:meth:`complete_form`)."""
@@ -355,13 +352,29 @@ class SettingsForm(Screen[None]):
                 continue  # a secret, or a choice that is not a setting
             section, _, name = key.rpartition(".")
             target = data[section] if section else data
-            if isinstance(editor, RadioSet):
-                target[name] = pressed_name(editor)
-            elif isinstance(editor, (Checkbox, Input)):
-                target[name] = editor.value
-            elif isinstance(editor, TextArea):
-                target[name] = editor.text
+            value = self.editor_value(editor)
+            if value is not None:
+                target[name] = value
         return data
+
+    def editor_value(self, editor: Widget) -> str | bool | None:
+        """What ``editor`` holds, as config.toml keeps it; None for an editor of no setting. (A form with other
+        kinds of editor adds them: the letters form its text areas, whose module a form without one need not
+        import.)"""
+        if isinstance(editor, RadioSet):
+            return pressed_name(editor)
+        if isinstance(editor, (Checkbox, Input)):
+            return editor.value
+        return None
+
+    def show_value(self, key: str, editor: Widget, value: object) -> None:
+        """Put ``value``, saved for ``key``, into ``editor`` (the counterpart of :meth:`editor_value`)."""
+        if isinstance(editor, RadioSet):
+            self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
+        elif isinstance(editor, Checkbox):
+            editor.value = bool(value)
+        elif isinstance(editor, Input):
+            editor.value = format_value(value)
 
     # --- reacting -------------------------------------------------------------------------------------
 
@@ -401,7 +414,6 @@ class SettingsForm(Screen[None]):
     @on(Input.Changed)
     @on(RadioSet.Changed)
     @on(Checkbox.Changed)
-    @on(TextArea.Changed)
     def on_edit(self) -> None:
         # Once for the edits that arrive together (every field posts one as the form is mounted): each
         # revalidates the whole form.
@@ -589,18 +601,10 @@ class SettingsForm(Screen[None]):
             found = self.query(f"#{widget_id(key)}")
             if not found:
                 continue
-            editor, value = found.first(), settings.get_value(values, key)
-            if isinstance(editor, RadioSet):
-                self.query_one(f"#{widget_id(key)}-{value}", RadioButton).value = True
-            elif isinstance(editor, Checkbox):
-                editor.value = bool(value)
-            elif isinstance(editor, Input):
-                editor.value = format_value(value)
-            elif isinstance(editor, TextArea):
-                editor.text = str(value)
+            self.show_value(key, found.first(), settings.get_value(values, key))
 
     def close(self) -> None:
-        if len(self.app.screen_stack) > 2:
+        if len(self.app.screen_stack) > 1:  # opened from another page (the first one is the start's)
             self.dismiss()
         else:
             self.app.exit()

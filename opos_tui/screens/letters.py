@@ -11,7 +11,8 @@ from typing import Literal
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import ContentSwitcher, Footer, Header, Select, Static
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Footer, Header, Select, Static, TextArea
 
 from opos_tui.i18n import tr
 from opos_tui.screens.form import LETTER_PAGE_KEYS, FormField, SettingsForm, radio_set, widget_id
@@ -55,6 +56,13 @@ class LettersScreen(SettingsForm):
         return tr("Letter reports: per report", "Brief-Reports: je Report")
 
     # --- building the form ----------------------------------------------------------------------------
+
+    def text_area(self, key: str, label: str, hint: str, lines: int) -> FormField:
+        """A field for text of several lines; Tab moves on to the next field (keyboard only), Enter breaks."""
+        text = str(self.value(key))
+        editor = TextArea(text, id=widget_id(key), compact=True, tab_behavior="focus", placeholder=hint)
+        editor.styles.height = lines
+        return FormField(key, label, editor)
 
     def compose(self) -> ComposeResult:
         values = placeholders(*LETTER_VALUES)
@@ -184,6 +192,19 @@ class LettersScreen(SettingsForm):
     def changed(self) -> None:
         super().changed()
         self.show_preview()
+
+    @on(TextArea.Changed)
+    def text_edited(self) -> None:
+        self.on_edit()
+
+    def editor_value(self, editor: Widget) -> str | bool | None:
+        return editor.text if isinstance(editor, TextArea) else super().editor_value(editor)
+
+    def show_value(self, key: str, editor: Widget, value: object) -> None:
+        if isinstance(editor, TextArea):
+            editor.text = str(value)
+        else:
+            super().show_value(key, editor, value)
 
     @on(Select.Changed, "#report")
     def report_chosen(self, event: Select.Changed) -> None:

@@ -298,8 +298,8 @@ class QueueTable(DataTable[Text | str], inherit_bindings=False):
     """Shows one window of the queue; the keys that move its cursor move the screen's cursor through the whole
     filtered queue instead. Enter (open the mail) is the screen's key."""
 
-    def __init__(self, move: Callable[[str], None], resized: Callable[[], None]) -> None:
-        super().__init__(id="queue-table", cursor_type="row", zebra_stripes=False)
+    def __init__(self, move: Callable[[str], None], resized: Callable[[], None], classes: str = "") -> None:
+        super().__init__(id="queue-table", classes=classes, cursor_type="row", zebra_stripes=False)
         self.move = move
         self.resized = resized
         set_bindings(self, table_keys())
@@ -366,6 +366,15 @@ def columns(width: int, number_width: int) -> list[Column]:
         Column("att", "📎", 2),
         Column("tries", tr("Tries", "Vers."), 5),
     ]
+
+
+class ProgressPanel(Vertical):
+    """The sending progress: what the run is doing, and a bar."""
+
+    def __init__(self) -> None:
+        self.label = Static("", id="progress-label")
+        self.bar = ProgressBar(id="progress-bar", show_eta=False)
+        super().__init__(self.label, self.bar, id="progress")
 
 
 class SearchInput(Input):
@@ -546,8 +555,7 @@ class QueueScreen(Screen[None]):
     """The send queue: table, filters, search, selection, actions and the sending progress."""
 
     def __init__(self, home: Home) -> None:
-        # Empty until the first read is back: styled so as it is mounted, not restyled at once by on_mount.
-        super().__init__(classes="-empty")
+        super().__init__()
         self.home = home
         self.queue = open_queue(home)
         self.status_filter: Status | None = None
@@ -597,7 +605,11 @@ class QueueScreen(Screen[None]):
         self.table_layout: tuple[int, int] | None = None
         """The terminal width and number width the table's columns were made for."""
         self.widths: dict[str, int] = {}
+        self.progress_panel: ProgressPanel | None = None
+        """The sending progress, once a run started (progress())."""
         set_bindings(self, queue_keys())
+        # The first read goes at once, while the screen is built: its rows are back for the first paint.
+        self.reload(keep_item=False)
 
     # --- building -----------------------------------------------------------------------------------------
 
@@ -607,13 +619,12 @@ class QueueScreen(Screen[None]):
         with Horizontal(id="search-bar"):
             yield SearchInput()
             yield Static("", id="position")
-        yield QueueTable(self.move, self.reload)
-        yield Static("", id="current")
-        yield Static("", id="empty-hint")
-        with Vertical(id="progress"):
-            yield Static("", id="progress-label")
-            yield ProgressBar(id="progress-bar", show_eta=False)
-        # The sending transcript is made when first written or shown (transcript()).
+        # Empty until the first read is back: styled so as they are mounted, not restyled at once by on_mount.
+        yield QueueTable(self.move, self.reload, classes="-empty")
+        yield Static("", id="current", classes="-empty")
+        yield Static("", id="empty-hint", classes="-empty")
+        # The sending progress is made when a run first starts (progress()), the sending transcript when first
+        # written or shown (transcript()).
         yield Footer(compact=True, show_command_palette=False)  # ^p is in the help (?); 80 columns are few
 
     def on_mount(self) -> None:
@@ -623,7 +634,6 @@ class QueueScreen(Screen[None]):
         self.table.focus()
         self.update_keys()
         self.update_position()
-        self.reload(keep_item=False)
 
     def on_resize(self) -> None:
         self.update_keys()
@@ -654,8 +664,11 @@ class QueueScreen(Screen[None]):
         return self.reading or self.acting is not None or (not self.loaded and self.lost is None)
 
     def window(self) -> int:
-        """How many rows fit: the table's height without its header (and horizontal scrollbar)."""
-        height = self.table.scrollable_content_region.height - 1
+        """How many rows fit: the table's height without its header (and horizontal scrollbar); 20 until the
+        table is laid out (the first read starts as the screen is made, and the table reads again once it has its
+        size)."""
+        tables = self.query(QueueTable)
+        height = tables.first().scrollable_content_region.height - 1 if tables else 0
         return height if height > 0 else 20
 
     def reload(self, keep_item: bool = True) -> None:
@@ -776,7 +789,7 @@ class QueueScreen(Screen[None]):
         self.total = self.top = self.cursor = 0
         self.cursor_id = self.moved_to = None
         self.table.clear()
-        self.add_class("-lost")
+        self.query_one("#empty-hint").add_class("-lost")
         self.query_one("#counts", Static).update(
             Text(tr("⚠ the queue is gone", "⚠ die Warteschlange ist weg"), style="bold red")
         )
@@ -818,7 +831,7 @@ class QueueScreen(Screen[None]):
     @on(QueueFound)
     def queue_found(self, message: QueueFound) -> None:
         self.queue, self.lost, self.unopenable = message.queue, None, None
-        self.remove_class("-lost")
+        self.query_one("#empty-hint").remove_class("-lost")
         self.refresh_bindings()
         self.notify(
             tr(f"Reopened the queue {self.home.queue_db}.", f"Warteschlange {self.home.queue_db} wieder geöffnet.")
@@ -963,7 +976,8 @@ class QueueScreen(Screen[None]):
     def show_empty_hint(self) -> None:
         """What a newcomer can do when there is nothing to show, instead of an empty table."""
         hint = self.query_one("#empty-hint", Static)
-        self.set_class(not self.total, "-empty")
+        for widget in (self.table, self.query_one("#current"), hint):
+            widget.set_class(not self.total, "-empty")
         if self.lost is not None:
             text = tr(
                 f"⚠ {self.lost}.\nWhat this screen showed is no longer the queue, so it shows nothing and every"
@@ -1420,9 +1434,7 @@ class QueueScreen(Screen[None]):
         self._stop.set()
         if (run := self._run) is not None:
             run.stop()
-        self.query_one("#progress-label", Static).update(
-            tr("Stopping after the current mail…", "Halte nach der laufenden Mail an…")
-        )
+        self.progress().label.update(tr("Stopping after the current mail…", "Halte nach der laufenden Mail an…"))
 
     @on(RunUpdate)
     def run_update(self, update: RunUpdate) -> None:
@@ -1439,16 +1451,14 @@ class QueueScreen(Screen[None]):
         elif isinstance(event, Finished):
             self.show_finished(event)
         elif isinstance(event, Paused):
-            self.query_one("#progress-label", Static).update(
+            self.progress().label.update(
                 tr(
                     "Waiting for a sign-in… (nothing is sent meanwhile)",
                     "Warte auf eine Anmeldung… (solange wird nichts gesendet)",
                 )
             )
         elif isinstance(event, Resumed):
-            self.query_one("#progress-label", Static).update(
-                tr("Signed in; sending goes on…", "Angemeldet; der Versand geht weiter…")
-            )
+            self.progress().label.update(tr("Signed in; sending goes on…", "Angemeldet; der Versand geht weiter…"))
 
     def show_checking(self, event: Checking) -> None:
         """How far the plausibility check before sending is."""
@@ -1466,7 +1476,7 @@ class QueueScreen(Screen[None]):
             else ""
         )
         if self.ask_hint and not self._stop.is_set():
-            self.query_one("#progress-label", Static).update(f"{tr('Connecting…', 'Verbinde…')} · {self.ask_hint}")
+            self.progress().label.update(f"{tr('Connecting…', 'Verbinde…')} · {self.ask_hint}")
 
     def show_run_progress(self, p: Progress) -> None:
         from opos_tui.services.send_run import progress_text
@@ -1475,8 +1485,8 @@ class QueueScreen(Screen[None]):
         if self.ask_hint:
             label = f"{self.ask_hint} · {label}"
         if not self._stop.is_set():
-            self.query_one("#progress-label", Static).update(label)
-        self.query_one("#progress-bar", ProgressBar).update(progress=p.sent + p.failed + p.held)
+            self.progress().label.update(label)
+        self.progress().bar.update(progress=p.sent + p.failed + p.held)
         if line := transcript_line(p):
             self.transcript().write(line)
 
@@ -1511,15 +1521,26 @@ class QueueScreen(Screen[None]):
         not_sent = bool(r.deferred or r.failed or r.uncertain or r.held)
         self.finish(summary, error=stopped is not None or done.stop_requested or not_sent)
 
+    def progress(self) -> ProgressPanel:
+        """The sending progress (hidden until a run starts), made when a run first starts: the first page does
+        without it."""
+        if self.progress_panel is None:
+            self.progress_panel = ProgressPanel()
+            self.mount(
+                self.progress_panel, before=self.query_one("#transcript" if self.query("#transcript") else Footer)
+            )
+        return self.progress_panel
+
     def show_progress(self, label: str, progress: int, total: int) -> None:
-        self.query_one("#progress").display = True
-        self.query_one("#progress-label", Static).update(label)
-        self.query_one("#progress-bar", ProgressBar).update(progress=progress, total=max(total, 1))
+        panel = self.progress()
+        panel.display = True
+        panel.label.update(label)
+        panel.bar.update(progress=progress, total=max(total, 1))
 
     def finish(self, summary: str, error: bool = False) -> None:
         self.sending = False
         self.update_keys()
-        self.query_one("#progress-label", Static).update(summary)
+        self.progress().label.update(summary)
         self.notify(summary, severity="warning" if error else "information")
         self.reload()
         if self.quit_when_done:
