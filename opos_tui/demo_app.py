@@ -68,7 +68,10 @@ class ReceivedScreen(Screen[None]):
             style = "green" if event.accepted else ("yellow" if code.startswith("4") else "bold red")
             mark = "✓" if event.accepted else ("↻" if code.startswith("4") else "✗")
             table.add_row(
-                event_time(event), Text(f"{mark} {code}", style=style), ", ".join(event.recipients), event.subject
+                event_time(event),
+                Text(f"{mark} {code}", style=style),
+                Text(", ".join(event.recipients)),  # Text: what a mail says is never taken for markup
+                Text(event.subject),
             )
         summary = demo.received_summary(events)
         if not events:

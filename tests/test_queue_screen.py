@@ -171,6 +171,31 @@ async def test_opens_on_the_queue_newest_first_with_counts_and_flags(home: Home)
         assert "⚠ 1 here" in text_of(screen, "#position")
 
 
+async def test_what_a_mail_says_is_shown_as_written_never_as_markup(home: Home) -> None:
+    """Square brackets in a subject, a name or an address (which Rich would read as markup) are shown as they
+    are written, and one that markup could not even read (``[/]``) does not break the screen."""
+    configure(home)
+    item = NewItem(
+        type=LetterType.PAYMENT_ADVICE,
+        level=None,
+        sender="buchhaltung@example.test",
+        recipients=(Recipient("to", "kunde@example.test", "Kunde [b]Eins[/b]"),),
+        subject="Avis [/] [red]dringend[/red]",
+        body="Guten Tag\n",
+        attachments=(NewAttachment("Avis.pdf", make_pdf("Avis")),),
+        vars={"customer_name": "Firma [bold]X[/bold]", "customer_number": "K1"},
+    )
+    with open_queue(home) as queue:
+        queue.enqueue(item)
+    app = OposApp(home)
+    async with app.run_test(size=(200, 24)) as pilot:
+        screen = queue_screen(app)
+        await settle(pilot)
+        await until(pilot, lambda: bool(screen.table.row_count))
+        shown = screen.table.render_line(1).text  # the first row under the header
+        assert "K1 Firma [bold]X[/bold]" in shown and "Avis [/] [red]dringend[/red]" in shown, shown
+
+
 async def test_the_keyboard_reaches_every_item_of_a_large_queue(home: Home) -> None:
     configure(home)
     ids = many(home, 250)

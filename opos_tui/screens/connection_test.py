@@ -110,7 +110,7 @@ class ConnectionTestPanel(Vertical):
 
     def set_status(self, text: str, outcome: str) -> None:
         status = self.query_one("#test-status", Static)
-        status.update(text)
+        status.update(Text(text))  # Text: a server's reply is never taken for markup
         status.set_class(outcome == "ok", "-ok")
         status.set_class(outcome == "failed", "-failed")
 

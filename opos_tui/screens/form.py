@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -125,7 +126,7 @@ class FormField(Vertical):
 
     def show_error(self, message: str | None) -> None:
         self.set_class(bool(message), "-invalid")
-        text = f"⚠ {message}" if message else ""
+        text = Text(f"⚠ {message}" if message else "")  # Text: a value quoted in it is never taken for markup
         if found := self.query(".field-error"):
             found.first(Static).update(text)
         elif message and self.is_attached:  # not while the form is being taken down (the app ending)
@@ -398,7 +399,7 @@ class SettingsForm(Screen[None]):
         for form_field in self.query(FormField):
             form_field.show_error(errors.get(form_field.key))
         form_error = self.query_one("#form-error", Static)
-        form_error.update(f"⚠ {self.name_fields(errors[''])}" if "" in errors else "")
+        form_error.update(Text(f"⚠ {self.name_fields(errors[''])}" if "" in errors else ""))
         form_error.display = "" in errors
 
     def changed(self) -> None:
@@ -431,7 +432,7 @@ class SettingsForm(Screen[None]):
 
     def say(self, text: str, error: bool = False) -> None:
         status = self.query_one("#form-status", Static)
-        status.update(text)
+        status.update(Text(text))
         status.display = bool(text)
         status.set_class(error, "-error")
         status.remove_class("-refused")

@@ -521,7 +521,7 @@ class RecipientsScreen(ModalScreen[list[Recipient] | None]):
             to = parse_list("to", self.query_one("#to", Input).value)
             cc = parse_list("cc", self.query_one("#cc", Input).value)
         except ValueError as exc:
-            error.update(f"⚠ {exc}")
+            error.update(Text(f"⚠ {exc}"))  # Text: the address typed is never taken for markup
             error.display = True
             return None
         if not to:

@@ -873,9 +873,9 @@ class QueueScreen(Screen[None]):
                 status_text(row.status),
                 check_text(row.plausible),
                 type_label(row.type, row.level),
-                clip(customer, widths["customer"]),
-                clip(addresses(row), widths["to"]),
-                clip(row.subject, widths["subject"]),
+                Text(clip(customer, widths["customer"])),  # Text: what a mail says is never taken for markup
+                Text(clip(addresses(row), widths["to"])),
+                Text(clip(row.subject, widths["subject"])),
                 Text(clip(row.error or "", widths["error"]), style="red" if row.error else ""),
                 str(len(row.attachments)),
                 str(row.attempts),

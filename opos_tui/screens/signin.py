@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -142,7 +143,7 @@ class SignInScreen(ModalScreen[bool]):
 
     def set_status(self, text: str, failed: bool = False) -> None:
         status = self.query_one("#signin-status", Static)
-        status.update(text)
+        status.update(Text(text))  # Text: an error quoted in it is never taken for markup
         status.set_class(failed, "-failed")
 
     def on_mount(self) -> None:
