@@ -617,6 +617,7 @@ async def test_edit_recipients_refuses_what_send_cannot_write(home: Home) -> Non
             ("kunde.@example.test", "dot"),
             ("Kunde\u2028GmbH <kunde@example.test>", "U+2028"),
             ("kunde@" + "k" * 64 + ".example", "at most 63"),
+            ("[/]@example.test", "'[/]@example.test' is not one e-mail address"),  # shown as typed, not as markup
         ):
             to.value = bad
             await pilot.pause()
