@@ -36,11 +36,13 @@ def pick(screen: SettingsScreen, key: str, value: str) -> None:
 
 
 async def opened(pilot: Pilot[None]) -> SettingsScreen:
-    """The form, once config.toml is checked and the fields below the first screen are there (both follow its
-    first paint)."""
+    """The form, once config.toml is checked, the fields below the first screen are there and the secret store
+    is open (all three follow its first paint, the first and the last in threads)."""
     await pilot.pause()
     screen = pilot.app.screen
     assert isinstance(screen, SettingsScreen)
+    await until(pilot, lambda: screen.completed and screen.checked and not screen.store_reading)
+    await pilot.pause()
     return screen
 
 
@@ -315,15 +317,18 @@ def test_settings_form_snapshot(snap_compare: Callable[..., bool], tmp_path: Pat
     settings.set_value(home, "smtp.host", "mail.example.com")
     settings.set_value(home, "auth.method", "password")
     settings.set_value(home, "auth.profile", "opos@example.com")
-    assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await opened(pilot)  # what follows the first paint done, so that nothing moves afterwards
+
+    assert snap_compare(OposApp(home, start="settings"), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_settings_form_invalid_port_snapshot(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await pilot.pause()  # the first page is built once the app runs
-        screen = pilot.app.screen
+        screen = await opened(pilot)  # what follows the first paint done, so that nothing moves afterwards
         await type_into(pilot, screen, "smtp.host", "mail.example.com")
         await type_into(pilot, screen, "smtp.port", "0")
 
@@ -446,11 +451,14 @@ def test_settings_form_in_sixteen_colours_snapshot(
     app = in_sixteen_colours(monkeypatch, lambda: OposApp(home, start="settings"))
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await pilot.pause()  # the first page is built once the app runs
-        screen = pilot.app.screen
-        assert isinstance(screen, SettingsScreen)
+        screen = await opened(pilot)  # what follows the first paint done, so that nothing moves afterwards
         await type_into(pilot, screen, "smtp.port", "0")
-        screen.query_one("#form").scroll_to_widget(screen.query_one("#field-smtp-port"), top=True, animate=False)
+        await pilot.wait_for_animation()  # the field's focus scrolls it into view, animated
+        # The port's line at the top, on a whole line: a scroll stopped half-way draws the scroll bar otherwise.
+        form = screen.query_one("#form")
+        form.scroll_to_widget(screen.query_one("#field-smtp-port"), top=True, animate=False, immediate=True)
+        await pilot.pause()
+        form.scroll_to(y=round(form.scroll_y), animate=False, immediate=True)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

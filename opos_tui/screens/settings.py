@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -207,7 +208,7 @@ class SettingsScreen(SettingsForm):
         self.store_reading = False
         where = self.query_one("#secret-store", Static)
         if message.store is None:
-            where.update(f"⚠ {message.error}")
+            where.update(Text(f"⚠ {message.error}"))
             return
         where.update(
             tr(f"Secrets are kept in: {message.store.describe()}", f"Geheimnisse liegen in: {message.store.describe()}")
