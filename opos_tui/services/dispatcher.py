@@ -345,8 +345,7 @@ class Dispatcher:
         """A connection will not send the item it looked at to send next: another may claim it."""
         if following is not None:
             self._peeked.discard(following.item.id)
-            if self._wanted is not None and following.item.id not in self._wanted:
-                bisect.insort(self._wanted, following.item.id)
+            self._want_again(following.item.id)
 
     def _finished(self, finished: _Finished | None) -> None:
         if finished is not None:
@@ -407,8 +406,12 @@ class Dispatcher:
 
     def _given_back(self, item: QueueItem) -> None:
         self._on_hand.discard(item.id)
-        if self._wanted is not None:
-            bisect.insort(self._wanted, item.id)
+        self._want_again(item.id)
+
+    def _want_again(self, item_id: int) -> None:
+        """A named item that was passed over is one this run may claim again."""
+        if self._wanted is not None and item_id not in self._wanted:
+            bisect.insort(self._wanted, item_id)
 
     def _stop(self, error: OposError) -> NoReturn:
         if self.result.stopped is None:

@@ -156,6 +156,10 @@ _DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = i
 _NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
 # Not among the items a run has looked at to send next.
 _NOT_EXCLUDED = "id <> ALL(%(exclude)s::bigint[])"
+# What a claim sets (parameters: host, process, lease end, Date header if it has none, first attempt if none).
+_CLAIM = """UPDATE items SET status = 'sending', claim_host = %s, claim_pid = %s, lease_until = %s,
+                   attempts = attempts + 1, date = coalesce(date, %s),
+                   first_attempt_at = coalesce(first_attempt_at, %s)"""
 _DUE_DEFERRED = f"status = 'deferred' AND next_attempt_at <= %(now)s AND {_DEFERRED_BEFORE}"
 
 # The To list and attachment names of a row without loading those rows (and never attachment bytes).
@@ -731,10 +735,7 @@ class PostgresQueue(EngineOperations):
             if item_id is None:
                 return None
             cur.execute(
-                """UPDATE items SET status = 'sending', claim_host = %s, claim_pid = %s, lease_until = %s,
-                       attempts = attempts + 1, date = coalesce(date, %s),
-                       first_attempt_at = coalesce(first_attempt_at, %s)
-                   WHERE id = %s""",
+                f"{_CLAIM} WHERE id = %s",
                 (self.host, self.pid, now + lease, date_header(now), now, item_id),
             )
         return self.get(item_id)
@@ -781,9 +782,7 @@ class PostgresQueue(EngineOperations):
         try:
             with self._write() as cur:
                 cur.execute(
-                    """UPDATE items SET status = 'sending', claim_host = %s, claim_pid = %s, lease_until = %s,
-                           attempts = attempts + 1, date = coalesce(date, %s),
-                           first_attempt_at = coalesce(first_attempt_at, %s)
+                    f"""{_CLAIM}
                        WHERE id = %s AND status IN ('pending', 'deferred') AND attempts = %s
                          AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)""",
                     (self.host, self.pid, now + lease, date, now, item.id, item.attempts),

@@ -152,6 +152,11 @@ _DEFERRED_BEFORE = "coalesce((SELECT max(at) FROM attempts a WHERE a.item_id = i
 _NAMED_SENDABLE = f"(status = 'pending' OR (status = 'deferred' AND {_DEFERRED_BEFORE}))"
 # Not among the items a run has looked at to send next (a JSON array of their ids).
 _NOT_EXCLUDED = "id NOT IN (SELECT value FROM json_each(?))"
+# What a claim sets (parameters: host, process, lease end, Date header if it has none, first attempt if none).
+_CLAIM = (
+    "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
+    " attempts = attempts + 1, date = coalesce(date, ?), first_attempt_at = coalesce(first_attempt_at, ?)"
+)
 
 # The To list and attachment names of a row, in order, without loading the rows themselves (and without
 # touching attachment bytes: ``data`` is the last column, stored apart from the names).
@@ -771,11 +776,7 @@ class SqliteQueue(EngineOperations):
     ) -> QueueItem | None:
         now = self.clock()
         # The oldest sendable item is found, claimed and read in one statement.
-        update = (
-            "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
-            " attempts = attempts + 1, date = coalesce(date, ?), first_attempt_at = coalesce(first_attempt_at, ?)"
-            f" WHERE id = ({{oldest}}) RETURNING {_ITEM_COLUMNS}"
-        )
+        update = f"{_CLAIM} WHERE id = ({{oldest}}) RETURNING {_ITEM_COLUMNS}"
         claim = (self.host, self.pid, now + lease, date_header(now), now)
         with self._write(one_statement=True) as db:
             found = self._oldest(db, update, claim, now, ids, since, exclude)
@@ -832,10 +833,7 @@ class SqliteQueue(EngineOperations):
         try:
             with self._write() as db:
                 cursor = db.execute(
-                    "UPDATE items SET status = 'sending', claim_host = ?, claim_pid = ?, lease_until = ?,"
-                    " attempts = attempts + 1, date = coalesce(date, ?),"
-                    " first_attempt_at = coalesce(first_attempt_at, ?)"
-                    " WHERE id = ? AND status IN ('pending', 'deferred') AND attempts = ?"
+                    f"{_CLAIM} WHERE id = ? AND status IN ('pending', 'deferred') AND attempts = ?"
                     " AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)"
                     f" RETURNING {_ITEM_COLUMNS}",
                     (self.host, self.pid, now + lease, date, now, item.id, item.attempts),

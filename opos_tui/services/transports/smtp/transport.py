@@ -232,7 +232,7 @@ class SmtpTransport:
         RCPT and DATA go right after this one's data, as RFC 2920 allows."""
         async with self._lock:
             ahead, self._ahead = self._ahead, None
-            if ahead is not None and ahead.message is not message:
+            if ahead is not None and ahead.mail.message is not message:
                 self._drop()  # another mail than the one announced: the server may wait for that one's data
                 ahead = None
             if ahead is not None:
@@ -589,7 +589,7 @@ class SmtpTransport:
             mail = self._prepare(client, upcoming.message, upcoming.envelope)
         except OposError:
             return b""
-        self._ahead = _Ahead(upcoming.message, mail, replies)
+        self._ahead = _Ahead(mail, replies)
         return mail.commands()
 
     async def _submit(
@@ -745,7 +745,6 @@ class _Mail:
 class _Ahead:
     """A mail announced with the end of the last one's data, its replies to be read from ``replies``."""
 
-    message: bytes
     mail: _Mail
     replies: Replies
 
