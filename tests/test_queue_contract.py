@@ -413,6 +413,7 @@ def test_a_peeked_item_is_claimed_as_it_was_or_not_at_all(engine: Engine, queue:
     claimed = queue.claim_peeked(p1, "Fri, 27 Nov 2026 10:00:00 +0100")
     assert claimed is not None and claimed.status is Status.SENDING and claimed.attempts == 1
     assert claimed.date == "Fri, 27 Nov 2026 10:00:00 +0100" and claimed.first_attempt_at == at(clock)
+    assert claimed == queue.get(first)  # the item as the queue now holds it
     assert engine.open().get(first).status is Status.SENDING  # as any claim
     assert queue.claim_peeked(p1, "Fri, 27 Nov 2026 10:00:00 +0100") is None  # one claimant
 
@@ -423,7 +424,8 @@ def test_a_peeked_item_is_claimed_as_it_was_or_not_at_all(engine: Engine, queue:
     queue.hold([third])  # the operator holds it
     assert queue.claim_peeked(p3, "Fri, 27 Nov 2026 10:00:00 +0100") is None
     queue.release([third])  # and lets it go again, unchanged: it may go as it was
-    assert queue.claim_peeked(p3, "Fri, 27 Nov 2026 10:00:00 +0100") is not None
+    claimed = queue.claim_peeked(p3, "Fri, 27 Nov 2026 10:00:00 +0100")
+    assert claimed is not None and claimed == queue.get(third)
 
     # Its recipients corrected, written anew at another sender's claim, and given back: not as peeked.
     queue.set_recipients(fourth, [Recipient("to", "richtig@example.com")])
@@ -434,6 +436,21 @@ def test_a_peeked_item_is_claimed_as_it_was_or_not_at_all(engine: Engine, queue:
     assert queue.claim_peeked(p4, "Fri, 27 Nov 2026 10:00:00 +0100") is None
     after = queue.get(fourth)
     assert after.status is Status.PENDING and after.attempts == p4.attempts  # taken back whole
+
+
+def test_a_peeked_item_is_claimed_with_what_changed_since(queue: QueueEngine, clock: HandClock) -> None:
+    (item_id,) = queue.enqueue_many([rendered_item(1)])
+    assert queue.claim() is not None
+    queue.record_deferred(item_id, "451 4.3.0 try again later", at(clock, 5 * 60))
+    clock.advance(1)
+    peeked = queue.peek([item_id])  # named by the operator: taken before its backoff is over
+    assert peeked is not None and peeked.next_attempt_at is not None
+    assert queue.retry().changed == (item_id,)  # the backoff cleared, a line in the history
+    queue.record_checks([(item_id, True, "")])  # checked meanwhile
+    claimed = queue.claim_peeked(peeked, "Fri, 27 Nov 2026 10:00:00 +0100")
+    assert claimed is not None and claimed == queue.get(item_id)
+    assert claimed.next_attempt_at is None and claimed.plausible is True
+    assert [a.outcome for a in claimed.history] == ["deferred", "retry"]
 
 
 def test_deferred_backoff_retry_and_history(queue: QueueEngine, clock: HandClock) -> None:

@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -160,7 +161,8 @@ _CLAIM = (
 
 # The To list and attachment names of a row, in order, without loading the rows themselves (and without
 # touching attachment bytes: ``data`` is the last column, stored apart from the names).
-_ROW_COLUMNS = """
+_PLAUSIBLE = "(SELECT ok FROM plausibility p WHERE p.item_id = items.id)"
+_ROW_COLUMNS = f"""
     items.id, items.status, items.type, items.level, items.customer_name, items.customer_number,
     items.document_number, items.subject, items.attempts, items.error, items.message_id, items.created_at,
     items.sent_at, items.next_attempt_at,
@@ -169,22 +171,24 @@ _ROW_COLUMNS = """
               WHERE r.item_id = items.id AND r.kind = 'to' ORDER BY r.position)) AS to_json,
     (SELECT json_group_array(filename)
        FROM (SELECT filename FROM attachments a WHERE a.item_id = items.id ORDER BY a.position)) AS att_json,
-    (SELECT ok FROM plausibility p WHERE p.item_id = items.id) AS plausible
+    {_PLAUSIBLE} AS plausible
 """
 
 # A whole item in one row: its recipients, the attachments' names and its history as JSON (one statement, not
 # four: a send run reads every mail it claims, in the claim's own statement). The times of the history as text of
 # 17 digits, which gives back the very same float (JSON's numbers would keep 15).
+_RECIPIENTS_JSON = """(SELECT json_group_array(json_array(kind, name, address, refused))
+       FROM (SELECT kind, name, address, refused FROM recipients r
+              WHERE r.item_id = items.id ORDER BY r.position))"""
+_HISTORY_JSON = """(SELECT json_group_array(json_array(printf('%!.17g', at), outcome, reply))
+       FROM (SELECT at, outcome, reply FROM attempts h WHERE h.item_id = items.id ORDER BY h.id))"""
 _ITEM_COLUMNS = f"""{_ROW_COLUMNS},
     items.sender, items.reply_to, items.body, items.vars, items.date, items.first_attempt_at,
-    (SELECT json_group_array(json_array(kind, name, address, refused))
-       FROM (SELECT kind, name, address, refused FROM recipients r
-              WHERE r.item_id = items.id ORDER BY r.position)) AS recipients_json,
+    {_RECIPIENTS_JSON} AS recipients_json,
     (SELECT json_group_array(json_array(position, filename, content_type, size))
        FROM (SELECT position, filename, content_type, size FROM attachments a
               WHERE a.item_id = items.id ORDER BY a.position)) AS infos_json,
-    (SELECT json_group_array(json_array(printf('%!.17g', at), outcome, reply))
-       FROM (SELECT at, outcome, reply FROM attempts h WHERE h.item_id = items.id ORDER BY h.id)) AS history_json
+    {_HISTORY_JSON} AS history_json
 """
 
 
@@ -326,7 +330,7 @@ def _row(r: sqlite3.Row) -> ItemRow:
         created_at=_dt(r["created_at"]) or datetime.now(UTC),
         sent_at=_dt(r["sent_at"]),
         next_attempt_at=_dt(r["next_attempt_at"]),
-        plausible=None if r["plausible"] is None else bool(r["plausible"]),
+        plausible=_verdict(r["plausible"]),
     )
 
 
@@ -337,19 +341,33 @@ def _item(r: sqlite3.Row) -> QueueItem:
         **{f: getattr(row, f) for f in ItemRow.__dataclass_fields__},
         sender=r["sender"],
         reply_to=r["reply_to"],
-        recipients=tuple(
-            Recipient(kind=kind, address=address, name=name, refused=refused)
-            for kind, name, address, refused in json.loads(r["recipients_json"])
-        ),
+        recipients=_recipients(r["recipients_json"]),
         body=r["body"],
         vars=json.loads(r["vars"]),
         attachment_infos=tuple(AttachmentInfo(*info) for info in json.loads(r["infos_json"])),
-        history=tuple(
-            Attempt(datetime.fromtimestamp(float(at), UTC), outcome, reply)
-            for at, outcome, reply in json.loads(r["history_json"])
-        ),
+        history=_history(r["history_json"]),
         date=r["date"],
         first_attempt_at=_dt(r["first_attempt_at"]),
+    )
+
+
+def _recipients(found: str) -> tuple[Recipient, ...]:
+    """The recipients of an item, from the JSON of :data:`_RECIPIENTS_JSON`."""
+    return tuple(
+        Recipient(kind=kind, address=address, name=name, refused=refused)
+        for kind, name, address, refused in json.loads(found)
+    )
+
+
+def _verdict(ok: int | None) -> bool | None:
+    """An item's plausibility, from :data:`_PLAUSIBLE`: None while it was never checked."""
+    return None if ok is None else bool(ok)
+
+
+def _history(found: str) -> tuple[Attempt, ...]:
+    """The history of an item, from the JSON of :data:`_HISTORY_JSON`."""
+    return tuple(
+        Attempt(datetime.fromtimestamp(float(at), UTC), outcome, reply) for at, outcome, reply in json.loads(found)
     )
 
 
@@ -379,10 +397,6 @@ def _store_rendered(db: sqlite3.Connection, item_id: int, rendered: Rendered) ->
 def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: str = "") -> None:
     """One line of an item's history."""
     db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
-
-
-class _Changed(Exception):
-    """Internal: an item peeked at changed before it was claimed."""
 
 
 class SqliteQueue(EngineOperations):
@@ -828,24 +842,34 @@ class SqliteQueue(EngineOperations):
 
     def claim_peeked(self, item: QueueItem, date: str, lease: float = LEASE_SECONDS) -> QueueItem | None:
         # Unchanged: no claim since (``attempts``), and the same recipients, the only thing an operator may
-        # change, which drops the rendered mail (written anew only at a claim, which counts an attempt).
+        # change, which drops the rendered mail (written anew only at a claim, which counts an attempt). Looked at
+        # first, in the claim's transaction: the mail is then ``item``'s, and the claim reads back only what it
+        # sets and what a hold, a release, a retry or a check may have changed since (not the whole item again).
         now = self.clock()
-        try:
-            with self._write() as db:
-                cursor = db.execute(
-                    f"{_CLAIM} WHERE id = ? AND status IN ('pending', 'deferred') AND attempts = ?"
-                    " AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)"
-                    f" RETURNING {_ITEM_COLUMNS}",
-                    (self.host, self.pid, now + lease, date, now, item.id, item.attempts),
-                )
-                cursor.row_factory = sqlite3.Row
-                found = cursor.fetchone()
-                claimed = None if found is None else _item(found)
-                if claimed is not None and claimed.recipients != item.recipients:
-                    raise _Changed  # taken back with the savepoint
-        except _Changed:
-            return None
-        return claimed
+        with self._write(one_statement=True) as db:
+            found = db.execute(
+                f"SELECT {_RECIPIENTS_JSON} FROM items WHERE id = ? AND status IN ('pending', 'deferred')"
+                " AND attempts = ? AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)",
+                (item.id, item.attempts),
+            ).fetchone()
+            if found is None or _recipients(found[0]) != item.recipients:
+                return None
+            attempts, sent_date, first, error, retry, plausible, history = db.execute(
+                f"{_CLAIM} WHERE id = ? RETURNING attempts, date, first_attempt_at, error, next_attempt_at,"
+                f" {_PLAUSIBLE}, {_HISTORY_JSON}",
+                (self.host, self.pid, now + lease, date, now, item.id),
+            ).fetchone()
+        return replace(
+            item,
+            status=Status.SENDING,
+            attempts=attempts,
+            date=sent_date,
+            first_attempt_at=_dt(first),
+            error=error,
+            next_attempt_at=_dt(retry),
+            plausible=_verdict(plausible),
+            history=_history(history),
+        )
 
     def _finish(
         self,
