@@ -1343,7 +1343,9 @@ def run() -> NoReturn:
     Python's garbage collector is off for the first :data:`START_SECONDS`: the start imports much (pydantic and
     the settings model above all) and frees next to nothing, so a collection meanwhile only walks what stays,
     which costs a short command such as ``send`` with nothing due a tenth of its time. Every command that runs
-    longer (the TUI, a send run, a loop over many mails) collects as usual from then on. Before exiting,
+    longer (the TUI, a send run, a loop over many mails) collects from then on, what it makes from then on: what
+    the start made is frozen out of the collector first (``gc.freeze``), else the first collections walked all
+    of it (7 collections, about 20 ms of a send run of 1,000 mails, against below 1 ms). Before exiting,
     everything is frozen out of the collector (``gc.freeze``) for the same reason: Python's exit would walk it
     all once more. Nothing the program writes depends on either: files and the queue are closed by the
     commands themselves, the log by ``logging``'s exit handler, which still runs.
@@ -1351,13 +1353,18 @@ def run() -> NoReturn:
     import threading
 
     gc.disable()
-    collect_later = threading.Timer(START_SECONDS, gc.enable)
+    collect_later = threading.Timer(START_SECONDS, _collect_from_now)
     collect_later.daemon = True
     collect_later.start()
     code = main()
     collect_later.cancel()
     gc.freeze()
     sys.exit(code)
+
+
+def _collect_from_now() -> None:
+    gc.freeze()
+    gc.enable()
 
 
 def os_error_text(exc: OSError) -> str:

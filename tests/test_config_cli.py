@@ -356,14 +356,23 @@ def test_help_and_unknown_commands_get_the_whole_parser(argv: list[str]) -> None
 
 
 RUN_PROBE = """
-import atexit, gc, sys, threading
+import atexit, gc, sys, threading, weakref
 from opos_tui import cli
 
+class Cycle:
+    pass
+
 def main():
-    print("start", gc.isenabled())
+    print("start", gc.isenabled(), gc.get_freeze_count() > 0)
     for waiting in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
         waiting.join()  # a command that runs longer than the start: the TUI, a send run
-    print("later", gc.isenabled())
+    print("later", gc.isenabled(), gc.get_freeze_count() > 0)
+    made = Cycle()
+    made.me = made
+    gone = weakref.ref(made)
+    del made
+    gc.collect()
+    print("garbage made later is collected", gone() is None)
     return 3
 
 cli.main = main
@@ -374,10 +383,16 @@ cli.run()
 
 def test_the_program_collects_no_garbage_while_it_starts_and_as_usual_after() -> None:
     """``opos-tui`` (cli.run) keeps the garbage collector off while it starts (its imports free next to
-    nothing), on again for whatever runs longer, and frozen at the exit; the exit code is main's."""
+    nothing), on again for whatever runs longer, for what it makes from then on (the start's objects frozen
+    out of it), and frozen at the exit; the exit code is main's."""
     ran = subprocess.run([sys.executable, "-c", RUN_PROBE], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 3, ran.stderr
-    assert ran.stdout.splitlines() == ["start False", "later True", "frozen at exit True"]
+    assert ran.stdout.splitlines() == [
+        "start False False",
+        "later True True",
+        "garbage made later is collected True",
+        "frozen at exit True",
+    ]
 
 
 def test_config_set_help_lists_every_key_when_asked(cli: Cli) -> None:
