@@ -569,7 +569,7 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from opos_tui.services import settings
+    from opos_tui.services.config_file import checked
     from opos_tui.services.queue import open_queue
     from opos_tui.services.run_result import RunResult, nothing_due
 
@@ -583,14 +583,15 @@ def cmd_send(args: argparse.Namespace) -> int:
             f"--skip-check {listed}: nicht unter den zu sendenden Einträgen",
         )
     home = home_of(args)
-    current = settings.load(home)
+    # Mostly nothing is due (cron, every minute): counting says so without the settings model (pydantic), asyncio
+    # and the send run. config.toml is still checked first, unless the model accepted it as it is now.
+    current = None if checked(home.config_file, home.config_checked) else load_settings(home)
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
-        # Mostly nothing is due (cron, every minute): counting says so without asyncio and the send run.
         if not args.ids and not confirmed and nothing_due(q):
             result = RunResult()
         else:
-            result, interrupted = send_run(args, q, home, current, confirmed)
+            result, interrupted = send_run(args, q, home, current or load_settings(home), confirmed)
     stopped = result.stopped.message() if result.stopped else None
     if isinstance(interrupted, Terminated):
         stopped = tr("terminated", "beendet")
@@ -643,6 +644,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     if interrupted is not None:
         raise interrupted
     return EXIT_OK if result.all_went else EXIT_FAILED
+
+
+def load_settings(home: Home) -> settings.Settings:
+    from opos_tui.services import settings
+
+    return settings.load(home)
 
 
 def send_run(

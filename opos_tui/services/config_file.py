@@ -1,13 +1,18 @@
 """config.toml as TOML, before the settings model checks any of it: enough to find the queue at every start
-without building the model (pydantic and the model cost as much as the rest of the TUI's start)."""
+without building the model (pydantic and the model cost as much as the rest of the TUI's start), and to know
+whether the model accepted the file as it is now, which ``send`` with nothing due needs to know and no more."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from opos_tui import __version__
 from opos_tui.services.errors import ConfigError
+from opos_tui.services.files import write_atomic
 
 
 def parse(path: Path) -> tuple[str, dict[str, Any]] | None:
@@ -23,3 +28,37 @@ def parse(path: Path) -> tuple[str, dict[str, Any]] | None:
         return text, tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", f"{path} ist kein gültiges TOML: {exc}") from None
+
+
+def checked(path: Path, record: Path) -> bool:
+    """Whether the settings model accepted the config.toml at ``path`` as it is now (noted in ``record`` by
+    :func:`remember_checked`, by this version of opos-tui), or there is none (the defaults); False when that
+    is not known."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        return record.read_text(encoding="utf-8") == _fingerprint(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def remember_checked(record: Path, text: str) -> None:
+    """Note in ``record`` that the settings model accepted a config.toml of ``text``. Best effort: a folder that
+    cannot be written to only means that the next start checks the file again."""
+    fingerprint = _fingerprint(text)
+    try:
+        if record.read_text(encoding="utf-8") == fingerprint:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    with contextlib.suppress(OSError):
+        write_atomic(record, fingerprint.encode("utf-8"))
+
+
+def _fingerprint(text: str) -> str:
+    # The version too: another version's model may judge the same file otherwise.
+    return f"opos-tui {__version__} sha256 {hashlib.sha256(text.encode('utf-8')).hexdigest()}\n"

@@ -35,6 +35,11 @@ class Home:
         return self.root / "config.toml"
 
     @property
+    def config_checked(self) -> Path:
+        """The fingerprint of the config.toml the settings model last accepted (``config_file.checked``)."""
+        return self.root / "config.checked"
+
+    @property
     def queue_db(self) -> Path:
         return self.root / "queue.db"
 

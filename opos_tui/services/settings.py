@@ -35,7 +35,7 @@ from pydantic import (
 
 from opos_tui.i18n import Lang, tr
 from opos_tui.services.addresses import check_addr_spec, check_one_line
-from opos_tui.services.config_file import parse
+from opos_tui.services.config_file import parse, remember_checked
 from opos_tui.services.errors import Bilingual, ConfigError, InvalidValue, OposError
 from opos_tui.services.files import hold_lock, write_atomic
 from opos_tui.services.home import Home
@@ -553,9 +553,11 @@ def load(home: Home) -> Settings:
     if parsed is None:
         return Settings()
     try:
-        return validate(parsed[1])
+        accepted = validate(parsed[1])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.en}", f"{path}: {exc.de}", detail=exc.detail) from None
+    remember_checked(home.config_checked, parsed[0])
+    return accepted
 
 
 @dataclass(frozen=True)
