@@ -67,8 +67,11 @@ async def test_a_claim_that_cannot_begin_gets_the_error_instead_of_waiting_forev
         blocker = connect(tmp_path / "queue.db")
         blocker.execute("BEGIN IMMEDIATE")
         writer = Writer(queue)
+        claimed, committed = writer.submit(lambda q: q.claim())
         with pytest.raises(QueueError):
-            await asyncio.wait_for(writer.begin(lambda q: q.claim()), 30)
+            await asyncio.wait_for(claimed, 30)
+        with pytest.raises(QueueError):
+            await committed
         blocker.execute("ROLLBACK")
         await writer.close()
         blocker.close()

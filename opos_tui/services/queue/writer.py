@@ -4,9 +4,9 @@ The connections of a run hand their writes (a mail's result and the claim of the
 one :class:`Writer`. It makes them on its own queue handle, in a thread, so that the other connections go on
 sending while a commit is flushed to disk; the writes that arrive while a commit is under way are committed
 together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them). A caller of
-:meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.begin` (a claim) gets
-it at once, with a future for the commit, so that it may do what needs no commit meanwhile (an SMTP envelope)
-and wait for it before what does (the message data).
+:meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.submit` (a claim) gets
+it as soon as it is made, with a future for the commit, so that it may do what needs no commit meanwhile (an
+SMTP envelope, the message data) and wait for it before what does (the end of the data).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ class _Request(Generic[T]):
     future: asyncio.Future[T]
     abandoned: Callable[[T], None] | None
     committed: asyncio.Future[None] | None = None
-    """For :meth:`Writer.begin`: done once the work is committed, or with why it was not."""
+    """For :meth:`Writer.submit`: done once the work is committed, or with why it was not."""
     early: bool = True
-    """For :meth:`Writer.begin`: its result is told as soon as the work is done, before the commit."""
+    """For :meth:`Writer.submit`: its result is told as soon as the work is done, before the commit."""
 
 
 class Writer:
@@ -56,20 +56,13 @@ class Writer:
         self._requests.put(_Request(work, future, abandoned))
         return await future
 
-    async def begin(
-        self, work: Work[T], abandoned: Callable[[T], None] | None = None
-    ) -> tuple[T, asyncio.Future[None]]:
-        """``work`` done, with what it returned as soon as it is done, before it is committed, and a future that
-        is done once it is committed (or holds why not). ``abandoned`` as for :meth:`do`."""
-        future, committed = self.submit(work, abandoned)
-        return await future, committed
-
     def submit(
         self, work: Work[T], abandoned: Callable[[T], None] | None = None, *, early: bool = True
     ) -> tuple[asyncio.Future[T], asyncio.Future[None]]:
-        """As :meth:`begin`, without waiting: a future for what ``work`` returns, and one for the commit. Cancel the
-        first to abandon the work (``abandoned`` then gets its result). ``early=False``: the caller needs the result
-        only with the commit, so both are told at once (each telling waits for the event loop's thread)."""
+        """Hand over ``work`` without waiting: a future for what it returns, told as soon as it is done, before it
+        is committed, and one that is done once it is committed (or holds why not). Cancel the first to abandon
+        the work (``abandoned`` then gets its result, as for :meth:`do`). ``early=False``: the caller needs the
+        result only with the commit, so both are told at once (each telling waits for the event loop's thread)."""
         future: asyncio.Future[T] = self._loop.create_future()
         committed: asyncio.Future[None] = self._loop.create_future()
         committed.add_done_callback(_seen)  # nobody may wait for it (a mail held back after its claim)
