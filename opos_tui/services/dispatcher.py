@@ -318,8 +318,7 @@ class Dispatcher:
         if rendered is None:
             return None
         self._peeked.add(item.id)
-        date = item.date or date_header(queue.clock())
-        return _Next(replace(item, date=date), rendered, date)
+        return _Next(replace(item, date=item.date or date_header(queue.clock())), rendered)
 
     def _upcoming(self, following: _Next | None) -> Upcoming | None:
         """The mail a connection's transport may announce after the current one: ``following`` as it would go
@@ -684,9 +683,13 @@ class _Next:
     item: QueueItem
     """As it was looked at, with the Date its message is written with."""
     rendered: Rendered
-    date: str
     upcoming: Upcoming | None = None
     """Its message and envelope, once written (on the event loop): the transport may announce them."""
+
+    @property
+    def date(self) -> str:
+        assert self.item.date is not None  # given when it was looked at
+        return self.item.date
 
 
 @dataclass(frozen=True)
