@@ -744,21 +744,23 @@ def test_send_with_nothing_due_says_so_in_both_languages_and_as_json(cli: Cli, h
     assert said.out == '{\n  "ok": true,\n  ' + fields + ',\n  "left": 0,\n  "stopped": null\n}\n'
 
 
+def send_in_a_process(home: Home, report: str) -> tuple[str, str]:
+    """`opos-tui send` in a process of its own, as cron runs it: what it wrote, and on stderr what it said there
+    followed by ``report`` (a Python expression; ``code`` is send's exit code)."""
+    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    probe = f"import sys\nfrom opos_tui.cli import main\ncode = main(['send'])\nsys.stderr.write({report})"
+    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    return sent.stdout, sent.stderr
+
+
 def test_send_with_nothing_due_checks_each_config_toml_once(cli: Cli, home: Home) -> None:
     """`opos-tui send` with nothing due builds the settings model (pydantic, the most of its start) only for a
     config.toml the model has not accepted as it is now: one changed since is checked again, and one that does
     not fit is refused every time, nothing due or not."""
-    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
-    probe = (
-        "import sys\n"
-        "from opos_tui.cli import main\n"
-        "code = main(['send'])\n"
-        "sys.stderr.write(f'{code} pydantic={\"pydantic\" in sys.modules}')"
-    )
 
     def send() -> tuple[str, str]:
-        sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-        return sent.stdout, sent.stderr.splitlines()[-1]
+        out, err = send_in_a_process(home, "f'{code} pydantic={\"pydantic\" in sys.modules}'")
+        return out, err.splitlines()[-1]
 
     nothing = "0 sent, 0 deferred, 0 failed, 0 uncertain\n"
     assert cli("config", "set", "smtp.host", "127.0.0.1").code == 0
@@ -778,14 +780,7 @@ def test_send_with_nothing_due_checks_each_config_toml_once(cli: Cli, home: Home
 def test_send_with_nothing_due_starts_neither_asyncio_nor_the_send_run(home: Home) -> None:
     """`opos-tui send` run by cron every minute mostly finds nothing due: it counts, and says so, without
     importing asyncio and the send run (the better part of its start)."""
-    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
-    probe = (
-        "import sys\n"
-        "from opos_tui.cli import main\n"
-        "code = main(['send'])\n"
-        "heavy = ('asyncio', 'opos_tui.services.send_run', 'opos_tui.services.dispatcher')\n"
-        "sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith(heavy))))"
-    )
-    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    assert sent.stdout == "0 sent, 0 deferred, 0 failed, 0 uncertain\n"
-    assert sent.stderr == "[]"
+    heavy = ("asyncio", "opos_tui.services.send_run", "opos_tui.services.dispatcher")
+    out, err = send_in_a_process(home, f"repr(sorted(m for m in sys.modules if m.startswith({heavy!r})))")
+    assert out == "0 sent, 0 deferred, 0 failed, 0 uncertain\n"
+    assert err == "[]"
