@@ -29,7 +29,7 @@ from opos_tui.app import OposApp
 from opos_tui.screens.queue import QueueScreen
 from opos_tui.services.home import Home
 from opos_tui.services.queue import LetterType, NewAttachment, NewItem, Recipient, open_queue
-from opos_tui.services.settings import Settings, save
+from opos_tui.services.settings import check, save
 from tests.pdfs import make_pdf
 
 CUSTOMERS = ["Müller GmbH", "Schäfer & Söhne KG", "Bäckerei Groß", "Özdemir Logistik", "Weiß Elektro"]
@@ -56,7 +56,7 @@ def item(n: int) -> NewItem:
 
 def fill(home: Home, count: int) -> None:
     home.ensure()
-    save(home, Settings.model_validate({"sender": {"address": "buchhaltung@example.test"}}))
+    save(home, check({"sender": {"address": "buchhaltung@example.test"}}))
     with open_queue(home) as queue:
         for first in range(0, count, 1000):
             queue.enqueue_many(item(n) for n in range(first, min(first + 1000, count)))

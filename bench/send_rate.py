@@ -37,7 +37,7 @@ import aiosmtplib
 from opos_tui.services.compose import LetterRequest, build_message, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
-from opos_tui.services.settings import Settings, save
+from opos_tui.services.settings import Settings, check, save
 
 HOST = "127.0.0.1"
 BARE, SOURCE, OURS, OTHER = "bare aiosmtplib loop", "Postfix smtp-source", "opos-tui send --all", "the other checkout"
@@ -80,7 +80,7 @@ def start_relay(target: int, delay: float) -> tuple[subprocess.Popen[str], int]:
 
 
 def settings_for(port: int, connections: int) -> Settings:
-    return Settings.model_validate(
+    return check(
         {
             "smtp": {"host": HOST, "port": port, "security": "None", "connections": connections},
             "sender": {"address": "buchhaltung@mueller.example", "name": "Müller GmbH"},

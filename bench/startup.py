@@ -175,13 +175,11 @@ def make_homes(folder: Path) -> dict[str, Path]:
     from bench.queue_screen import fill
     from opos_tui.services.home import Home
     from opos_tui.services.queue import open_queue
-    from opos_tui.services.settings import Settings, save
+    from opos_tui.services.settings import check, save
     from tests.pdfs import make_pdf
 
     homes = {name: folder / name for name in ("enqueue", "idle", "queue")}
-    settings = Settings.model_validate(
-        {"smtp": {"host": "127.0.0.1", "port": 9}, "sender": {"address": "buchhaltung@example.test"}}
-    )
+    settings = check({"smtp": {"host": "127.0.0.1", "port": 9}, "sender": {"address": "buchhaltung@example.test"}})
     for name in ("enqueue", "idle"):
         Home(homes[name]).ensure()
         save(Home(homes[name]), settings)

@@ -51,7 +51,7 @@ def main() -> None:
         demo.demo_dir(home).mkdir(parents=True)
         current = demo.configure(home, 587, "only-for-the-screenshot")
         # Paths and ports of a throw-away home would change every time: show what an admin would type.
-        data = current.model_dump(mode="json")
+        data = current.data()
         data["smtp"].update(host="mail.nordlicht-handel.example", ca_file="")
         current = settings.validate(data)
         settings.save(home, current)

@@ -106,7 +106,7 @@ def settings_report(home: Home) -> dict[str, Any]:
 
     current = settings.load(home)
     store = secrets.open_store(home)
-    data: dict[str, Any] = current.model_dump(mode="json")
+    data: dict[str, Any] = current.data()
     data["auth"]["password_set"] = store.get(secrets.PASSWORD) is not None
     data["oauth"]["client_secret_set"] = store.get(secrets.GOOGLE_CLIENT_SECRET) is not None
     data["queue"]["password_set"] = store.get(secrets.QUEUE_PASSWORD) is not None

@@ -10,7 +10,7 @@ from pathlib import Path
 from opos_tui.services.compose import LetterRequest, build_message, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import open_queue
-from opos_tui.services.settings import Settings
+from opos_tui.services.settings import check
 from opos_tui.services.transports.base import Envelope
 from tests.pdfs import write_letter
 
@@ -30,9 +30,7 @@ class Rendered:
 
 
 def rendered_mail(home: Home, tmp_path: Path) -> Rendered:
-    settings = Settings.model_validate(
-        {"sender": {"address": SENDER, "name": "Müller GmbH", "bcc": BCC}, "connection": "smtp"}
-    )
+    settings = check({"sender": {"address": SENDER, "name": "Müller GmbH", "bcc": BCC}, "connection": "smtp"})
     pdfs = (
         write_letter(tmp_path / "Mahnung_1_Jörg_Ärger.pdf", "M-2024-0001", "K1001", "Jörg Ärger"),
         write_letter(tmp_path / "Kontoauszug_Übersicht.pdf", "M-2024-0001"),

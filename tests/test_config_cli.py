@@ -207,6 +207,38 @@ def test_defaults_without_a_config_file(cli: Cli, home: Home) -> None:
     assert not home.config_file.exists()
 
 
+def test_a_config_toml_reads_alike_the_first_time_and_after(home: Home) -> None:
+    """The first read of a config.toml checks it and notes so in config.checked; later reads of the same file
+    make it into settings without the checks. Both must give the very same settings, down to each value's
+    type; a file whose values the checks change is therefore checked on every read."""
+    from opos_tui.services.config_file import checked
+
+    chosen = settings.check(
+        {
+            "auth": {"method": "oauth", "profile": "buchhaltung@mueller.example"},
+            "oauth": {"provider": "google", "client_id": "abc.apps.googleusercontent.com"},
+            "smtp": {"host": "mail.mueller.example", "port": 465, "security": "SslOnConnect", "connections": 4},
+            "sender": {"address": "buchhaltung@mueller.example", "name": "Müller GmbH – Buchhaltung"},
+            "letters": {"language": "en", "signature": "Müller GmbH\n${customer_number}"},
+            "dunning_3": {"subject": "Letzte Mahnung ${document_number}", "body": "Zahlen Sie, ${customer_name}."},
+        }
+    )
+    settings.save(home, chosen)
+    assert not checked(home.config_file, home.config_checked)
+    first = settings.load(home)
+    assert checked(home.config_file, home.config_checked)
+    again = settings.load(home)
+    assert repr(first) == repr(again) == repr(chosen)
+
+    for text, port in (("[smtp]\nport = true\n", 1), ('[smtp]\nport = 2525\nhost = " mail.example "\n', 2525)):
+        home.config_file.write_text(text)
+        for _ in range(2):
+            read = settings.load(home)
+            assert (type(read.smtp.port), read.smtp.port) == (int, port)
+            assert read.smtp.host in ("", "mail.example")
+            assert not checked(home.config_file, home.config_checked)
+
+
 def test_config_file_is_private(cli: Cli, home: Home) -> None:
     cli("config", "set", "smtp.port", "2525")
     assert mode_of(home.config_file) == 0o600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 from textual.pilot import Pilot
@@ -57,7 +58,7 @@ async def test_transcript_fills_from_a_real_server(home: Home, smtp_server: Any)
 
 async def test_tests_the_settings_as_typed_without_saving(home: Home, smtp_server: Any) -> None:
     server = smtp_server("plain")
-    saved = server.settings().model_copy(update={"smtp": server.settings().smtp.model_copy(update={"port": 1})})
+    saved = replace(server.settings(), smtp=replace(server.settings().smtp, port=1))
     settings_module.save(home, saved)
     before = file_bytes(home.config_file)
     app = OposApp(home, "settings")
@@ -96,7 +97,7 @@ async def test_settings_that_cannot_be_tested_say_why(home: Home) -> None:
 async def test_form_stays_usable_and_esc_cancels(home: Home, smtp_server: Any) -> None:
     server = smtp_server("tls")
     # A plain client waits for a greeting an implicit-TLS server never sends: the test hangs until cancelled.
-    settings_module.save(home, server.settings("None").model_copy(deep=True))
+    settings_module.save(home, server.settings("None"))
     settings_module.set_value(home, "smtp.timeout", "60")
     app = OposApp(home, "settings")
     async with app.run_test(size=(80, 24)) as pilot:

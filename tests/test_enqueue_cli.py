@@ -14,7 +14,7 @@ import pytest
 from opos_tui.services.compose import build_message
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
-from tests.conftest import Cli, run_cli
+from tests.conftest import Cli, in_a_process, run_cli
 from tests.pdfs import write_letter
 
 QUEUE_FIELDS = {
@@ -395,3 +395,32 @@ def test_a_device_or_pipe_is_refused_before_it_is_read(
         assert "not a regular file" in result.err
         assert "Traceback" not in result.err
     assert queue_json(cli) == []
+
+
+def test_enqueue_checks_each_config_toml_once(cli: Cli, home: Home, sender: None, letter: Path) -> None:
+    """An accounting system that queues each letter with an `enqueue` of its own pays for checking the settings
+    (pydantic: most of the start) once per config.toml, not once per letter. A file edited by hand is checked
+    again; one with a value the checks change (here the spaces around an address) is checked every time, and
+    read as the checks made it."""
+
+    def enqueue() -> str:
+        out, err = in_a_process(home, dunning(letter=letter), "f'{code} pydantic={\"pydantic\" in sys.modules}'")
+        assert out.startswith("queued #")
+        return err.splitlines()[-1]
+
+    assert enqueue() == "0 pydantic=True"  # saved by `config set`, not yet read back as it is now
+    assert enqueue() == "0 pydantic=False"
+    text = home.config_file.read_text()
+    home.config_file.write_text(text.replace("Müller GmbH – Buchhaltung", "Müller GmbH"))
+    assert enqueue() == "0 pydantic=True"
+    assert enqueue() == "0 pydantic=False"
+    home.config_file.write_text(text.replace('"buchhaltung@mueller.example"', '" buchhaltung@mueller.example "'))
+    assert enqueue() == "0 pydantic=True"
+    assert enqueue() == "0 pydantic=True"
+    with open_queue(home) as queue:
+        senders = [queue.get(row.id).sender for row in queue.page()]
+    assert senders == [
+        *["Müller GmbH – Buchhaltung <buchhaltung@mueller.example>"] * 2,
+        *["Müller GmbH <buchhaltung@mueller.example>"] * 2,
+        *["Müller GmbH – Buchhaltung <buchhaltung@mueller.example>"] * 2,
+    ]

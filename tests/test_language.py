@@ -162,7 +162,7 @@ def message_tables(home: Home) -> list[str]:
         settings.with_value(oauth, "connection", "outlook")
     texts.append(str(caught.value))
     with pytest.raises(ValidationError) as invalid:
-        settings.Settings.model_validate({"smtp": {"port": "x", "colour": "red"}})
+        settings.check({"smtp": {"port": "x", "colour": "red"}})
     texts.extend(settings.field_errors(invalid.value).values())
     for bad in ("archiv@", "a\nb@example.com"):
         with pytest.raises(AddressError) as caught_address:

@@ -457,9 +457,7 @@ def test_a_transport_made_without_a_sign_in_says_so_not_that_oauth_is_missing(tm
     from opos_tui.services.secrets import FileSecretStore
     from opos_tui.services.transports.registry import build_transport
 
-    oauth = settings.Settings.model_validate(
-        {"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth-dialog", "profile": ACCOUNT}}
-    )
+    oauth = settings.check({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth-dialog", "profile": ACCOUNT}})
     with pytest.raises(TransportUnavailable) as caught:
         build_transport(oauth, FileSecretStore(tmp_path / "secrets.toml"))
     assert "not available in this version" not in caught.value.en

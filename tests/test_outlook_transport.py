@@ -15,7 +15,7 @@ from opos_tui.services import secrets
 from opos_tui.services.errors import Category, ConfigurationFault, OposError, TransientError, TransportUnavailable
 from opos_tui.services.home import Home
 from opos_tui.services.secrets import open_store
-from opos_tui.services.settings import Settings
+from opos_tui.services.settings import Settings, check
 from opos_tui.services.transports.base import HandshakeEvent, Stage
 from opos_tui.services.transports.outlook import (
     CO_E_CLASSSTRING,
@@ -192,7 +192,7 @@ async def test_a_refused_logon_stops_with_the_profile_named() -> None:
 
 def test_outlook_anmelden_needs_its_profile_and_a_password(home: Home) -> None:
     store = open_store(home)
-    anmelden = Settings.model_validate({"connection": "outlook", "auth": {"method": "password", "profile": "P"}})
+    anmelden = check({"connection": "outlook", "auth": {"method": "password", "profile": "P"}})
     with pytest.raises(OposError, match="no password"):
         build(anmelden, store)
     typed = build(anmelden, store, password="typed-in-the-form")  # the form tests what is typed, unsaved

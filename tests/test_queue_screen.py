@@ -31,9 +31,7 @@ START = 1_767_261_600.0  # 2026-01-01 10:00 UTC
 
 def configure(home: Home, server: SmtpServer | None = None) -> None:
     home.ensure()
-    settings.save(
-        home, server.settings(sender__name="Buchhaltung") if server else settings.Settings.model_validate(SENDER)
-    )
+    settings.save(home, server.settings(sender__name="Buchhaltung") if server else settings.check(SENDER))
 
 
 def letter(

@@ -17,7 +17,7 @@ from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
 from opos_tui.services.queue import QueueItem, Recipient, SqliteQueue, Status
 from opos_tui.services.secrets import open_store
-from opos_tui.services.settings import Settings
+from opos_tui.services.settings import Settings, check
 from opos_tui.services.transports.registry import build_transport
 from tests.pdfs import write_letter
 from tests.servers.smtp import StartServer
@@ -26,7 +26,7 @@ SENDER = {"address": "buchhaltung@mueller.example", "name": "Müller GmbH – Bu
 
 
 def settings(**sections: object) -> Settings:
-    return Settings.model_validate({"sender": SENDER, **sections})
+    return check({"sender": SENDER, **sections})
 
 
 def request(tmp_path: Path, n: int, **changes: object) -> LetterRequest:

@@ -125,7 +125,7 @@ async def meanwhile(pilot: Pilot[None], condition: Callable[[], bool]) -> None:
 
 def use_postgresql(home: Home, url: str) -> None:
     home.ensure()
-    settings.save(home, settings.Settings.model_validate({**SENDER, "queue": {"url": url}}))
+    settings.save(home, settings.check({**SENDER, "queue": {"url": url}}))
 
 
 async def test_a_locked_queue_keeps_the_detail_usable_and_a_second_press_does_nothing(home: Home) -> None:

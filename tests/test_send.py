@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -25,7 +24,7 @@ from opos_tui.services.queue import NewItem, Recipient, Status, open_queue
 from opos_tui.services.settings import RetrySettings
 from opos_tui.services.transports.registry import build_transport
 from tests.clock import HandClock
-from tests.conftest import Cli, send_process
+from tests.conftest import Cli, in_a_process, send_process
 from tests.pdfs import write_letter
 from tests.servers.smtp import PASSWORD, USER, StartServer, withholding_server
 
@@ -247,7 +246,7 @@ async def test_dispatcher_progress_parallel_connections_and_rate(
     home: Home, smtp_server: StartServer, tmp_path: Path
 ) -> None:
     server = smtp_server("plain")
-    current = settings.Settings.model_validate(
+    current = settings.check(
         {
             "smtp": {"host": server.host, "port": server.port, "security": "None", "timeout": 5},
             "sender": {"address": "buchhaltung@mueller.example"},
@@ -312,7 +311,7 @@ async def test_a_run_announces_each_next_mail_with_the_end_of_the_last_ones_data
     server here answers a mail only once the next one's MAIL came, so a run that waited would time out. A mail
     not checked before is checked (and passes) before it is announced."""
     async with withholding_server(3) as server:
-        current = settings.Settings.model_validate(
+        current = settings.check(
             {
                 "smtp": {"host": "127.0.0.1", "port": server.port, "security": "None", "timeout": 5},
                 "sender": {"address": "buchhaltung@mueller.example"},
@@ -744,22 +743,13 @@ def test_send_with_nothing_due_says_so_in_both_languages_and_as_json(cli: Cli, h
     assert said.out == '{\n  "ok": true,\n  ' + fields + ',\n  "left": 0,\n  "stopped": null\n}\n'
 
 
-def send_in_a_process(home: Home, report: str) -> tuple[str, str]:
-    """`opos-tui send` in a process of its own, as cron runs it: what it wrote, and on stderr what it said there
-    followed by ``report`` (a Python expression; ``code`` is send's exit code)."""
-    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
-    probe = f"import sys\nfrom opos_tui.cli import main\ncode = main(['send'])\nsys.stderr.write({report})"
-    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    return sent.stdout, sent.stderr
-
-
 def test_send_with_nothing_due_checks_each_config_toml_once(cli: Cli, home: Home) -> None:
     """`opos-tui send` with nothing due builds the settings model (pydantic, the most of its start) only for a
     config.toml the model has not accepted as it is now: one changed since is checked again, and one that does
     not fit is refused every time, nothing due or not."""
 
     def send() -> tuple[str, str]:
-        out, err = send_in_a_process(home, "f'{code} pydantic={\"pydantic\" in sys.modules}'")
+        out, err = in_a_process(home, ["send"], "f'{code} pydantic={\"pydantic\" in sys.modules}'")
         return out, err.splitlines()[-1]
 
     nothing = "0 sent, 0 deferred, 0 failed, 0 uncertain\n"
@@ -781,6 +771,6 @@ def test_send_with_nothing_due_starts_neither_asyncio_nor_the_send_run(home: Hom
     """`opos-tui send` run by cron every minute mostly finds nothing due: it counts, and says so, without
     importing asyncio and the send run (the better part of its start)."""
     heavy = ("asyncio", "opos_tui.services.send_run", "opos_tui.services.dispatcher")
-    out, err = send_in_a_process(home, f"repr(sorted(m for m in sys.modules if m.startswith({heavy!r})))")
+    out, err = in_a_process(home, ["send"], f"repr(sorted(m for m in sys.modules if m.startswith({heavy!r})))")
     assert out == "0 sent, 0 deferred, 0 failed, 0 uncertain\n"
     assert err == "[]"

@@ -220,7 +220,7 @@ async def test_every_key_round_trips_through_the_form(home: Home, tmp_path: Path
     app = OposApp(home, start="settings")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await opened(pilot)
-        assert settings.Settings.model_validate(screen.draft()) == before
+        assert settings.check(screen.draft()) == before
         assert not screen.dirty
         # change every text key through the form, then save
         await type_into(pilot, screen, "smtp.host", "mail.example.org")
@@ -382,7 +382,7 @@ def test_merge_keeps_both_sides_and_names_the_clashes() -> None:
     theirs = settings.with_value(settings.with_value(base, "smtp.host", "b.example.com"), "sender.name", "Müller")
     same = settings.with_value(theirs, "smtp.port", "465")
     data, both = settings.merge(base, mine, same)
-    merged = settings.Settings.model_validate(data)
+    merged = settings.check(data)
     assert (merged.smtp.host, merged.smtp.port, merged.sender.name) == ("a.example.com", 465, "Müller")
     assert both == ["smtp.host"]  # the port was changed to the same value on both sides: no clash
 

@@ -14,7 +14,7 @@ from opos_tui.services.errors import Category, ConfigError, DeliveryUncertain, O
 from opos_tui.services.queue import QueueError
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
-from opos_tui.services.settings import SecurityMode, Settings
+from opos_tui.services.settings import SecurityMode, Settings, check
 from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult, Stage, Upcoming
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.services.transports.smtp import errors
@@ -735,6 +735,6 @@ def test_factory_refuses_what_cannot_work_here(tmp_path: Any) -> None:
         build_transport(Settings(), store)
     with pytest.raises(TransportUnavailable, match="works on Windows only"):
         build_transport(Settings(connection="windows"), store)
-    oauth = Settings.model_validate({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth", "profile": USER}})
+    oauth = check({"smtp": {"host": "127.0.0.1"}, "auth": {"method": "oauth", "profile": USER}})
     with pytest.raises(TransportUnavailable, match="OAuth"):
         build_transport(oauth, store)

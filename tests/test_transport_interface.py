@@ -35,7 +35,7 @@ from opos_tui.services.errors import (
 )
 from opos_tui.services.home import Home
 from opos_tui.services.queue import QueueError, Status, UnknownItems, open_queue
-from opos_tui.services.settings import Connection, Settings, save
+from opos_tui.services.settings import Connection, Settings, check, save
 from opos_tui.services.transports import registry
 from opos_tui.services.transports.base import (
     Envelope,
@@ -149,11 +149,11 @@ def local_program_settings(monkeypatch: pytest.MonkeyPatch, *, refuse_profile: b
     """The connection type ``outlook`` made to use the mail program above, through the registry."""
     kind = registry.ConnectionType("Mail program", lambda: mail_program(refuse_profile=refuse_profile))
     monkeypatch.setitem(registry.CONNECTIONS, "outlook", kind)
-    return Settings.model_validate({"connection": "outlook", "sender": {"address": "buchhaltung@mueller.example"}})
+    return check({"connection": "outlook", "sender": {"address": "buchhaltung@mueller.example"}})
 
 
 async def test_a_transport_that_is_not_smtp_drives_the_dispatcher(home: Home, tmp_path: Path) -> None:
-    current = Settings.model_validate({"sender": {"address": "buchhaltung@mueller.example"}})
+    current = check({"sender": {"address": "buchhaltung@mueller.example"}})
     programs: list[MailProgram] = []
 
     def factory() -> MailProgram:
@@ -226,7 +226,7 @@ def test_the_registry_knows_every_connection_type_and_the_form_shows_its_labels(
 @pytest.mark.skipif(sys.platform == "win32", reason="the message for computers without Windows")
 @pytest.mark.parametrize("connection", ["windows", "outlook"])
 def test_windows_connection_types_are_unavailable_elsewhere(home: Home, connection: Connection) -> None:
-    current = Settings.model_validate({"connection": connection, "auth": {"method": "none"}})
+    current = check({"connection": connection, "auth": {"method": "none"}})
     with pytest.raises(TransportUnavailable) as caught:
         registry.build_transport(current, secrets.open_store(home))
     label = registry.CONNECTIONS[connection].label
@@ -309,7 +309,7 @@ async def test_the_queue_says_the_mail_program_may_be_asking_while_it_holds_a_ma
     kind = registry.ConnectionType("Mail program", lambda: build, may_ask=True)
     monkeypatch.setitem(registry.CONNECTIONS, "outlook", kind)
     home.ensure()
-    save(home, Settings.model_validate({"connection": "outlook", "sender": {"address": "buchhaltung@example.test"}}))
+    save(home, check({"connection": "outlook", "sender": {"address": "buchhaltung@example.test"}}))
     letter(home, 1)
     app = OposApp(home)
     async with app.run_test(size=(80, 24)) as pilot:

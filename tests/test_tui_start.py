@@ -251,7 +251,7 @@ def test_the_defaults_the_form_shows_first_are_the_models() -> None:
     """The plain defaults (services/setting_defaults.py) are generated from the model: one source of truth."""
     from opos_tui.services.setting_defaults import DEFAULTS
 
-    assert settings.Settings().model_dump(mode="json") == DEFAULTS
+    assert settings.Settings().data() == DEFAULTS
 
 
 @pytest.mark.parametrize("argv", [[], ["settings"]], ids=["queue", "settings"])

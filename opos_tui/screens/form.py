@@ -346,7 +346,7 @@ class SettingsForm(Screen[None]):
         """
         from opos_tui.services import settings
 
-        data: dict[str, Any] = self.saved.model_dump(mode="json")
+        data: dict[str, Any] = self.saved.data()
         for form_field in self.query(FormField):
             key, editor = form_field.key, form_field.editor
             if key not in settings.KEYS:
@@ -387,7 +387,7 @@ class SettingsForm(Screen[None]):
         errors: dict[str, str] = {}
         data = self.draft()
         try:
-            self.valid = settings.Settings.model_validate(data, context={"check_files": True})
+            self.valid = settings.check(data, check_files=True)
         except ValidationError as exc:
             self.valid = None
             errors = settings.field_errors(exc)
@@ -494,7 +494,7 @@ class SettingsForm(Screen[None]):
                     return
                 data, both = settings.merge(base, mine, found.settings)
                 try:
-                    merged = settings.Settings.model_validate(data, context={"check_files": True})
+                    merged = settings.check(data, check_files=True)
                 except ValidationError as exc:
                     tell(
                         self,

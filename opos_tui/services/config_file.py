@@ -35,13 +35,17 @@ def checked(path: Path, record: Path) -> bool:
     :func:`remember_checked`, by this version of opos-tui), or there is none (the defaults); False when that
     is not known."""
     try:
-        raw = path.read_bytes()
+        return was_checked(record, path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         return True
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return False
+
+
+def was_checked(record: Path, text: str) -> bool:
+    """Whether ``record`` notes that the settings model accepted a config.toml of ``text``."""
     try:
-        return record.read_text(encoding="utf-8") == _fingerprint(raw.decode("utf-8"))
+        return record.read_text(encoding="utf-8") == _fingerprint(text)
     except (OSError, UnicodeDecodeError):
         return False
 

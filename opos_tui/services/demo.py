@@ -525,7 +525,7 @@ def check_demo_home(home: Home) -> None:
 
 def configure(home: Home, port: int, password: str) -> settings.Settings:
     """Point this home's settings at the demo server (other settings of a kept demo home stay)."""
-    data = settings.load(home).model_dump(mode="json")
+    data = settings.load(home).data()
     data["connection"] = "smtp"
     data["auth"].update(method="password", profile=USER)
     data["smtp"].update(host=HOST, port=port, security="StartTls", timeout=10, ca_file=str(demo_dir(home) / "ca.pem"))

@@ -1,8 +1,10 @@
-"""Every setting of the original E-Mail dialog, as one pydantic model, and its file ``config.toml``.
+"""Every setting of the original E-Mail dialog, as one model of plain dataclasses, and its file ``config.toml``.
 
-The model *is* the documentation: each field's docstring says what it does (for the reader of this file;
-pydantic is not asked to read them: extracting them parses this file's source on every start, half the cost
-of building the model), and the command line's messages say what each key takes (:func:`allowed_values`).
+The model *is* the documentation: each field's docstring says what it does, and the command line's messages
+say what each key takes (:func:`allowed_values`). Each field's annotation also says how a value is checked;
+pydantic does the checking, and is imported only when something has to be checked (:func:`check`): a
+config.toml that was accepted as it is now (``config.checked``) is read back without it, since importing
+pydantic alone costs eight times a bare Python's start.
 Keys are dotted paths (``smtp.port``); they are the contract of ``config set``. Secrets (the password, the
 Google client secret, tokens) are not here: they live in the secret store.
 
@@ -10,32 +12,24 @@ In the layers (docs/ARCHITECTURE.md) the settings sit just above the domain modu
 files, home, i18n), which they use; they import nothing else of opos_tui.
 """
 
-# No `from __future__ import annotations` here: pydantic would then compile every field's annotation from its text.
+# No `from __future__ import annotations` here: the fields' annotations are read as objects (KEYS, from_data).
 
 import contextlib
+import dataclasses
+import functools
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args, get_origin
 
 import tomli_w
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
 
 from opos_tui.i18n import Lang, tr
 from opos_tui.services.addresses import check_addr_spec, check_one_line
-from opos_tui.services.config_file import parse, remember_checked
+from opos_tui.services.config_file import parse, remember_checked, was_checked
 from opos_tui.services.errors import Bilingual, ConfigError, InvalidValue, OposError
 from opos_tui.services.files import hold_lock, write_atomic
 from opos_tui.services.home import Home
@@ -51,6 +45,39 @@ from opos_tui.services.setting_choices import (
 # are also taken from here.
 from opos_tui.services.setting_choices import SecurityMode as SecurityMode
 from opos_tui.services.setting_choices import format_value as format_value
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, TypeAdapter, ValidationError, ValidationInfo
+    from pydantic_core import CoreSchema
+
+
+@dataclass(frozen=True)
+class _Then:
+    """In a field's annotation: a check made after the value has its type, ``check(value)``, or with ``info``
+    ``check(value, info)`` (the validation's context: some checks are made only when an admin sets a value)."""
+
+    check: Callable[..., Any]
+    info: bool = False
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: "GetCoreSchemaHandler") -> "CoreSchema":
+        from pydantic_core import core_schema
+
+        if self.info:
+            return core_schema.with_info_after_validator_function(self.check, handler(source))
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+
+@dataclass(frozen=True)
+class _Range:
+    """In a whole number's annotation: its bounds (also named by :func:`allowed_values`)."""
+
+    low: int
+    high: int
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: "GetCoreSchemaHandler") -> "CoreSchema":
+        from pydantic_core import core_schema
+
+        return core_schema.int_schema(ge=self.low, le=self.high)
 
 
 def _single_line(value: str) -> str:
@@ -72,7 +99,7 @@ def _host(value: str) -> str:
     return value
 
 
-def _readable_file(value: str, info: ValidationInfo) -> str:
+def _readable_file(value: str, info: "ValidationInfo") -> str:
     # Checked when an admin sets it, not on every load: a moved file must not lock them out of the config.
     if value and info.context and info.context.get("check_files"):
         path = Path(value).expanduser()
@@ -104,15 +131,47 @@ def _proxy_url(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_single_line)]
-HttpsUrl = Annotated[str, AfterValidator(_https_url)]
-OptionalAddress = Annotated[str, AfterValidator(_optional_address)]
+Text = Annotated[str, _Then(_single_line)]
+HttpsUrl = Annotated[str, _Then(_https_url)]
+OptionalAddress = Annotated[str, _Then(_optional_address)]
+ReadableFile = Annotated[str, _Then(_single_line), _Then(_readable_file, info=True)]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+@dataclass(frozen=True)
+class _Section:
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}  # an unknown key is an error
+
+    def data(self) -> dict[str, Any]:
+        """As plain data, the way config.toml and ``--json`` hold it: sections as tables, choices as text."""
+        data: dict[str, Any] = {}
+        for name in _field_types(type(self)):
+            value = getattr(self, name)
+            if isinstance(value, _Section):
+                value = value.data()
+            data[name] = str(value) if isinstance(value, StrEnum) else value
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Self:
+        """Made from plain data as it is, *without checking it*: only for data that :func:`check` accepted and
+        read back equal (:func:`load`). TypeError, ValueError or KeyError if it does not even have the shape."""
+        values: dict[str, Any] = {}
+        types = _field_types(cls)
+        for name, value in data.items():
+            kind = types[name]
+            if isinstance(kind, type) and issubclass(kind, _Section):
+                value = kind.from_data(value)
+            elif isinstance(kind, type) and issubclass(kind, StrEnum):
+                value = kind(value)
+            values[name] = value
+        return cls(**values)
 
 
+def _field_types(section: type[_Section]) -> dict[str, Any]:
+    return {f.name: f.type for f in dataclasses.fields(section)}
+
+
+@dataclass(frozen=True)
 class AuthSettings(_Section):
     method: AuthMethod = "none"
     """How to log in: `none` (Anmelden off), `password` (Anmelden with Profil/Passwort), `oauth` (OAuth 2.0
@@ -122,6 +181,7 @@ class AuthSettings(_Section):
     store, never here."""
 
 
+@dataclass(frozen=True)
 class OAuthSettings(_Section):
     provider: OAuthProvider = "microsoft"
     """Authorization server: `microsoft` (Office 365 / Exchange Online) or `google` (Gmail, Workspace)."""
@@ -137,58 +197,51 @@ class OAuthSettings(_Section):
     """Google's authorization address (the page the browser opens)."""
     google_token_url: HttpsUrl = "https://oauth2.googleapis.com/token"
     """Google's token address."""
-    ca_file: Text = ""
+    ca_file: ReadableFile = ""
     """Extra CA (PEM) trusted for the sign-in addresses besides the system's store, for a TLS-inspecting proxy;
     empty = the system's store only. No environment variable changes this trust."""
-    proxy: Annotated[str, AfterValidator(_proxy_url)] = ""
+    proxy: Annotated[str, _Then(_proxy_url)] = ""
     """HTTP proxy for the sign-in addresses (http://host:port); empty = HTTPS_PROXY and NO_PROXY from the
     environment, or none."""
 
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, value: str, info: ValidationInfo) -> str:
-        return _readable_file(value, info)
 
-
+@dataclass(frozen=True)
 class SmtpSettings(_Section):
-    host: Annotated[str, AfterValidator(_host)] = ""
+    host: Annotated[str, _Then(_host)] = ""
     """SMTP server host name or IP address."""
-    port: int = Field(587, ge=1, le=65535)
+    port: Annotated[int, _Range(1, 65535)] = 587
     """SMTP server port: 587 for submission with STARTTLS, 465 for SSL on connect, 25 for relays."""
     security: SecurityMode = SecurityMode.START_TLS
     """Sicherheit: `None`, `Auto`, `SslOnConnect`, `StartTls` or `StartTlsWhenAvailable` (MailKit's names)."""
-    timeout: int = Field(30, ge=1, le=3600)
+    timeout: Annotated[int, _Range(1, 3600)] = 30
     """Seconds to wait for the server before giving up."""
-    ca_file: Text = ""
+    ca_file: ReadableFile = ""
     """Extra CA bundle (PEM) to trust, for internal mail servers; empty = the system's trust store only."""
     allow_plain_auth: bool = False
     """Allow sending the password over an unencrypted connection. Only for trusted internal relays."""
-    max_message_mb: int = Field(25, ge=1, le=1000)
+    max_message_mb: Annotated[int, _Range(1, 1000)] = 25
     """Largest total of attachments per mail, in MB; bigger mails are refused when they are queued."""
-    connections: int = Field(1, ge=1, le=20)
+    connections: Annotated[int, _Range(1, 20)] = 1
     """Parallel connections while sending. Exchange Online allows 3 per mailbox."""
-    max_per_minute: int = Field(0, ge=0, le=100_000)
+    max_per_minute: Annotated[int, _Range(0, 100_000)] = 0
     """Most mails sent per minute, over all connections; 0 = unlimited. Exchange Online allows 30."""
 
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_exists(cls, value: str, info: ValidationInfo) -> str:
-        return _readable_file(value, info)
 
-
+@dataclass(frozen=True)
 class SendmailSettings(_Section):
     path: Text = "/usr/sbin/sendmail"
     """The local mail program for connection `sendmail` (Unix): it gets each mail on its standard input, as
     `PATH -i -f SENDER -- RECIPIENTS`, never through a shell. Postfix, Exim and OpenSMTPD all install one here."""
 
 
+@dataclass(frozen=True)
 class RetrySettings(_Section):
-    backoff_minutes: int = Field(5, ge=1, le=1440)
+    backoff_minutes: Annotated[int, _Range(1, 1440)] = 5
     """Wait after the first temporary failure (4xx, connection lost) before trying a mail again; the wait
     doubles after each further failure (as Postfix does)."""
-    max_backoff_minutes: int = Field(60, ge=1, le=1440)
+    max_backoff_minutes: Annotated[int, _Range(1, 1440)] = 60
     """The longest wait between two tries of one mail."""
-    give_up_days: int = Field(5, ge=1, le=60)
+    give_up_days: Annotated[int, _Range(1, 60)] = 5
     """Days after its first try that a mail that still fails temporarily is marked failed."""
 
 
@@ -218,8 +271,9 @@ def _shown(raw: str) -> str:
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", re.sub(r"(?i)(password=)[^&\s]*", r"\1***", raw))
 
 
+@dataclass(frozen=True)
 class QueueSettings(_Section):
-    url: Annotated[str, AfterValidator(_queue_url)] = ""
+    url: Annotated[str, _Then(_queue_url)] = ""
     """Where the queue is: empty = `queue.db` in the home (SQLite); a libpq connection URI = one queue on a
     PostgreSQL server for every host of a farm (`postgresql://opos@db.example:5432/opos`, or through a Unix
     socket `postgresql:///opos?host=/run/postgresql`; TLS as libpq takes it: `?sslmode=verify-full`). The
@@ -244,8 +298,8 @@ def _template(value: str) -> str:
     return value
 
 
-TemplateLine = Annotated[str, AfterValidator(_template_line)]
-TemplateText = Annotated[str, AfterValidator(_template)]
+TemplateLine = Annotated[str, _Then(_template_line)]
+TemplateText = Annotated[str, _Then(_template)]
 
 LETTER_VALUES: tuple[str, ...] = (
     "customer_name",
@@ -262,7 +316,7 @@ FILE_VALUES: tuple[str, ...] = ("filename", "stem", "ext")
 """Filled in for the attachment name only: each file's own name, the name without and its extension."""
 
 
-def _known_placeholders(value: str, info: ValidationInfo, known: tuple[str, ...]) -> str:
+def _known_placeholders(value: str, info: "ValidationInfo", known: tuple[str, ...]) -> str:
     """Refuse a placeholder no mail can fill (a typo such as ``${customr_name}``). Checked when an admin sets
     a template (``check_files`` context), not on every load: an older template must not lock anyone out."""
     if not (info.context and info.context.get("check_files")):
@@ -277,55 +331,51 @@ def _known_placeholders(value: str, info: ValidationInfo, known: tuple[str, ...]
     return value
 
 
+def _placeholders(*known: str) -> _Then:
+    """In a template's annotation: the check that it uses no placeholder but these."""
+    return _Then(functools.partial(_known_placeholders, known=known), info=True)
+
+
+_LETTER_PLACEHOLDERS = _placeholders(*LETTER_VALUES, LEVEL_VALUE)
+
+
+@dataclass(frozen=True)
 class LetterSettings(_Section):
     """The global settings for letter reports sent by e-mail (the original's first extra page)."""
 
     language: Literal["de", "en"] = "de"
     """Language of the shipped subject and body texts used where no own text is set: `de` or `en`."""
-    subject: TemplateLine = ""
+    subject: Annotated[TemplateLine, _LETTER_PLACEHOLDERS] = ""
     """Default subject for every report without its own; empty = the shipped text of each report. Placeholders
     such as ${customer_name} and ${document_number} are filled from each mail's values."""
-    body: TemplateText = ""
+    body: Annotated[TemplateText, _LETTER_PLACEHOLDERS] = ""
     """Default body for every report without its own; empty = the shipped text of each report."""
-    signature: TemplateText = ""
+    signature: Annotated[TemplateText, _LETTER_PLACEHOLDERS] = ""
     """Signature appended below every body (after a `-- ` line); empty = none."""
-    attachment_name: TemplateLine = "${filename}"
+    attachment_name: Annotated[TemplateLine, _placeholders(*LETTER_VALUES, LEVEL_VALUE, *FILE_VALUES)] = "${filename}"
     """File name of each attachment as the recipient sees it; ${filename} keeps the file's own name. Other
     placeholders: ${stem}, ${ext} and each mail's values, e.g. Mahnung_${document_number}.pdf."""
-    max_recipients: int = Field(10, ge=1, le=100)
+    max_recipients: Annotated[int, _Range(1, 100)] = 10
     """Most recipients (To and Cc together) of one mail: one letter goes to one customer. A mail with more is
     refused when it is queued."""
 
-    @field_validator("subject", "body", "signature")
-    @classmethod
-    def _text_placeholders(cls, value: str, info: ValidationInfo) -> str:
-        return _known_placeholders(value, info, (*LETTER_VALUES, LEVEL_VALUE))
 
-    @field_validator("attachment_name")
-    @classmethod
-    def _name_placeholders(cls, value: str, info: ValidationInfo) -> str:
-        return _known_placeholders(value, info, (*LETTER_VALUES, LEVEL_VALUE, *FILE_VALUES))
-
-
+@dataclass(frozen=True)
 class ReportTemplate(_Section):
-    subject: TemplateLine = ""
+    subject: Annotated[TemplateLine, _LETTER_PLACEHOLDERS] = ""
     """Subject of this report's mails; empty = letters.subject, or the shipped text if that is empty too."""
-    body: TemplateText = ""
+    body: Annotated[TemplateText, _LETTER_PLACEHOLDERS] = ""
     """Body of this report's mails; empty = letters.body, or the shipped text if that is empty too."""
 
-    placeholders: ClassVar[tuple[str, ...]] = (*LETTER_VALUES, LEVEL_VALUE)
-    """What this report's templates may use."""
 
-    @field_validator("subject", "body")
-    @classmethod
-    def _placeholders(cls, value: str, info: ValidationInfo) -> str:
-        return _known_placeholders(value, info, cls.placeholders)
-
-
+@dataclass(frozen=True)
 class PaymentAdviceTemplate(ReportTemplate):
-    placeholders = LETTER_VALUES  # a payment advice has no level
+    # A payment advice has no level.
+    subject: Annotated[TemplateLine, _placeholders(*LETTER_VALUES)] = ""
+    body: Annotated[TemplateText, _placeholders(*LETTER_VALUES)] = ""
 
 
+@dataclass(frozen=True)
 class SenderSettings(_Section):
     address: OptionalAddress = ""
     """From address of the mails."""
@@ -337,37 +387,38 @@ class SenderSettings(_Section):
     """Archive copy: every mail is also sent (blind) to this address; empty = none."""
 
 
+@dataclass(frozen=True)
 class Settings(_Section):
     connection: Connection = "smtp"
     """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI), `smtp`, or on
     Unix `sendmail` (the local mail program, see sendmail.path)."""
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
-    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
-    sendmail: SendmailSettings = Field(default_factory=SendmailSettings)
-    sender: SenderSettings = Field(default_factory=SenderSettings)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
-    letters: LetterSettings = Field(default_factory=LetterSettings)
-    payment_advice: PaymentAdviceTemplate = Field(default_factory=PaymentAdviceTemplate)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    sendmail: SendmailSettings = field(default_factory=SendmailSettings)
+    sender: SenderSettings = field(default_factory=SenderSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    letters: LetterSettings = field(default_factory=LetterSettings)
+    payment_advice: PaymentAdviceTemplate = field(default_factory=PaymentAdviceTemplate)
     """Zahlungsavis: subject and body of payment advices."""
-    dunning_1: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_1: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 1: subject and body."""
-    dunning_2: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_2: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 2."""
-    dunning_3: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_3: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 3."""
-    dunning_4: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_4: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 4."""
-    dunning_5: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_5: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 5."""
-    dunning_6: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_6: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 6."""
-    dunning_7: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_7: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 7."""
-    dunning_8: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_8: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 8."""
-    dunning_9: ReportTemplate = Field(default_factory=ReportTemplate)
+    dunning_9: ReportTemplate = field(default_factory=ReportTemplate)
     """Mahnung level 9."""
 
     def uses_oauth(self) -> bool:
@@ -381,8 +432,8 @@ class Settings(_Section):
         assert isinstance(template, ReportTemplate)
         return template
 
-    @model_validator(mode="after")
-    def _auth_fits_connection(self) -> Self:
+    def __post_init__(self) -> None:
+        # The one check of the whole model (pydantic makes it after the fields'; so does every construction).
         allowed = AUTH_METHODS_FOR[self.connection]
         if self.auth.method not in allowed:
             where = [c for c, methods in AUTH_METHODS_FOR.items() if self.auth.method in methods]
@@ -393,7 +444,6 @@ class Settings(_Section):
                 f"auth.method '{method}' braucht connection {' oder '.join(where)}, nicht '{connection}' (mit"
                 f" '{connection}' erlaubt: {allowed_here})",
             )
-        return self
 
 
 # Read-only keys shown by `config show` but set through the secret store.
@@ -404,25 +454,34 @@ SECRET_KEYS: dict[str, str] = {
 }
 
 
-def _collect_keys(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
-    keys: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+@dataclass(frozen=True)
+class Key:
+    """What a settable key takes: its type (int, bool, str, SecurityMode or a Literal of the choices) and the
+    checks of its annotation."""
+
+    type: Any
+    checks: tuple[Any, ...]
+
+
+def _collect_keys(section: type[_Section], prefix: str = "") -> dict[str, Key]:
+    keys: dict[str, Key] = {}
+    for name, annotation in _field_types(section).items():
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
             keys.update(_collect_keys(annotation, f"{prefix}{name}."))
+        elif get_origin(annotation) is Annotated:
+            keys[f"{prefix}{name}"] = Key(annotation.__origin__, annotation.__metadata__)
         else:
-            keys[f"{prefix}{name}"] = field
+            keys[f"{prefix}{name}"] = Key(annotation, ())
     return keys
 
 
-KEYS: dict[str, Any] = _collect_keys(Settings)
-"""Every settable dotted key and its pydantic field."""
+KEYS: dict[str, Key] = _collect_keys(Settings)
+"""Every settable dotted key and what it takes."""
 
 
 def allowed_values(key: str, lang: Lang | None = None) -> str:
     """What a key takes, worded for an error message or a help line: ``must be`` / ``muss ... sein`` + this."""
-    field = KEYS[key]
-    annotation = field.annotation
+    annotation, checks = KEYS[key].type, KEYS[key].checks
     if annotation is SecurityMode:
         choices = ", ".join(m.value for m in SecurityMode)
         return tr(f"one of {choices}", f"eines von {choices}", lang)
@@ -432,9 +491,7 @@ def allowed_values(key: str, lang: Lang | None = None) -> str:
     if annotation is bool:
         return tr("true or false", "true oder false", lang)
     if annotation is int:
-        bounds = {type(m).__name__: m for m in field.metadata}
-        low = getattr(bounds.get("Ge"), "ge", None)
-        high = getattr(bounds.get("Le"), "le", None)
+        low, high = next((c.low, c.high) for c in checks if isinstance(c, _Range))
         return tr(f"a whole number from {low} to {high}", f"eine ganze Zahl von {low} bis {high}", lang)
     return tr("text on one line", "Text in einer Zeile", lang)
 
@@ -443,16 +500,16 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def field_errors(exc: ValidationError, lang: Lang | None = None) -> dict[str, str]:
-    """A pydantic error as {dotted key: message} in the current language (or ``lang``); errors of the whole
-    model go under ``""``."""
+def field_errors(exc: "ValidationError", lang: Lang | None = None) -> dict[str, str]:
+    """A pydantic error (from :func:`check`) as {dotted key: message} in the current language (or ``lang``);
+    errors of the whole model go under ``""``."""
     errors: dict[str, str] = {}
     for err in exc.errors():
         key = _key_of(err["loc"])
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, Bilingual):  # InvalidValue, AddressError
             msg = cause.message(lang)
-        elif err["type"] == "extra_forbidden":
+        elif err["type"] == "unexpected_keyword_argument":
             msg = tr("unknown key", "unbekannter Schlüssel", lang)
         elif key in KEYS:
             allowed = allowed_values(key, lang)
@@ -463,17 +520,33 @@ def field_errors(exc: ValidationError, lang: Lang | None = None) -> dict[str, st
     return errors
 
 
-def _config_error(exc: ValidationError, explain: Callable[[dict[str, str], Lang], str]) -> ConfigError:
+def _config_error(exc: "ValidationError", explain: Callable[[dict[str, str], Lang], str]) -> ConfigError:
     """A validation error as a ConfigError whose English and German texts are each made by ``explain``."""
     en: Lang = "en"
     de: Lang = "de"
     return ConfigError(explain(field_errors(exc, en), en), explain(field_errors(exc, de), de), detail=str(exc))
 
 
+@functools.cache
+def _adapter() -> "TypeAdapter[Settings]":
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Settings)
+
+
+def check(data: Mapping[str, Any], check_files: bool = False) -> Settings:
+    """Settings made from plain data (config.toml's, or a form's), every value checked; pydantic's
+    ValidationError (:func:`field_errors`) if any does not fit. ``check_files``: also check what is only checked
+    when an admin sets it (that files exist, that templates use known placeholders)."""
+    return _adapter().validate_python(data, context={"check_files": check_files})
+
+
 def validate(data: dict[str, Any], check_files: bool = False) -> Settings:
     """Validate a nested dict; ConfigError names the first bad key and what it takes."""
+    from pydantic import ValidationError
+
     try:
-        return Settings.model_validate(data, context={"check_files": check_files})
+        return check(data, check_files)
     except ValidationError as exc:
 
         def first(errors: dict[str, str], lang: Lang) -> str:
@@ -506,13 +579,15 @@ def get_value(settings: Settings, key: str) -> Any:
 
 def with_value(settings: Settings, key: str, raw: str) -> Settings:
     """A new, validated Settings with ``key`` set from the text ``raw``; ConfigError if it does not fit."""
+    from pydantic import ValidationError
+
     key = parse_key(key)
-    data = settings.model_dump(mode="json")
+    data = settings.data()
     section, _, name = key.rpartition(".")
     target = data[section] if section else data
     target[name] = raw
     try:
-        return Settings.model_validate(data, context={"check_files": True})
+        return check(data, check_files=True)
     except ValidationError as exc:
 
         def of_key(errors: dict[str, str], lang: Lang) -> str:
@@ -532,7 +607,7 @@ def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, A
     silently. Returns the merged data (to be validated: two fitting changes may not fit together) and the
     keys both sides changed to different values, where ours is kept.
     """
-    merged = mine.model_dump(mode="json")
+    merged = mine.data()
     both: list[str] = []
     for key in KEYS:
         old, ours, new = (get_value(s, key) for s in (base, mine, theirs))
@@ -547,17 +622,34 @@ def merge(base: Settings, mine: Settings, theirs: Settings) -> tuple[dict[str, A
 
 
 def load(home: Home) -> Settings:
-    """The saved settings, or the defaults when there is no config.toml yet."""
+    """The saved settings, or the defaults when there is no config.toml yet.
+
+    A file is checked (pydantic) unless ``config.checked`` notes that it was accepted as it is now. It is noted
+    only when the file's data, made into Settings without the checks, equals what the checks made of it (no
+    value they would have changed, such as a space around a host name): that is what the file is read as
+    then.
+    """
     path = home.config_file
     parsed = parse(path)
     if parsed is None:
         return Settings()
+    text, data = parsed
+    if was_checked(home.config_checked, text) and (known := _unchecked(data)):
+        return known
     try:
-        accepted = validate(parsed[1])
+        accepted = validate(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.en}", f"{path}: {exc.de}", detail=exc.detail) from None
-    remember_checked(home.config_checked, parsed[0])
+    if repr(_unchecked(data)) == repr(accepted):  # repr: 1 and True, or a choice and its text, are not equal
+        remember_checked(home.config_checked, text)
     return accepted
+
+
+def _unchecked(data: dict[str, Any]) -> Settings | None:
+    try:
+        return Settings.from_data(data)
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -593,9 +685,11 @@ def salvage(home: Home) -> Salvaged:
         return Salvaged(Settings())
     text, data = parsed
     problems: list[FileProblem] = []
+    from pydantic import ValidationError
+
     while True:
         try:
-            return Salvaged(Settings.model_validate(data), tuple(problems))
+            return Salvaged(check(data), tuple(problems))
         except ValidationError as exc:
             errors = field_errors(exc)
         for key, message in errors.items():
@@ -659,7 +753,7 @@ def write_lock(home: Home) -> Iterator[None]:
 
 def save(home: Home, settings: Settings) -> None:
     """Write config.toml atomically, owner-only (0600). A read-modify-write holds :func:`write_lock`."""
-    data = settings.model_dump(mode="json")
+    data = settings.data()
     try:
         home.ensure()
         write_atomic(home.config_file, tomli_w.dumps(data).encode("utf-8"))
@@ -692,7 +786,7 @@ def defaults_source() -> str:
     """The text of :data:`DEFAULTS_MODULE`: every key's default, as :class:`Settings` has it."""
     import pprint
 
-    data = pprint.pformat(Settings().model_dump(mode="json"), indent=4, width=110, sort_dicts=False)
+    data = pprint.pformat(Settings().data(), indent=4, width=110, sort_dicts=False)
     return (
         '"""Every setting\'s default as plain data, generated from the settings model (services/settings.py):\n'
         "do not edit. After changing a default there, write it anew with\n"

@@ -36,7 +36,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from opos_tui.services.settings import SecurityMode, Settings
+from opos_tui.services.settings import SecurityMode, Settings, check
 
 HOST = "127.0.0.1"
 SERVER_NAME = "mail.example.test"
@@ -96,7 +96,7 @@ class SmtpServer:
         for key, value in values.items():
             section, _, name = key.partition("__")
             data.setdefault(section, {})[name] = value
-        return Settings.model_validate(data)
+        return check(data)
 
 
 def ehlo(session: Session, hostname: str, responses: list[str], pipelining: bool) -> list[str]:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from opos_tui.services.home import Home
 from opos_tui.services.settings import Settings
@@ -79,7 +79,7 @@ def for_transport(settings: Settings, home: Home) -> tuple[Settings, TokenProvid
         account = signin.account()
         if not account:
             raise SignInRequired()
-        settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"profile": account})})
+        settings = replace(settings, auth=replace(settings.auth, profile=account))
     return settings, token
 
 
