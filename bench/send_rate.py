@@ -37,7 +37,7 @@ import aiosmtplib
 from opos_tui.services.compose import LetterRequest, build_message, prepare
 from opos_tui.services.home import Home
 from opos_tui.services.queue import Status, open_queue
-from opos_tui.services.settings import Settings, check, save
+from opos_tui.services.settings import Settings, check, load, save
 
 HOST = "127.0.0.1"
 BARE, SOURCE, OURS, OTHER = "bare aiosmtplib loop", "Postfix smtp-source", "opos-tui send --all", "the other checkout"
@@ -250,6 +250,7 @@ def main() -> None:
                         home = Home(Path(folder) / f"round{round_}-{connections}")
                         shutil.copytree(template.root, home.root)
                         save(home, settings_for(port, connections))
+                        load(home)  # read once, as on an installation in use (config.checked): see README
                         sink_cpu = process_cpu(sink.pid)
                         elapsed, count, used = opos_send(home, python)
                         cpu[connections][name].append((used, process_cpu(sink.pid) - sink_cpu))

@@ -175,7 +175,7 @@ def make_homes(folder: Path) -> dict[str, Path]:
     from bench.queue_screen import fill
     from opos_tui.services.home import Home
     from opos_tui.services.queue import open_queue
-    from opos_tui.services.settings import check, save
+    from opos_tui.services.settings import check, load, save
     from tests.pdfs import make_pdf
 
     homes = {name: folder / name for name in ("enqueue", "idle", "queue")}
@@ -183,6 +183,7 @@ def make_homes(folder: Path) -> dict[str, Path]:
     for name in ("enqueue", "idle"):
         Home(homes[name]).ensure()
         save(Home(homes[name]), settings)
+        load(Home(homes[name]))  # read once, as on an installation in use (config.checked): see README
     (folder / "M-0000001.pdf").write_bytes(make_pdf("1. Mahnung M-0000001", "Kunde Müller GmbH", "Kundennummer K1"))
     fill(Home(homes["queue"]), 1000)
     subprocess.run([*command(), "--home", str(homes["idle"]), *enqueue_args(folder)], check=True, capture_output=True)

@@ -21,8 +21,7 @@ import re
 import unicodedata
 from email.headerregistry import Address
 from email.utils import getaddresses, make_msgid
-
-import idna
+from typing import Literal
 
 from opos_tui.services.errors import BadInput
 
@@ -84,22 +83,28 @@ def _check_local(local: str) -> None:
         )
 
 
-def _idna_error(domain: str, exc: idna.IDNAError) -> AddressError:
-    return AddressError(
-        f"the domain {domain!r} cannot be written in IDNA form: {exc}",
-        f"die Domain {domain!r} lässt sich nicht in IDNA-Form schreiben: {exc}",
-    )
+def _idna(domain: str, text: str, how: Literal["remap", "u-label", "a-label"]) -> str:
+    """``text`` (``domain`` or one of its labels) through the idna package, imported only for the domains that
+    need it (international ones, and ASCII ones with an ``xn--`` label): most never do."""
+    import idna
+
+    try:
+        if how == "remap":
+            return str(idna.uts46_remap(text, std3_rules=True, transitional=False))
+        if how == "u-label":
+            return str(idna.ulabel(text))
+        return bytes(idna.alabel(text)).decode("ascii")
+    except idna.IDNAError as exc:
+        raise AddressError(
+            f"the domain {domain!r} cannot be written in IDNA form: {exc}",
+            f"die Domain {domain!r} lässt sich nicht in IDNA-Form schreiben: {exc}",
+        ) from None
 
 
 def ascii_domain(domain: str) -> str:
     """The domain as it goes into headers and the envelope: ASCII labels as typed, international ones as
     IDNA 2008 A-labels (``müller.de`` → ``xn--mller-kva.de``). AddressError if it is no valid domain."""
-    mapped = domain
-    if not domain.isascii():
-        try:
-            mapped = idna.uts46_remap(domain, std3_rules=True, transitional=False)
-        except idna.IDNAError as exc:
-            raise _idna_error(domain, exc) from None
+    mapped = domain if domain.isascii() else _idna(domain, domain, "remap")
     labels = mapped.split(".")
     if len(labels) < 2 or not all(labels):
         raise AddressError(
@@ -122,15 +127,11 @@ def ascii_domain(domain: str) -> str:
                 f"der Teil {label!r} der Domain darf nur Buchstaben, Ziffern und '-' enthalten (nicht am Anfang oder"
                 " Ende)",
             )
-        try:
-            if label.isascii():
-                if label.lower().startswith("xn--"):
-                    idna.ulabel(label)  # xn--…: must be a valid A-label
-                encoded.append(label)
-            else:
-                encoded.append(idna.alabel(label).decode("ascii"))
-        except idna.IDNAError as exc:
-            raise _idna_error(domain, exc) from None
+        if not label.isascii():
+            label = _idna(domain, label, "a-label")
+        elif label.lower().startswith("xn--"):
+            _idna(domain, label, "u-label")  # xn--…: must be a valid A-label
+        encoded.append(label)
     return ".".join(encoded)
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import os
 import random
 import sys
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email import policy
@@ -345,10 +345,9 @@ def prepare(settings: Settings, request: LetterRequest) -> NewItem:
     attachments: list[NewAttachment] = []
     for path, data in _read_attachments(settings, request):
         name = attachment_name(settings, path.name, values)
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if data.startswith(PDF_MAGIC):
-            content_type = "application/pdf"
-        attachments.append(NewAttachment(name, data, content_type))
+        # A PDF is known by its content, anything else by its name (only then is the system's table of types read).
+        content_type = "application/pdf" if data.startswith(PDF_MAGIC) else mimetypes.guess_type(name)[0]
+        attachments.append(NewAttachment(name, data, content_type or "application/octet-stream"))
     item = NewItem(
         type=letter_type,
         level=level,
@@ -553,7 +552,7 @@ def _message_bytes(
     for attachment in attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         message.add_attachment(b"", maintype=maintype, subtype=subtype, filename=attachment.filename)
-        token = f"opos-attachment-{uuid.uuid4().hex}"
+        token = f"opos-attachment-{os.urandom(16).hex()}"
         *_, part = message.iter_parts()
         part.set_payload(token)
         encoded[token.encode()] = base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")

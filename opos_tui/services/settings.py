@@ -137,8 +137,12 @@ OptionalAddress = Annotated[str, _Then(_optional_address)]
 ReadableFile = Annotated[str, _Then(_single_line), _Then(_readable_file, info=True)]
 
 
-@dataclass(frozen=True)
 class _Section:
+    """A section of the settings: each is a dataclass of its own, not frozen only because a frozen one costs twice
+    as much to make at every start. Nothing changes one in place: changed settings are new ones (made and
+    checked by :func:`with_value`)."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
     __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}  # an unknown key is an error
 
     def data(self) -> dict[str, Any]:
@@ -171,7 +175,7 @@ def _field_types(section: type[_Section]) -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(section)}
 
 
-@dataclass(frozen=True)
+@dataclass
 class AuthSettings(_Section):
     method: AuthMethod = "none"
     """How to log in: `none` (Anmelden off), `password` (Anmelden with Profil/Passwort), `oauth` (OAuth 2.0
@@ -181,7 +185,7 @@ class AuthSettings(_Section):
     store, never here."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class OAuthSettings(_Section):
     provider: OAuthProvider = "microsoft"
     """Authorization server: `microsoft` (Office 365 / Exchange Online) or `google` (Gmail, Workspace)."""
@@ -205,7 +209,7 @@ class OAuthSettings(_Section):
     environment, or none."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SmtpSettings(_Section):
     host: Annotated[str, _Then(_host)] = ""
     """SMTP server host name or IP address."""
@@ -227,14 +231,14 @@ class SmtpSettings(_Section):
     """Most mails sent per minute, over all connections; 0 = unlimited. Exchange Online allows 30."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SendmailSettings(_Section):
     path: Text = "/usr/sbin/sendmail"
     """The local mail program for connection `sendmail` (Unix): it gets each mail on its standard input, as
     `PATH -i -f SENDER -- RECIPIENTS`, never through a shell. Postfix, Exim and OpenSMTPD all install one here."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class RetrySettings(_Section):
     backoff_minutes: Annotated[int, _Range(1, 1440)] = 5
     """Wait after the first temporary failure (4xx, connection lost) before trying a mail again; the wait
@@ -271,7 +275,7 @@ def _shown(raw: str) -> str:
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", re.sub(r"(?i)(password=)[^&\s]*", r"\1***", raw))
 
 
-@dataclass(frozen=True)
+@dataclass
 class QueueSettings(_Section):
     url: Annotated[str, _Then(_queue_url)] = ""
     """Where the queue is: empty = `queue.db` in the home (SQLite); a libpq connection URI = one queue on a
@@ -339,7 +343,7 @@ def _placeholders(*known: str) -> _Then:
 _LETTER_PLACEHOLDERS = _placeholders(*LETTER_VALUES, LEVEL_VALUE)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LetterSettings(_Section):
     """The global settings for letter reports sent by e-mail (the original's first extra page)."""
 
@@ -360,7 +364,7 @@ class LetterSettings(_Section):
     refused when it is queued."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ReportTemplate(_Section):
     subject: Annotated[TemplateLine, _LETTER_PLACEHOLDERS] = ""
     """Subject of this report's mails; empty = letters.subject, or the shipped text if that is empty too."""
@@ -368,14 +372,14 @@ class ReportTemplate(_Section):
     """Body of this report's mails; empty = letters.body, or the shipped text if that is empty too."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class PaymentAdviceTemplate(ReportTemplate):
     # A payment advice has no level.
     subject: Annotated[TemplateLine, _placeholders(*LETTER_VALUES)] = ""
     body: Annotated[TemplateText, _placeholders(*LETTER_VALUES)] = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SenderSettings(_Section):
     address: OptionalAddress = ""
     """From address of the mails."""
@@ -387,7 +391,7 @@ class SenderSettings(_Section):
     """Archive copy: every mail is also sent (blind) to this address; empty = none."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Settings(_Section):
     connection: Connection = "smtp"
     """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI), `smtp`, or on

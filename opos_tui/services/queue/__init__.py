@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from opos_tui.services import config_file, secrets
+from opos_tui.services import config_file
 from opos_tui.services.errors import ConfigError
 from opos_tui.services.home import Home
 from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, Queue, QueueEngine
@@ -167,5 +167,7 @@ def open_postgresql(
             " pip install 'opos-tui[postgresql]'",
             str(exc),
         ) from None
+    from opos_tui.services import secrets  # the secret store, only for a PostgreSQL queue
+
     password = secrets.open_store(home).get(secrets.QUEUE_PASSWORD)
     return PostgresQueue(url, password=password, create=create, clock=clock, message_id=message_id, host=host_name())
