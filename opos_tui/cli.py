@@ -1006,11 +1006,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------------------------------
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's layout of help, given the terminal's width. Left to itself, argparse would import shutil to
+    ask for it, with shutil's compression modules, each time it makes a formatter: for every option a parser is
+    given, so in every command's start, help or not."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=terminal_columns() - 2)
+
+
+def terminal_columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` tells it: ``$COLUMNS``, else standard output's,
+    else 80."""
+    import os
+
+    with contextlib.suppress(KeyError, ValueError):
+        if (columns := int(os.environ["COLUMNS"])) > 0:
+            return columns
+    stdout = sys.__stdout__
+    try:
+        return (os.get_terminal_size(stdout.fileno()).columns if stdout else 0) or 80
+    except (ValueError, OSError):
+        return 80
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose epilog may be computed when its help is shown (``epilog_of``): the keys
     ``config set`` takes come from the settings model, which only that help should pay for."""
 
     def __init__(self, *args: Any, epilog_of: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kwargs)
         self.epilog_of = epilog_of
 

@@ -315,6 +315,20 @@ def test_real_process_help_and_usage_errors(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize("columns", ["52", "100"])
+def test_help_is_laid_out_for_the_terminals_width(
+    columns: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opos_tui.cli import main
+
+    monkeypatch.setenv("COLUMNS", columns)
+    with pytest.raises(SystemExit):
+        main(["enqueue", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "--batch" in "\n".join(lines)
+    assert int(columns) - 12 <= max(len(line) for line in lines) <= int(columns)
+
+
 # What `opos-tui --help` must not pay for: the TUI, the settings model, the event loop, the mail package, the
 # queue's database, the SMTP client, the PDF reader, the OAuth libraries. Each command imports these when it runs.
 HEAVY = (

@@ -17,7 +17,6 @@ import os
 import signal
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +97,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     The temporary file has the rule's mode (:func:`modes_in`) from the start, so a secret is never readable
     by others, not even for a moment.
     """
+    import tempfile  # here: with shutil, which it imports, it costs a start that writes nothing 3 ms
+
     make_folder(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
