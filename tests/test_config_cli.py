@@ -229,6 +229,10 @@ def test_a_config_toml_reads_alike_the_first_time_and_after(home: Home) -> None:
     assert checked(home.config_file, home.config_checked)
     again = settings.load(home)
     assert repr(first) == repr(again) == repr(chosen)
+    home.config_file.write_bytes(home.config_file.read_bytes().replace(b"\n", b"\r\n"))  # as Notepad saves it
+    assert not checked(home.config_file, home.config_checked)
+    assert repr(settings.load(home)) == repr(chosen)
+    assert checked(home.config_file, home.config_checked)
 
     for text, port in (("[smtp]\nport = true\n", 1), ('[smtp]\nport = 2525\nhost = " mail.example "\n', 2525)):
         home.config_file.write_text(text)

@@ -1,11 +1,10 @@
 """config.toml as TOML, before the settings model checks any of it: enough to find the queue at every start
-without building the model (pydantic and the model cost as much as the rest of the TUI's start), and to know
-whether the model accepted the file as it is now, which ``send`` with nothing due needs to know and no more."""
+without checking the settings (pydantic costs as much as the rest of the TUI's start), and to know whether the
+checks accepted the file as it is now (``config.checked``), so that reading it again needs no checks."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ def checked(path: Path, record: Path) -> bool:
 def was_checked(record: Path, text: str) -> bool:
     """Whether ``record`` notes that the settings model accepted a config.toml of ``text``."""
     try:
-        return record.read_text(encoding="utf-8") == _fingerprint(text)
+        return record.read_bytes().decode("utf-8") == _record(text)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -53,16 +52,12 @@ def was_checked(record: Path, text: str) -> bool:
 def remember_checked(record: Path, text: str) -> None:
     """Note in ``record`` that the settings model accepted a config.toml of ``text``. Best effort: a folder that
     cannot be written to only means that the next start checks the file again."""
-    fingerprint = _fingerprint(text)
-    try:
-        if record.read_text(encoding="utf-8") == fingerprint:
-            return
-    except (OSError, UnicodeDecodeError):
-        pass
-    with contextlib.suppress(OSError):
-        write_atomic(record, fingerprint.encode("utf-8"))
+    if not was_checked(record, text):
+        with contextlib.suppress(OSError):
+            write_atomic(record, _record(text).encode("utf-8"))
 
 
-def _fingerprint(text: str) -> str:
-    # The version too: another version's model may judge the same file otherwise.
-    return f"opos-tui {__version__} sha256 {hashlib.sha256(text.encode('utf-8')).hexdigest()}\n"
+def _record(text: str) -> str:
+    # The version too: another version's model may judge the same file otherwise. The whole text rather than a
+    # hash of it: as exact, and no hash function to import (OpenSSL's, 2 ms of a start).
+    return f"opos-tui {__version__} accepted this config.toml:\n{text}"

@@ -36,7 +36,7 @@ class Home:
 
     @property
     def config_checked(self) -> Path:
-        """The fingerprint of the config.toml the settings model last accepted (``config_file.checked``)."""
+        """The config.toml the settings model last accepted, as it was (``config_file.checked``)."""
         return self.root / "config.checked"
 
     @property
