@@ -269,9 +269,9 @@ def main() -> None:
             print(row(label, times, tui[paint_label]))
 
         imports = {
-            "pydantic (BaseModel, Field, ...)": "pydantic.main, pydantic.fields, pydantic.functional_validators",
-            "the settings model, with pydantic": "opos_tui.services.settings",
-            "enqueue: + the queue, the mail": "opos_tui.services.queue, opos_tui.services.compose",
+            "settings model (no pydantic)": "opos_tui.services.settings",
+            "pydantic (checks config.toml)": "pydantic.type_adapter, pydantic_core.core_schema",
+            "enqueue: queue, mail, settings": "opos_tui.services.queue, opos_tui.services.compose",
             "send: + asyncio, the send run": "opos_tui.services.queue, opos_tui.services.send_run",
             "minimal app: textual, 3 widgets": ", ".join(
                 ["textual.app", *(f"textual.widgets._{w}" for w in ("data_table", "footer", "header"))]

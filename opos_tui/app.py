@@ -147,7 +147,8 @@ class OposApp(TypeAheadApp[None]):
 
     @work(thread=True, exit_on_error=False)
     def check_config(self) -> None:
-        # The settings model (pydantic) costs as much as the rest of the start: the first page is painted first.
+        # Checking config.toml (pydantic, unless it is as last accepted) costs as much as the rest of the start: the
+        # first page is painted first.
         from opos_tui.services import settings
 
         try:

@@ -5,8 +5,8 @@ bad input, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM, which ``send`` han
 
 Start-up is part of the contract: building the parser imports nothing but the standard library's argparse,
 so ``--help`` and a usage error cost about what Python's own start does. Each command imports what it needs
-when it runs (the settings model and pydantic, the queue, asyncio, the mail package, Textual), in its own
-function.
+when it runs (the settings, the queue, asyncio, the mail package, Textual; pydantic only where config.toml has
+to be checked), in its own function.
 """
 
 from __future__ import annotations
@@ -583,8 +583,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             f"--skip-check {listed}: nicht unter den zu sendenden Einträgen",
         )
     home = home_of(args)
-    # Mostly nothing is due (cron, every minute): counting says so without the settings model (pydantic), asyncio
-    # and the send run. config.toml is still checked first, unless the model accepted it as it is now.
+    # Mostly nothing is due (cron, every minute): counting says so without the settings (with the mail package their
+    # checks import), asyncio and the send run. config.toml is still checked first, unless it was accepted as it is.
     current = None if checked(home.config_file, home.config_checked) else load_settings(home)
     interrupted: KeyboardInterrupt | Terminated | None = None
     with open_queue(home) as q:
@@ -1372,9 +1372,9 @@ START_SECONDS = 1.0
 def run() -> NoReturn:
     """The ``opos-tui`` program: :func:`main`, then exit with its code.
 
-    Python's garbage collector is off for the first :data:`START_SECONDS`: the start imports much (pydantic and
-    the settings model above all) and frees next to nothing, so a collection meanwhile only walks what stays,
-    which costs a short command such as ``send`` with nothing due a tenth of its time. Every command that runs
+    Python's garbage collector is off for the first :data:`START_SECONDS`: the start imports much (the mail
+    package, the queue, asyncio; pydantic where config.toml is checked) and frees next to nothing, so a collection
+    meanwhile only walks what stays, which costs a short command a tenth of its time. Every command that runs
     longer (the TUI, a send run, a loop over many mails) collects from then on, what it makes from then on: what
     the start made is frozen out of the collector first (``gc.freeze``), else the first collections walked all
     of it (7 collections, about 20 ms of a send run of 1,000 mails, against below 1 ms). Before exiting,

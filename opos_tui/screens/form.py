@@ -37,7 +37,7 @@ from opos_tui.services.home import Home
 from opos_tui.services.setting_choices import format_value
 from opos_tui.services.setting_defaults import DEFAULTS
 
-if TYPE_CHECKING:  # the settings model (pydantic) is imported once the form is on the screen
+if TYPE_CHECKING:  # the settings model is imported once the form is on the screen
     from opos_tui.services.settings import Salvaged, Settings
 
 REPLACE = ""

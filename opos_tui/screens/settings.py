@@ -39,7 +39,7 @@ from opos_tui.services.setting_choices import AUTH_METHODS_FOR, SecurityMode
 from opos_tui.services.transports.kinds import PROMPT_DE, PROMPT_EN, windows_only
 from opos_tui.services.transports.registry import offered_here
 
-if TYPE_CHECKING:  # the settings model (pydantic) is imported once the form is on the screen
+if TYPE_CHECKING:  # the settings model is imported once the form is on the screen
     from opos_tui.services.settings import Settings
 
 

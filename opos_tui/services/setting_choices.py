@@ -1,5 +1,5 @@
 """The settings' choices and how a value is typed, as plain Python: what a form needs to show the settings
-before the settings model (pydantic) is built. :mod:`opos_tui.services.settings` checks values against these."""
+before the settings model is imported. :mod:`opos_tui.services.settings` checks values against these."""
 
 from __future__ import annotations
 

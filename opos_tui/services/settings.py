@@ -783,7 +783,8 @@ def set_value(home: Home, key: str, raw: str) -> Settings:
 
 DEFAULTS_MODULE = Path(__file__).with_name("setting_defaults.py")
 """The defaults as plain data, generated from the model by :func:`defaults_source`: the settings form shows
-config.toml over them before the model is built (pydantic costs as much as the rest of the form's start)."""
+config.toml over them before the model is imported (checking config.toml with pydantic costs as much as the rest
+of the form's start)."""
 
 
 def defaults_source() -> str:
