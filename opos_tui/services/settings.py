@@ -158,7 +158,8 @@ class _Section:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Self:
         """Made from plain data as it is, *without checking it*: only for data that :func:`check` accepted and
-        read back equal (:func:`load`). TypeError, ValueError or KeyError if it does not even have the shape."""
+        read back equal (:func:`load`). TypeError, ValueError, KeyError or AttributeError if it does not even have
+        the shape."""
         values: dict[str, Any] = {}
         types = _field_types(cls)
         for name, value in data.items():
@@ -652,7 +653,7 @@ def load(home: Home) -> Settings:
 def _unchecked(data: dict[str, Any]) -> Settings | None:
     try:
         return Settings.from_data(data)
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, AttributeError):  # not even the shape: a config.checked made by hand
         return None
 
 
