@@ -29,6 +29,8 @@ SHARED = stat.S_ISGID | stat.S_IWGRP
 
 @dataclass(frozen=True)
 class Modes:
+    """The permission bits of the files and folders opos-tui makes in one place."""
+
     file: int
     folder: int
 

@@ -16,6 +16,8 @@ HOME_ENV = "OPOS_TUI_HOME"
 
 @dataclass(frozen=True)
 class Home:
+    """One installation's folder and where each of its files is."""
+
     root: Path
 
     @classmethod

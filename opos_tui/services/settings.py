@@ -178,6 +178,8 @@ def _field_types(section: type[_Section]) -> dict[str, Any]:
 
 @dataclass
 class AuthSettings(_Section):
+    """``[auth]``: how mails log in to the server (Anmelden)."""
+
     method: AuthMethod = "none"
     """How to log in: `none` (Anmelden off), `password` (Anmelden with Profil/Passwort), `oauth` (OAuth 2.0
     without a sign-in dialog), `oauth-dialog` (OAuth with a sign-in dialog if needed). OAuth only with SMTP."""
@@ -188,6 +190,8 @@ class AuthSettings(_Section):
 
 @dataclass
 class OAuthSettings(_Section):
+    """``[oauth]``: the OAuth 2.0 sign-in with Microsoft or Google, for ``auth.method`` ``oauth``."""
+
     provider: OAuthProvider = "microsoft"
     """Authorization server: `microsoft` (Office 365 / Exchange Online) or `google` (Gmail, Workspace)."""
     client_id: Text = ""
@@ -212,6 +216,8 @@ class OAuthSettings(_Section):
 
 @dataclass
 class SmtpSettings(_Section):
+    """``[smtp]``: the SMTP server and how mails go out over it."""
+
     host: Annotated[str, _Then(_host)] = ""
     """SMTP server host name or IP address."""
     port: Annotated[int, _Range(1, 65535)] = 587
@@ -234,6 +240,8 @@ class SmtpSettings(_Section):
 
 @dataclass
 class SendmailSettings(_Section):
+    """``[sendmail]``: the local mail program, for connection ``sendmail``."""
+
     path: Text = "/usr/sbin/sendmail"
     """The local mail program for connection `sendmail` (Unix): it gets each mail on its standard input, as
     `PATH -i -f SENDER -- RECIPIENTS`, never through a shell. Postfix, Exim and OpenSMTPD all install one here."""
@@ -241,6 +249,8 @@ class SendmailSettings(_Section):
 
 @dataclass
 class RetrySettings(_Section):
+    """``[retry]``: when a mail that failed for the time being is tried again, and when it is given up."""
+
     backoff_minutes: Annotated[int, _Range(1, 1440)] = 5
     """Wait after the first temporary failure (4xx, connection lost) before trying a mail again; the wait
     doubles after each further failure (as Postfix does)."""
@@ -278,6 +288,8 @@ def _shown(raw: str) -> str:
 
 @dataclass
 class QueueSettings(_Section):
+    """``[queue]``: where the send queue is kept."""
+
     url: Annotated[str, _Then(_queue_url)] = ""
     """Where the queue is: empty = `queue.db` in the home (SQLite); a libpq connection URI = one queue on a
     PostgreSQL server for every host of a farm (`postgresql://opos@db.example:5432/opos`, or through a Unix
@@ -367,6 +379,8 @@ class LetterSettings(_Section):
 
 @dataclass
 class ReportTemplate(_Section):
+    """``[dunning_1]`` to ``[dunning_9]``: one dunning level's subject and body (a report of the original)."""
+
     subject: Annotated[TemplateLine, _LETTER_PLACEHOLDERS] = ""
     """Subject of this report's mails; empty = letters.subject, or the shipped text if that is empty too."""
     body: Annotated[TemplateText, _LETTER_PLACEHOLDERS] = ""
@@ -375,13 +389,16 @@ class ReportTemplate(_Section):
 
 @dataclass
 class PaymentAdviceTemplate(ReportTemplate):
-    # A payment advice has no level.
+    """``[payment_advice]``: the subject and body of payment advices, which have no ``${level}``."""
+
     subject: Annotated[TemplateLine, _placeholders(*LETTER_VALUES)] = ""
     body: Annotated[TemplateText, _placeholders(*LETTER_VALUES)] = ""
 
 
 @dataclass
 class SenderSettings(_Section):
+    """``[sender]``: whom the mails are from."""
+
     address: OptionalAddress = ""
     """From address of the mails."""
     name: Text = ""
@@ -394,6 +411,11 @@ class SenderSettings(_Section):
 
 @dataclass
 class Settings(_Section):
+    """All of config.toml: the connection type and every section.
+
+    (Each dataclass here has a docstring: without one, making it at every start asks ``inspect`` for its
+    signature to write one.)"""
+
     connection: Connection = "smtp"
     """Verbindungsart: `windows` (Windows-Standard, Simple MAPI), `outlook` (Extended MAPI), `smtp`, or on
     Unix `sendmail` (the local mail program, see sendmail.path)."""

@@ -88,6 +88,8 @@ class UnknownItems(BadInput):
 
 @dataclass(frozen=True)
 class Recipient:
+    """One recipient of a mail: To, Cc or Bcc."""
+
     kind: RecipientKind
     address: str
     name: str = ""
@@ -104,6 +106,8 @@ class Recipient:
 
 @dataclass(frozen=True)
 class NewAttachment:
+    """A file to go with a mail being queued, under the name the recipient sees."""
+
     filename: str
     data: bytes
     content_type: str = "application/pdf"
@@ -142,6 +146,8 @@ class NewItem:
 
 @dataclass(frozen=True)
 class AttachmentInfo:
+    """A queued mail's attachment, without its bytes (for listing)."""
+
     position: int
     filename: str
     content_type: str
@@ -150,11 +156,15 @@ class AttachmentInfo:
 
 @dataclass(frozen=True)
 class Attachment(AttachmentInfo):
+    """A queued mail's attachment with its bytes."""
+
     data: bytes
 
 
 @dataclass(frozen=True)
 class Attempt:
+    """One entry of a mail's history: a try to send it, or what an operator did with it."""
+
     at: datetime
     outcome: str
     """``sent``, ``deferred``, ``failed``, ``uncertain``, ``not-sent``, ``held``, ``retry``, ``marked-sent`` or
