@@ -226,6 +226,8 @@ class Acted(Message):
 
 @dataclass
 class ActionFailed(Message):
+    """An action on the selected mails (hold, retry, delete, ...) failed, and why."""
+
     error: OposError
 
 
@@ -238,6 +240,8 @@ class Matching(Message):
 
 @dataclass
 class WindowRead(Message):
+    """The rows a worker read for the table, or why it could not."""
+
     want: Want
     window: Window | None
     error: QueueError | None
@@ -329,6 +333,8 @@ class QueueTable(DataTable[Text | str], inherit_bindings=False):
 
 @dataclass(frozen=True)
 class Column:
+    """One column of the table: what it shows, its heading and its width."""
+
     key: str
     label: str
     width: int

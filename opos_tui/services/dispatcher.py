@@ -694,6 +694,8 @@ class _Next:
 
 @dataclass(frozen=True)
 class _Claimed:
+    """A mail claimed for one connection, with what is known of it and of the one after it."""
+
     item: QueueItem
     rendered: Rendered | None
     committed: asyncio.Future[None]

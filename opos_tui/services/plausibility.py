@@ -40,6 +40,8 @@ class Problem(StrEnum):
 
 @dataclass(frozen=True)
 class Finding:
+    """One thing the plausibility check found wrong with a mail, with the value concerned."""
+
     problem: Problem
     value: str = ""
 
@@ -68,6 +70,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the plausibility check found about a mail: nothing (ok) or its findings."""
+
     findings: tuple[Finding, ...]
 
     @property
@@ -84,6 +88,8 @@ class Verdict:
 
 @dataclass(frozen=True)
 class PdfSummary:
+    """What the detail view shows about an attached PDF."""
+
     pages: int
     first_page_text: str
     error: str | None = None

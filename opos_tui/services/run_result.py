@@ -11,6 +11,8 @@ from opos_tui.services.queue import Queue
 
 @dataclass
 class RunResult:
+    """What a send run did with each mail it took, by outcome (ids), and why it stopped early if it did."""
+
     sent: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)

@@ -28,6 +28,8 @@ Work = Callable[[QueueEngine], T]
 
 @dataclass
 class _Request(Generic[T]):
+    """One piece of work handed to the writer, and where its result goes."""
+
     work: Work[T]
     future: asyncio.Future[T]
     abandoned: Callable[[T], None] | None

@@ -44,6 +44,8 @@ class Builder(Protocol):
 
 @dataclass(frozen=True)
 class ConnectionType:
+    """One connection type (Verbindungsart) of the original dialog, and where its transport is."""
+
     label: str
     """What a person sees it called."""
     load: Callable[[], Builder]

@@ -106,6 +106,8 @@ class OAuthLogin:
 
 @dataclass(frozen=True)
 class SmtpConfig:
+    """Where and how the SMTP transport connects and logs in, taken from the settings."""
+
     host: str
     port: int
     security: SecurityMode
