@@ -120,6 +120,34 @@ async def test_keyboard_only_choice_of_connection(home: Home) -> None:
         assert settings.load(home).connection == "outlook"
 
 
+@pytest.mark.parametrize("config", ["none", "saved"])
+async def test_the_checks_are_made_ready_in_a_worker_not_at_the_first_change(
+    home: Home, config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building the checks imports pydantic (about 0.1 s): the form does it in its worker, whether config.toml
+    needs checking or not (none yet), never on the thread that takes the keys."""
+    import threading
+
+    if config == "saved":
+        settings.set_value(home, "smtp.host", "mail.example.com")
+    made = settings._adapter
+    built_on: list[bool] = []
+
+    def adapter() -> object:
+        if made.cache_info().currsize == 0:
+            built_on.append(threading.current_thread() is threading.main_thread())
+        return made()
+
+    made.cache_clear()
+    monkeypatch.setattr(settings, "_adapter", adapter)
+    app = OposApp(home, start="settings")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot)
+        await type_into(pilot, screen, "smtp.port", "70000")
+        assert screen.query_one("#field-smtp-port", FormField).has_class("-invalid")
+    assert built_on == [False]
+
+
 async def test_invalid_value_shown_inline_and_save_refused(home: Home) -> None:
     settings.set_value(home, "smtp.host", "mail.example.com")
     before = file_bytes(home.config_file)

@@ -289,8 +289,8 @@ class SettingsForm(Screen[None]):
         cursor_on_saved(self.query(RadioSet))
 
     async def complete_form(self) -> None:
-        """Once the form is painted: config.toml checked against the settings model, in a worker (the model's
-        import would hold up the first paint even in a thread)."""
+        """Once the form is painted: config.toml checked against the settings model, in a worker (importing
+        pydantic would hold up the first paint even in a thread)."""
         self.check_file()
         self.post_message(PageShown())
 
@@ -298,6 +298,7 @@ class SettingsForm(Screen[None]):
     def check_file(self) -> None:
         from opos_tui.services import settings
 
+        settings.ready_checks()  # here, not at the first change: a config.toml read as noted, or none, needs none
         tell(self, SettingsChecked(settings.salvage(self.home)))
 
     @on(SettingsChecked)

@@ -561,6 +561,13 @@ def _adapter() -> "TypeAdapter[Settings]":
     return TypeAdapter(Settings)
 
 
+def ready_checks() -> None:
+    """Import pydantic and build the model's checks now (about 0.1 s), in a worker thread, so that the first
+    :func:`check` does not pay for it where it would hold something up (a form checks each change as it is
+    typed)."""
+    _adapter()
+
+
 def check(data: Mapping[str, Any], check_files: bool = False) -> Settings:
     """Settings made from plain data (config.toml's, or a form's), every value checked; pydantic's
     ValidationError (:func:`field_errors`) if any does not fit. ``check_files``: also check what is only checked
