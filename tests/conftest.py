@@ -136,10 +136,13 @@ def mode_of(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
 
 
-def in_a_process(home: Home, argv: list[str], report: str) -> tuple[str, str]:
+def in_a_process(home: Home, argv: list[str], report: str, *, secrets: str | None = "file") -> tuple[str, str]:
     """The command line in a process of its own, as cron or an accounting system runs it: what it wrote, and on
-    stderr what it said there followed by ``report`` (a Python expression; ``code`` is the exit code)."""
-    env = {"OPOS_TUI_HOME": str(home.root), "OPOS_TUI_SECRETS": "file", "PATH": "/usr/bin:/bin"}
+    stderr what it said there followed by ``report`` (a Python expression; ``code`` is the exit code).
+    ``secrets``: its OPOS_TUI_SECRETS, None for the default secret store."""
+    env = {"OPOS_TUI_HOME": str(home.root), "PATH": "/usr/bin:/bin"}
+    if secrets is not None:
+        env["OPOS_TUI_SECRETS"] = secrets
     probe = f"import sys\nfrom opos_tui.cli import main\ncode = main({argv!r})\nsys.stderr.write({report})"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     return done.stdout, done.stderr

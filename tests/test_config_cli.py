@@ -14,7 +14,7 @@ import pytest
 
 from opos_tui.services import settings
 from opos_tui.services.home import Home
-from tests.conftest import Cli, file_bytes, mode_of
+from tests.conftest import Cli, file_bytes, in_a_process, mode_of
 
 GOOD_VALUES = {
     "connection": ["windows", "outlook", "smtp", "sendmail"],
@@ -497,25 +497,19 @@ def test_parallel_config_set_keeps_every_value(home: Home) -> None:
     assert mode_of(home.root / "config.toml.lock") == 0o600
 
 
-def modules_after_idle_send(home: Home, prefixes: tuple[str, ...], **env: str) -> list[str]:
+def modules_after_idle_send(home: Home, prefixes: tuple[str, ...], secrets: str | None = None) -> list[str]:
     """The modules starting with one of ``prefixes`` that `opos-tui send --json` with nothing due imported."""
-    probe = (
-        "import sys\n"
-        "from opos_tui.cli import main\n"
-        "code = main(['send', '--json'])\n"
-        f"sys.stderr.write(repr(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
-    )
-    env = {"OPOS_TUI_HOME": str(home.root), "PATH": "/usr/bin:/bin", **env}
-    sent = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(sent.stdout)["left"] == 0
-    return list(ast.literal_eval(sent.stderr))
+    report = f"repr(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    out, err = in_a_process(home, ["send", "--json"], report, secrets=secrets)
+    assert json.loads(out)["left"] == 0
+    return list(ast.literal_eval(err))
 
 
 def test_send_with_nothing_due_imports_no_sign_in_and_no_mail_client(home: Home) -> None:
     """`opos-tui send` (cron, every minute) with nothing due and no OAuth: neither the sign-in package with its
     HTTP client nor the SMTP client nor the PDF reader is imported."""
     heavy = ("opos_tui.services.signin", "requests", "aiosmtplib", "pypdf")
-    assert modules_after_idle_send(home, heavy, OPOS_TUI_SECRETS="file") == []
+    assert modules_after_idle_send(home, heavy, secrets="file") == []
 
 
 def test_send_with_nothing_due_leaves_the_system_keyring_alone(home: Home) -> None:

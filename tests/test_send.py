@@ -744,9 +744,9 @@ def test_send_with_nothing_due_says_so_in_both_languages_and_as_json(cli: Cli, h
 
 
 def test_send_with_nothing_due_checks_each_config_toml_once(cli: Cli, home: Home) -> None:
-    """`opos-tui send` with nothing due builds the settings model (pydantic, the most of its start) only for a
-    config.toml the model has not accepted as it is now: one changed since is checked again, and one that does
-    not fit is refused every time, nothing due or not."""
+    """`opos-tui send` with nothing due checks config.toml (pydantic, the most of its start) only if the checks
+    have not accepted it as it is now: one changed since is checked again, and one that does not fit is refused
+    every time, nothing due or not."""
 
     def send() -> tuple[str, str]:
         out, err = in_a_process(home, ["send"], "f'{code} pydantic={\"pydantic\" in sys.modules}'")
