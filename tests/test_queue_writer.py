@@ -5,6 +5,7 @@ Real SQLite files, a real aiosmtpd server."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from opos_tui.services import secrets
 from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
-from opos_tui.services.queue import QueueError, QueueItem, SqliteQueue, Status, open_queue, sqlite
+from opos_tui.services.queue import Queue, QueueError, QueueItem, SqliteQueue, Status, open_queue, sqlite
 from opos_tui.services.queue.sqlite import connect
 from opos_tui.services.queue.writer import Writer
 from opos_tui.services.transports.registry import build_transport
@@ -37,6 +38,33 @@ async def test_writes_that_arrive_while_one_waits_share_a_commit(tmp_path: Path)
         blocker.close()
         assert queue.counts()[Status.HELD] == 4
         assert queue.version() - seen <= 2  # at most the first alone, then the other three in one commit
+
+
+async def test_writes_that_arrive_while_a_batch_is_worked_on_join_its_commit(tmp_path: Path) -> None:
+    """The writer takes the first write alone (nothing else was asked yet); the others, asked while it is being
+    made, go into the same transaction: one commit for all four, not one for the first and one for the rest."""
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        ids = queue.enqueue_many(new_item(n) for n in range(1, 5))
+        seen = queue.version()
+        writer = Writer(queue)
+        loop = asyncio.get_running_loop()
+        first_begun = asyncio.Event()
+        others_asked = threading.Event()
+
+        def first(q: Queue) -> None:
+            loop.call_soon_threadsafe(first_begun.set)
+            assert others_asked.wait(30)
+            q.hold([ids[0]])
+
+        holds = [asyncio.create_task(writer.do(first))]
+        await first_begun.wait()
+        holds += [asyncio.create_task(writer.do(lambda q, i=i: q.hold([i]))) for i in ids[1:]]
+        await asyncio.sleep(0)  # every task has handed its write over
+        others_asked.set()
+        await asyncio.gather(*holds)
+        await writer.close()
+        assert queue.counts()[Status.HELD] == 4
+        assert queue.version() - seen == 1
 
 
 async def test_a_claim_whose_caller_was_cancelled_is_handed_to_abandoned(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 The connections of a run hand their writes (a mail's result and the claim of their next one, a hold, ...) to
 one :class:`Writer`. It makes them on its own queue handle, in a thread, so that the other connections go on
 sending while a commit is flushed to disk; the writes that arrive while a commit is under way are committed
-together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them). A caller of
+together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them), and so are those
+that arrive while a batch is being made, before its commit. A caller of
 :meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.submit` (a claim) gets
 it as soon as it is made, with a future for the commit, so that it may do what needs no commit meanwhile (an
 SMTP envelope, the message data) and wait for it before what does (the end of the data).
@@ -80,16 +81,13 @@ class Writer:
     def _serve(self) -> None:
         while (first := self._requests.get()) is not None:
             batch = [first]
-            while not self._requests.empty():
-                if (more := self._requests.get()) is None:
-                    self._requests.put(None)  # end after this batch
-                    break
-                batch.append(more)
             outcomes: list[tuple[bool, Any]] = []
             failed: Exception | None = None
             try:
                 with self._queue.together():
-                    for request in batch:
+                    # What arrives while the batch is worked on joins it before its commit.
+                    while len(outcomes) < len(batch) or self._more(batch):
+                        request = batch[len(outcomes)]
                         try:
                             outcome = (True, request.work(self._queue))
                         except Exception as exc:  # that request's own failure: the others are committed
@@ -106,6 +104,17 @@ class Writer:
                 failed = exc
                 outcomes = [(False, exc)] * len(batch)
             self._loop.call_soon_threadsafe(_finish_all, list(zip(batch, outcomes, strict=True)), failed)
+
+    def _more(self, batch: list[_Request[Any]]) -> bool:
+        """Add to ``batch`` what was asked meanwhile; whether there was any (the end of the run ends it)."""
+        added = False
+        while not self._requests.empty():
+            if (more := self._requests.get()) is None:
+                self._requests.put(None)  # end after this batch
+                break
+            batch.append(more)
+            added = True
+        return added
 
 
 def _deliver_all(delivered: list[tuple[_Request[Any], tuple[bool, Any]]]) -> None:
