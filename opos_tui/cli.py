@@ -672,7 +672,7 @@ def send_run(
             sys.stderr.flush()
             width = len(line)
         elif not args.json and event.outcome not in (Outcome.SENDING, Outcome.STOPPED):
-            print(f"#{event.item_id} {event.outcome.value}: {event.reply}")
+            sys.stdout.write(f"#{event.item_id} {event.outcome.value}: {event.reply}\n")  # one write per line
 
     run = SendRun(q, home, settings=current, on_event=show, on_interaction=sign_in_on_terminal(current, home))
     try:
