@@ -309,13 +309,13 @@ class Dispatcher:
             return None  # a connection yet to claim its first mail might find none left but the ones looked at
         if self.result.sent and not self._asked_ahead:
             return None  # the transports announce nothing (no PIPELINING): looking would be for nothing
-        item = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
-        if item is None or (item.plausible is False and item.id not in self._skip_check):
+        peeked = queue.peek(wanted, since=since, exclude=frozenset(self._peeked))
+        if peeked is None:
+            return None
+        item, rendered = peeked
+        if rendered is None or (item.plausible is False and item.id not in self._skip_check):
             return None
         if not (item.sender or self.sender):
-            return None
-        rendered = queue.rendered(item.id)
-        if rendered is None:
             return None
         self._peeked.add(item.id)
         return _Next(replace(item, date=item.date or date_header(queue.clock())), rendered)

@@ -277,9 +277,10 @@ class QueueEngine(Protocol):
 
     def peek(
         self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
-    ) -> QueueItem | None:
-        """The item :meth:`claim` with the same arguments would take now, without taking it: a send run looks at
-        the mail it will send next while the current one is on the wire. Nothing is written."""
+    ) -> tuple[QueueItem, Rendered | None] | None:
+        """The item :meth:`claim` with the same arguments would take now, without taking it, and its rendered mail
+        (as :meth:`rendered`): a send run looks at the mail it will send next while the current one is on the wire.
+        Nothing is written."""
         ...
 
     def claim_peeked(self, item: QueueItem, date: str, lease: float = LEASE_SECONDS) -> QueueItem | None:

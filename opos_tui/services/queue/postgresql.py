@@ -742,10 +742,10 @@ class PostgresQueue(EngineOperations):
 
     def peek(
         self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
-    ) -> QueueItem | None:
+    ) -> tuple[QueueItem, Rendered | None] | None:
         with self._reading() as cur:
             item_id = self._oldest(cur, "", self.clock(), ids, since, exclude)
-        return None if item_id is None else self.get(item_id)
+        return None if item_id is None else (self.get(item_id), self.rendered(item_id))
 
     def _oldest(
         self,

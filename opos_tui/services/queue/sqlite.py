@@ -159,6 +159,25 @@ _CLAIM = (
     " attempts = attempts + 1, date = coalesce(date, ?), first_attempt_at = coalesce(first_attempt_at, ?)"
 )
 
+# Ending a claim (``_finish``) in one statement, all or nothing by itself (no savepoint needed inside a batch of
+# writes): an insert into this connection's temporary view ``finish``, whose trigger sets the item's status, adds
+# the attempt to its history and marks the recipients the server refused (``refused``: a JSON object address ->
+# reply, or NULL). Temporary: nothing of it is in the file, and each connection makes its own.
+_FINISH = (
+    "CREATE TEMP VIEW finish (item_id, status, error, sent_at, next_attempt_at, at, outcome, reply, refused)"
+    " AS SELECT 0, '', NULL, NULL, NULL, 0, '', '', NULL WHERE 0",
+    """CREATE TEMP TRIGGER finish_claim INSTEAD OF INSERT ON finish BEGIN
+        UPDATE items SET status = NEW.status, error = NEW.error, sent_at = NEW.sent_at,
+               next_attempt_at = NEW.next_attempt_at, claim_host = NULL, claim_pid = NULL, lease_until = NULL
+         WHERE id = NEW.item_id AND status = 'sending';
+        INSERT INTO attempts (item_id, at, outcome, reply) VALUES (NEW.item_id, NEW.at, NEW.outcome, NEW.reply);
+        UPDATE recipients
+           SET refused = (SELECT value FROM json_each(NEW.refused) WHERE lower(key) = lower(recipients.address))
+         WHERE NEW.refused IS NOT NULL AND item_id = NEW.item_id
+           AND lower(address) IN (SELECT lower(key) FROM json_each(NEW.refused));
+    END""",
+)
+
 # The To list and attachment names of a row, in order, without loading the rows themselves (and without
 # touching attachment bytes: ``data`` is the last column, stored apart from the names).
 _PLAUSIBLE = "(SELECT ok FROM plausibility p WHERE p.item_id = items.id)"
@@ -449,6 +468,9 @@ class SqliteQueue(EngineOperations):
             self._db = connect(path, create=create)
             try:
                 self._migrate()
+                self._db.execute("PRAGMA temp_store = MEMORY")  # the temporary view and trigger are never a file
+                for statement in _FINISH:
+                    self._db.execute(statement)
             except BaseException:
                 self._db.close()
                 raise
@@ -798,11 +820,18 @@ class SqliteQueue(EngineOperations):
 
     def peek(
         self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
-    ) -> QueueItem | None:
-        select = f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ({{oldest}})"
+    ) -> tuple[QueueItem, Rendered | None] | None:
+        # The item and its rendered mail in one statement.
+        select = (
+            f"SELECT {_ITEM_COLUMNS}, rendered.at AS rendered_at, rendered.data AS rendered_data"
+            " FROM items LEFT JOIN rendered ON rendered.item_id = items.id WHERE items.id = ({oldest})"
+        )
         with self._lock, self._sqlite_errors():
             found = self._oldest(self._db, select, (), self.clock(), ids, since, exclude)
-        return None if found is None else _item(found)
+        if found is None:
+            return None
+        data = found["rendered_data"]
+        return _item(found), None if data is None else Rendered(bytes(data), int(found["rendered_at"]))
 
     def _oldest(
         self,
@@ -842,23 +871,25 @@ class SqliteQueue(EngineOperations):
 
     def claim_peeked(self, item: QueueItem, date: str, lease: float = LEASE_SECONDS) -> QueueItem | None:
         # Unchanged: no claim since (``attempts``), and the same recipients, the only thing an operator may
-        # change, which drops the rendered mail (written anew only at a claim, which counts an attempt). Looked at
-        # first, in the claim's transaction: the mail is then ``item``'s, and the claim reads back only what it
-        # sets and what a hold, a release, a retry or a check may have changed since (not the whole item again).
+        # change, which drops the rendered mail (written anew only at a claim, which counts an attempt). Checked by
+        # the claim's one statement: the mail is then ``item``'s, and the claim reads back only what it sets and
+        # what a hold, a release, a retry or a check may have changed since (not the whole item again). The
+        # recipients as peeked are written by SQLite's own JSON functions, as the queue's are (_RECIPIENTS_JSON),
+        # to be compared with them: the same text if and only if they are the same.
         now = self.clock()
+        peeked = json.dumps([[r.kind, r.name, r.address, r.refused] for r in item.recipients])
         with self._write(one_statement=True) as db:
             found = db.execute(
-                f"SELECT {_RECIPIENTS_JSON} FROM items WHERE id = ? AND status IN ('pending', 'deferred')"
-                " AND attempts = ? AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)",
-                (item.id, item.attempts),
+                f"{_CLAIM} WHERE id = ? AND status IN ('pending', 'deferred') AND attempts = ?"
+                " AND EXISTS (SELECT 1 FROM rendered r WHERE r.item_id = items.id)"
+                f" AND {_RECIPIENTS_JSON} = (SELECT json_group_array(json_array(value ->> 0, value ->> 1,"
+                " value ->> 2, value ->> 3)) FROM json_each(?))"
+                f" RETURNING attempts, date, first_attempt_at, error, next_attempt_at, {_PLAUSIBLE}, {_HISTORY_JSON}",
+                (self.host, self.pid, now + lease, date, now, item.id, item.attempts, peeked),
             ).fetchone()
-            if found is None or _recipients(found[0]) != item.recipients:
-                return None
-            attempts, sent_date, first, error, retry, plausible, history = db.execute(
-                f"{_CLAIM} WHERE id = ? RETURNING attempts, date, first_attempt_at, error, next_attempt_at,"
-                f" {_PLAUSIBLE}, {_HISTORY_JSON}",
-                (self.host, self.pid, now + lease, date, now, item.id),
-            ).fetchone()
+        if found is None:
+            return None
+        attempts, sent_date, first, error, retry, plausible, history = found
         return replace(
             item,
             status=Status.SENDING,
@@ -884,19 +915,21 @@ class SqliteQueue(EngineOperations):
         refused: dict[str, str] | None = None,
     ) -> None:
         now = self.clock()
-        with self._write() as db:
+        with self._write(one_statement=True) as db:
             db.execute(
-                """UPDATE items SET status = ?, error = ?, sent_at = ?, next_attempt_at = ?,
-                       claim_host = NULL, claim_pid = NULL, lease_until = NULL
-                   WHERE id = ? AND status = 'sending'""",
-                (status.value, error, now if sent else None, next_attempt_at, item_id),
+                "INSERT INTO temp.finish VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item_id,
+                    status.value,
+                    error,
+                    now if sent else None,
+                    next_attempt_at,
+                    now,
+                    outcome,
+                    reply,
+                    json.dumps(refused) if refused else None,
+                ),
             )
-            _note(db, item_id, now, outcome, reply)
-            for address, why in (refused or {}).items():
-                db.execute(
-                    "UPDATE recipients SET refused = ? WHERE item_id = ? AND lower(address) = lower(?)",
-                    (why, item_id, address),
-                )
 
     def _unclaim(self, item_id: int, status: Status, outcome: str, reason: str, *, error: str | None) -> None:
         now = self.clock()
