@@ -1,6 +1,7 @@
 """A send run's one queue writer (services.queue.writer): what arrives together is committed together, each
-caller is answered only once its write is committed, and a claim nobody waits for any more is handed back.
-Real SQLite files, a real aiosmtpd server."""
+caller is answered only once its write is committed, and a claim nobody waits for any more is handed back; on the
+run's event loop (an SQLite queue) and on a thread of its own (a queue on a server). Real SQLite files, a real
+aiosmtpd server."""
 
 from __future__ import annotations
 
@@ -22,13 +23,34 @@ from tests.test_queue_contract import new_item
 from tests.test_send import advice
 
 
+async def test_an_sqlite_queue_is_written_on_the_event_loop_what_one_turn_asks_in_one_commit(tmp_path: Path) -> None:
+    """No thread: the writes asked in one turn of the loop are made in its next, together. Each caller is
+    answered once they are committed, and the claims' callers with their commit."""
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        ids = queue.enqueue_many(new_item(n) for n in range(1, 6))
+        seen = queue.version()
+        before = threading.active_count()
+        writer = Writer(queue)
+        assert threading.active_count() == before
+        holds = [asyncio.create_task(writer.do(lambda q, i=i: q.hold([i]))) for i in ids[:4]]
+        claimed, committed = writer.submit(lambda q: q.claim([ids[4]]))
+        await asyncio.gather(*holds)
+        item = await claimed
+        assert committed.done() and committed.exception() is None
+        await writer.close()
+        assert item is not None and item.id == ids[4]
+        assert queue.counts()[Status.HELD] == 4 and queue.counts()[Status.SENDING] == 1
+        assert queue.version() - seen == 1
+
+
 async def test_writes_that_arrive_while_one_waits_share_a_commit(tmp_path: Path) -> None:
+    """On a thread: the first write waits for another process's lock; the three asked meanwhile follow it."""
     with SqliteQueue(tmp_path / "queue.db") as queue:
         ids = queue.enqueue_many(new_item(n) for n in range(1, 5))
         seen = queue.version()
         blocker = connect(tmp_path / "queue.db")
         blocker.execute("BEGIN IMMEDIATE")  # another process writing: the writer's first commit waits for it
-        writer = Writer(queue)
+        writer = Writer(queue, on_loop=False)
         holds = [asyncio.create_task(writer.do(lambda q, i=i: q.hold([i]))) for i in ids]
         await asyncio.sleep(0)  # every task has handed its write over
         assert not any(task.done() for task in holds)  # nobody is answered before the commit
@@ -41,12 +63,13 @@ async def test_writes_that_arrive_while_one_waits_share_a_commit(tmp_path: Path)
 
 
 async def test_writes_that_arrive_while_a_batch_is_worked_on_join_its_commit(tmp_path: Path) -> None:
-    """The writer takes the first write alone (nothing else was asked yet); the others, asked while it is being
-    made, go into the same transaction: one commit for all four, not one for the first and one for the rest."""
+    """On a thread, the writer takes the first write alone (nothing else was asked yet); the others, asked while
+    it is being made, go into the same transaction: one commit for all four, not one for the first and one for
+    the rest."""
     with SqliteQueue(tmp_path / "queue.db") as queue:
         ids = queue.enqueue_many(new_item(n) for n in range(1, 5))
         seen = queue.version()
-        writer = Writer(queue)
+        writer = Writer(queue, on_loop=False)
         loop = asyncio.get_running_loop()
         first_begun = asyncio.Event()
         others_asked = threading.Event()
@@ -67,12 +90,13 @@ async def test_writes_that_arrive_while_a_batch_is_worked_on_join_its_commit(tmp
         assert queue.version() - seen == 1
 
 
-async def test_a_claim_whose_caller_was_cancelled_is_handed_to_abandoned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on the loop", "on a thread"])
+async def test_a_claim_whose_caller_was_cancelled_is_handed_to_abandoned(tmp_path: Path, on_loop: bool) -> None:
     with SqliteQueue(tmp_path / "queue.db") as queue:
         (item_id,) = queue.enqueue_many([new_item(1)])
         blocker = connect(tmp_path / "queue.db")
         blocker.execute("BEGIN IMMEDIATE")
-        writer = Writer(queue)
+        writer = Writer(queue, on_loop=on_loop)
         left: list[QueueItem | None] = []
         claim = asyncio.create_task(writer.do(lambda q: q.claim(), left.append))
         await asyncio.sleep(0)
@@ -80,12 +104,14 @@ async def test_a_claim_whose_caller_was_cancelled_is_handed_to_abandoned(tmp_pat
         blocker.execute("ROLLBACK")
         await writer.close()
         blocker.close()
+        await asyncio.wait([claim])
         assert claim.cancelled()
         assert [x.id for x in left if x is not None] == [item_id]  # the dispatcher gives it back from there
 
 
+@pytest.mark.parametrize("on_loop", [True, False], ids=["on the loop", "on a thread"])
 async def test_a_claim_that_cannot_begin_gets_the_error_instead_of_waiting_forever(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_loop: bool
 ) -> None:
     """Another process keeps the queue locked past the busy timeout: the claim's caller (a connection about to
     send) gets the queue's error, and so does the commit it would wait for; nothing was claimed."""
@@ -94,7 +120,7 @@ async def test_a_claim_that_cannot_begin_gets_the_error_instead_of_waiting_forev
         queue.enqueue_many([new_item(1)])
         blocker = connect(tmp_path / "queue.db")
         blocker.execute("BEGIN IMMEDIATE")
-        writer = Writer(queue)
+        writer = Writer(queue, on_loop=on_loop)
         claimed, committed = writer.submit(lambda q: q.claim())
         with pytest.raises(QueueError):
             await asyncio.wait_for(claimed, 30)

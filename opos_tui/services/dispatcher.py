@@ -177,7 +177,8 @@ class Dispatcher:
         """Claims of the oldest sendable mail in this run (every connection's first claim is one)."""
         self._peeked: set[int] = set()
         """Items a connection looked at to send next (:class:`_Next`): no other connection of the run claims them.
-        Changed by the writer's thread while it claims, and by the event loop when one is given up."""
+        Changed by the writer while it claims (on its thread, where it has one), and by the event loop when one is
+        given up."""
         self._counted = self._finished_at_count = 0
         self._counted_at = -1e9
 
@@ -300,7 +301,7 @@ class Dispatcher:
         return _Claimed(item, rendered, committed, upcoming, after)
 
     def _look_ahead(self, queue: Queue, wanted: list[int] | None, since: float) -> _Next | None:
-        """On the writer's thread, while it claims: the item a connection will send after the one it claims, if it
+        """In the writer, while it claims: the item a connection will send after the one it claims, if it
         may go as it is (it did not fail the plausibility check, unless confirmed, and is written as a mail
         already); None if there is none or it must go the long way (it is claimed then as any other)."""
         if self.rate_limit.interval or not self._looking_ahead:
@@ -672,7 +673,7 @@ class Dispatcher:
 
 
 _Claim = tuple[QueueItem, Rendered | None, "_Next | None"] | None
-"""What a claim on the writer's thread returns: the item, its rendered mail, the item to send after it."""
+"""What a claim made by the writer returns: the item, its rendered mail, the item to send after it."""
 
 
 @dataclass

@@ -76,6 +76,10 @@ class QueueEngine(Protocol):
     """Where this handle's times come from. A caller that hands the queue a time (a run's start, ``since``)
     reads it here, so that both speak of the same clock."""
 
+    local: bool
+    """Whether a write is work on this machine (a file), not a round trip to a server: a send run's writer then
+    makes its writes on the run's own thread, between its mails (:mod:`.writer`)."""
+
     def another(self) -> QueueEngine:
         """A new, independent handle on the same queue (with the same clock), for another thread.
         :class:`~.model.QueueGone` if the queue this handle uses is no longer the installation's (never a new,

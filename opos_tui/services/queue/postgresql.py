@@ -326,6 +326,7 @@ class PostgresQueue(EngineOperations):
     ) -> None:
         self.url = url
         self.clock = clock
+        self.local = False
         self.message_id = message_id
         self.host = socket.gethostname() if host is None else host
         self.pid = os.getpid()

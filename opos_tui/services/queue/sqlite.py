@@ -440,6 +440,7 @@ class SqliteQueue(EngineOperations):
     ) -> None:
         self.path = path
         self.clock = clock
+        self.local = True
         self.message_id = message_id
         self.host = socket.gethostname() if host is None else host
         self.pid = os.getpid()

@@ -1,13 +1,21 @@
-"""The one writer of a send run: every queue write of the run's connections is made on a thread of its own.
+"""The one writer of a send run: every queue write of the run's connections is made by one :class:`Writer`.
 
 The connections of a run hand their writes (a mail's result and the claim of their next one, a hold, ...) to
-one :class:`Writer`. It makes them on its own queue handle, in a thread, so that the other connections go on
-sending while a commit is flushed to disk; the writes that arrive while a commit is under way are committed
-together in the next one (:meth:`~.engine.QueueEngine.together`: one flush for all of them), and so are those
-that arrive while a batch is being made, before its commit. A caller of
-:meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.submit` (a claim) gets
-it as soon as it is made, with a future for the commit, so that it may do what needs no commit meanwhile (an
-SMTP envelope, the message data) and wait for it before what does (the end of the data).
+one writer. It makes them on its own queue handle, and commits what arrived together in one transaction
+(:meth:`~.engine.QueueEngine.together`: one flush for all of them). Where it makes them depends on the queue:
+
+- A queue on this machine (SQLite, :attr:`~.engine.QueueEngine.local`): on the run's event loop, between its
+  mails. The writes asked in one turn of the loop are made and committed together in the next. There they
+  need nobody else's turn: on a thread of their own, each statement waited for the interpreter's lock while the
+  event loop ran Python, and runs took longer for it (docs/PERFORMANCE.md).
+- A queue on a server (PostgreSQL): on a thread of its own, so that the connections go on sending while a
+  statement goes to the server and back. The writes that arrive while a batch is being made join it before
+  its commit, and those that arrive during its commit go into the next.
+
+A caller of :meth:`Writer.do` gets its result once its write is committed; a caller of :meth:`Writer.submit` (a
+claim) gets it with a future for the commit, so that it may do what needs no commit meanwhile (an SMTP envelope,
+the message data) and wait for it before what does (the end of the data). On a thread it gets the result as
+soon as the write is made, before the commit.
 """
 
 from __future__ import annotations
@@ -42,68 +50,103 @@ class _Request(Generic[T]):
 
 class Writer:
     """One run's writer over ``queue`` (it opens a handle of its own with ``queue.another()``). Use it from one
-    event loop; :meth:`close` it when the run is over."""
+    event loop; :meth:`close` it when the run is over. ``on_loop``: make the writes on the event loop (default:
+    where the queue is :attr:`~.engine.QueueEngine.local`), else on a thread of their own."""
 
-    def __init__(self, queue: QueueEngine) -> None:
+    def __init__(self, queue: QueueEngine, *, on_loop: bool | None = None) -> None:
         self._queue = queue.another()
         self._loop = asyncio.get_running_loop()
+        self._waiting: list[_Request[Any]] = []
+        """On the loop: what was asked since the last batch, made in the next one."""
         self._requests: SimpleQueue[_Request[Any] | None] = SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="opos-tui queue writer", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if not (queue.local if on_loop is None else on_loop):
+            self._thread = threading.Thread(target=self._serve, name="opos-tui queue writer", daemon=True)
+            self._thread.start()
 
     async def do(self, work: Work[T], abandoned: Callable[[T], None] | None = None) -> T:
         """``work`` done and committed, with what it returned (or raised). If the caller is cancelled meanwhile,
         the work is still done, and ``abandoned`` gets its result (on the event loop): e.g. to give back a claim
         nobody will send."""
         future: asyncio.Future[T] = self._loop.create_future()
-        self._requests.put(_Request(work, future, abandoned))
+        self._ask(_Request(work, future, abandoned))
         return await future
 
     def submit(
         self, work: Work[T], abandoned: Callable[[T], None] | None = None, *, early: bool = True
     ) -> tuple[asyncio.Future[T], asyncio.Future[None]]:
-        """Hand over ``work`` without waiting: a future for what it returns, told as soon as it is done, before it
-        is committed, and one that is done once it is committed (or holds why not). Cancel the first to abandon
-        the work (``abandoned`` then gets its result, as for :meth:`do`). ``early=False``: the caller needs the
-        result only with the commit, so both are told at once (each telling waits for the event loop's thread)."""
+        """Hand over ``work`` without waiting: a future for what it returns, and one that is done once it is
+        committed (or holds why not). On a thread the first is told as soon as the work is done, before the
+        commit. Cancel the first to abandon the work (``abandoned`` then gets its result, as for :meth:`do`).
+        ``early=False``: the caller needs the result only with the commit, so both are told at once (each telling
+        from the thread waits for the event loop's thread)."""
         future: asyncio.Future[T] = self._loop.create_future()
         committed: asyncio.Future[None] = self._loop.create_future()
         committed.add_done_callback(_seen)  # nobody may wait for it (a mail held back after its claim)
-        self._requests.put(_Request(work, future, abandoned, committed, early))
+        self._ask(_Request(work, future, abandoned, committed, early))
         return future, committed
 
     async def close(self) -> None:
-        """Finish what was asked, then end the thread and let go of the handle."""
-        self._requests.put(None)
-        await asyncio.to_thread(self._thread.join)  # the results delivered meanwhile are handed out first
+        """Finish what was asked, then end the thread (if any) and let go of the handle."""
+        if self._thread is None:
+            self._make_waiting()
+        else:
+            self._requests.put(None)
+            await asyncio.to_thread(self._thread.join)  # the results delivered meanwhile are handed out first
         self._queue.close()
 
+    def _ask(self, request: _Request[Any]) -> None:
+        if self._thread is not None:
+            self._requests.put(request)
+            return
+        if not self._waiting:  # the first since the last batch: the next batch is made in the loop's next turn
+            self._loop.call_soon(self._make_waiting)
+        self._waiting.append(request)
+
+    def _make_waiting(self) -> None:
+        """On the loop: make and commit what was asked since the last batch, and tell each caller."""
+        batch, self._waiting = self._waiting, []
+        if batch:
+            _finish_all(*self._make(batch))
+
     def _serve(self) -> None:
+        """On the thread: make batches of what arrives, until :meth:`close`."""
         while (first := self._requests.get()) is not None:
-            batch = [first]
-            outcomes: list[tuple[bool, Any]] = []
-            failed: Exception | None = None
-            try:
-                with self._queue.together():
-                    # What arrives while the batch is worked on joins it before its commit.
-                    while len(outcomes) < len(batch) or self._more(batch):
-                        request = batch[len(outcomes)]
-                        try:
-                            outcome = (True, request.work(self._queue))
-                        except Exception as exc:  # that request's own failure: the others are committed
-                            outcome = (False, exc)
-                        outcomes.append(outcome)
-                    # The claims are told before the commit (each awaits its commit apart): one wake-up of the
-                    # event loop for all of them, as each wake-up waits for the loop's thread to let go.
+            outcomes, failed = self._make([first], self._more, self._tell_early)
+            self._loop.call_soon_threadsafe(_finish_all, outcomes, failed)
+
+    def _make(
+        self,
+        batch: list[_Request[Any]],
+        more: Callable[[list[_Request[Any]]], bool] = lambda batch: False,
+        tell_early: Callable[[list[_Told]], None] | None = None,
+    ) -> tuple[list[_Told], Exception | None]:
+        """Make ``batch`` (with what ``more`` adds to it meanwhile) in one transaction, and commit it: each write
+        with what it returned or raised, and why the commit failed (None if it did not). ``tell_early`` gets the
+        claims' results before the commit."""
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._queue.together():
+                while len(outcomes) < len(batch) or more(batch):
+                    request = batch[len(outcomes)]
+                    try:
+                        outcome = (True, request.work(self._queue))
+                    except Exception as exc:  # that request's own failure: the others are committed
+                        outcome = (False, exc)
+                    outcomes.append(outcome)
+                if tell_early is not None:
                     early = [
                         (r, o) for r, o in zip(batch, outcomes, strict=True) if r.committed is not None and r.early
                     ]
                     if early:
-                        self._loop.call_soon_threadsafe(_deliver_all, early)
-            except Exception as exc:  # the commit failed: nothing of the batch happened
-                failed = exc
-                outcomes = [(False, exc)] * len(batch)
-            self._loop.call_soon_threadsafe(_finish_all, list(zip(batch, outcomes, strict=True)), failed)
+                        tell_early(early)
+        except Exception as exc:  # the commit failed: nothing of the batch happened
+            return [(r, (False, exc)) for r in batch], exc
+        return list(zip(batch, outcomes, strict=True)), None
+
+    def _tell_early(self, early: list[_Told]) -> None:
+        # One wake-up of the event loop for all of them, as each wake-up waits for the loop's thread to let go.
+        self._loop.call_soon_threadsafe(_deliver_all, early)
 
     def _more(self, batch: list[_Request[Any]]) -> bool:
         """Add to ``batch`` what was asked meanwhile; whether there was any (the end of the run ends it)."""
@@ -117,12 +160,16 @@ class Writer:
         return added
 
 
-def _deliver_all(delivered: list[tuple[_Request[Any], tuple[bool, Any]]]) -> None:
+_Told = tuple[_Request[Any], tuple[bool, Any]]
+"""A write and what became of it: (True, what it returned) or (False, what it raised)."""
+
+
+def _deliver_all(delivered: list[_Told]) -> None:
     for request, (ok, value) in delivered:
         _deliver(request, ok, value)
 
 
-def _finish_all(batch: list[tuple[_Request[Any], tuple[bool, Any]]], failed: Exception | None) -> None:
+def _finish_all(batch: list[_Told], failed: Exception | None) -> None:
     """A batch is committed (``failed`` None) or not: each write's caller gets its result, each claim its commit."""
     for request, (ok, value) in batch:
         if request.committed is None or not request.future.done():  # told only now, or it could not even begin
