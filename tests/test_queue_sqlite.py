@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -58,6 +59,7 @@ def test_a_file_of_a_newer_opos_tui_is_refused(tmp_path: Path) -> None:
 CLAIM_AND_DIE = """
 import os, signal, sys
 from pathlib import Path
+from typing import Any, NoReturn
 from opos_tui.services.queue import SqliteQueue
 queue = SqliteQueue(Path(sys.argv[1]))
 item = queue.claim([int(sys.argv[2])])
@@ -84,9 +86,22 @@ def test_a_dead_claimant_on_this_host_leaves_its_item_uncertain_at_once(tmp_path
         assert queue.get(item_id).status is Status.SENT
 
 
+class NoBlobs:
+    """A connection that opens no blob (the authorizer does not see what is read through one)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def blobopen(self, table: str, column: str, *_: object, **__: object) -> NoReturn:
+        raise sqlite3.DatabaseError(f"{table}.{column} is prohibited")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
 def test_listing_counting_and_claiming_never_read_message_or_attachment_bytes(tmp_path: Path) -> None:
-    """The queue's own connection may not read rendered mails or attachment bytes (SQLite's authorizer): everything
-    but the two methods that hand them out still works."""
+    """The queue's own connection may not read rendered mails or attachment bytes (SQLite's authorizer, and no blob
+    opened, as the authorizer does not see those): everything but the two methods that hand them out still works."""
     with SqliteQueue(tmp_path / "queue.db") as queue:
         ids = queue.enqueue_many(new_item(n, rendered=Rendered(b"From: x\r\n\r\nbody\r\n", 9)) for n in range(1, 4))
         bytes_columns = {("rendered", "data"), ("attachments", "data")}
@@ -96,6 +111,7 @@ def test_listing_counting_and_claiming_never_read_message_or_attachment_bytes(tm
             return sqlite3.SQLITE_DENY if reads_bytes else sqlite3.SQLITE_OK
 
         queue._db.set_authorizer(no_bytes)
+        queue._db = NoBlobs(queue._db)  # type: ignore[assignment]
         assert [r.id for r in queue.page(search="mahnung")] == ids[::-1]
         assert queue.page()[0].attachments == ("Mahnung_3_Größe.pdf",)
         assert queue.count() == 3 and queue.counts()[Status.PENDING] == 3 and queue.version() > 0

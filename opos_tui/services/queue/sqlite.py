@@ -413,6 +413,13 @@ def _store_rendered(db: sqlite3.Connection, item_id: int, rendered: Rendered) ->
     )
 
 
+def _rendered_data(db: sqlite3.Connection, item_id: int) -> bytes:
+    """An item's rendered mail (there is one), read as one blob: a ``SELECT`` of it walks the pages it overflows
+    into one by one, and takes several times as long (140 KB with a 100 KB PDF: 120 µs against 16 µs)."""
+    with db.blobopen("rendered", "data", item_id, readonly=True) as blob:
+        return blob.read()
+
+
 def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: str = "") -> None:
     """One line of an item's history."""
     db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
@@ -702,8 +709,9 @@ class SqliteQueue(EngineOperations):
         ]
 
     def rendered(self, item_id: int) -> Rendered | None:
-        rows = self._read("SELECT at, data FROM rendered WHERE item_id = ?", (item_id,))
-        return Rendered(bytes(rows[0]["data"]), int(rows[0]["at"])) if rows else None
+        with self._lock, self._sqlite_errors():
+            found = self._db.execute("SELECT at FROM rendered WHERE item_id = ?", (item_id,)).fetchone()
+            return None if found is None else Rendered(_rendered_data(self._db, item_id), found[0])
 
     def store_rendered(self, item_id: int, rendered: Rendered) -> None:
         with self._write() as db:
@@ -822,17 +830,17 @@ class SqliteQueue(EngineOperations):
     def peek(
         self, ids: Sequence[int] | None = None, since: float | None = None, exclude: Collection[int] = ()
     ) -> tuple[QueueItem, Rendered | None] | None:
-        # The item and its rendered mail in one statement.
+        # The item, and whether it has its mail written, in one statement; the mail itself read as a blob.
         select = (
-            f"SELECT {_ITEM_COLUMNS}, rendered.at AS rendered_at, rendered.data AS rendered_data"
+            f"SELECT {_ITEM_COLUMNS}, rendered.at AS rendered_at"
             " FROM items LEFT JOIN rendered ON rendered.item_id = items.id WHERE items.id = ({oldest})"
         )
         with self._lock, self._sqlite_errors():
             found = self._oldest(self._db, select, (), self.clock(), ids, since, exclude)
-        if found is None:
-            return None
-        data = found["rendered_data"]
-        return _item(found), None if data is None else Rendered(bytes(data), int(found["rendered_at"]))
+            if found is None:
+                return None
+            at = found["rendered_at"]
+            return _item(found), None if at is None else Rendered(_rendered_data(self._db, found["id"]), at)
 
     def _oldest(
         self,
