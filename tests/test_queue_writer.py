@@ -24,8 +24,8 @@ from tests.test_send import advice
 
 
 async def test_an_sqlite_queue_is_written_on_the_event_loop_what_one_turn_asks_in_one_commit(tmp_path: Path) -> None:
-    """No thread: the writes asked in one turn of the loop are made in its next, together. Each caller is
-    answered once they are committed, and the claims' callers with their commit."""
+    """No thread: the writes asked within three turns of the loop are made together. Each caller is answered
+    once they are committed, and the claims' callers with their commit."""
     with SqliteQueue(tmp_path / "queue.db") as queue:
         ids = queue.enqueue_many(new_item(n) for n in range(1, 6))
         seen = queue.version()
@@ -41,6 +41,25 @@ async def test_an_sqlite_queue_is_written_on_the_event_loop_what_one_turn_asks_i
         assert item is not None and item.id == ids[4]
         assert queue.counts()[Status.HELD] == 4 and queue.counts()[Status.SENDING] == 1
         assert queue.version() - seen == 1
+
+
+async def test_on_the_loop_writes_asked_in_the_turns_before_a_batch_join_it(tmp_path: Path) -> None:
+    """Three writes, each a turn of the loop after the one before, share one commit (as the writes of connections
+    whose replies came in together do); a write asked once that batch is made goes into the next."""
+    with SqliteQueue(tmp_path / "queue.db") as queue:
+        ids = queue.enqueue_many(new_item(n) for n in range(1, 5))
+        seen = queue.version()
+        writer = Writer(queue)
+        holds = []
+        for item_id in ids[:3]:
+            holds.append(asyncio.ensure_future(writer.do(lambda q, i=item_id: q.hold([i]))))
+            await asyncio.sleep(0)  # a turn of the loop
+        await asyncio.gather(*holds)
+        assert queue.version() - seen == 1
+        await writer.do(lambda q: q.hold([ids[3]]))
+        await writer.close()
+        assert queue.counts()[Status.HELD] == 4
+        assert queue.version() - seen == 2
 
 
 async def test_writes_that_arrive_while_one_waits_share_a_commit(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ one writer. It makes them on its own queue handle, and commits what arrived toge
 (:meth:`~.engine.QueueEngine.together`: one flush for all of them). Where it makes them depends on the queue:
 
 - A queue on this machine (SQLite, :attr:`~.engine.QueueEngine.local`): on the run's event loop, between its
-  mails. The writes asked in one turn of the loop are made and committed together in the next. There they
+  mails. The writes asked within a few turns of the loop are made and committed together. There they
   need nobody else's turn: on a thread of their own, each statement waited for the interpreter's lock while the
   event loop ran Python, and runs took longer for it (docs/PERFORMANCE.md).
 - A queue on a server (PostgreSQL): on a thread of its own, so that the connections go on sending while a
@@ -46,6 +46,13 @@ class _Request(Generic[T]):
     """For :meth:`Writer.submit`: done once the work is committed, or with why it was not."""
     early: bool = True
     """For :meth:`Writer.submit`: its result is told as soon as the work is done, before the commit."""
+
+
+TURNS_BEFORE_A_BATCH = 3
+"""On the loop, a batch is made in the third turn of the loop after its first write was asked. A connection's
+task takes a few turns from the server's reply to its next write: the connections whose replies came in at about
+the same time hand theirs in meanwhile, and share the commit. Against a batch made in the next turn, a run of
+four connections took 5% less time; a later turn gained no more (docs/PERFORMANCE.md)."""
 
 
 class Writer:
@@ -99,9 +106,16 @@ class Writer:
         if self._thread is not None:
             self._requests.put(request)
             return
-        if not self._waiting:  # the first since the last batch: the next batch is made in the loop's next turn
-            self._loop.call_soon(self._make_waiting)
+        if not self._waiting:  # the first since the last batch: a batch is made a few turns from now
+            self._loop.call_soon(self._in_turns, TURNS_BEFORE_A_BATCH - 1)
         self._waiting.append(request)
+
+    def _in_turns(self, turns: int) -> None:
+        """Make the batch ``turns`` turns of the loop after this one."""
+        if turns:
+            self._loop.call_soon(self._in_turns, turns - 1)
+        else:
+            self._make_waiting()
 
     def _make_waiting(self) -> None:
         """On the loop: make and commit what was asked since the last batch, and tell each caller."""
