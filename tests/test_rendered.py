@@ -8,6 +8,7 @@ import asyncio
 import random
 import re
 from dataclasses import replace
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from opos_tui.services.compose import LetterRequest, build_message, default_send
 from opos_tui.services.dispatcher import Dispatcher
 from opos_tui.services.home import Home
 from opos_tui.services.queue import QueueItem, Recipient, SqliteQueue, Status
+from opos_tui.services.queue.headers import date_header
 from opos_tui.services.secrets import open_store
 from opos_tui.services.settings import Settings, check
 from opos_tui.services.transports.registry import build_transport
@@ -75,6 +77,14 @@ def test_the_wire_bytes_are_the_ones_build_message_writes(tmp_path: Path, config
         )
     assert wire == expected
     assert f"Date: {item.date}\r\nMessage-ID: {item.message_id}\r\n".encode() in wire
+
+
+def test_a_date_header_is_the_one_the_email_package_writes_for_its_second() -> None:
+    """The Date header is remembered per second (a run writes the same one for many mails): each is still the one
+    the email package writes for its own second, also after another second's, and across a change of summer time
+    (in the zone the tests run in)."""
+    for at in (1_700_000_000.2, 1_700_000_000.9, 1_700_000_001.0, 1_700_000_000.5, 1_711_846_799.9, 1_711_846_800.1):
+        assert date_header(at) == formatdate(at, localtime=True)
 
 
 def send_all(queue: SqliteQueue, current: Settings, home: Home) -> None:

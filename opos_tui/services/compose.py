@@ -484,7 +484,7 @@ def wire_message(item: QueueItem, rendered: Rendered, sender: str = "") -> bytes
     none (the one in force when it is sent)."""
     fixed = _header_line("Date", item.date) if item.date else b""
     fixed += _header_line("Message-ID", item.message_id)
-    data, at = rendered.data, rendered.at
+    data, at = memoryview(rendered.data), rendered.at  # its parts are joined without copying them first
     start = b""
     if not item.sender:
         mailbox = parse_mailbox(sender)

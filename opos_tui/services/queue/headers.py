@@ -10,7 +10,15 @@ from opos_tui.services.addresses import new_message_id
 __all__ = ["date_header", "new_message_id"]
 
 
+_last: tuple[int, str] = (-1, "")
+"""The last second a Date header was written for, and that header: a run writes the same one for many mails."""
+
+
 def date_header(at: float) -> str:
     """The Date header for a first send at ``at`` (seconds since the epoch), in local time as mail clients
     write it."""
-    return formatdate(at, localtime=True)
+    global _last
+    second = int(at)
+    if _last[0] != second:
+        _last = (second, formatdate(second, localtime=True))
+    return _last[1]
