@@ -15,7 +15,7 @@ from opos_tui.services.queue import QueueError
 from opos_tui.services.secrets import PASSWORD as PASSWORD_KEY
 from opos_tui.services.secrets import FileSecretStore
 from opos_tui.services.settings import SecurityMode, Settings, check
-from opos_tui.services.transports.base import AddressNotSupported, Envelope, SendResult, Stage, Upcoming
+from opos_tui.services.transports.base import AddressNotSupported, Envelope, HandshakeEvent, SendResult, Stage, Upcoming
 from opos_tui.services.transports.registry import build_transport
 from opos_tui.services.transports.smtp import errors
 from opos_tui.services.transports.smtp.transport import (
@@ -336,6 +336,31 @@ async def test_replies_are_classified_and_the_connection_reused(
         assert (error.code, error.reply, error.category) == (code, reply, category)
         await transport.send(MESSAGE, ENVELOPE)
     assert [r.rcpt_tos for r in server.received] == [["kunde@example.test"]]
+
+
+@PIPELINING
+async def test_the_exchange_shows_the_data_of_a_mail_the_server_refused_or_took(
+    smtp_server: Any, pipelining: bool
+) -> None:
+    """A mail the server refuses after its data: the failed exchange names the data, then the reply. One it
+    takes: a watching connection test is told the same, with the server's 250."""
+    server = smtp_server("plain", pipelining=pipelining)
+    envelope = Envelope("buchhaltung@example.test", ("data-reject@example.test",))
+    events: list[HandshakeEvent] = []
+    async with SmtpTransport(config(server), observer=events.append) as transport:
+        with pytest.raises(errors.MessageRejected):
+            await transport.send(MESSAGE, envelope)
+        assert transport.state.failed_exchange == (
+            "C: MAIL FROM:<buchhaltung@example.test>",
+            "C: RCPT TO:<data-reject@example.test>",
+            "C: DATA",
+            f"C: ({len(MESSAGE):,} bytes of message data)",
+            "S: 554 5.6.0 message content rejected",
+        )
+        await transport.send(MESSAGE, ENVELOPE)
+    sent = [e for e in events if e.stage is Stage.SEND]
+    assert sent[-1].exchange[-2:] == (f"C: ({len(MESSAGE):,} bytes of message data)", sent[-1].exchange[-1])
+    assert sent[-1].exchange[-1].startswith("S: 250")
 
 
 @PIPELINING

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Generator, Iterable, Iterator,
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 from opos_tui.services.files import make_file, narrow
 from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, StatusFilter
@@ -425,6 +426,23 @@ def _note(db: sqlite3.Connection, item_id: int, at: float, outcome: str, reply: 
     db.execute("INSERT INTO attempts (item_id, at, outcome, reply) VALUES (?, ?, ?, ?)", (item_id, at, outcome, reply))
 
 
+class _SqliteErrors:
+    """A block whose SQLite errors become a :class:`QueueError` about the queue at ``path``. A class, not a
+    generator: a send run enters one several times per mail."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if isinstance(error, sqlite3.Error):
+            raise queue_error(self.path, error) from None
+
+
 class SqliteQueue(EngineOperations):
     """The send queue in one SQLite file (a :class:`~.engine.QueueEngine`). Thread-safe; one instance per
     process is enough, plus one per worker thread that must not wait for the others (:meth:`another`).
@@ -454,6 +472,7 @@ class SqliteQueue(EngineOperations):
         self._lock = threading.RLock()
         self._together = False
         self._create = create
+        self._errors = _SqliteErrors(path)
         try:
             if create:
                 # Made with the installation's mode before SQLite opens it: SQLite gives its -wal and -shm the
@@ -506,13 +525,9 @@ class SqliteQueue(EngineOperations):
                         db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextlib.contextmanager
-    def _sqlite_errors(self) -> Iterator[None]:
+    def _sqlite_errors(self) -> _SqliteErrors:
         """The one place where SQLite's errors become a :class:`QueueError` that says what to do."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise queue_error(self.path, exc) from None
+        return self._errors
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:

@@ -168,6 +168,11 @@ def _dot_at_line_start(data: bytes) -> bool:
     return False
 
 
+def _data_line(message: bytes) -> str:
+    """The client's line for a message's data in an exchange shown to the user."""
+    return tr(f"C: ({len(message):,} bytes of message data)", f"C: ({len(message):,} Bytes Nachricht)")
+
+
 def _server_lines(code: int, message: str) -> tuple[str, ...]:
     lines = message.splitlines() or [""]
     return tuple(f"S: {code}{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
@@ -703,14 +708,14 @@ class SmtpTransport:
             self._drop()
             raise ConnectionLost(cfg.host, cfg.port, str(exc)) from exc
         # From here on the message may have arrived: a lost connection is no reason to send it again.
-        exchange.append(tr(f"C: ({len(message):,} bytes of message data)", f"C: ({len(message):,} Bytes Nachricht)"))
         try:
             final = await (protocol.read_response if replies is None else replies.read)(cfg.timeout)
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
             self._drop()
             raise ReplyLost(cfg.host, str(exc)) from exc
+        # The line for the data is written only where the exchange is shown: a send run shows none that went well.
         if final.code != 250:
-            self._failed_exchange = (*exchange, *_server_lines(final.code, final.message))
+            self._failed_exchange = (*exchange, _data_line(message), *_server_lines(final.code, final.message))
             raise self._reply_error(final.code, final.message, "data")
         result = SendResult(reply=_reply(final), refused=refused)
         if self.observer is not None:  # a send run has none: no need to write it for every mail
@@ -721,7 +726,7 @@ class SmtpTransport:
                     f"Accepted for {len(recipients) - len(refused)} of {len(recipients)} recipients: {result.reply}",
                     f"Angenommen für {len(recipients) - len(refused)} von {len(recipients)} Empfängern: {result.reply}",
                 ),
-                (*exchange, *_server_lines(final.code, final.message)),
+                (*exchange, _data_line(message), *_server_lines(final.code, final.message)),
             )
         return result
 
