@@ -18,7 +18,7 @@ def date_header(at: float) -> str:
     """The Date header for a first send at ``at`` (seconds since the epoch), in local time as mail clients
     write it."""
     global _last
-    second = int(at)
-    if _last[0] != second:
-        _last = (second, formatdate(second, localtime=True))
-    return _last[1]
+    second, last = int(at), _last  # read once: another thread may write it meanwhile
+    if last[0] != second:
+        last = _last = (second, formatdate(second, localtime=True))
+    return last[1]
