@@ -98,10 +98,15 @@ class Recipient:
 
     def formatted(self) -> str:
         """``Name <addr>`` as typed by a person (not encoded), or the bare address."""
-        if not self.name:
-            return self.address
-        local, _, domain = self.address.rpartition("@")
-        return str(Address(display_name=self.name, username=local, domain=domain))
+        return formatted(self.name, self.address)
+
+
+def formatted(name: str, address: str) -> str:
+    """A recipient as :meth:`Recipient.formatted` writes it, without making one first."""
+    if not name:
+        return address
+    local, _, domain = address.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
 
 
 @dataclass(frozen=True)

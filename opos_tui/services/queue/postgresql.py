@@ -53,6 +53,7 @@ from opos_tui.services.queue.model import (
     Rendered,
     Status,
     UnknownItems,
+    formatted,
 )
 from opos_tui.services.queue.operations import EngineOperations
 from opos_tui.services.queue.search import search_text, search_words
@@ -241,25 +242,30 @@ def _where(statuses: StatusFilter, search: str) -> tuple[str, dict[str, object]]
 
 
 def _row(r: Row) -> ItemRow:
-    return ItemRow(
-        id=int(r["id"]),
-        status=Status(r["status"]),
-        type=LetterType(r["type"]),
-        level=r["level"],
-        to=tuple(Recipient("to", address, name).formatted() for name, address in r["to_list"]),
-        customer_name=r["customer_name"],
-        customer_number=r["customer_number"],
-        document_number=r["document_number"],
-        subject=r["subject"],
-        attachments=tuple(r["att_list"]),
-        attempts=r["attempts"],
-        error=r["error"],
-        message_id=r["message_id"],
-        created_at=_dt(r["created_at"]) or datetime.now(UTC),
-        sent_at=_dt(r["sent_at"]),
-        next_attempt_at=_dt(r["next_attempt_at"]),
-        plausible=r["plausible"],
-    )
+    return ItemRow(**_row_fields(r))
+
+
+def _row_fields(r: Row) -> dict[str, Any]:
+    """The fields of an :class:`ItemRow` from a listing's row, for it or for a :class:`QueueItem`."""
+    return {
+        "id": int(r["id"]),
+        "status": Status(r["status"]),
+        "type": LetterType(r["type"]),
+        "level": r["level"],
+        "to": tuple(formatted(name, address) for name, address in r["to_list"]),
+        "customer_name": r["customer_name"],
+        "customer_number": r["customer_number"],
+        "document_number": r["document_number"],
+        "subject": r["subject"],
+        "attachments": tuple(r["att_list"]),
+        "attempts": r["attempts"],
+        "error": r["error"],
+        "message_id": r["message_id"],
+        "created_at": _dt(r["created_at"]) or datetime.now(UTC),
+        "sent_at": _dt(r["sent_at"]),
+        "next_attempt_at": _dt(r["next_attempt_at"]),
+        "plausible": r["plausible"],
+    }
 
 
 Cursor = psycopg.Cursor[Row]
@@ -585,9 +591,8 @@ class PostgresQueue(EngineOperations):
             history = tuple(
                 Attempt(_dt(x["at"]) or datetime.now(UTC), x["outcome"], x["reply"]) for x in cur.fetchall()
             )
-        row = _row(r)
         return QueueItem(
-            **{f: getattr(row, f) for f in ItemRow.__dataclass_fields__},
+            **_row_fields(r),
             sender=r["sender"],
             reply_to=r["reply_to"],
             recipients=recipients,

@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from opos_tui.services.files import make_file, narrow
 from opos_tui.services.queue.engine import LEASE_SECONDS, Clock, StatusFilter
@@ -50,6 +51,7 @@ from opos_tui.services.queue.model import (
     Rendered,
     Status,
     UnknownItems,
+    formatted,
 )
 from opos_tui.services.queue.operations import EngineOperations
 from opos_tui.services.queue.search import search_text, search_words
@@ -332,33 +334,37 @@ def _where(statuses: StatusFilter, search: str) -> tuple[str, list[object]]:
 
 
 def _row(r: sqlite3.Row) -> ItemRow:
-    to = tuple(Recipient("to", address, name).formatted() for name, address in json.loads(r["to_json"]))
-    return ItemRow(
-        id=r["id"],
-        status=Status(r["status"]),
-        type=LetterType(r["type"]),
-        level=r["level"],
-        to=to,
-        customer_name=r["customer_name"],
-        customer_number=r["customer_number"],
-        document_number=r["document_number"],
-        subject=r["subject"],
-        attachments=tuple(json.loads(r["att_json"])),
-        attempts=r["attempts"],
-        error=r["error"],
-        message_id=r["message_id"],
-        created_at=_dt(r["created_at"]) or datetime.now(UTC),
-        sent_at=_dt(r["sent_at"]),
-        next_attempt_at=_dt(r["next_attempt_at"]),
-        plausible=_verdict(r["plausible"]),
-    )
+    return ItemRow(**_row_fields(r))
+
+
+def _row_fields(r: sqlite3.Row) -> dict[str, Any]:
+    """The fields of an :class:`ItemRow` from a row of :data:`_ROW_COLUMNS`, for it or for a :class:`QueueItem`
+    (made without an :class:`ItemRow` first: an item is made for every mail a run sends)."""
+    return {
+        "id": r["id"],
+        "status": Status(r["status"]),
+        "type": LetterType(r["type"]),
+        "level": r["level"],
+        "to": tuple(formatted(name, address) for name, address in json.loads(r["to_json"])),
+        "customer_name": r["customer_name"],
+        "customer_number": r["customer_number"],
+        "document_number": r["document_number"],
+        "subject": r["subject"],
+        "attachments": tuple(json.loads(r["att_json"])),
+        "attempts": r["attempts"],
+        "error": r["error"],
+        "message_id": r["message_id"],
+        "created_at": _dt(r["created_at"]) or datetime.now(UTC),
+        "sent_at": _dt(r["sent_at"]),
+        "next_attempt_at": _dt(r["next_attempt_at"]),
+        "plausible": _verdict(r["plausible"]),
+    }
 
 
 def _item(r: sqlite3.Row) -> QueueItem:
     """The item of a row of :data:`_ITEM_COLUMNS`."""
-    row = _row(r)
     return QueueItem(
-        **{f: getattr(row, f) for f in ItemRow.__dataclass_fields__},
+        **_row_fields(r),
         sender=r["sender"],
         reply_to=r["reply_to"],
         recipients=_recipients(r["recipients_json"]),
