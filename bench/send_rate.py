@@ -6,7 +6,8 @@ in a loop; for 4 connections, 4 such loops at once). ``smtp-source`` is Postfix'
 messages of the same size. ``opos-tui send --all`` is the real command, one process (its start included), with
 ``smtp.connections`` set: each mail claimed as ``sending`` in a committed transaction before its data goes out
 (the transaction that also records the connection's last mail) and recorded after the server's reply, its bytes
-the ones written when it was queued.
+the ones written when it was queued. Each of its runs sends from a fresh copy of one queue, flushed to disk
+first, as a queue that opos-tui wrote is (see ``flush``).
 
 Needs ``smtp-sink`` (Debian package ``postfix``; the Postfix daemon need not run); ``smtp-source`` is skipped
 with a note where it is missing. Talks to 127.0.0.1 only. Run: ``python bench/send_rate.py [--mails 1000]
