@@ -478,11 +478,13 @@ def render(item: QueueItem | NewItem, attachments: Sequence[Attachment] | Sequen
     return Rendered(raw[:at] + raw[at + len(line) :], at)
 
 
-def wire_message(item: QueueItem, rendered: Rendered, sender: str = "") -> bytes:
+def wire_message(item: QueueItem, rendered: Rendered, sender: str = "", date: str | None = None) -> bytes:
     """The bytes that go out for a claimed ``item`` from its ``rendered`` mail: byte for byte what
     :func:`build_message` writes, with the item's Date and Message-ID, and ``sender`` as From when the item has
-    none (the one in force when it is sent)."""
-    fixed = _header_line("Date", item.date) if item.date else b""
+    none (the one in force when it is sent). ``date``: the Date of an item that has none yet (one looked at to
+    send next, whose claim will give it this one)."""
+    when = item.date or date
+    fixed = _header_line("Date", when) if when else b""
     fixed += _header_line("Message-ID", item.message_id)
     data, at = memoryview(rendered.data), rendered.at  # its parts are joined without copying them first
     start = b""

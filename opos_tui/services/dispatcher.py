@@ -319,7 +319,7 @@ class Dispatcher:
         if not (item.sender or self.sender):
             return None
         self._peeked.add(item.id)
-        return _Next(replace(item, date=item.date or date_header(queue.clock())), rendered)
+        return _Next(item, rendered, item.date or date_header(queue.clock()))
 
     def _upcoming(self, following: _Next | None) -> Upcoming | None:
         """The mail a connection's transport may announce after the current one: ``following`` as it would go
@@ -335,7 +335,7 @@ class Dispatcher:
                         return None  # held back when it is claimed the long way
                     following.item = item = replace(item, plausible=True)
                 sender = parse_mailbox(item.sender or self.sender).addr_spec
-                message = wire_message(item, following.rendered, self.sender)
+                message = wire_message(item, following.rendered, self.sender, date=following.date)
             except Exception:  # it fails when it is claimed the long way, which says why
                 return None
             following.upcoming = Upcoming(message, Envelope(sender=sender, recipients=item.envelope_recipients))
@@ -682,15 +682,13 @@ class _Next:
     ``Queue.claim_peeked`` when its turn comes, if nothing about it changed."""
 
     item: QueueItem
-    """As it was looked at, with the Date its message is written with."""
+    """As it was looked at."""
     rendered: Rendered
+    date: str
+    """The Date its message is written with: its own, or the one its claim gives it (an item's first claim
+    gives it the Date it is asked to)."""
     upcoming: Upcoming | None = None
     """Its message and envelope, once written (on the event loop): the transport may announce them."""
-
-    @property
-    def date(self) -> str:
-        assert self.item.date is not None  # given when it was looked at
-        return self.item.date
 
 
 @dataclass(frozen=True)
