@@ -45,7 +45,6 @@ from opos_tui.services.queue.model import (
     Attempt,
     DuplicateImport,
     ItemRow,
-    LetterType,
     NewItem,
     QueueError,
     QueueItem,
@@ -53,9 +52,9 @@ from opos_tui.services.queue.model import (
     Rendered,
     Status,
     UnknownItems,
-    formatted,
 )
 from opos_tui.services.queue.operations import EngineOperations
+from opos_tui.services.queue.rows import row_fields, timestamp
 from opos_tui.services.queue.search import search_text, search_words
 
 CHANNEL = "opos_tui_queue"
@@ -223,10 +222,6 @@ def queue_error(url: str, exc: psycopg.Error) -> QueueError:
     )
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
 def _where(statuses: StatusFilter, search: str) -> tuple[str, dict[str, object]]:
     clauses: list[str] = []
     params: dict[str, object] = {}
@@ -246,26 +241,8 @@ def _row(r: Row) -> ItemRow:
 
 
 def _row_fields(r: Row) -> dict[str, Any]:
-    """The fields of an :class:`ItemRow` from a listing's row, for it or for a :class:`QueueItem`."""
-    return {
-        "id": int(r["id"]),
-        "status": Status(r["status"]),
-        "type": LetterType(r["type"]),
-        "level": r["level"],
-        "to": tuple(formatted(name, address) for name, address in r["to_list"]),
-        "customer_name": r["customer_name"],
-        "customer_number": r["customer_number"],
-        "document_number": r["document_number"],
-        "subject": r["subject"],
-        "attachments": tuple(r["att_list"]),
-        "attempts": r["attempts"],
-        "error": r["error"],
-        "message_id": r["message_id"],
-        "created_at": _dt(r["created_at"]) or datetime.now(UTC),
-        "sent_at": _dt(r["sent_at"]),
-        "next_attempt_at": _dt(r["next_attempt_at"]),
-        "plausible": r["plausible"],
-    }
+    """The fields of an :class:`ItemRow` from a listing's row."""
+    return row_fields(r, to=r["to_list"], attachments=r["att_list"], plausible=r["plausible"])
 
 
 Cursor = psycopg.Cursor[Row]
@@ -589,7 +566,7 @@ class PostgresQueue(EngineOperations):
             )
             cur.execute("SELECT at, outcome, reply FROM attempts WHERE item_id = %s ORDER BY id", (item_id,))
             history = tuple(
-                Attempt(_dt(x["at"]) or datetime.now(UTC), x["outcome"], x["reply"]) for x in cur.fetchall()
+                Attempt(timestamp(x["at"]) or datetime.now(UTC), x["outcome"], x["reply"]) for x in cur.fetchall()
             )
         return QueueItem(
             **_row_fields(r),
@@ -601,7 +578,7 @@ class PostgresQueue(EngineOperations):
             attachment_infos=infos,
             history=history,
             date=r["date"],
-            first_attempt_at=_dt(r["first_attempt_at"]),
+            first_attempt_at=timestamp(r["first_attempt_at"]),
         )
 
     def attachments(self, item_id: int) -> list[Attachment]:

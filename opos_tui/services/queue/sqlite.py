@@ -42,7 +42,6 @@ from opos_tui.services.queue.model import (
     Attempt,
     DuplicateImport,
     ItemRow,
-    LetterType,
     NewItem,
     QueueError,
     QueueGone,
@@ -51,9 +50,9 @@ from opos_tui.services.queue.model import (
     Rendered,
     Status,
     UnknownItems,
-    formatted,
 )
 from opos_tui.services.queue.operations import EngineOperations
+from opos_tui.services.queue.rows import row_fields, timestamp
 from opos_tui.services.queue.search import search_text, search_words
 
 BUSY_TIMEOUT_MS = 15_000
@@ -314,10 +313,6 @@ def select_in(
         size = min(size * 4, most)
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
 def _where(statuses: StatusFilter, search: str) -> tuple[str, list[object]]:
     clauses: list[str] = []
     params: list[object] = []
@@ -338,27 +333,10 @@ def _row(r: sqlite3.Row) -> ItemRow:
 
 
 def _row_fields(r: sqlite3.Row) -> dict[str, Any]:
-    """The fields of an :class:`ItemRow` from a row of :data:`_ROW_COLUMNS`, for it or for a :class:`QueueItem`
-    (made without an :class:`ItemRow` first: an item is made for every mail a run sends)."""
-    return {
-        "id": r["id"],
-        "status": Status(r["status"]),
-        "type": LetterType(r["type"]),
-        "level": r["level"],
-        "to": tuple(formatted(name, address) for name, address in json.loads(r["to_json"])),
-        "customer_name": r["customer_name"],
-        "customer_number": r["customer_number"],
-        "document_number": r["document_number"],
-        "subject": r["subject"],
-        "attachments": tuple(json.loads(r["att_json"])),
-        "attempts": r["attempts"],
-        "error": r["error"],
-        "message_id": r["message_id"],
-        "created_at": _dt(r["created_at"]) or datetime.now(UTC),
-        "sent_at": _dt(r["sent_at"]),
-        "next_attempt_at": _dt(r["next_attempt_at"]),
-        "plausible": _verdict(r["plausible"]),
-    }
+    """The fields of an :class:`ItemRow` from a row of :data:`_ROW_COLUMNS`."""
+    return row_fields(
+        r, to=json.loads(r["to_json"]), attachments=json.loads(r["att_json"]), plausible=_verdict(r["plausible"])
+    )
 
 
 def _item(r: sqlite3.Row) -> QueueItem:
@@ -373,7 +351,7 @@ def _item(r: sqlite3.Row) -> QueueItem:
         attachment_infos=tuple(AttachmentInfo(*info) for info in json.loads(r["infos_json"])),
         history=_history(r["history_json"]),
         date=r["date"],
-        first_attempt_at=_dt(r["first_attempt_at"]),
+        first_attempt_at=timestamp(r["first_attempt_at"]),
     )
 
 
@@ -925,9 +903,9 @@ class SqliteQueue(EngineOperations):
             status=Status.SENDING,
             attempts=attempts,
             date=sent_date,
-            first_attempt_at=_dt(first),
+            first_attempt_at=timestamp(first),
             error=error,
-            next_attempt_at=_dt(retry),
+            next_attempt_at=timestamp(retry),
             plausible=_verdict(plausible),
             history=_history(history),
         )
