@@ -685,8 +685,7 @@ class _Next:
     """As it was looked at."""
     rendered: Rendered
     date: str
-    """The Date its message is written with: its own, or the one its claim gives it (an item's first claim
-    gives it the Date it is asked to)."""
+    """The Date its message is written with: the item's own, or the one its first claim will give it."""
     upcoming: Upcoming | None = None
     """Its message and envelope, once written (on the event loop): the transport may announce them."""
 
